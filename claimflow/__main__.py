@@ -1,0 +1,5 @@
+import sys
+
+from claimflow.cli import main
+
+sys.exit(main())

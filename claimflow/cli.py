@@ -1,0 +1,507 @@
+"""The ``claimflow`` command: the desk's tools for people at a terminal.
+
+Every error a person can cause ends as one line on stderr (``error: ...``) and a non-zero exit code, never a
+traceback: usage errors exit 2, ``ClaimflowError`` subclasses exit with their own ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlmodel import Session
+
+from claimflow.db import check_reachable, get_engine, session_scope
+from claimflow.settings import get_settings
+from models.enums import CaseKind, Channel, ContactChannel, Priority
+from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, describe_validation_error
+from models.lifecycle import LIFECYCLES, lifecycle_for
+from models.masking import mask_birth_date, mask_email, mask_id_number, mask_name, mask_phone
+from models.staff import StaffDirectory
+from models.tables import CaseCreate, Customer, CustomerCreate, Department, Staff
+
+try:  # typer vendors its own click since 0.2x; its exceptions are not click's
+    from typer._click import exceptions as cli_errors
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as cli_errors  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="claimflow",
+    help="Claim and complaint desk: cases, deadlines, escalations and the audit log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the settings in force.", no_args_is_help=True)
+staff_app = typer.Typer(help="Departments and staff.", no_args_is_help=True)
+case_app = typer.Typer(help="File, inspect and move cases.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the hash-chained audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(staff_app, name="staff")
+app.add_typer(case_app, name="case")
+app.add_typer(audit_app, name="audit")
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+class _State:
+    actor: str = "system"
+
+
+state = _State()
+
+
+@app.callback()
+def _root(
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            help="Who is acting (recorded in the audit log); default $CLAIMFLOW_ACTOR or the OS user."
+        ),
+    ] = None,
+) -> None:
+    state.actor = actor or os.environ.get("CLAIMFLOW_ACTOR") or _os_user()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "system"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine() -> Engine:
+    engine = get_engine(get_settings().resolved_database_url)
+    check_reachable(engine)
+    return engine
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A committed-or-rolled-back session; a schema that was never created is reported as such."""
+    engine = _engine()
+    try:
+        with session_scope(engine) as session:
+            yield session
+    except (OperationalError, ProgrammingError) as exc:
+        text = str(exc.orig or exc)
+        if "no such table" in text or "does not exist" in text:
+            raise DatabaseUnavailable(
+                "the database has no claimflow schema yet: run 'claimflow db upgrade' first"
+            ) from exc
+        raise
+
+
+# --- db ---------------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Create the schema, or upgrade it to the newest revision (SQLite and PostgreSQL)."""
+    from claimflow.migrate import upgrade
+
+    engine = _engine()
+    before, after = upgrade(engine, revision)
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        out.print(f"database {where} already at revision {after}")
+    else:
+        out.print(f"database {where} upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the schema revision of the database and the newest one this version knows."""
+    from claimflow.migrate import current_revision, head_revision
+
+    engine = _engine()
+    current, head = current_revision(engine), head_revision(engine)
+    out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    out.print(f"revision: {current or 'empty'} (newest: {head})")
+    if current != head:
+        out.print("run 'claimflow db upgrade' to bring it up to date")
+
+
+# --- config -----------------------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Every setting, its value (secrets hidden) and what it does."""
+    table = Table("variable", "value", "meaning")
+    for name, value, description in get_settings().described():
+        table.add_row(name, value, description)
+    out.print(table)
+
+
+# --- staff ------------------------------------------------------------------------------------------------
+
+
+@staff_app.command("import")
+def staff_import(path: Annotated[Path, typer.Argument(help="Staff directory file (YAML).")]) -> None:
+    """Create or update departments and staff from a YAML file (all or nothing)."""
+    from tasks.staff import import_directory
+
+    directory = _load_yaml(path, StaffDirectory)
+    with _session() as session:
+        result = import_directory(session, directory=directory)
+    out.print(
+        f"departments: {result.departments_created} created, {result.departments_updated} updated; "
+        f"staff: {result.staff_created} created, {result.staff_updated} updated"
+    )
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """Staff with their role, department, skills and capacity."""
+    from sqlmodel import col, select
+
+    with _session() as session:
+        departments = {d.id: d.code for d in session.exec(select(Department))}
+        rows = list(session.exec(select(Staff).order_by(col(Staff.username))))
+        table = Table("username", "name", "role", "department", "skills", "languages", "capacity", "active")
+        for s in rows:
+            table.add_row(
+                s.username,
+                s.name,
+                s.role,
+                departments.get(s.department_id, "-"),
+                ", ".join(s.skills),
+                ", ".join(s.languages),
+                str(s.capacity),
+                "yes" if s.active else "no",
+            )
+    out.print(table)
+
+
+def _load_yaml(path: Path, model: type[StaffDirectory]) -> StaffDirectory:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{path}: expected a mapping with 'departments' and 'staff'")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, source=str(path))) from None
+
+
+# --- case -------------------------------------------------------------------------------------------------
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _parse_amount(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.replace(",", ""))
+    except InvalidOperation:
+        raise InvalidInput(f"--amount: {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"--amount: {value!r} is not a number")
+    return amount
+
+
+@case_app.command("new")
+def case_new(
+    kind: Annotated[CaseKind, typer.Option(help="claim, complaint or inquiry.")],
+    channel: Annotated[Channel, typer.Option(help="How the case reached the desk.")],
+    name: Annotated[str, typer.Option(help="Customer's name.")],
+    phone: Annotated[str | None, typer.Option(help="Customer's phone number.")] = None,
+    email: Annotated[str | None, typer.Option(help="Customer's e-mail address.")] = None,
+    id_number: Annotated[str | None, typer.Option(help="Customer's ID number.")] = None,
+    birth_date: Annotated[str | None, typer.Option(help="Customer's birth date, YYYY-MM-DD.")] = None,
+    language: Annotated[str, typer.Option(help="Customer's language (zh-CN, en).")] = "zh-CN",
+    contact: Annotated[ContactChannel, typer.Option(help="How the customer prefers to be told.")] = (
+        ContactChannel.email
+    ),
+    elderly: Annotated[
+        bool, typer.Option("--elderly", help="Customer is elderly (simplified handling).")
+    ] = False,
+    vulnerable: Annotated[
+        bool, typer.Option("--vulnerable", help="Customer is otherwise vulnerable.")
+    ] = False,
+    policy: Annotated[str | None, typer.Option(help="Policy number.")] = None,
+    product_line: Annotated[
+        str | None, typer.Option(help="Product line (motor, health, property ...).")
+    ] = None,
+    jurisdiction: Annotated[str, typer.Option(help="Jurisdiction whose rules apply.")] = "CN",
+    amount: Annotated[str | None, typer.Option(help="Amount claimed.")] = None,
+    currency: Annotated[str, typer.Option(help="Currency of the amount.")] = "CNY",
+    priority: Annotated[Priority, typer.Option(help="Priority.")] = Priority.normal,
+    description: Annotated[str | None, typer.Option(help="What happened, in the customer's words.")] = None,
+    incident_date: Annotated[str | None, typer.Option(help="When it happened, YYYY-MM-DD.")] = None,
+    related: Annotated[
+        str | None, typer.Option(help="Related case number (a complaint about a claim).")
+    ] = None,
+) -> None:
+    """File a new case and print its number."""
+    from tasks.cases import file_case
+
+    try:
+        data = CaseCreate(
+            kind=kind,
+            channel=channel,
+            product_line=product_line,
+            jurisdiction=jurisdiction,
+            policy_number=policy,
+            amount_claimed=_parse_amount(amount),
+            currency=currency,
+            priority=priority,
+            description=description,
+            incident_date=_parse_date(incident_date, "--incident-date"),
+            related_case_number=related,
+            customer=CustomerCreate(
+                name=name,
+                phone=phone,
+                email=email,
+                id_number=id_number,
+                birth_date=_parse_date(birth_date, "--birth-date"),
+                language=language,
+                preferred_channel=contact,
+                elderly=elderly,
+                vulnerable=vulnerable,
+            ),
+        )
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from None
+    with _session() as session:
+        case = file_case(session, data=data, actor=state.actor, now=_now())
+    out.print(case.number)
+
+
+@case_app.command("show")
+def case_show(
+    number: Annotated[str, typer.Argument(help="Case number, e.g. CLM-2026-000123.")],
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Show personal data unmasked (recorded in the audit log).")
+    ] = False,
+) -> None:
+    """A case: its state, customer (masked), steps and events."""
+    from sqlmodel import col, select
+
+    from models.tables import Step
+    from tasks.cases import append_event, events_of, get_case
+
+    with _session() as session:
+        case = get_case(session, number, for_update=reveal)
+        customer = session.get(Customer, case.customer_id)
+        assert customer is not None
+        if reveal:
+            append_event(
+                session, case=case, actor=state.actor, type="personal_data_viewed", data={}, now=_now()
+            )
+        steps = list(session.exec(select(Step).where(Step.case_id == case.id).order_by(col(Step.id))))
+        events = events_of(session, case)
+        handler = session.get(Staff, case.handler_id) if case.handler_id else None
+    lifecycle = lifecycle_for(case.kind)
+    out.print(
+        f"[bold]{case.number}[/bold]  {case.kind}  status: [bold]{case.status}[/bold]"
+        + (f"  outcome: {case.outcome}" if case.outcome else "")
+    )
+    out.print(
+        f"channel: {case.channel}  priority: {case.priority}  product line: {case.product_line or '-'}  "
+        f"jurisdiction: {case.jurisdiction}  policy: {case.policy_number or '-'}"
+    )
+    if case.amount_claimed is not None:
+        out.print(f"amount claimed: {case.amount_claimed} {case.currency}")
+    out.print(
+        f"handler: {handler.username if handler else '-'}  opened: {case.opened_at.isoformat()}"
+        + (f"  closed: {case.closed_at.isoformat()}" if case.closed_at else "")
+    )
+    out.print(f"customer: {_customer_line(customer, reveal)}")
+    out.print(f"next moves: {', '.join(lifecycle.allowed(case.status)) or 'none'}")
+    if steps:
+        table = Table("step", "status", "started", "due", "completed", "outcome", title="steps")
+        for s in steps:
+            table.add_row(
+                s.name, s.status, _iso(s.started_at), _iso(s.due_at), _iso(s.completed_at), s.outcome or ""
+            )
+        out.print(table)
+    table = Table("#", "time (UTC)", "actor", "event", "data", title="events")
+    for e in events:
+        table.add_row(str(e.sequence), _iso(e.at), e.actor, e.type, _short(e.data))
+    out.print(table)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def _short(data: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", [], {}))
+
+
+def _customer_line(customer: Customer, reveal: bool) -> str:
+    if reveal:
+        parts = [
+            customer.name,
+            customer.phone,
+            customer.email,
+            customer.id_number,
+            customer.birth_date.isoformat() if customer.birth_date else None,
+        ]
+    else:
+        parts = [
+            mask_name(customer.name),
+            mask_phone(customer.phone),
+            mask_email(customer.email),
+            mask_id_number(customer.id_number),
+            mask_birth_date(customer.birth_date),
+        ]
+    flags = [flag for flag, on in (("elderly", customer.elderly), ("vulnerable", customer.vulnerable)) if on]
+    text = "  ".join(p for p in parts if p)
+    return f"{text}  language: {customer.language}  contact: {customer.preferred_channel}" + (
+        f"  [{', '.join(flags)}]" if flags else ""
+    )
+
+
+@case_app.command("list")
+def case_list(
+    status: Annotated[list[str] | None, typer.Option(help="Only cases in this state (repeatable).")] = None,
+    kind: Annotated[CaseKind | None, typer.Option(help="Only this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many, newest first.")] = 50,
+) -> None:
+    """Cases, newest first (no personal data)."""
+    from tasks.cases import list_cases
+
+    wanted = list(status or [])
+    known = set().union(*(lc.states for lc in LIFECYCLES.values()))
+    for s in wanted:
+        if s not in known:
+            raise InvalidInput(f"--status: unknown state '{s}'; known states: {', '.join(sorted(known))}")
+    with _session() as session:
+        cases = list_cases(session, status=wanted, kind=kind, limit=limit)
+    table = Table("number", "kind", "channel", "status", "priority", "product line", "opened (UTC)")
+    for c in cases:
+        table.add_row(
+            c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", _iso(c.opened_at)
+        )
+    out.print(table)
+    out.print(f"{len(cases)} case(s)")
+
+
+@case_app.command("move")
+def case_move(
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    action: Annotated[str, typer.Argument(help="Lifecycle move, e.g. start_review, reject, close.")],
+    values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Data the move records, KEY=VALUE (repeatable), e.g. --set reasons='...'."
+        ),
+    ] = None,
+) -> None:
+    """Apply a lifecycle move to a case and record its event."""
+    from tasks.cases import apply_transition
+
+    data: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
+        data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
+    with _session() as session:
+        case, event = apply_transition(
+            session, number=number, action=action, actor=state.actor, now=_now(), data=data
+        )
+    out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
+
+
+# --- audit ------------------------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(
+    number: Annotated[str | None, typer.Argument(help="Only this case (default: every case).")] = None,
+) -> None:
+    """Recompute every hash of the audit log; name the first broken link of each case."""
+    from tasks.audit import verify_cases
+    from tasks.cases import get_case
+
+    with _session() as session:
+        cases = [get_case(session, number)] if number else None
+        report = verify_cases(session, cases)
+    if report.ok:
+        out.print(f"audit log intact: {report.cases_checked} case(s), {report.events_checked} event(s)")
+        return
+    for found in report.breaks:
+        print(f"broken: {found}", file=sys.stderr)
+    raise ClaimflowError(
+        f"audit log broken in {len(report.breaks)} of {report.cases_checked} case(s); "
+        f"first: {report.breaks[0]}"
+    )
+
+
+# --- entry point ------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; turn every expected failure into one line and an exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="claimflow")
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except cli_errors.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        return 2
+    except cli_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "claimflow"
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
+        print(f"error: {command}: {message}", file=sys.stderr)
+        return 2
+    except cli_errors.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except ClaimflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except IntegrityError as exc:
+        print(f"error: refused by the database: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        print(f"error: database failure: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        return 5
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

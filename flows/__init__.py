@@ -1,0 +1,1 @@
+"""Prefect flows: they orchestrate, they hold no business rule."""

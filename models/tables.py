@@ -1,0 +1,335 @@
+"""The database tables, in SQLModel families: ``XBase``, ``X(table=True)``, ``XCreate``, ``XPublic``.
+
+Personal data (names, ID numbers, phone numbers, e-mail addresses, birth dates) lives in ``Customer`` and
+nowhere else: other tables refer to the customer by id, and outbox rows name their recipient by reference
+(``customer:42``), resolved only when the message is delivered.
+
+Enumerated columns are stored as short strings (not database enum types) so that adding a state is a code
+change, not a schema migration; the lifecycles in ``models.lifecycle`` are what keeps them honest.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from models.enums import CaseKind, Channel, ContactChannel, OutboxStatus, Priority, StaffRole, StepStatus
+from models.types import UTCDateTime
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=JSONType)
+
+
+# --- people ---------------------------------------------------------------------------------------------
+
+
+class CustomerBase(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    id_number: str | None = Field(
+        default=None, max_length=64, schema_extra={"pattern": r"^[0-9A-Za-z-]{4,64}$"}
+    )
+    phone: str | None = Field(
+        default=None, max_length=40, schema_extra={"pattern": r"^\+?[0-9][0-9 ()-]{4,38}$"}
+    )
+    email: str | None = Field(
+        default=None, max_length=254, schema_extra={"pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"}
+    )
+    birth_date: date | None = None
+    language: str = Field(default="zh-CN", max_length=16, schema_extra={"pattern": r"^[a-z]{2}(-[A-Z]{2})?$"})
+    preferred_channel: ContactChannel = Field(default=ContactChannel.email, sa_type=String(16))
+    elderly: bool = False
+    vulnerable: bool = False
+    vulnerability_note: str | None = Field(default=None, max_length=500)
+
+
+class Customer(CustomerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class CustomerCreate(CustomerBase):
+    pass
+
+
+class DepartmentBase(SQLModel):
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    active: bool = True
+
+
+class Department(DepartmentBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class StaffBase(SQLModel):
+    username: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    role: StaffRole = Field(sa_type=String(16))
+    department_id: int | None = Field(default=None, foreign_key="department.id")
+    skills: list[str] = _json_list()
+    languages: list[str] = _json_list()
+    active: bool = True
+    capacity: int = Field(default=20, ge=0)
+
+
+class Staff(StaffBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class StaffPublic(SQLModel):
+    id: int
+    username: str
+    name: str
+    role: StaffRole
+    department_id: int | None
+    skills: list[str]
+    languages: list[str]
+    active: bool
+    capacity: int
+
+
+# --- cases ----------------------------------------------------------------------------------------------
+
+
+class CaseCounter(SQLModel, table=True):
+    """The last number handed out per case kind and year; bumped with one atomic upsert per filing."""
+
+    __tablename__ = "case_counter"
+
+    kind: str = Field(primary_key=True, max_length=16)
+    year: int = Field(primary_key=True)
+    last_value: int = 0
+
+
+class CaseBase(SQLModel):
+    kind: CaseKind = Field(sa_type=String(16))
+    channel: Channel = Field(sa_type=String(16))
+    product_line: str | None = Field(default=None, max_length=64)
+    jurisdiction: str = Field(default="CN", max_length=16)
+    policy_number: str | None = Field(default=None, max_length=64)
+    amount_claimed: Decimal | None = Field(
+        default=None, ge=0, max_digits=14, decimal_places=2, sa_type=Numeric(14, 2)
+    )
+    currency: str = Field(default="CNY", max_length=3, schema_extra={"pattern": r"^[A-Z]{3}$"})
+    priority: Priority = Field(default=Priority.normal, sa_type=String(16))
+    description: str | None = Field(default=None, sa_type=Text)
+    incident_date: date | None = None
+
+
+class Case(CaseBase, table=True):
+    __table_args__ = (
+        Index("ix_case_status_kind", "status", "kind"),
+        CheckConstraint("amount_claimed IS NULL OR amount_claimed >= 0", name="ck_case_amount_nonnegative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True, index=True)
+    status: str = Field(max_length=32)
+    outcome: str | None = Field(default=None, max_length=32)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    handler_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    department_id: int | None = Field(default=None, foreign_key="department.id")
+    related_case_id: int | None = Field(default=None, foreign_key="case.id")
+    opened_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    closed_at: datetime | None = _ts()
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class CaseCreate(CaseBase):
+    """What a caller gives to file a case; the customer comes with it."""
+
+    customer: CustomerCreate
+    related_case_number: str | None = None
+
+
+class CasePublic(CaseBase):
+    """A case as shown to staff: no personal data (the customer is referred to by id)."""
+
+    id: int
+    number: str
+    status: str
+    outcome: str | None
+    customer_id: int
+    handler_id: int | None
+    department_id: int | None
+    related_case_id: int | None
+    opened_at: datetime
+    closed_at: datetime | None
+
+
+class Step(SQLModel, table=True):
+    """One step of a case (intake, review, ...) with its clock.
+
+    ``next_check_at`` is the earliest of the step's next reminder and its deadline: the SLA watcher asks for
+    open steps whose ``next_check_at`` has come, through a partial index, so its cost follows what is due.
+    """
+
+    __table_args__ = (
+        Index(
+            "ix_step_open_due",
+            "due_at",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        Index(
+            "ix_step_open_next_check",
+            "next_check_at",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        UniqueConstraint("case_id", "name", "attempt", name="uq_step_case_name_attempt"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    name: str = Field(max_length=32)
+    attempt: int = 1
+    status: StepStatus = Field(default=StepStatus.open, sa_type=String(16))
+    assignee_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    due_at: datetime | None = _ts()
+    next_check_at: datetime | None = _ts()
+    paused_since: datetime | None = _ts()
+    paused_seconds: int = 0
+    pauses: list[dict[str, str]] = _json_list()
+    completed_at: datetime | None = _ts()
+    outcome: str | None = Field(default=None, max_length=64)
+    policy_rule: str | None = Field(default=None, max_length=200)
+
+
+class Escalation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("step_id", "level", name="uq_escalation_step_level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int = Field(foreign_key="step.id", index=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    level: int = Field(ge=1)
+    role: StaffRole = Field(sa_type=String(16))
+    reason: str = Field(max_length=500)
+    raised_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    decide_by: datetime | None = _ts()
+    decided_by_id: int | None = Field(default=None, foreign_key="staff.id")
+    decision: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = _ts()
+
+
+class Approval(SQLModel, table=True):
+    """A four-eyes decision: the approver is never the requester (checked here) nor the case handler
+    (checked by ``models.approval`` before the row is written)."""
+
+    __table_args__ = (
+        CheckConstraint(
+            "approver_id IS NULL OR approver_id <> requested_by_id", name="ck_approval_four_eyes"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    subject: str = Field(max_length=32)
+    subject_ref: str | None = Field(default=None, max_length=64)
+    amount: Decimal | None = Field(default=None, sa_type=Numeric(14, 2))
+    requested_by_id: int = Field(foreign_key="staff.id")
+    approver_id: int | None = Field(default=None, foreign_key="staff.id")
+    decision: str | None = Field(default=None, max_length=16)
+    comment: str | None = Field(default=None, sa_type=Text)
+    requested_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    decided_at: datetime | None = _ts()
+
+
+class DocumentRequirement(SQLModel, table=True):
+    __tablename__ = "document_requirement"
+    __table_args__ = (UniqueConstraint("case_id", "document_type", name="uq_document_case_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    document_type: str = Field(max_length=64)
+    required: bool = True
+    requested_at: datetime | None = _ts()
+    received_at: datetime | None = _ts()
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Feedback(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    score: int | None = None
+    solved: bool | None = None
+    comment: str | None = Field(default=None, sa_type=Text)
+    channel: str = Field(max_length=16)
+    classification: str | None = Field(default=None, max_length=16)
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    """A message waiting to leave. Written in the same transaction as the decision to send it."""
+
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    channel: str = Field(max_length=32)
+    recipient: str = Field(max_length=200)
+    template: str = Field(max_length=100)
+    language: str = Field(default="zh-CN", max_length=16)
+    context: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    status: OutboxStatus = Field(default=OutboxStatus.pending, sa_type=String(16))
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=Text)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    sent_at: datetime | None = _ts()
+
+
+class Event(SQLModel, table=True):
+    """One entry of a case's append-only, hash-chained audit log.
+
+    ``hash`` is SHA-256 over ``prev_hash`` and the canonical content of this row (see ``models.audit``).
+    Database triggers refuse UPDATE and DELETE on this table; no code path does either.
+    """
+
+    __table_args__ = (UniqueConstraint("case_id", "sequence", name="uq_event_case_sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id")
+    sequence: int = Field(ge=1)
+    at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    actor: str = Field(max_length=64)
+    type: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class EventPublic(SQLModel):
+    sequence: int
+    at: datetime
+    actor: str
+    type: str
+    data: dict[str, Any]

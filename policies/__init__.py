@@ -1,0 +1,1 @@
+"""SLA policy packs (YAML), shipped as package data."""

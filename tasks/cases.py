@@ -1,0 +1,198 @@
+"""Filing cases, numbering them, moving them through their lifecycle, and appending to the audit log.
+
+Every function takes the session first and leaves the commit to the caller, so that one transition, its
+event (and, later, its outbox message) commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from models.audit import GENESIS_HASH, canonical_content, chain_hash, normalise_data
+from models.enums import CaseKind
+from models.errors import InvalidInput, NotFound
+from models.lifecycle import lifecycle_for
+from models.tables import Case, CaseCounter, CaseCreate, Customer, Event
+
+
+def case_number(kind: CaseKind, year: int, value: int) -> str:
+    """``CLM-2026-000123``: prefix per kind, the filing year, six digits (more when a year needs them)."""
+    return f"{kind.prefix}-{year:04d}-{value:06d}"
+
+
+def next_case_number(session: Session, *, kind: CaseKind, year: int) -> str:
+    """Take the next number for ``kind`` in ``year`` with one atomic upsert.
+
+    The counter row stays locked until the caller's transaction ends, so concurrent filings queue on it
+    (PostgreSQL row lock, SQLite database lock) and no number is handed out twice or skipped by a rollback.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = CaseCounter.__table__  # type: ignore[attr-defined]
+    statement = (
+        insert(table)
+        .values(kind=kind.value, year=year, last_value=1)
+        .on_conflict_do_update(index_elements=["kind", "year"], set_={"last_value": table.c.last_value + 1})
+        .returning(table.c.last_value)
+    )
+    value = session.execute(statement).scalar_one()
+    return case_number(kind, year, value)
+
+
+def get_case(session: Session, number: str, *, for_update: bool = False) -> Case:
+    """The case with this number; ``NotFound`` if there is none."""
+    statement = select(Case).where(Case.number == number.strip().upper())
+    if for_update:
+        statement = statement.with_for_update()
+    case = session.exec(statement).first()
+    if case is None:
+        raise NotFound(f"no case numbered {number!r}")
+    return case
+
+
+def file_case(session: Session, *, data: CaseCreate, actor: str, now: datetime) -> Case:
+    """File a new case with its customer and its first event (``filed``); the caller commits.
+
+    Args:
+        session: the open session.
+        data: the case and its customer, already validated.
+        actor: who files it (staff username, an intake source, ``system``).
+        now: the filing time (aware); its year, in UTC, numbers the case.
+    """
+    related_id = None
+    if data.related_case_number:
+        related_id = get_case(session, data.related_case_number).id
+    customer = Customer.model_validate(data.customer, update={"created_at": now})
+    session.add(customer)
+    session.flush()
+    kind = CaseKind(data.kind)
+    lifecycle = lifecycle_for(kind)
+    case = Case.model_validate(
+        data.model_dump(exclude={"customer", "related_case_number"}),
+        update={
+            "number": next_case_number(session, kind=kind, year=now.year),
+            "status": lifecycle.initial,
+            "customer_id": customer.id,
+            "related_case_id": related_id,
+            "opened_at": now,
+            "updated_at": now,
+        },
+    )
+    session.add(case)
+    session.flush()
+    append_event(
+        session,
+        case=case,
+        actor=actor,
+        type="filed",
+        data={
+            "kind": case.kind,
+            "channel": case.channel,
+            "status": case.status,
+            "priority": case.priority,
+            "product_line": case.product_line,
+            "related_case": data.related_case_number,
+        },
+        now=now,
+    )
+    return case
+
+
+def append_event(
+    session: Session, *, case: Case, actor: str, type: str, data: Mapping[str, Any], now: datetime
+) -> Event:
+    """Append one event to the case's hash chain. Never updates or deletes an event.
+
+    The caller holds the case row (filed in this transaction, or read ``for_update``), so the sequence
+    cannot be taken twice; the unique (case, sequence) constraint is the last guard.
+    """
+    assert case.id is not None, "the case must be flushed before events are appended"
+    last = session.exec(
+        select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence).desc()).limit(1)
+    ).first()
+    sequence = 1 if last is None else last.sequence + 1
+    prev_hash = GENESIS_HASH if last is None else last.hash
+    stored = normalise_data(data)
+    content = canonical_content(
+        case_number=case.number, sequence=sequence, at=now, actor=actor, type=type, data=stored
+    )
+    event = Event(
+        case_id=case.id,
+        sequence=sequence,
+        at=now,
+        actor=actor,
+        type=type,
+        data=stored,
+        prev_hash=prev_hash,
+        hash=chain_hash(prev_hash, content),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def apply_transition(
+    session: Session,
+    *,
+    number: str,
+    action: str,
+    actor: str,
+    now: datetime,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[Case, Event]:
+    """Move a case through its lifecycle and record the event, in the caller's transaction.
+
+    Raises:
+        NotFound: no such case.
+        IllegalTransition: the lifecycle does not allow ``action`` from the case's state.
+        MissingTransitionData: the move needs data that was not given.
+    """
+    case = get_case(session, number, for_update=True)
+    lifecycle = lifecycle_for(case.kind)
+    new_state, lifecycle_event = lifecycle.apply(case.status, action, actor=actor, data=data)
+    case.status = new_state
+    if "outcome" in lifecycle_event.data:
+        case.outcome = lifecycle_event.data["outcome"]
+    if lifecycle.is_closed(new_state):
+        case.closed_at = now
+    elif case.closed_at is not None:
+        case.closed_at = None
+    case.updated_at = now
+    session.add(case)
+    event = append_event(
+        session, case=case, actor=actor, type=lifecycle_event.type, data=lifecycle_event.data, now=now
+    )
+    return case, event
+
+
+def list_cases(
+    session: Session,
+    *,
+    status: Sequence[str] = (),
+    kind: CaseKind | None = None,
+    limit: int = 100,
+) -> list[Case]:
+    """Cases newest first, filtered by status and kind."""
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1")
+    statement = select(Case).order_by(col(Case.opened_at).desc(), col(Case.id).desc()).limit(limit)
+    if status:
+        statement = statement.where(col(Case.status).in_(list(status)))
+    if kind is not None:
+        statement = statement.where(Case.kind == kind)
+    return list(session.exec(statement))
+
+
+def events_of(session: Session, case: Case) -> list[Event]:
+    return list(session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence))))
+
+
+def count_cases(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(Case)).one())

@@ -1,0 +1,1 @@
+"""Jinja2 message templates, shipped as package data."""

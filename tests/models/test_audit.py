@@ -1,0 +1,109 @@
+"""The hash chain: any change, removal or reordering of an event is found, and the first broken link named."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from models.audit import (
+    GENESIS_HASH,
+    ChainLink,
+    canonical_content,
+    canonical_time,
+    chain_hash,
+    verify_chain,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _chain(n: int, case: str = "CLM-2026-000001") -> list[ChainLink]:
+    links, prev = [], GENESIS_HASH
+    for i in range(1, n + 1):
+        at, data = T0 + timedelta(minutes=i), {"step": i, "note": "审核 review"}
+        h = chain_hash(
+            prev,
+            canonical_content(case_number=case, sequence=i, at=at, actor="li.wei", type="moved", data=data),
+        )
+        links.append(ChainLink(i, at, "li.wei", "moved", data, prev, h))
+        prev = h
+    return links
+
+
+def test_an_untouched_chain_verifies() -> None:
+    assert verify_chain("CLM-2026-000001", _chain(5)) is None
+
+
+def test_an_empty_chain_verifies() -> None:
+    assert verify_chain("CLM-2026-000001", []) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(lambda e: replace(e, data={**e.data, "step": 99}), "altered", id="data-changed"),
+        pytest.param(lambda e: replace(e, actor="intruder"), "altered", id="actor-changed"),
+        pytest.param(lambda e: replace(e, at=e.at + timedelta(microseconds=1)), "altered", id="time-moved"),
+        pytest.param(lambda e: replace(e, type="approve"), "altered", id="type-changed"),
+        pytest.param(lambda e: replace(e, prev_hash="f" * 64), "prev_hash", id="link-cut"),
+    ],
+)
+def test_a_tampered_event_is_named(change, reason: str) -> None:
+    links = _chain(5)
+    links[2] = change(links[2])
+    found = verify_chain("CLM-2026-000001", links)
+    assert found is not None
+    assert found.sequence == 3
+    assert reason in found.reason
+    assert "CLM-2026-000001 event #3" in str(found)
+
+
+def test_a_removed_event_is_found_where_the_gap_is() -> None:
+    links = _chain(5)
+    del links[1]
+    found = verify_chain("CLM-2026-000001", links)
+    assert found is not None and found.sequence == 3 and "where 2 was expected" in found.reason
+
+
+def test_a_rewritten_tail_with_recomputed_hashes_still_breaks_at_the_seam() -> None:
+    links = _chain(4)
+    forged = replace(links[1], data={"step": 2, "note": "forged"})
+    content = canonical_content(
+        case_number="CLM-2026-000001",
+        sequence=2,
+        at=forged.at,
+        actor=forged.actor,
+        type=forged.type,
+        data=forged.data,
+    )
+    links[1] = replace(forged, hash=chain_hash(forged.prev_hash, content))
+    found = verify_chain("CLM-2026-000001", links)
+    assert found is not None and found.sequence == 3 and "prev_hash" in found.reason
+
+
+def test_events_moved_to_another_case_do_not_verify_there() -> None:
+    found = verify_chain("CLM-2026-000002", _chain(2))
+    assert found is not None and found.sequence == 1
+
+
+def test_one_instant_has_one_spelling_whatever_its_zone() -> None:
+    shanghai = timezone(timedelta(hours=8))
+    assert canonical_time(T0) == canonical_time(T0.astimezone(shanghai)) == "2026-03-02T09:00:00.000000Z"
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        canonical_time(datetime(2026, 1, 1))
+
+
+def test_content_is_canonical_json_with_decimals_as_text() -> None:
+    text = canonical_content(
+        case_number="C", sequence=1, at=T0, actor="a", type="t", data={"b": Decimal("10.50"), "a": "中文"}
+    )
+    assert text == (
+        '{"actor":"a","at":"2026-03-02T09:00:00.000000Z","case":"C",'
+        '"data":{"a":"中文","b":"10.50"},"seq":1,"type":"t"}'
+    )
