@@ -57,7 +57,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
 
-out = Console(highlight=False, soft_wrap=True)
+# markup off: customer-supplied text such as "[bold]" must print as written
+out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 class _State:
@@ -331,7 +332,7 @@ def case_show(
         handler = session.get(Staff, case.handler_id) if case.handler_id else None
     lifecycle = lifecycle_for(case.kind)
     out.print(
-        f"[bold]{case.number}[/bold]  {case.kind}  status: [bold]{case.status}[/bold]"
+        f"{case.number}  {case.kind}  status: {case.status}"
         + (f"  outcome: {case.outcome}" if case.outcome else "")
     )
     out.print(
@@ -441,6 +442,26 @@ def case_move(
             session, number=number, action=action, actor=state.actor, now=_now(), data=data
         )
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Create the schema if needed, load a sample desk and walk three sample cases through their lives."""
+    from claimflow.demo import run_demo
+    from claimflow.migrate import upgrade
+    from tasks.audit import verify_cases
+
+    engine = _engine()
+    upgrade(engine)
+    cases = run_demo(engine, now=_now())
+    table = Table("case", "kind", "status", "what happened", title="sample cases")
+    for c in cases:
+        table.add_row(c.number, c.kind, c.status, c.story)
+    out.print(table)
+    with _session() as session:
+        report = verify_cases(session)
+    out.print(f"audit log: {'intact' if report.ok else 'BROKEN'} ({report.events_checked} events)")
+    out.print(f"next: claimflow case show {cases[0].number}")
 
 
 # --- audit ------------------------------------------------------------------------------------------------

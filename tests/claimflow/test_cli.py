@@ -1,0 +1,232 @@
+"""The desk's CLI end to end, through a temporary database on each backend."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from claimflow.cli import main
+from claimflow.settings import get_settings
+
+STAFF_YAML = """
+departments:
+  - {code: claims-motor, name: Motor claims}
+  - {code: complaints, name: Complaints (independent)}
+staff:
+  - {username: li.wei, name: Li Wei, role: handler, department: claims-motor, skills: [motor], languages: [zh-CN, en]}
+  - {username: zhao.min, name: Zhao Min, role: supervisor, department: claims-motor}
+  - {username: chen.jing, name: Chen Jing, role: handler, department: complaints, capacity: 12}
+"""
+
+
+class Desk:
+    """Runs ``claimflow`` in-process against one database, as a person at a terminal would."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str, code: int = 0) -> str:
+        get_settings.cache_clear()
+        result = main(list(argv))
+        captured = self.capsys.readouterr()
+        assert result == code, f"exit {result}: {captured.out}{captured.err}"
+        return captured.out if code == 0 else captured.err
+
+
+@pytest.fixture
+def desk(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Desk:
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    return Desk(capsys)
+
+
+def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    assert "already at revision" in desk("db", "upgrade")
+    assert desk("staff", "import", str(staff)) == (
+        "departments: 2 created, 0 updated; staff: 3 created, 0 updated\n"
+    )
+    assert "staff: 0 created, 3 updated" in desk("staff", "import", str(staff))
+    assert "chen.jing" in desk("staff", "list")
+
+    number = desk(
+        "--actor",
+        "li.wei",
+        "case",
+        "new",
+        "--kind",
+        "claim",
+        "--channel",
+        "phone",
+        "--name",
+        "张三丰",
+        "--phone",
+        "13812345678",
+        "--id-number",
+        "110101195003021234",
+        "--birth-date",
+        "1950-03-02",
+        "--elderly",
+        "--policy",
+        "P-778899",
+        "--product-line",
+        "motor",
+        "--amount",
+        "12,800.50",
+        "--incident-date",
+        "2026-02-27",
+        "--description",
+        "Rear-ended at a junction",
+    ).strip()
+    assert re.fullmatch(r"CLM-\d{4}-000001", number)
+
+    shown = desk("case", "show", number)
+    assert "张**" in shown and "138****5678" in shown and "1101**********1234" in shown
+    assert "张三丰" not in shown and "13812345678" not in shown
+    assert "[elderly]" in shown and "12800.50 CNY" in shown
+    assert "next moves: start_review, withdraw" in shown
+
+    desk("--actor", "li.wei", "case", "move", number, "start_review")
+    desk(
+        "--actor",
+        "li.wei",
+        "case",
+        "move",
+        number,
+        "request_documents",
+        "--set",
+        "documents=police report; repair invoice",
+    )
+    desk("--actor", "customer", "case", "move", number, "documents_received")
+    out = desk("--actor", "li.wei", "case", "move", number, "approve", "--set", "amount=12000")
+    assert out.strip() == f"{number}: under_review -> approved (event #5)"
+    desk("--actor", "li.wei", "case", "move", number, "record_payment", "--set", "amount=12000")
+    desk("--actor", "li.wei", "case", "move", number, "close")
+
+    assert "audit log intact: 1 case(s), 7 event(s)" in desk("audit", "verify")
+    assert number in desk("case", "list", "--status", "closed")
+    assert "0 case(s)" in desk("case", "list", "--status", "received")
+
+    revealed = desk("--actor", "zhao.min", "case", "show", number, "--reveal")
+    assert "张三丰" in revealed and "13812345678" in revealed
+    assert "personal_data_viewed" in desk("case", "show", number)  # the look itself is on the record
+    assert "8 event(s)" in desk("audit", "verify", number)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "code"),
+    [
+        pytest.param(["case", "new", "--kind", "claims", "--channel", "phone", "--name", "x"],
+                     "Invalid value for '--kind'", 2, id="unknown-kind"),
+        pytest.param(["case", "new", "--kind", "claim", "--channel", "fax", "--name", "x"],
+                     "Invalid value for '--channel'", 2, id="unknown-channel"),
+        pytest.param(["case", "list", "--status", "lost"], "unknown state 'lost'", 2, id="unknown-state"),
+        pytest.param(["case", "new", "--kind", "claim", "--channel", "phone", "--name", "x",
+                      "--birth-date", "1950-02-30"], "--birth-date: '1950-02-30' is not a date", 2,
+                     id="malformed-date"),
+        pytest.param(["case", "new", "--kind", "claim", "--channel", "phone", "--name", "x", "--amount", "lots"],
+                     "--amount: 'lots' is not a number", 2, id="malformed-amount"),
+        pytest.param(["case", "new", "--kind", "claim", "--channel", "phone", "--name", "x", "--email", "nope"],
+                     "email: string should match pattern", 2, id="malformed-email"),
+        pytest.param(["case", "show", "CLM-2026-999999"], "no case numbered 'CLM-2026-999999'", 3,
+                     id="unknown-case"),
+        pytest.param(["audit", "verify", "CMP-2026-000001"], "no case numbered", 3, id="unknown-case-audit"),
+        pytest.param(["case", "move", "CLM-2026-999999", "close"], "no case numbered", 3, id="move-unknown-case"),
+        pytest.param(["case", "move", "X", "close", "--set", "oops"], "'oops' is not KEY=VALUE", 2,
+                     id="malformed-set"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_one_line_and_a_non_zero_exit(
+    desk: Desk, argv: list[str], message: str, code: int
+) -> None:
+    err = desk(*argv, code=code)
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "0 case(s)" in desk("case", "list")  # nothing half-written
+
+
+def test_an_illegal_move_names_the_allowed_ones_and_changes_nothing(desk: Desk) -> None:
+    number = desk("case", "new", "--kind", "complaint", "--channel", "letter", "--name", "Wang Fang").strip()
+    err = desk("case", "move", number, "uphold", "--set", "remedy=refund", code=4)
+    assert (
+        err
+        == "error: complaint in state 'received' cannot 'uphold'; allowed from 'received': acknowledge, withdraw\n"
+    )
+    assert "status: received" in desk("case", "show", number)
+
+
+def test_a_bad_staff_file_names_the_entry_and_writes_nothing(desk: Desk, tmp_path: Path) -> None:
+    bad = tmp_path / "staff.yaml"
+    bad.write_text(STAFF_YAML.replace("role: supervisor", "role: boss"), encoding="utf-8")
+    err = desk("staff", "import", str(bad), code=2)
+    assert "staff[1].role" in err and "'boss'" in err
+    bad.write_text(STAFF_YAML.replace("department: complaints", "department: legal"), encoding="utf-8")
+    assert "staff[2].department: unknown department 'legal'" in desk("staff", "import", str(bad), code=2)
+    bad.write_text("staff: [unclosed", encoding="utf-8")
+    assert "not valid YAML at line 1" in desk("staff", "import", str(bad), code=2)
+    assert "no such file" in desk("staff", "import", str(tmp_path / "missing.yaml"), code=2)
+    assert "li.wei" not in desk("staff", "list")
+
+
+def test_config_show_lists_every_setting_and_hides_secrets(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAIMFLOW_SURVEY_LINK_KEY", "very-secret-value")
+    monkeypatch.setenv("CLAIMFLOW_WEBHOOK_SECRETS", '{"webform": ["s3cr3t-new", "s3cr3t-old"]}')
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", "postgresql+psycopg://desk:hunter2@db.internal/claims")
+    out = desk("config", "show")
+    for name in type(get_settings()).model_fields:
+        assert f"CLAIMFLOW_{name.upper()}" in out
+    assert "very-secret-value" not in out and "s3cr3t" not in out and "hunter2" not in out
+    assert "webform: [2 secret(s)]" in out
+
+
+def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    err = Desk(capsys)("case", "list", code=5)
+    assert err.startswith("error: cannot reach database postgresql+psycopg://nobody@127.0.0.1:9/none")
+    assert err.count("\n") == 1
+
+
+def test_an_unmigrated_database_says_what_to_run(
+    monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    err = Desk(capsys)("case", "list", code=5)
+    assert err == "error: the database has no claimflow schema yet: run 'claimflow db upgrade' first\n"
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
+    exe = shutil.which("claimflow", path=str(Path(sys.executable).parent))
+    assert exe, "the claimflow console script is installed with the package"
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "CLAIMFLOW_DATA_DIR": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [exe, "case", "show", "CLM-2026-000001"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 5
+    assert (
+        done.stderr == "error: the database has no claimflow schema yet: run 'claimflow db upgrade' first\n"
+    )
+    assert (tmp_path / "claimflow.db").exists()  # the data directory was created on first use
+    helped = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    for group in ("db", "staff", "case", "audit", "config"):
+        assert re.search(rf"^\s+{group}\s", helped.stdout, re.MULTILINE)
+
+
+def test_the_demo_walks_sample_cases_and_can_run_twice(desk: Desk) -> None:
+    first = desk("demo")  # "db upgrade" is part of it
+    assert re.search(r"CLM-\d{4}-000001", first) and "feedback" in first and "investigating" in first
+    assert "audit log: intact (12 events)" in first
+    second = desk("demo")
+    assert re.search(r"CLM-\d{4}-000002", second) and "audit log: intact (24 events)" in second
+    assert "zhou.qiang" in desk("staff", "list")
