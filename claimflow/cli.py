@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
+from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel, ContactChannel, Priority
@@ -56,6 +57,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
 app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
+app.add_typer(calendar_app, name="calendar", help="Working days and rest days per region.")
+app.add_typer(sla_app, name="sla", help="Deadlines from the SLA policy packs.")
+app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
 
 # markup off: customer-supplied text such as "[bold]" must print as written
 out = Console(highlight=False, soft_wrap=True, markup=False)
@@ -155,6 +159,14 @@ def config_show() -> None:
     out.print(table)
 
 
+@config_app.command("new-key")
+def config_new_key() -> None:
+    """Print a new key for CLAIMFLOW_SECRET_KEY (encrypts enrolled approval secrets)."""
+    from cryptography.fernet import Fernet
+
+    out.print(Fernet.generate_key().decode())
+
+
 # --- staff ------------------------------------------------------------------------------------------------
 
 
@@ -193,6 +205,26 @@ def staff_list() -> None:
                 "yes" if s.active else "no",
             )
     out.print(table)
+
+
+@staff_app.command("enroll")
+def staff_enroll(
+    username: Annotated[str, typer.Argument(help="Staff member to enrol.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing secret (a lost phone).")
+    ] = False,
+) -> None:
+    """Enrol a staff member for one-time approval codes (TOTP) and print the secret for their app."""
+    from claimflow.secrets import encrypt
+    from models.otp import new_secret, provisioning_uri
+    from tasks.staff import enroll
+
+    secret = new_secret()
+    with _session() as session:
+        enroll(session, username=username, encrypted_secret=encrypt(get_settings(), secret), force=force)
+    out.print(f"{username} enrolled. Add this to their authenticator app (shown once, not stored in clear):")
+    out.print(f"  secret: {secret}")
+    out.print(f"  uri:    {provisioning_uri(secret, username=username)}")
 
 
 def _load_yaml(path: Path, model: type[StaffDirectory]) -> StaffDirectory:

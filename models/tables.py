@@ -96,6 +96,10 @@ class StaffBase(SQLModel):
 
 class Staff(StaffBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    totp_secret: str | None = Field(default=None, sa_type=Text)
+    """The staff member's TOTP secret (RFC 6238), encrypted with the desk's secret key."""
+    totp_last_counter: int | None = None
+    """The last time-step counter accepted, so one code cannot be used twice."""
 
 
 class StaffPublic(SQLModel):
@@ -155,6 +159,8 @@ class Case(CaseBase, table=True):
     opened_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     closed_at: datetime | None = _ts()
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    flow_run_id: str | None = Field(default=None, max_length=36)
+    """The Prefect flow run driving the case (the reconciler starts one where it is missing)."""
 
 
 class CaseCreate(CaseBase):
@@ -217,6 +223,13 @@ class Step(SQLModel, table=True):
     completed_at: datetime | None = _ts()
     outcome: str | None = Field(default=None, max_length=64)
     policy_rule: str | None = Field(default=None, max_length=200)
+    schedule: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    """Reminder and escalation times computed from the SLA pack: {"reminders": [...], "escalations": [...]}."""
+    reminders_done: int = 0
+    escalation_level: int = 0
+    extensions: list[str] = _json_list()
+    waiting_key: str | None = Field(default=None, max_length=100)
+    """Key of the decision the case's flow run is suspended on, while it waits for a person."""
 
 
 class Escalation(SQLModel, table=True):
@@ -233,6 +246,7 @@ class Escalation(SQLModel, table=True):
     decided_by_id: int | None = Field(default=None, foreign_key="staff.id")
     decision: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = _ts()
+    flow_run_id: str | None = Field(default=None, max_length=36)
 
 
 class Approval(SQLModel, table=True):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from models.errors import InvalidInput
+from models.errors import InvalidInput, NotFound
 from models.staff import StaffDirectory
 from models.tables import Department, Staff
 
@@ -65,3 +65,20 @@ def import_directory(session: Session, *, directory: StaffDirectory) -> ImportRe
 
 def get_staff(session: Session, username: str) -> Staff | None:
     return session.exec(select(Staff).where(Staff.username == username)).first()
+
+
+def enroll(session: Session, *, username: str, encrypted_secret: str, force: bool = False) -> Staff:
+    """Store a new (encrypted) approval-code secret for a staff member; the caller commits.
+
+    Refuses to replace an existing secret unless ``force`` (a lost phone, say).
+    """
+    member = get_staff(session, username)
+    if member is None:
+        raise NotFound(f"no staff member '{username}'")
+    if member.totp_secret and not force:
+        raise InvalidInput(f"{username} is already enrolled; use --force to replace the secret")
+    member.totp_secret = encrypted_secret
+    member.totp_last_counter = None
+    session.add(member)
+    session.flush()
+    return member

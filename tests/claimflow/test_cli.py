@@ -230,3 +230,33 @@ def test_the_demo_walks_sample_cases_and_can_run_twice(desk: Desk) -> None:
     second = desk("demo")
     assert re.search(r"CLM-\d{4}-000002", second) and "audit log: intact (24 events)" in second
     assert "zhou.qiang" in desk("staff", "list")
+
+
+def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: Desk, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session, select
+
+    from claimflow.db import create_db_engine
+    from claimflow.secrets import decrypt
+    from models.otp import code_at, verify_code
+    from models.tables import Staff
+
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    desk("staff", "import", str(staff))
+    out = desk("staff", "enroll", "zhao.min")
+    secret = re.search(r"secret: ([A-Z2-7]{32})", out).group(1)
+    assert "otpauth://totp/claimflow:zhao.min" in out
+    engine = create_db_engine(get_settings().resolved_database_url)
+    with Session(engine) as session:
+        stored = session.exec(select(Staff).where(Staff.username == "zhao.min")).one().totp_secret
+    engine.dispose()
+    assert stored and secret not in stored  # encrypted at rest
+    assert decrypt(get_settings(), stored) == secret
+    now = datetime.now(UTC)
+    verify_code(secret, code_at(secret, now), now=now, last_counter=None)
+    assert "already enrolled; use --force" in desk("staff", "enroll", "zhao.min", code=2)
+    assert "secret:" in desk("staff", "enroll", "zhao.min", "--force")
+    assert "no staff member 'nobody'" in desk("staff", "enroll", "nobody", code=3)
+    assert (Path(get_settings().data_dir) / "secret.key").stat().st_mode & 0o777 == 0o600

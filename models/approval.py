@@ -1,0 +1,87 @@
+"""Who may decide what: roles and the four-eyes rule, pure.
+
+- A handler decides their own case's review and decision (below the second-approval threshold).
+- A supervisor (or manager) decides escalations, extensions and second approvals; a level-2 escalation needs a
+  manager.
+- The approver is never the requester and never the case's handler, whatever their role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from models.enums import StaffRole
+from models.errors import ClaimflowError
+
+
+class NotAllowed(ClaimflowError):
+    """A person tried a decision their role or the four-eyes rule does not allow."""
+
+    exit_code = 6
+
+
+class DecisionKind(StrEnum):
+    review = "review"  # the handler's review outcome and the decision on the claim or complaint
+    second_approval = "second_approval"  # a high amount, approved by someone else
+    escalation = "escalation"  # a breached step: extend, reassign or take over
+    documents = "documents"  # documents received, recorded by staff
+
+
+ROLES_FOR: dict[DecisionKind, frozenset[StaffRole]] = {
+    DecisionKind.review: frozenset({StaffRole.handler, StaffRole.supervisor, StaffRole.manager}),
+    DecisionKind.documents: frozenset({StaffRole.handler, StaffRole.supervisor, StaffRole.manager}),
+    DecisionKind.second_approval: frozenset({StaffRole.supervisor, StaffRole.manager}),
+    DecisionKind.escalation: frozenset({StaffRole.supervisor, StaffRole.manager}),
+}
+
+
+@dataclass(frozen=True)
+class Decider:
+    staff_id: int
+    username: str
+    role: StaffRole | str
+    active: bool = True
+
+
+def check_decider(
+    decider: Decider,
+    *,
+    kind: DecisionKind,
+    handler_id: int | None,
+    assignee_id: int | None = None,
+    requester_id: int | None = None,
+    level: int = 1,
+) -> None:
+    """Raise ``NotAllowed`` unless ``decider`` may take this decision.
+
+    Args:
+        decider: who gives the decision.
+        kind: what is decided.
+        handler_id: the case's handler.
+        assignee_id: the step's assignee (for a review: a handler may decide only what is assigned to them).
+        requester_id: who asked for the approval (four eyes: never the same person).
+        level: the escalation level (2 and above need a manager).
+    """
+    role = StaffRole(decider.role)
+    if not decider.active:
+        raise NotAllowed(f"{decider.username} is not an active member of staff")
+    allowed = ROLES_FOR[kind]
+    if kind == DecisionKind.escalation and level >= 2:
+        allowed = frozenset({StaffRole.manager})
+    if role not in allowed:
+        names = " or ".join(sorted(r.value for r in allowed))
+        raise NotAllowed(f"{decider.username} is a {role.value}; this {kind.value} decision needs a {names}")
+    if kind in (DecisionKind.second_approval, DecisionKind.escalation):
+        if decider.staff_id == handler_id:
+            raise NotAllowed(
+                f"{decider.username} handles this case and cannot approve its own work (four eyes)"
+            )
+        if decider.staff_id == requester_id:
+            raise NotAllowed(f"{decider.username} asked for this approval and cannot give it (four eyes)")
+    if (
+        kind in (DecisionKind.review, DecisionKind.documents)
+        and role == StaffRole.handler
+        and decider.staff_id not in {assignee_id, handler_id}
+    ):
+        raise NotAllowed(f"{decider.username} is not the handler of this case")

@@ -1,0 +1,70 @@
+"""One-time approval codes (TOTP, RFC 6238) checked without reading the clock: ``now`` is an argument.
+
+The open-source Prefect UI has no login, so a decision given through its form carries the staff member's
+current code from their authenticator app. A code is accepted once: the accepted time-step counter is
+returned and must be stored; a code at or before the stored counter is refused (no replay).
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+import pyotp
+
+from models.errors import ClaimflowError
+
+STEP_SECONDS = 30
+DIGITS = 6
+
+
+class CodeRefused(ClaimflowError):
+    """The approval code is malformed, wrong, expired or already used."""
+
+    exit_code = 6
+
+
+def new_secret() -> str:
+    """A fresh base32 secret (160 bits) for an authenticator app."""
+    return pyotp.random_base32(32)
+
+
+def provisioning_uri(secret: str, *, username: str, issuer: str = "claimflow") -> str:
+    """The ``otpauth://`` URI an authenticator app scans (or takes typed in)."""
+    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
+        name=username, issuer_name=issuer
+    )
+
+
+def code_at(secret: str, when: datetime) -> str:
+    """The code an authenticator shows at ``when`` (for enrolment checks and tests)."""
+    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).at(when)
+
+
+def verify_code(secret: str, code: str, *, now: datetime, last_counter: int | None, window: int = 1) -> int:
+    """Check ``code`` at ``now``.
+
+    Args:
+        secret: the staff member's base32 secret.
+        code: what they typed (spaces ignored).
+        now: the time of the check (aware).
+        last_counter: the counter of the last code accepted from them, if any.
+        window: how many 30-second steps of clock drift to allow on either side.
+
+    Returns:
+        The time-step counter of the accepted code (store it as the new ``last_counter``).
+
+    Raises:
+        CodeRefused: not six digits, no match within the window, or a counter already used.
+    """
+    typed = code.replace(" ", "")
+    if len(typed) != DIGITS or not typed.isdigit():
+        raise CodeRefused(f"an approval code is {DIGITS} digits")
+    totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS)
+    current = int(now.timestamp()) // STEP_SECONDS
+    for counter in range(current - window, current + window + 1):
+        if hmac.compare_digest(totp.generate_otp(counter), typed):
+            if last_counter is not None and counter <= last_counter:
+                raise CodeRefused("this approval code was already used; wait for the next one")
+            return counter
+    raise CodeRefused("the approval code is wrong or has expired")

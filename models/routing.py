@@ -1,0 +1,178 @@
+"""Who handles a case, and how the desk treats the customer: pure routing rules.
+
+- A case goes to an active handler with room under their capacity; among them the best match wins
+  (product-line skill and the customer's language first), and among equals the least loaded (open steps
+  relative to capacity), then the fewest open steps, then the username, so the choice is repeatable.
+- A complaint never goes to the handler or the department it is about: the service code requires an
+  independent complaint function. Staff with the ``complaints`` skill are preferred for complaints.
+- Elderly or vulnerable customers get the simplified document list, phone-first contact and the offer of a
+  home visit.
+- Amounts at or above the second-approval threshold need a second approver, who is never the handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from models.enums import CaseKind, ContactChannel, StaffRole
+from models.errors import ClaimflowError
+
+COMPLAINTS_SKILL = "complaints"
+
+
+class NoEligibleHandler(ClaimflowError):
+    """Nobody may take the case: every handler is excluded, inactive or at capacity."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A staff member as routing sees them."""
+
+    staff_id: int
+    username: str
+    role: StaffRole | str
+    department: str | None
+    skills: frozenset[str] = frozenset()
+    languages: frozenset[str] = frozenset()
+    active: bool = True
+    capacity: int = 20
+    open_load: int = 0
+
+
+@dataclass(frozen=True)
+class RoutingRequest:
+    """What routing needs to know about a case."""
+
+    kind: CaseKind
+    product_line: str | None
+    language: str
+    excluded_staff: frozenset[int] = frozenset()
+    excluded_departments: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Assignment:
+    staff_id: int
+    username: str
+    department: str | None
+    reason: str
+
+
+def complaint_exclusions(
+    *, about_handler: int | None, about_department: str | None
+) -> tuple[frozenset[int], frozenset[str]]:
+    """The staff and departments a complaint about a case may not go to."""
+    staff = frozenset({about_handler} if about_handler is not None else set())
+    departments = frozenset({about_department} if about_department else set())
+    return staff, departments
+
+
+def choose_handler(request: RoutingRequest, candidates: Iterable[Candidate]) -> Assignment:
+    """The handler for a case.
+
+    Args:
+        request: the case's kind, product line, the customer's language and who is excluded.
+        candidates: every staff member, with their current open load.
+
+    Returns:
+        The chosen handler and the reason, in words (what matched, their load).
+
+    Raises:
+        NoEligibleHandler: no active handler outside the exclusions has room.
+    """
+    eligible = [
+        c
+        for c in candidates
+        if c.active
+        and c.role == StaffRole.handler
+        and c.open_load < c.capacity
+        and c.staff_id not in request.excluded_staff
+        and (c.department is None or c.department not in request.excluded_departments)
+    ]
+    if not eligible:
+        excluded = ""
+        if request.excluded_staff or request.excluded_departments:
+            excluded = " outside the excluded handler and department"
+        raise NoEligibleHandler(f"no active handler with free capacity{excluded} for this {request.kind}")
+    wanted_skill = COMPLAINTS_SKILL if request.kind == CaseKind.complaint else request.product_line
+
+    def rank(c: Candidate) -> tuple[int, int, Decimal, int, str]:
+        skill = 0 if wanted_skill and wanted_skill in c.skills else 1
+        language = 0 if _speaks(c.languages, request.language) else 1
+        load = Decimal(c.open_load) / Decimal(max(c.capacity, 1))
+        return (skill, language, load, c.open_load, c.username)
+
+    best = min(eligible, key=rank)
+    skill_ok, language_ok = rank(best)[0] == 0, rank(best)[1] == 0
+    parts = []
+    if wanted_skill:
+        parts.append(f"skill {wanted_skill}" if skill_ok else f"no one with skill {wanted_skill} had room")
+    parts.append(
+        f"speaks {request.language}" if language_ok else f"no one speaking {request.language} had room"
+    )
+    parts.append(f"load {best.open_load}/{best.capacity}")
+    return Assignment(best.staff_id, best.username, best.department, "; ".join(parts))
+
+
+def _speaks(languages: frozenset[str], language: str) -> bool:
+    primary = language.split("-")[0]
+    return language in languages or any(lang.split("-")[0] == primary for lang in languages)
+
+
+@dataclass(frozen=True)
+class CarePlan:
+    """How the desk treats this customer."""
+
+    simplified_documents: bool
+    contact_first: ContactChannel
+    offer_home_visit: bool
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def care_plan(*, elderly: bool, vulnerable: bool, preferred: ContactChannel | str) -> CarePlan:
+    """Elderly or vulnerable customers: simplified documents, phone first, a home visit offered."""
+    if elderly or vulnerable:
+        reasons = tuple(r for r, on in (("elderly", elderly), ("vulnerable", vulnerable)) if on)
+        return CarePlan(True, ContactChannel.phone, True, reasons)
+    return CarePlan(False, ContactChannel(preferred), False)
+
+
+DOCUMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # product line: (full list, simplified list for elderly or vulnerable customers)
+    "motor": (
+        ("claim form", "driving licence", "vehicle licence", "police or accident report", "repair invoice",
+         "photos of the damage", "bank account details"),
+        ("claim form", "repair invoice", "bank account details"),
+    ),
+    "health": (
+        ("claim form", "identity document", "medical records", "itemised hospital invoice",
+         "discharge summary", "bank account details"),
+        ("claim form", "itemised hospital invoice", "bank account details"),
+    ),
+    "property": (
+        ("claim form", "proof of ownership", "photos of the damage", "repair quote or invoice",
+         "police report for theft", "bank account details"),
+        ("claim form", "photos of the damage", "bank account details"),
+    ),
+}  # fmt: skip
+DEFAULT_DOCUMENTS = (("claim form", "identity document", "supporting evidence", "bank account details"),
+                     ("claim form", "bank account details"))  # fmt: skip
+
+
+def documents_for(product_line: str | None, *, simplified: bool) -> tuple[str, ...]:
+    """The complete list of documents a claim needs (asked for once, all together)."""
+    full, short = DOCUMENTS.get((product_line or "").lower(), DEFAULT_DOCUMENTS)
+    return short if simplified else full
+
+
+def needs_second_approval(amount: Decimal | None, threshold: Decimal) -> bool:
+    """An amount at or above the threshold needs a second approver (four eyes)."""
+    return amount is not None and amount >= threshold
+
+
+def missing_documents(required: Sequence[str], received: Iterable[str]) -> tuple[str, ...]:
+    """What is still owed, in the order it was asked for."""
+    have = {r.strip().lower() for r in received}
+    return tuple(d for d in required if d.strip().lower() not in have)

@@ -1,0 +1,49 @@
+"""Who may decide: roles, and four eyes (never the handler, never the requester)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.approval import Decider, DecisionKind, NotAllowed, check_decider
+from models.enums import StaffRole
+
+HANDLER = Decider(1, "li.wei", StaffRole.handler)
+OTHER_HANDLER = Decider(2, "wang.fang", StaffRole.handler)
+SUPERVISOR = Decider(5, "zhao.min", StaffRole.supervisor)
+MANAGER = Decider(7, "zhou.qiang", StaffRole.manager)
+
+
+@pytest.mark.parametrize(
+    ("decider", "kind", "kwargs"),
+    [
+        pytest.param(HANDLER, DecisionKind.review, {"handler_id": 1, "assignee_id": 1}, id="handler-reviews-own-case"),
+        pytest.param(SUPERVISOR, DecisionKind.review, {"handler_id": 1}, id="supervisor-may-review"),
+        pytest.param(SUPERVISOR, DecisionKind.second_approval, {"handler_id": 1, "requester_id": 1}, id="supervisor-second-approval"),
+        pytest.param(SUPERVISOR, DecisionKind.escalation, {"handler_id": 1}, id="supervisor-level-1"),
+        pytest.param(MANAGER, DecisionKind.escalation, {"handler_id": 1, "level": 2}, id="manager-level-2"),
+    ],
+)  # fmt: skip
+def test_allowed(decider, kind, kwargs) -> None:
+    check_decider(decider, kind=kind, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("decider", "kind", "kwargs", "message"),
+    [
+        pytest.param(OTHER_HANDLER, DecisionKind.review, {"handler_id": 1, "assignee_id": 1},
+                     "wang.fang is not the handler of this case", id="another-handlers-case"),
+        pytest.param(HANDLER, DecisionKind.second_approval, {"handler_id": 9},
+                     "li.wei is a handler; this second_approval decision needs a manager or supervisor", id="handler-cannot-approve"),
+        pytest.param(Decider(5, "zhao.min", StaffRole.supervisor), DecisionKind.escalation, {"handler_id": 5},
+                     "handles this case and cannot approve its own work", id="supervisor-who-handles-the-case"),
+        pytest.param(SUPERVISOR, DecisionKind.second_approval, {"handler_id": 1, "requester_id": 5},
+                     "asked for this approval and cannot give it", id="requester-cannot-approve"),
+        pytest.param(SUPERVISOR, DecisionKind.escalation, {"handler_id": 1, "level": 2},
+                     "needs a manager", id="level-2-needs-a-manager"),
+        pytest.param(Decider(5, "zhao.min", StaffRole.supervisor, active=False), DecisionKind.escalation, {"handler_id": 1},
+                     "not an active member of staff", id="inactive-staff"),
+    ],
+)  # fmt: skip
+def test_refused(decider, kind, kwargs, message) -> None:
+    with pytest.raises(NotAllowed, match=message):
+        check_decider(decider, kind=kind, **kwargs)
