@@ -56,9 +56,7 @@ class DayByDay:
         self.rest: dict[str, set[dt.date]] = {}
         for calendar in calendars:
             spec = region_spec(calendar.region)
-            source = holidays.country_holidays(
-                spec.country or "CN", subdiv=spec.subdivision, years=range(2023, 2028)
-            )
+            source = holidays.country_holidays(spec.country or "CN", subdiv=spec.subdivision, years=range(2023, 2028))
             days = (dt.date(2023, 12, 1) + dt.timedelta(days=i) for i in range(1300))
             self.rest[calendar.region] = {day for day in days if not source.is_working_day(day)}
 

@@ -19,13 +19,14 @@ from typing import Annotated, Any
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
+from claimflow.cli_messages import outbox_app, template_app
+from claimflow.console import fit_to_output, out
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel, ContactChannel, Priority
@@ -60,9 +61,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(calendar_app, name="calendar", help="Working days and rest days per region.")
 app.add_typer(sla_app, name="sla", help="Deadlines from the SLA policy packs.")
 app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
-
-# markup off: customer-supplied text such as "[bold]" must print as written
-out = Console(highlight=False, soft_wrap=True, markup=False)
+app.add_typer(template_app, name="template", help="Preview the messages the desk sends.")
+app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, or dead-lettered.")
 
 
 class _State:
@@ -76,9 +76,7 @@ state = _State()
 def _root(
     actor: Annotated[
         str | None,
-        typer.Option(
-            help="Who is acting (recorded in the audit log); default $CLAIMFLOW_ACTOR or the OS user."
-        ),
+        typer.Option(help="Who is acting (recorded in the audit log); default $CLAIMFLOW_ACTOR or the OS user."),
     ] = None,
 ) -> None:
     state.actor = actor or os.environ.get("CLAIMFLOW_ACTOR") or _os_user()
@@ -210,9 +208,7 @@ def staff_list() -> None:
 @staff_app.command("enroll")
 def staff_enroll(
     username: Annotated[str, typer.Argument(help="Staff member to enrol.")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing secret (a lost phone).")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing secret (a lost phone).")] = False,
 ) -> None:
     """Enrol a staff member for one-time approval codes (TOTP) and print the secret for their app."""
     from claimflow.secrets import encrypt
@@ -283,25 +279,17 @@ def case_new(
     contact: Annotated[ContactChannel, typer.Option(help="How the customer prefers to be told.")] = (
         ContactChannel.email
     ),
-    elderly: Annotated[
-        bool, typer.Option("--elderly", help="Customer is elderly (simplified handling).")
-    ] = False,
-    vulnerable: Annotated[
-        bool, typer.Option("--vulnerable", help="Customer is otherwise vulnerable.")
-    ] = False,
+    elderly: Annotated[bool, typer.Option("--elderly", help="Customer is elderly (simplified handling).")] = False,
+    vulnerable: Annotated[bool, typer.Option("--vulnerable", help="Customer is otherwise vulnerable.")] = False,
     policy: Annotated[str | None, typer.Option(help="Policy number.")] = None,
-    product_line: Annotated[
-        str | None, typer.Option(help="Product line (motor, health, property ...).")
-    ] = None,
+    product_line: Annotated[str | None, typer.Option(help="Product line (motor, health, property ...).")] = None,
     jurisdiction: Annotated[str, typer.Option(help="Jurisdiction whose rules apply.")] = "CN",
     amount: Annotated[str | None, typer.Option(help="Amount claimed.")] = None,
     currency: Annotated[str, typer.Option(help="Currency of the amount.")] = "CNY",
     priority: Annotated[Priority, typer.Option(help="Priority.")] = Priority.normal,
     description: Annotated[str | None, typer.Option(help="What happened, in the customer's words.")] = None,
     incident_date: Annotated[str | None, typer.Option(help="When it happened, YYYY-MM-DD.")] = None,
-    related: Annotated[
-        str | None, typer.Option(help="Related case number (a complaint about a claim).")
-    ] = None,
+    related: Annotated[str | None, typer.Option(help="Related case number (a complaint about a claim).")] = None,
 ) -> None:
     """File a new case and print its number."""
     from tasks.cases import file_case
@@ -356,16 +344,13 @@ def case_show(
         customer = session.get(Customer, case.customer_id)
         assert customer is not None
         if reveal:
-            append_event(
-                session, case=case, actor=state.actor, type="personal_data_viewed", data={}, now=_now()
-            )
+            append_event(session, case=case, actor=state.actor, type="personal_data_viewed", data={}, now=_now())
         steps = list(session.exec(select(Step).where(Step.case_id == case.id).order_by(col(Step.id))))
         events = events_of(session, case)
         handler = session.get(Staff, case.handler_id) if case.handler_id else None
     lifecycle = lifecycle_for(case.kind)
     out.print(
-        f"{case.number}  {case.kind}  status: {case.status}"
-        + (f"  outcome: {case.outcome}" if case.outcome else "")
+        f"{case.number}  {case.kind}  status: {case.status}" + (f"  outcome: {case.outcome}" if case.outcome else "")
     )
     out.print(
         f"channel: {case.channel}  priority: {case.priority}  product line: {case.product_line or '-'}  "
@@ -382,9 +367,7 @@ def case_show(
     if steps:
         table = Table("step", "status", "started", "due", "completed", "outcome", title="steps")
         for s in steps:
-            table.add_row(
-                s.name, s.status, _iso(s.started_at), _iso(s.due_at), _iso(s.completed_at), s.outcome or ""
-            )
+            table.add_row(s.name, s.status, _iso(s.started_at), _iso(s.due_at), _iso(s.completed_at), s.outcome or "")
         out.print(table)
     table = Table("#", "time (UTC)", "actor", "event", "data", title="events")
     for e in events:
@@ -442,9 +425,7 @@ def case_list(
         cases = list_cases(session, status=wanted, kind=kind, limit=limit)
     table = Table("number", "kind", "channel", "status", "priority", "product line", "opened (UTC)")
     for c in cases:
-        table.add_row(
-            c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", _iso(c.opened_at)
-        )
+        table.add_row(c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", _iso(c.opened_at))
     out.print(table)
     out.print(f"{len(cases)} case(s)")
 
@@ -455,9 +436,7 @@ def case_move(
     action: Annotated[str, typer.Argument(help="Lifecycle move, e.g. start_review, reject, close.")],
     values: Annotated[
         list[str] | None,
-        typer.Option(
-            "--set", help="Data the move records, KEY=VALUE (repeatable), e.g. --set reasons='...'."
-        ),
+        typer.Option("--set", help="Data the move records, KEY=VALUE (repeatable), e.g. --set reasons='...'."),
     ] = None,
 ) -> None:
     """Apply a lifecycle move to a case and record its event."""
@@ -470,9 +449,7 @@ def case_move(
             raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
         data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
     with _session() as session:
-        case, event = apply_transition(
-            session, number=number, action=action, actor=state.actor, now=_now(), data=data
-        )
+        case, event = apply_transition(session, number=number, action=action, actor=state.actor, now=_now(), data=data)
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
 
 
@@ -516,8 +493,7 @@ def audit_verify(
     for found in report.breaks:
         print(f"broken: {found}", file=sys.stderr)
     raise ClaimflowError(
-        f"audit log broken in {len(report.breaks)} of {report.cases_checked} case(s); "
-        f"first: {report.breaks[0]}"
+        f"audit log broken in {len(report.breaks)} of {report.cases_checked} case(s); first: {report.breaks[0]}"
     )
 
 
@@ -526,6 +502,7 @@ def audit_verify(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and an exit code."""
+    fit_to_output()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="claimflow")
     except typer.Exit as exc:

@@ -30,9 +30,7 @@ policy_app = typer.Typer(help="Validate SLA policy packs.", no_args_is_help=True
 
 RegionOption = Annotated[
     str | None,
-    typer.Option(
-        "--region", help="Region calendar (CN, GB, US, AU, GB-SCT, AU-VIC...); default CLAIMFLOW_REGION."
-    ),
+    typer.Option("--region", help="Region calendar (CN, GB, US, AU, GB-SCT, AU-VIC...); default CLAIMFLOW_REGION."),
 ]
 TimezoneOption = Annotated[
     str | None,
@@ -49,8 +47,7 @@ FallbackOption = Annotated[
     bool,
     typer.Option(
         "--weekends-fallback",
-        help="For years without official data, assume Monday-Friday working weeks (flagged) "
-        "instead of failing.",
+        help="For years without official data, assume Monday-Friday working weeks (flagged) instead of failing.",
     ),
 ]
 
@@ -65,9 +62,7 @@ def _policy() -> None:
     """Validate SLA policy packs."""
 
 
-def _calendar(
-    region: str | None, timezone: str | None, overlay: Path | None, fallback: bool = False
-) -> Calendar:
+def _calendar(region: str | None, timezone: str | None, overlay: Path | None, fallback: bool = False) -> Calendar:
     settings = get_settings()
     code = (region or settings.region).upper()
     if timezone is None and code == settings.region.upper():
@@ -89,9 +84,7 @@ def _instant(text: str, what: str, calendar: Calendar) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(
-            f"{what} {text!r} is not an ISO 8601 date-time (e.g. 2025-09-26T15:00+08:00)"
-        ) from None
+        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 date-time (e.g. 2025-09-26T15:00+08:00)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=calendar.office.zone)
     return value
@@ -170,8 +163,7 @@ def sla_due(
         list[str] | None,
         typer.Option(
             "--policy",
-            help="Policy pack; repeat to apply several (the strictest governs). "
-            "Default CLAIMFLOW_POLICY_PACK.",
+            help="Policy pack; repeat to apply several (the strictest governs). Default CLAIMFLOW_POLICY_PACK.",
         ),
     ] = None,
     channel: Annotated[
@@ -179,9 +171,7 @@ def sla_due(
     ] = None,
     pause: Annotated[
         list[str] | None,
-        typer.Option(
-            "--pause", help="Paused interval FROM/TO in ISO 8601; repeatable; empty TO: still paused."
-        ),
+        typer.Option("--pause", help="Paused interval FROM/TO in ISO 8601; repeatable; empty TO: still paused."),
     ] = None,
     extension: Annotated[
         list[str] | None, typer.Option("--extension", help="Extension granted, by name; repeatable.")
@@ -245,6 +235,4 @@ def policy_check(file: Annotated[Path, typer.Argument(help="Policy pack YAML fil
     pack = load_pack_file(file)
     rules = list(pack.rules())
     numbers = sum(1 for _, _, rule in rules if rule.limit is not None or rule.limit_by_channel)
-    typer.echo(
-        f"ok: {pack.name} ({len(rules)} rules, {numbers} with a limit, {len(rules) - numbers} duties only)"
-    )
+    typer.echo(f"ok: {pack.name} ({len(rules)} rules, {numbers} with a limit, {len(rules) - numbers} duties only)")

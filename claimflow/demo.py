@@ -87,8 +87,6 @@ def run_demo(engine: Engine, *, now: datetime) -> list[DemoCase]:
     inquiry_status = move(inquiry, "liu.yang", ("answer", {"answer": "Yes, up to 20 sessions a year."}))
     return [
         DemoCase(claim, "claim", claim_status, "reviewed, documents asked once and received, approved, paid"),
-        DemoCase(
-            complaint, "complaint", complaint_status, "about the claim, with the independent complaints team"
-        ),
+        DemoCase(complaint, "complaint", complaint_status, "about the claim, with the independent complaints team"),
         DemoCase(inquiry, "inquiry", inquiry_status, "answered"),
     ]

@@ -8,6 +8,7 @@ where they are used.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,7 @@ class Settings(BaseSettings):
     policy_pack: str = Field(
         default="service-standard", description="SLA policy pack applied to every case by default."
     )
-    default_language: str = Field(
-        default="zh-CN", description="Language of messages when a customer has none."
-    )
+    default_language: str = Field(default="zh-CN", description="Language of messages when a customer has none.")
     webhook_secrets: dict[str, list[SecretStr]] = Field(
         default_factory=dict,
         description='Intake sources and their HMAC secrets, JSON: {"webform": ["new", "old"]}; two secrets '
@@ -55,7 +54,87 @@ class Settings(BaseSettings):
     )
     survey_link_key: SecretStr | None = Field(default=None, description="Key that signs survey links.")
     secret_key: SecretStr | None = Field(
-        default=None, description="Key that encrypts enrolled staff approval secrets (TOTP) at rest."
+        default=None,
+        description="Fernet key that encrypts enrolled staff approval secrets (TOTP) at rest; default: a key "
+        "file made on first use in the data directory (claimflow config new-key makes one).",
+    )
+    jurisdiction_packs: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "CN": ["cn-regulatory"],
+            "GB": ["uk-fca"],
+            "AU": ["au-asic"],
+            "US-CA": ["us-ca"],
+        },
+        description="Regulators' packs applied on top of the house pack, per case jurisdiction, JSON; the "
+        "strictest deadline governs.",
+    )
+    documents_reply_days: int = Field(
+        default=30, ge=1, description="Calendar days a customer is given to send missing documents."
+    )
+    outside_bodies: dict[str, str] = Field(
+        default_factory=lambda: {
+            "CN": "国家金融监督管理总局 (NFRA) 消费者投诉热线 12378",
+            "GB": "the Financial Ombudsman Service",
+            "AU": "the Australian Financial Complaints Authority (AFCA)",
+            "US-CA": "the California Department of Insurance",
+        },
+        description="Where a complainant can take a complaint next, per jurisdiction, JSON (quoted in the answer).",
+    )
+    second_approval_threshold: Decimal = Field(
+        default=Decimal("50000"),
+        ge=0,
+        description="A claim decision for this amount or more needs a second approver (never the handler).",
+    )
+    customer_email_url: SecretStr | None = Field(
+        default=None,
+        description="apprise URL of the SMTP server that mails customers, without a recipient: "
+        "mailtos://user:password@smtp.example.com:587?from=desk@insurer.example (the customer's address is "
+        "added as to= when a message leaves).",
+    )
+    customer_sms_url: SecretStr | None = Field(
+        default=None,
+        description="apprise URL of the SMS gateway with {phone} where the customer's number goes, e.g. "
+        "json://sms-gateway.internal/send?-to={phone} (apprise passes on query parameters that start "
+        "with -) or twilio://SID:TOKEN@+8610000000/{phone}.",
+    )
+    staff_channels: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description='apprise URLs per staff reference, JSON: {"department:claims-motor": ["wecombot://KEY"], '
+        '"role:supervisor": ["dingtalk://TOKEN"], "staff:li.wei": ["mailto://..."]}.',
+    )
+    desk_phone: str = Field(default="95500", description="The desk's phone number, quoted in customer messages.")
+    desk_email: str = Field(
+        default="service@insurer.example",
+        description="The desk's e-mail address, quoted in customer messages.",
+    )
+    wording_rules_path: Path | None = Field(
+        default=None,
+        description="Honest-wording rules (YAML) checked before a customer message is queued; default: the "
+        "shipped policies/wording.yaml.",
+    )
+    dead_letter_recipient: str = Field(
+        default="role:supervisor",
+        description="Who is alerted when a message is dead-lettered (staff:<username>, department:<code> "
+        "or role:<role>, a key of CLAIMFLOW_STAFF_CHANNELS).",
+    )
+    outbox_batch_size: int = Field(default=100, ge=1, description="Outbox rows claimed per delivery batch.")
+    outbox_max_attempts: int = Field(
+        default=6, ge=1, description="Delivery attempts of one message before it is dead-lettered."
+    )
+    outbox_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Delay before the first retry; doubled at every further attempt."
+    )
+    outbox_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest delay between two delivery attempts."
+    )
+    outbox_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a claimed message is reserved for its sender; a sender that dies leaves it to "
+        "be claimed again after this.",
+    )
+    outbox_poll_seconds: int = Field(
+        default=5, ge=1, description="Interval of the deliver-outbox deployment's schedule."
     )
 
     @field_validator("office_timezone")

@@ -74,9 +74,7 @@ def check_decider(
         raise NotAllowed(f"{decider.username} is a {role.value}; this {kind.value} decision needs a {names}")
     if kind in (DecisionKind.second_approval, DecisionKind.escalation):
         if decider.staff_id == handler_id:
-            raise NotAllowed(
-                f"{decider.username} handles this case and cannot approve its own work (four eyes)"
-            )
+            raise NotAllowed(f"{decider.username} handles this case and cannot approve its own work (four eyes)")
         if decider.staff_id == requester_id:
             raise NotAllowed(f"{decider.username} asked for this approval and cannot give it (four eyes)")
     if (

@@ -109,13 +109,9 @@ def verify_chain(case_number: str, links: Iterable[ChainLink]) -> ChainBreak | N
     expected_seq = 1
     for link in links:
         if link.sequence != expected_seq:
-            return ChainBreak(
-                case_number, link.sequence, f"sequence {link.sequence} where {expected_seq} was expected"
-            )
+            return ChainBreak(case_number, link.sequence, f"sequence {link.sequence} where {expected_seq} was expected")
         if link.prev_hash != expected_prev:
-            return ChainBreak(
-                case_number, link.sequence, "prev_hash does not match the previous event's hash"
-            )
+            return ChainBreak(case_number, link.sequence, "prev_hash does not match the previous event's hash")
         content = canonical_content(
             case_number=case_number,
             sequence=link.sequence,

@@ -67,9 +67,7 @@ class NoOfficialCalendar(InvalidInput):
     def __init__(self, *, region: str, year: int, first_year: int, last_year: int) -> None:
         self.region = region
         self.year = year
-        super().__init__(
-            f"no official {region} calendar data for {year}; known years {first_year}-{last_year}"
-        )
+        super().__init__(f"no official {region} calendar data for {year}; known years {first_year}-{last_year}")
 
 
 @dataclass(frozen=True)
@@ -92,9 +90,7 @@ class OfficeHours:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown time zone {self.timezone!r}") from exc
         if _seconds(self.closes) <= _seconds(self.opens):
-            raise InvalidInput(
-                f"office hours {self.opens:%H:%M}-{self.closes:%H:%M}: closing must be after opening"
-            )
+            raise InvalidInput(f"office hours {self.opens:%H:%M}-{self.closes:%H:%M}: closing must be after opening")
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -496,9 +492,7 @@ def region_spec(region: str) -> RegionSpec:
 
     supported = holidays.country_holidays(base.country).subdivisions
     if subdivision not in supported:
-        raise UnknownRegion(
-            f"unknown subdivision {subdivision!r} of {base_code}; known: {', '.join(supported)}"
-        )
+        raise UnknownRegion(f"unknown subdivision {subdivision!r} of {base_code}; known: {', '.join(supported)}")
     return RegionSpec(
         code=code,
         name=f"{base.name.split(',')[0]}, subdivision {subdivision}",
@@ -573,9 +567,7 @@ def _region_flags(code: str) -> tuple[bytes, int, int]:
 
 
 @cache
-def region_calendar(
-    region: str, *, unknown_years: UnknownYears = "raise", timezone: str | None = None
-) -> Calendar:
+def region_calendar(region: str, *, unknown_years: UnknownYears = "raise", timezone: str | None = None) -> Calendar:
     """The calendar of a region (``CN``, ``GB``, ``US``, ``AU``, ``GB-SCT``, ``AU-VIC``...).
 
     Args:

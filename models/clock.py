@@ -79,9 +79,7 @@ class Pause:
         if self.end is not None:
             _require_aware(self.end, "pause end")
             if self.end < self.start:
-                raise InvalidInput(
-                    f"pause ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})"
-                )
+                raise InvalidInput(f"pause ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})")
 
 
 def _require_aware(instant: dt.datetime, what: str) -> None:
@@ -119,9 +117,7 @@ class Clock:
         self._working = calendar._working
         office = calendar.office
         self._open = (office.opens.hour * 3600 + office.opens.minute * 60 + office.opens.second) * 1_000_000
-        self._close = (
-            office.closes.hour * 3600 + office.closes.minute * 60 + office.closes.second
-        ) * 1_000_000
+        self._close = (office.closes.hour * 3600 + office.closes.minute * 60 + office.closes.second) * 1_000_000
         self._span = self._close - self._open
         self._unit_us = HOUR_US if unit in (Unit.HOURS, Unit.BUSINESS_HOURS) else DAY_US
 
@@ -367,9 +363,7 @@ def due_time(
     return DueTime(due, dt.date.fromordinal(last), origin, allowed, rolled)
 
 
-def add_business_hours(
-    start: dt.datetime, hours: Fraction | int | float, *, calendar: Calendar
-) -> dt.datetime:
+def add_business_hours(start: dt.datetime, hours: Fraction | int | float, *, calendar: Calendar) -> dt.datetime:
     """The instant ``hours`` office hours after ``start`` (counting from the next opening if closed).
 
     A result that falls exactly at a closing time is given as that closing time, not the next opening.
@@ -430,9 +424,5 @@ def at_fraction(
     clock: Clock, origin: int, allowed: int, fraction: Fraction | float, pauses: Sequence[Pause] = ()
 ) -> dt.datetime | None:
     """The instant at which ``fraction`` of ``allowed`` counted time has been used (None: clock stopped)."""
-    target = (
-        advance(clock, origin, share(allowed, fraction), pauses)
-        if pauses
-        else origin + share(allowed, fraction)
-    )
+    target = advance(clock, origin, share(allowed, fraction), pauses) if pauses else origin + share(allowed, fraction)
     return None if target is None else clock.instant(target)

@@ -36,9 +36,7 @@ class IllegalTransition(ClaimflowError):
         self.action = action
         self.allowed = allowed
         allowed_text = ", ".join(allowed) if allowed else "none (final state)"
-        super().__init__(
-            f"{kind} in state '{state}' cannot '{action}'; allowed from '{state}': {allowed_text}"
-        )
+        super().__init__(f"{kind} in state '{state}' cannot '{action}'; allowed from '{state}': {allowed_text}")
 
 
 class MissingTransitionData(InvalidInput):

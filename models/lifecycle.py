@@ -87,9 +87,7 @@ class Lifecycle:
                 if key in self._moves:
                     raise ValueError(f"duplicate move {key} in the {kind} lifecycle")
                 self._moves[key] = Transition(source, action, target, requires, outcomes.get(action))
-        self.states = frozenset(
-            {initial} | {s for s, _ in self._moves} | {t.target for t in self._moves.values()}
-        )
+        self.states = frozenset({initial} | {s for s, _ in self._moves} | {t.target for t in self._moves.values()})
         self.actions = frozenset(a for _, a in self._moves)
 
     @property
@@ -106,9 +104,7 @@ class Lifecycle:
         self._check_state(state)
         move = self._moves.get((state, action))
         if move is None:
-            raise IllegalTransition(
-                kind=self.kind.value, state=state, action=action, allowed=self.allowed(state)
-            )
+            raise IllegalTransition(kind=self.kind.value, state=state, action=action, allowed=self.allowed(state))
         return move
 
     def apply(
@@ -135,9 +131,7 @@ class Lifecycle:
         given = dict(data or {})
         missing = [key for key in move.requires if _is_blank(given.get(key))]
         if missing:
-            raise MissingTransitionData(
-                f"{self.kind.value} '{action}' needs {', '.join(missing)} (none given)"
-            )
+            raise MissingTransitionData(f"{self.kind.value} '{action}' needs {', '.join(missing)} (none given)")
         if not actor or not actor.strip():
             raise InvalidInput("every transition needs an actor")
         event_data: dict[str, Any] = {"from": state, "to": move.target, **given}

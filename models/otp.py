@@ -31,9 +31,7 @@ def new_secret() -> str:
 
 def provisioning_uri(secret: str, *, username: str, issuer: str = "claimflow") -> str:
     """The ``otpauth://`` URI an authenticator app scans (or takes typed in)."""
-    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
-        name=username, issuer_name=issuer
-    )
+    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(name=username, issuer_name=issuer)
 
 
 def code_at(secret: str, when: datetime) -> str:

@@ -109,9 +109,7 @@ def choose_handler(request: RoutingRequest, candidates: Iterable[Candidate]) -> 
     parts = []
     if wanted_skill:
         parts.append(f"skill {wanted_skill}" if skill_ok else f"no one with skill {wanted_skill} had room")
-    parts.append(
-        f"speaks {request.language}" if language_ok else f"no one speaking {request.language} had room"
-    )
+    parts.append(f"speaks {request.language}" if language_ok else f"no one speaking {request.language} had room")
     parts.append(f"load {best.open_load}/{best.capacity}")
     return Assignment(best.staff_id, best.username, best.department, "; ".join(parts))
 

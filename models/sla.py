@@ -237,14 +237,12 @@ class StepRule(BaseModel):
             return self.limit
         if channel is None:
             raise NoRule(
-                "this limit depends on the channel; give one of "
-                + ", ".join(str(c) for c in self.limit_by_channel)
+                "this limit depends on the channel; give one of " + ", ".join(str(c) for c in self.limit_by_channel)
             )
         limit = self.limit_by_channel.get(channel)
         if limit is None:
             raise NoRule(
-                f"no limit for channel {channel}; the pack lists "
-                + ", ".join(str(c) for c in self.limit_by_channel)
+                f"no limit for channel {channel}; the pack lists " + ", ".join(str(c) for c in self.limit_by_channel)
             )
         return limit
 
@@ -638,9 +636,7 @@ def _reminders(
     if allowed is None:
         return tuple(Reminder(fraction, None) for fraction in reminders.at)
     clock = clock_for(unit, calendar)
-    return tuple(
-        Reminder(fraction, at_fraction(clock, origin, allowed, fraction, pauses)) for fraction in reminders.at
-    )
+    return tuple(Reminder(fraction, at_fraction(clock, origin, allowed, fraction, pauses)) for fraction in reminders.at)
 
 
 def _escalations(

@@ -40,9 +40,7 @@ class Schedule:
         return {
             "due": self.due.isoformat() if self.due else None,
             "reminders": [{"fraction": r.fraction, "at": r.at.isoformat()} for r in self.reminders],
-            "escalations": [
-                {"level": e.level, "role": e.role, "at": e.at.isoformat()} for e in self.escalations
-            ],
+            "escalations": [{"level": e.level, "role": e.role, "at": e.at.isoformat()} for e in self.escalations],
             "rule": self.rule,
         }
 
@@ -70,9 +68,7 @@ def schedule_from(deadline: Deadline) -> Schedule:
     return Schedule(
         due=deadline.due,
         reminders=tuple(ScheduledReminder(r.fraction, r.at) for r in deadline.reminders if r.at is not None),
-        escalations=tuple(
-            ScheduledEscalation(e.level, e.role, e.at) for e in deadline.escalations if e.at is not None
-        ),
+        escalations=tuple(ScheduledEscalation(e.level, e.role, e.at) for e in deadline.escalations if e.at is not None),
         rule=deadline.rule.text,
     )
 

@@ -120,9 +120,7 @@ def append_event(
     sequence = 1 if last is None else last.sequence + 1
     prev_hash = GENESIS_HASH if last is None else last.hash
     stored = normalise_data(data)
-    content = canonical_content(
-        case_number=case.number, sequence=sequence, at=now, actor=actor, type=type, data=stored
-    )
+    content = canonical_content(case_number=case.number, sequence=sequence, at=now, actor=actor, type=type, data=stored)
     event = Event(
         case_id=case.id,
         sequence=sequence,
@@ -166,9 +164,7 @@ def apply_transition(
         case.closed_at = None
     case.updated_at = now
     session.add(case)
-    event = append_event(
-        session, case=case, actor=actor, type=lifecycle_event.type, data=lifecycle_event.data, now=now
-    )
+    event = append_event(session, case=case, actor=actor, type=lifecycle_event.type, data=lifecycle_event.data, now=now)
     return case, event
 
 

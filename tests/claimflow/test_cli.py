@@ -49,9 +49,7 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
     staff = tmp_path / "staff.yaml"
     staff.write_text(STAFF_YAML, encoding="utf-8")
     assert "already at revision" in desk("db", "upgrade")
-    assert desk("staff", "import", str(staff)) == (
-        "departments: 2 created, 0 updated; staff: 3 created, 0 updated\n"
-    )
+    assert desk("staff", "import", str(staff)) == ("departments: 2 created, 0 updated; staff: 3 created, 0 updated\n")
     assert "staff: 0 created, 3 updated" in desk("staff", "import", str(staff))
     assert "chen.jing" in desk("staff", "list")
 
@@ -142,9 +140,7 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
                      id="malformed-set"),
     ],
 )  # fmt: skip
-def test_bad_input_gets_one_line_and_a_non_zero_exit(
-    desk: Desk, argv: list[str], message: str, code: int
-) -> None:
+def test_bad_input_gets_one_line_and_a_non_zero_exit(desk: Desk, argv: list[str], message: str, code: int) -> None:
     err = desk(*argv, code=code)
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -155,8 +151,7 @@ def test_an_illegal_move_names_the_allowed_ones_and_changes_nothing(desk: Desk) 
     number = desk("case", "new", "--kind", "complaint", "--channel", "letter", "--name", "Wang Fang").strip()
     err = desk("case", "move", number, "uphold", "--set", "remedy=refund", code=4)
     assert (
-        err
-        == "error: complaint in state 'received' cannot 'uphold'; allowed from 'received': acknowledge, withdraw\n"
+        err == "error: complaint in state 'received' cannot 'uphold'; allowed from 'received': acknowledge, withdraw\n"
     )
     assert "status: received" in desk("case", "show", number)
 
@@ -174,9 +169,7 @@ def test_a_bad_staff_file_names_the_entry_and_writes_nothing(desk: Desk, tmp_pat
     assert "li.wei" not in desk("staff", "list")
 
 
-def test_config_show_lists_every_setting_and_hides_secrets(
-    desk: Desk, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_config_show_lists_every_setting_and_hides_secrets(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAIMFLOW_SURVEY_LINK_KEY", "very-secret-value")
     monkeypatch.setenv("CLAIMFLOW_WEBHOOK_SECRETS", '{"webform": ["s3cr3t-new", "s3cr3t-old"]}')
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", "postgresql+psycopg://desk:hunter2@db.internal/claims")
@@ -194,9 +187,7 @@ def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, ca
     assert err.count("\n") == 1
 
 
-def test_an_unmigrated_database_says_what_to_run(
-    monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
-) -> None:
+def test_an_unmigrated_database_says_what_to_run(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     err = Desk(capsys)("case", "list", code=5)
     assert err == "error: the database has no claimflow schema yet: run 'claimflow db upgrade' first\n"
@@ -210,13 +201,9 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
         "CLAIMFLOW_DATA_DIR": str(tmp_path),
         "HOME": str(tmp_path),
     }
-    done = subprocess.run(
-        [exe, "case", "show", "CLM-2026-000001"], capture_output=True, text=True, env=env, timeout=60
-    )
+    done = subprocess.run([exe, "case", "show", "CLM-2026-000001"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 5
-    assert (
-        done.stderr == "error: the database has no claimflow schema yet: run 'claimflow db upgrade' first\n"
-    )
+    assert done.stderr == "error: the database has no claimflow schema yet: run 'claimflow db upgrade' first\n"
     assert (tmp_path / "claimflow.db").exists()  # the data directory was created on first use
     helped = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, timeout=60)
     for group in ("db", "staff", "case", "audit", "config"):

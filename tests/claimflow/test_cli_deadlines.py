@@ -48,9 +48,7 @@ def run_bad(app, *args: str) -> str:
             id="calendar-days-no-roll",
         ),
         pytest.param(["2025-08-22", "1", "--region", "GB"], "2025-08-26", id="gb-summer-bank-holiday"),
-        pytest.param(
-            ["2025-08-22", "1", "--region", "GB-SCT"], "2025-08-25", id="gb-scotland-works-that-monday"
-        ),
+        pytest.param(["2025-08-22", "1", "--region", "GB-SCT"], "2025-08-25", id="gb-scotland-works-that-monday"),
     ],
 )
 def test_calendar_add(args: list[str], expected: str) -> None:
@@ -72,9 +70,7 @@ def test_calendar_is_working(day: str, expected: str) -> None:
 def test_calendar_overlay(tmp_path: Path) -> None:
     overlay = tmp_path / "typhoon.yaml"
     overlay.write_text("name: sz\nclosures: [{from: 2025-09-24, reason: typhoon}]\n", encoding="utf-8")
-    assert run_ok(calendar_app, "is-working", "2025-09-24", "--region", "CN", "--overlay", str(overlay)) == [
-        "rest"
-    ]
+    assert run_ok(calendar_app, "is-working", "2025-09-24", "--region", "CN", "--overlay", str(overlay)) == ["rest"]
 
 
 def test_weekend_fallback_is_announced() -> None:

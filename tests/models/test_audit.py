@@ -104,6 +104,5 @@ def test_content_is_canonical_json_with_decimals_as_text() -> None:
         case_number="C", sequence=1, at=T0, actor="a", type="t", data={"b": Decimal("10.50"), "a": "中文"}
     )
     assert text == (
-        '{"actor":"a","at":"2026-03-02T09:00:00.000000Z","case":"C",'
-        '"data":{"a":"中文","b":"10.50"},"seq":1,"type":"t"}'
+        '{"actor":"a","at":"2026-03-02T09:00:00.000000Z","case":"C","data":{"a":"中文","b":"10.50"},"seq":1,"type":"t"}'
     )

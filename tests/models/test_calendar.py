@@ -184,9 +184,7 @@ def test_office_hours_per_region(region: str, timezone: str, hours: str) -> None
 
 
 def test_unknown_cn_year_raises_with_known_years() -> None:
-    with pytest.raises(
-        NoOfficialCalendar, match=r"no official CN calendar data for 2027; known years 2001-2026"
-    ):
+    with pytest.raises(NoOfficialCalendar, match=r"no official CN calendar data for 2027; known years 2001-2026"):
         CN.is_working(D("2027-01-04"))
 
 
@@ -253,9 +251,7 @@ def test_overlay_from_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param(
-            "name: x\nclosures: [{from: 2025-09-24, reson: typo}]", r"closures\.0\.(reson|reason)", id="typo"
-        ),
+        pytest.param("name: x\nclosures: [{from: 2025-09-24, reson: typo}]", r"closures\.0\.(reson|reason)", id="typo"),
         pytest.param(
             "name: x\nclosures: [{from: 2025-09-24, to: 2025-09-01, reason: r}]",
             "before it starts",

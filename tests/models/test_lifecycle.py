@@ -122,9 +122,7 @@ def test_every_legal_move_gives_its_state_and_event(kind: CaseKind, move: tuple)
 
 
 @pytest.mark.parametrize(("kind", "state", "action"), _illegal())
-def test_every_illegal_move_is_refused_naming_state_and_allowed_moves(
-    kind: CaseKind, state: str, action: str
-) -> None:
+def test_every_illegal_move_is_refused_naming_state_and_allowed_moves(kind: CaseKind, state: str, action: str) -> None:
     lifecycle = lifecycle_for(kind)
     with pytest.raises(IllegalTransition) as caught:
         lifecycle.apply(state, action, actor="li.wei", data={"reasons": "x", "amount": "1", "remedy": "x"})

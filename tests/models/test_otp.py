@@ -30,9 +30,7 @@ def test_the_current_code_is_accepted_and_its_counter_returned() -> None:
     assert counter == int(NOW.timestamp()) // 30
 
 
-@pytest.mark.parametrize(
-    "drift", [timedelta(seconds=-30), timedelta(seconds=30)], ids=["previous-step", "next-step"]
-)
+@pytest.mark.parametrize("drift", [timedelta(seconds=-30), timedelta(seconds=30)], ids=["previous-step", "next-step"])
 def test_one_step_of_drift_is_allowed(drift: timedelta) -> None:
     secret = new_secret()
     verify_code(secret, code_at(secret, NOW + drift), now=NOW, last_counter=None)

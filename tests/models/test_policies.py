@@ -110,9 +110,38 @@ def test_service_standard_complaint_resolution() -> None:
     # Feb 11, 12, 13, 14 (make-up Sat), then the 9-day Spring Festival, Feb 24, 25, 26, 27, 28 (make-up Sat), Mar 2
     assert result.last_day == dt.date(2026, 3, 2)
     assert any(
-        "independent" in duty.text
-        for duty in load_pack("service-standard").rule("complaint", "resolution").duties
+        "independent" in duty.text for duty in load_pack("service-standard").rule("complaint", "resolution").duties
     )
+
+
+def test_service_standard_supervisor_extensions() -> None:
+    """claimflow default: a supervisor may extend a breached claim review by 2 working days (twice) and a
+    complaint answer by 5 working days (once); the customer is told the new date."""
+    pack = load_pack("service-standard")
+    start = at("2025-09-30 11:00", SH)
+    once = due(pack, kind="claim", step="review", start=start, calendar=CN, extensions=["supervisor-extension"])
+    twice = due(
+        pack,
+        kind="claim",
+        step="review",
+        start=start,
+        calendar=CN,
+        extensions=["supervisor-extension", "supervisor-extension"],
+    )
+    assert once.last_day == dt.date(2025, 10, 14)  # 11 Oct (make-up Saturday) + Mon 13, Tue 14
+    assert twice.last_day == dt.date(2025, 10, 16)
+    with pytest.raises(InvalidInput):
+        due(pack, kind="claim", step="review", start=start, calendar=CN, extensions=["supervisor-extension"] * 3)
+    complaint = due(
+        pack,
+        kind="complaint",
+        step="resolution",
+        start=at("2026-02-10 09:30", SH),
+        calendar=CN,
+        extensions=["supervisor-extension"],
+    )
+    assert complaint.last_day == dt.date(2026, 3, 9)  # 2 March + 5 working days
+    assert all(e.tell_customer for e in pack.rule("claim", "review").extensions)
 
 
 @covers("service-standard", "complaint", "feedback")
@@ -160,9 +189,7 @@ def test_cn_claim_decision_within_30_days_minus_document_time() -> None:
 @covers(REG, "claim", "resolution")
 def test_cn_rejection_notice_within_3_days_with_reasons() -> None:
     """保险法 art. 24: 自作出核定之日起三日内 … 发出拒绝 … 通知书，并说明理由."""
-    result = due(
-        load_pack(REG), kind="claim", step="resolution", start=at("2025-09-29 16:00", SH), calendar=CN
-    )
+    result = due(load_pack(REG), kind="claim", step="resolution", start=at("2025-09-29 16:00", SH), calendar=CN)
     assert result.last_day == dt.date(2025, 10, 9)  # Oct 2 is in National Day: rolls past it
     assert "说明理由" in load_pack(REG).rule("claim", "resolution").duties[0].source
 
@@ -177,9 +204,7 @@ def test_cn_payment_within_10_days_of_agreement() -> None:
 @covers(REG, "claim", "advance_payment")
 def test_cn_advance_payment_after_60_days() -> None:
     """保险法 art. 25: 六十日内 … 数额不能确定的 … 先予支付."""
-    result = due(
-        load_pack(REG), kind="claim", step="advance_payment", start=at("2025-03-01 10:00", SH), calendar=CN
-    )
+    result = due(load_pack(REG), kind="claim", step="advance_payment", start=at("2025-03-01 10:00", SH), calendar=CN)
     assert result.last_day == dt.date(2025, 4, 30)
 
 
@@ -189,9 +214,7 @@ def test_cn_complaint_15_days_extensions_appraisal_and_new_facts() -> None:
     鉴定、检测、评估 … 不计入; 提出新的事实和理由的 … 重新计算."""
     pack = load_pack(REG)
     start = at("2025-03-03 10:00", SH)
-    assert due(pack, kind="complaint", step="resolution", start=start, calendar=CN).last_day == dt.date(
-        2025, 3, 18
-    )
+    assert due(pack, kind="complaint", step="resolution", start=start, calendar=CN).last_day == dt.date(2025, 3, 18)
     assert due(
         pack, kind="complaint", step="resolution", start=start, calendar=CN, extensions=["complex"]
     ).last_day == dt.date(2025, 4, 2)
@@ -301,9 +324,7 @@ def test_au_idr_response_within_30_calendar_days() -> None:
     """RG 271: IDR response no later than 30 calendar days after receipt; delay notification has no length."""
     pack = load_pack("au-asic")
     start = at("2025-11-01 10:00", SYDNEY)
-    assert due(pack, kind="complaint", step="resolution", start=start, calendar=AU).last_day == dt.date(
-        2025, 12, 1
-    )
+    assert due(pack, kind="complaint", step="resolution", start=start, calendar=AU).last_day == dt.date(2025, 12, 1)
     with pytest.raises(InvalidInput, match="no fixed length"):
         due(
             pack,
@@ -323,9 +344,7 @@ CA = region_calendar("US-CA")
 @covers("us-ca", "claim", "intake")
 def test_ca_acknowledge_claim_within_15_calendar_days() -> None:
     """10 CCR 2695.5(e): acknowledge, send forms, begin investigation within 15 calendar days."""
-    result = due(
-        load_pack("us-ca"), kind="claim", step="intake", start=at("2025-06-02 11:00", LA), calendar=CA
-    )
+    result = due(load_pack("us-ca"), kind="claim", step="intake", start=at("2025-06-02 11:00", LA), calendar=CA)
     assert result.last_day == dt.date(2025, 6, 17)
 
 
@@ -347,9 +366,7 @@ def test_ca_accept_or_deny_within_40_days_and_notice_every_30() -> None:
 @covers("us-ca", "claim", "payment")
 def test_ca_pay_within_30_days_of_acceptance() -> None:
     """10 CCR 2695.7(h): tender payment within 30 calendar days of acceptance."""
-    result = due(
-        load_pack("us-ca"), kind="claim", step="payment", start=at("2025-12-01 09:00", LA), calendar=CA
-    )
+    result = due(load_pack("us-ca"), kind="claim", step="payment", start=at("2025-12-01 09:00", LA), calendar=CA)
     assert result.last_day == dt.date(2025, 12, 31)
 
 
@@ -370,8 +387,6 @@ def test_ca_respond_to_communications_within_15_days() -> None:
 
 def test_every_shipped_rule_has_a_test() -> None:
     shipped = {
-        (name, str(kind), str(step))
-        for name in shipped_pack_names()
-        for kind, step, _ in load_pack(name).rules()
+        (name, str(kind), str(step)) for name in shipped_pack_names() for kind, step, _ in load_pack(name).rules()
     }
     assert shipped - TESTED == set()

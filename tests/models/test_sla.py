@@ -45,9 +45,7 @@ def at(text: str, zone: ZoneInfo = SH) -> dt.datetime:
             "2025-10-01 00:00",
             id="working-days-count-makeup-sunday-end-of-third-day",
         ),
-        pytest.param(
-            "2025-09-30 10:00", 1, Unit.WORKING_DAYS, "2025-10-10 00:00", id="working-day-over-national-day"
-        ),
+        pytest.param("2025-09-30 10:00", 1, Unit.WORKING_DAYS, "2025-10-10 00:00", id="working-day-over-national-day"),
         pytest.param(
             "2025-09-26 15:00",
             5,
@@ -62,9 +60,7 @@ def at(text: str, zone: ZoneInfo = SH) -> dt.datetime:
             "2025-10-12 00:00",
             id="calendar-days-end-on-makeup-saturday-no-roll",
         ),
-        pytest.param(
-            "2025-09-30 20:00", 24, Unit.HOURS, "2025-10-01 20:00", id="wall-clock-hours-ignore-holidays"
-        ),
+        pytest.param("2025-09-30 20:00", 24, Unit.HOURS, "2025-10-01 20:00", id="wall-clock-hours-ignore-holidays"),
         pytest.param(
             "2025-09-26 15:00",
             10,
@@ -157,9 +153,7 @@ def test_pause_after_due_changes_nothing() -> None:
 
 
 def test_open_pause_stops_the_clock() -> None:
-    result = due_time(
-        at("2025-09-26 15:00"), 3, Unit.WORKING_DAYS, calendar=CN, pauses=[Pause(at("2025-09-29 09:00"))]
-    )
+    result = due_time(at("2025-09-26 15:00"), 3, Unit.WORKING_DAYS, calendar=CN, pauses=[Pause(at("2025-09-29 09:00"))])
     assert result.due is None
 
 
@@ -174,15 +168,8 @@ def test_overlapping_pauses_count_once() -> None:
 
 def test_elapsed_counts_working_days_minus_pauses() -> None:
     pause = Pause(at("2025-09-29 00:00"), at("2025-09-29 12:00"))
-    assert elapsed(
-        at("2025-09-26 15:00"), at("2025-09-30 12:00"), Unit.WORKING_DAYS, calendar=CN
-    ) == Fraction(5, 2)
-    assert (
-        elapsed(
-            at("2025-09-26 15:00"), at("2025-09-30 12:00"), Unit.WORKING_DAYS, calendar=CN, pauses=[pause]
-        )
-        == 2
-    )
+    assert elapsed(at("2025-09-26 15:00"), at("2025-09-30 12:00"), Unit.WORKING_DAYS, calendar=CN) == Fraction(5, 2)
+    assert elapsed(at("2025-09-26 15:00"), at("2025-09-30 12:00"), Unit.WORKING_DAYS, calendar=CN, pauses=[pause]) == 2
     assert elapsed(at("2025-09-26 15:00"), at("2025-09-26 23:00"), Unit.WORKING_DAYS, calendar=CN) == 0
 
 
@@ -212,9 +199,7 @@ def test_fraction_is_one_at_a_rolled_due() -> None:
 
 
 def test_claim_review_under_service_standard() -> None:
-    result = due(
-        load_pack("service-standard"), kind="claim", step="review", start=at("2025-09-26 15:00"), calendar=CN
-    )
+    result = due(load_pack("service-standard"), kind="claim", step="review", start=at("2025-09-26 15:00"), calendar=CN)
     assert result.due == at("2025-10-01 00:00")
     assert [(r.fraction, r.at) for r in result.reminders] == [
         (0.5, at("2025-09-29 12:00")),
@@ -258,17 +243,15 @@ def test_inquiry_limit_depends_on_channel() -> None:
 
 def test_duty_only_step_has_no_due_time() -> None:
     with pytest.raises(NoRule, match="duty with no number"):
-        due(
-            load_pack("cn-regulatory"), kind="claim", step="intake", start=at("2025-09-26 15:00"), calendar=CN
-        )
+        due(load_pack("cn-regulatory"), kind="claim", step="intake", start=at("2025-09-26 15:00"), calendar=CN)
 
 
 def test_extensions_apply_in_order_and_only_as_often_as_allowed() -> None:
     pack = load_pack("cn-regulatory")
     start = at("2025-09-26 15:00")
-    assert due(
-        pack, kind="complaint", step="resolution", start=start, calendar=CN, extensions=["complex"]
-    ).due == at("2025-10-28 00:00")  # 30th day Sun 26 Oct rolls to Mon
+    assert due(pack, kind="complaint", step="resolution", start=start, calendar=CN, extensions=["complex"]).due == at(
+        "2025-10-28 00:00"
+    )  # 30th day Sun 26 Oct rolls to Mon
     with pytest.raises(InvalidInput, match="may be granted 1 time"):
         due(
             pack,
@@ -310,9 +293,7 @@ def test_strictest_picks_the_house_standard_when_it_is_earlier() -> None:
 
 def test_strictest_skips_windows_and_reports_when_nothing_applies() -> None:
     with pytest.raises(NoRule, match=r"no rule with a number for complaint\.intake"):
-        strictest(
-            [load_pack("uk-fca")], kind="complaint", step="intake", start=at("2025-09-26 15:00"), calendar=CN
-        )
+        strictest([load_pack("uk-fca")], kind="complaint", step="intake", start=at("2025-09-26 15:00"), calendar=CN)
 
 
 def test_pack_counts_on_its_own_region_calendar() -> None:
@@ -373,8 +354,7 @@ steps:
     [
         pytest.param(
             ("working_days", "weeks"),
-            "steps.claim.review.limit.unit: 'weeks' is not one of hours, business_hours, calendar_days, "
-            "working_days",
+            "steps.claim.review.limit.unit: 'weeks' is not one of hours, business_hours, calendar_days, working_days",
             id="unknown-unit",
         ),
         pytest.param(
@@ -504,9 +484,7 @@ def test_a_pause_of_k_counted_units_moves_the_deadline_by_k(
     start=moments,
     value=st.integers(min_value=1, max_value=30),
 )
-def test_elapsed_at_the_due_time_is_the_limit(
-    region: str, unit: Unit, start: dt.datetime, value: int
-) -> None:
+def test_elapsed_at_the_due_time_is_the_limit(region: str, unit: Unit, start: dt.datetime, value: int) -> None:
     calendar = region_calendar(region)
     trigger = _aware(start, region)
     result = due_time(trigger, value, unit, calendar=calendar, roll=False)

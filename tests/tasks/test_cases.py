@@ -112,14 +112,10 @@ def test_an_illegal_move_changes_nothing(engine: Engine) -> None:
     number = _file(engine).number
     allowed = "allowed from 'received': start_review, withdraw"
     with pytest.raises(IllegalTransition, match=allowed), session_scope(engine) as session:
-        apply_transition(
-            session, number=number, action="record_payment", actor="li.wei", now=NOW, data={"amount": "1"}
-        )
+        apply_transition(session, number=number, action="record_payment", actor="li.wei", now=NOW, data={"amount": "1"})
     with pytest.raises(MissingTransitionData), session_scope(engine) as session:
         apply_transition(session, number=number, action="start_review", actor="li.wei", now=NOW)
-        apply_transition(
-            session, number=number, action="reject", actor="li.wei", now=NOW, data={"reasons": "excluded"}
-        )
+        apply_transition(session, number=number, action="reject", actor="li.wei", now=NOW, data={"reasons": "excluded"})
     with Session(engine) as session:
         case = get_case(session, number)
         assert case.status == "received"  # the start_review in the failed transaction was rolled back too
@@ -135,9 +131,7 @@ def test_closing_sets_the_closed_time_and_reopening_clears_it(engine: Engine) ->
     with Session(engine) as session:
         assert get_case(session, number).closed_at == NOW
     with session_scope(engine) as session:
-        apply_transition(
-            session, number=number, action="reopen", actor="a", now=later, data={"reason": "new"}
-        )
+        apply_transition(session, number=number, action="reopen", actor="a", now=later, data={"reason": "new"})
     with Session(engine) as session:
         case = get_case(session, number)
     assert (case.status, case.closed_at, case.updated_at) == ("reopened", None, later)
@@ -173,9 +167,7 @@ def test_a_row_tampered_behind_the_triggers_back_is_found(engine: Engine) -> Non
     with Session(engine) as session:
         report = verify_cases(session)
     assert not report.ok and report.cases_checked == 2
-    assert [str(b) for b in report.breaks] == [
-        f"{number} event #2: content does not match its hash (altered)"
-    ]
+    assert [str(b) for b in report.breaks] == [f"{number} event #2: content does not match its hash (altered)"]
 
 
 def test_two_events_cannot_share_a_sequence(engine: Engine) -> None:

@@ -1,0 +1,97 @@
+"""Outbox delivery: the ``deliver-outbox`` flow and its deployment.
+
+The flow only orchestrates: each batch is one task that claims due messages, sends them through apprise and
+records the results (``tasks.outbox.deliver_batch``); retries, backoff and dead letters are rows in the
+database, not Prefect retries, so they survive any process.
+
+The deployment runs every few seconds (``CLAIMFLOW_OUTBOX_POLL_SECONDS``) and also whenever the event
+``claimflow.outbox.queued`` arrives: intake calls ``announce_queued()`` after it commits, so an
+acknowledgement leaves at once instead of at the next tick. Serve it with::
+
+    python -m flows.delivery          # or: deliver_outbox_deployment() passed to prefect.serve(...)
+
+Flow parameters and logs carry counts and ids only: no addresses, no names, no URLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.events import DeploymentEventTrigger, emit_event
+
+QUEUED_EVENT = "claimflow.outbox.queued"
+DEPLOYMENT_NAME = "deliver-outbox"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@task(name="deliver-outbox-batch", task_run_name="batch-{number}")
+def deliver_outbox_batch(number: int, limit: int | None = None) -> dict[str, int]:
+    """Claim, send and record one batch; returns the counts of what happened."""
+    from claimflow.db import get_engine
+    from claimflow.settings import get_settings
+    from tasks.outbox import deliver_batch
+
+    engine = get_engine(get_settings().resolved_database_url)
+    return asdict(deliver_batch(engine, now=_now, limit=limit))
+
+
+@flow(name="deliver-outbox", log_prints=False)
+def deliver_outbox(max_batches: int = 20, batch_size: int | None = None) -> dict[str, int]:
+    """Deliver due outbox messages, batch after batch, until none is due or ``max_batches`` were taken.
+
+    Args:
+        max_batches: an upper bound so one run stays short; the next scheduled run takes the rest.
+        batch_size: messages per batch; default ``CLAIMFLOW_OUTBOX_BATCH_SIZE``.
+    """
+    logger = get_run_logger()
+    total: dict[str, int] = {}
+    for number in range(1, max_batches + 1):
+        report = deliver_outbox_batch(number, batch_size)
+        for key, value in report.items():
+            total[key] = total.get(key, 0) + value
+        if report["claimed"] == 0:
+            break
+    logger.info("outbox: %s", ", ".join(f"{k} {v}" for k, v in total.items()))
+    return total
+
+
+def deliver_outbox_deployment(interval_seconds: int | None = None) -> Any:
+    """The ``deliver-outbox`` deployment: every few seconds, and on each ``claimflow.outbox.queued`` event.
+
+    Returns a ``RunnerDeployment`` for ``prefect.serve(...)``; starts nothing by itself.
+    """
+    from claimflow.settings import get_settings
+
+    interval = interval_seconds or get_settings().outbox_poll_seconds
+    return deliver_outbox.to_deployment(
+        name=DEPLOYMENT_NAME,
+        interval=interval,
+        triggers=[DeploymentEventTrigger(expect={QUEUED_EVENT}, name="deliver after intake")],
+        concurrency_limit=None,
+        description="Send due notification outbox messages through apprise; retries with backoff, "
+        "dead letters alert staff.",
+    )
+
+
+def announce_queued(count: int = 1) -> None:
+    """Tell Prefect that messages were queued, so the deployment runs now (call after the commit).
+
+    Best effort: if the event cannot be sent the scheduled run picks the messages up a few seconds later.
+    """
+    emit_event(
+        event=QUEUED_EVENT,
+        resource={"prefect.resource.id": "claimflow.outbox"},
+        payload={"count": count},
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - the serve process
+    from prefect import serve
+
+    serve(deliver_outbox_deployment())

@@ -1,0 +1,781 @@
+"""The notification outbox: queue a message with the decision that sends it, then deliver it through apprise.
+
+Queueing (``enqueue``) happens inside the caller's transaction, so a message exists exactly when the
+decision that sends it was committed. A customer message is rendered and checked for honest wording
+*before* its row is written: a message that fails is never queued; the case gets a ``wording_check_failed``
+event and its handler a ``fix_wording`` step naming the rule.
+
+Delivery runs in three short transactions per message, none of them open while the network is used:
+
+1. ``claim_due`` takes due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the database lock on SQLite),
+   marks them ``sending``, counts the attempt and leases them until ``now + lease``; a sender that dies
+   leaves its rows to come back when the lease ends. ``prepare`` renders them and resolves recipients.
+2. ``send`` hands one message to apprise (no transaction; a ``False`` from apprise is a failure).
+3. ``record_result`` writes ``sent``, or the next attempt time (exponential backoff with jitter), or the
+   dead letter and a staff alert after the last attempt. A result is only recorded by the sender that
+   still holds the lease (its attempt number is the fencing token).
+
+Delivery is at least once: a process that dies after apprise handed the message over and before step 3
+committed leaves the row to be sent again when its lease ends (see the README).
+
+Recipients are references, resolved only when a message leaves, so personal data stays in ``Customer``:
+``customer:<id>`` (e-mail or SMS, by the customer's preference and what they gave), ``staff:<username>``,
+``department:<code>`` and ``role:<role>`` (apprise URLs from ``CLAIMFLOW_STAFF_CHANNELS``; a staff member
+without one is mailed at their address through the customer e-mail server, if configured).
+"""
+
+from __future__ import annotations
+
+import logging
+import random as random_module
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import apprise
+from jinja2 import Environment
+from pydantic import SecretStr
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from models.audit import normalise_data
+from models.delivery import DeadLetter, DeliveryPolicy, after_failure, lease_until
+from models.enums import ContactChannel, OutboxStatus, StepStatus
+from models.errors import ClaimflowError, InvalidInput, NotFound
+from models.masking import mask_email, mask_phone
+from models.messages import (
+    DELIVERY_FILLED,
+    RenderedMessage,
+    choose_language,
+    make_environment,
+    render_message,
+    spec_for,
+)
+from models.tables import Case, Customer, Outbox, Staff, Step
+from models.wording import Violation, WordingRules, check_wording, load_rules
+
+logger = logging.getLogger("claimflow.outbox")
+
+RECIPIENT_KINDS = ("customer", "staff", "department", "role")
+_HEADER_SCHEMES = frozenset({"mailto", "mailtos", "json", "jsons", "xml", "xmls", "form", "forms"})
+OUTBOX_ID_HEADER = "X-Claimflow-Outbox-Id"
+
+
+class DeliveryFailed(ClaimflowError):
+    """A message did not leave. ``permanent``: waiting cannot help (no address, no channel configured)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class WordingBlocked(ClaimflowError):
+    """A queued message no longer passes the wording check (the templates or rules changed since)."""
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Everything queueing and delivery need besides the session: templates, rules, channels, policy."""
+
+    env: Environment
+    rules: WordingRules
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    default_language: str = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    desk: Mapping[str, str] = field(default_factory=lambda: {"phone": "95500", "email": "service@insurer.example"})
+    customer_email_url: SecretStr | None = field(default=None, repr=False)
+    customer_sms_url: SecretStr | None = field(default=None, repr=False)
+    staff_channels: Mapping[str, Sequence[SecretStr]] = field(default_factory=dict, repr=False)
+    dead_letter_recipient: str = "role:supervisor"
+    batch_size: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> OutboxConfig:
+        """Build the configuration from ``claimflow.settings.Settings``."""
+        return cls(
+            env=_environment(),
+            rules=_rules(settings.wording_rules_path),
+            policy=DeliveryPolicy(
+                max_attempts=settings.outbox_max_attempts,
+                base_seconds=settings.outbox_backoff_seconds,
+                max_seconds=max(settings.outbox_backoff_max_seconds, settings.outbox_backoff_seconds),
+                lease_seconds=settings.outbox_lease_seconds,
+            ),
+            default_language=settings.default_language,
+            timezone=settings.office_timezone,
+            desk={"phone": settings.desk_phone, "email": settings.desk_email},
+            customer_email_url=settings.customer_email_url,
+            customer_sms_url=settings.customer_sms_url,
+            staff_channels=settings.staff_channels,
+            dead_letter_recipient=settings.dead_letter_recipient,
+            batch_size=settings.outbox_batch_size,
+        )
+
+    def render(self, template: str, *, language: str, context: Mapping[str, Any]) -> RenderedMessage:
+        return render_message(
+            self.env, template, language=language, context=context, timezone=self.timezone, desk=self.desk
+        )
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return make_environment()
+
+
+@lru_cache(maxsize=4)
+def _rules(path: Path | None) -> WordingRules:
+    return load_rules(path)
+
+
+def default_config() -> OutboxConfig:
+    """The configuration from this process's settings."""
+    from claimflow.settings import get_settings
+
+    return OutboxConfig.from_settings(get_settings())
+
+
+# --- queueing ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What ``enqueue`` did.
+
+    Attributes:
+        outbox: the row (new, or the one already queued under the same idempotency key); ``None`` when the
+            wording check held the message back.
+        duplicate: the idempotency key was used before; nothing new was written.
+        violations: the wording rules the message broke (empty when it was queued).
+    """
+
+    outbox: Outbox | None
+    duplicate: bool = False
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def queued(self) -> bool:
+        return self.outbox is not None
+
+
+def parse_recipient(recipient: str) -> tuple[str, str]:
+    """``customer:42`` -> ``("customer", "42")``; ``InvalidInput`` for anything else."""
+    kind, sep, name = recipient.partition(":")
+    if not sep or kind not in RECIPIENT_KINDS or not name.strip():
+        raise InvalidInput(
+            f"recipient {recipient!r} is not a reference like customer:<id>, staff:<username>, "
+            "department:<code> or role:<role>"
+        )
+    if kind == "customer" and not name.isdigit():
+        raise InvalidInput(f"recipient {recipient!r}: a customer is referred to by id (customer:42)")
+    return kind, name.strip()
+
+
+def customer_channel(customer: Customer) -> str:
+    """The written channel a customer is told through: SMS if they prefer it and gave a phone number,
+    else e-mail if they gave an address, else SMS if they gave a phone number, else e-mail (which then
+    fails at delivery and alerts staff to call or write)."""
+    if customer.preferred_channel == ContactChannel.sms and customer.phone:
+        return "sms"
+    if customer.email:
+        return "email"
+    if customer.phone:
+        return "sms"
+    return "email"
+
+
+def enqueue(
+    session: Session,
+    *,
+    template: str,
+    recipient: str,
+    context: Mapping[str, Any],
+    idempotency_key: str,
+    now: datetime,
+    case: Case | None = None,
+    language: str | None = None,
+    actor: str = "system",
+    config: OutboxConfig | None = None,
+) -> Enqueued:
+    """Queue one message in the caller's transaction; the caller commits.
+
+    Args:
+        session: the open session.
+        template: a catalogue name (``models.messages.CATALOGUE``).
+        recipient: a reference (``customer:42``, ``staff:li.wei``, ``department:claims-motor``,
+            ``role:supervisor``).
+        context: the message's values; ``customer_name`` is filled from the customer and not stored.
+        idempotency_key: one message per key, ever (e.g. ``ack:CLM-2026-000123``); a second call with the
+            same key writes nothing and returns the first row.
+        now: the time of the decision (aware); the message is due at once.
+        case: the case the message is about; required for customer messages (the wording check records
+            its findings on it).
+        language: the message language; default: the customer's, else the office default.
+        actor: who decided to send it (recorded on a wording failure).
+        config: templates, rules and channels; default: from the settings.
+
+    Returns:
+        What was done: the row, or the wording rules that held the message back.
+
+    Raises:
+        InvalidInput: a malformed recipient, a staff message to a customer or the other way round, a
+            customer message without its case, or a required context key missing.
+        NotFound: an unknown template or customer.
+    """
+    config = config or default_config()
+    spec = spec_for(template)
+    kind, name = parse_recipient(recipient)
+    if not idempotency_key.strip():
+        raise InvalidInput("every message needs an idempotency key")
+    existing = session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).first()
+    if existing is not None:
+        return Enqueued(existing, duplicate=True)
+
+    customer: Customer | None = None
+    wanted: str | None
+    if spec.audience == "customer":
+        if kind != "customer":
+            raise InvalidInput(f"{template!r} is a customer message; {recipient!r} is not a customer")
+        if case is None:
+            raise InvalidInput(f"customer message {template!r} needs the case it is about")
+        customer = session.get(Customer, int(name))
+        if customer is None:
+            raise NotFound(f"no customer with id {name}")
+        channel = customer_channel(customer)
+        wanted = language or customer.language
+    else:
+        if kind == "customer":
+            raise InvalidInput(f"{template!r} is a staff message; {recipient!r} is a customer")
+        channel = "staff"
+        wanted = language
+    chosen = choose_language(wanted, default=config.default_language)
+    stored = normalise_data({k: v for k, v in context.items() if k not in DELIVERY_FILLED})
+
+    if spec.audience == "customer":
+        assert customer is not None and case is not None
+        rendered = config.render(template, language=chosen, context={**stored, "customer_name": customer.name})
+        violations = check_wording(
+            config.rules,
+            template=template,
+            language=chosen,
+            text=f"{rendered.subject}\n{rendered.text}",
+            context=stored,
+        )
+        if violations:
+            _hold_back(session, case=case, template=template, language=chosen, violations=violations,
+                       actor=actor, now=now)  # fmt: skip
+            return Enqueued(None, violations=tuple(violations))
+    else:
+        config.render(template, language=chosen, context=stored)  # a missing value fails now, not at 3 a.m.
+
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(Outbox.__table__)  # type: ignore[attr-defined]
+        .values(
+            case_id=case.id if case is not None else None,
+            channel=channel,
+            recipient=recipient,
+            template=template,
+            language=chosen,
+            context=stored,
+            status=OutboxStatus.pending.value,
+            attempts=0,
+            next_attempt_at=now,
+            idempotency_key=idempotency_key,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Outbox.__table__.c.id)  # type: ignore[attr-defined]
+    )
+    new_id = session.execute(statement).scalar_one_or_none()
+    if new_id is None:  # a concurrent transaction queued the same key first
+        first = session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).one()
+        return Enqueued(first, duplicate=True)
+    row = session.get(Outbox, new_id)
+    assert row is not None
+    logger.info("queued outbox #%s %s to %s (%s, %s)", new_id, template, recipient, channel, chosen)
+    return Enqueued(row)
+
+
+def _hold_back(
+    session: Session,
+    *,
+    case: Case,
+    template: str,
+    language: str,
+    violations: Sequence[Violation],
+    actor: str,
+    now: datetime,
+) -> None:
+    """Record a message the wording check refused: an event on the case and a task for its handler."""
+    from tasks.cases import append_event
+
+    assert case.id is not None
+    append_event(
+        session,
+        case=case,
+        actor=actor,
+        type="wording_check_failed",
+        data={
+            "template": template,
+            "language": language,
+            "rules": [v.rule_id for v in violations],
+            "details": [v.detail for v in violations],
+        },
+        now=now,
+    )
+    attempts = session.exec(
+        select(func.count()).select_from(Step).where(Step.case_id == case.id, Step.name == "fix_wording")
+    ).one()
+    summary = "; ".join(f"{v.rule_id}: {v.explanation}" for v in violations)
+    session.add(
+        Step(
+            case_id=case.id,
+            name="fix_wording",
+            attempt=int(attempts) + 1,
+            status=StepStatus.open,
+            assignee_id=case.handler_id,
+            started_at=now,
+            outcome=violations[0].rule_id[:64],
+            policy_rule=f"{template}/{language}: {summary}"[:200],
+        )
+    )
+    session.flush()
+    logger.warning(
+        "wording check held back %s for case %s: %s",
+        template,
+        case.number,
+        ", ".join(v.rule_id for v in violations),
+    )
+
+
+# --- delivery ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One claimed message, rendered and addressed, ready for ``send``. ``urls`` carry secrets: never log."""
+
+    outbox_id: int
+    attempt: int
+    channel: str
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    urls: tuple[str, ...] = field(repr=False)
+
+    @property
+    def body_format(self) -> str:
+        return apprise.NotifyFormat.HTML if self.channel == "email" else apprise.NotifyFormat.TEXT
+
+    @property
+    def body(self) -> str:
+        return self.html if self.channel == "email" else self.text
+
+
+@dataclass(frozen=True)
+class Unsendable:
+    """A claimed message that cannot even be prepared; recorded like a failed send."""
+
+    outbox_id: int
+    attempt: int
+    error: ClaimflowError
+
+
+def claim_due(session: Session, *, now: datetime, limit: int, policy: DeliveryPolicy) -> list[Outbox]:
+    """Take up to ``limit`` due messages for this sender; the caller commits.
+
+    Due: ``pending`` with ``next_attempt_at <= now``, or ``sending`` whose lease ended (its sender died).
+    Each is marked ``sending``, its attempt counted, and leased until ``now + policy.lease_seconds``.
+    On PostgreSQL rows another sender holds are skipped, not waited for; on SQLite the transaction holds
+    the database lock (``BEGIN IMMEDIATE``), so claimers take turns.
+    """
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1")
+    statement = (
+        select(Outbox)
+        .where(
+            col(Outbox.status).in_([OutboxStatus.pending.value, OutboxStatus.sending.value]),
+            col(Outbox.next_attempt_at) <= now,
+        )
+        .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    rows = list(session.exec(statement))
+    lease = lease_until(policy, now=now)
+    for row in rows:
+        if row.status == OutboxStatus.sending:
+            logger.warning("outbox #%s: lease of attempt %s ended unrecorded; claiming again", row.id, row.attempts)
+        row.status = OutboxStatus.sending
+        row.attempts += 1
+        row.next_attempt_at = lease
+        session.add(row)
+    session.flush()
+    return rows
+
+
+def prepare(session: Session, row: Outbox, *, config: OutboxConfig) -> Outgoing | Unsendable:
+    """Render a claimed row and resolve its recipient to apprise URLs."""
+    assert row.id is not None
+    try:
+        kind, name = parse_recipient(row.recipient)
+        context = dict(row.context)
+        if kind == "customer":
+            customer = session.get(Customer, int(name))
+            if customer is None:
+                raise DeliveryFailed(f"customer {name} no longer exists", permanent=True)
+            context["customer_name"] = customer.name
+            urls = _customer_urls(customer, row, config)
+        else:
+            urls = _staff_urls(session, kind, name, row, config)
+        rendered = config.render(row.template, language=row.language, context=context)
+        if kind == "customer":
+            violations = check_wording(
+                config.rules,
+                template=row.template,
+                language=row.language,
+                text=f"{rendered.subject}\n{rendered.text}",
+                context=row.context,
+            )
+            if violations:
+                raise WordingBlocked("held back by the wording check: " + "; ".join(str(v) for v in violations))
+    except ClaimflowError as exc:
+        return Unsendable(row.id, row.attempts, exc)
+    return Outgoing(
+        outbox_id=row.id,
+        attempt=row.attempts,
+        channel=row.channel,
+        recipient=row.recipient,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        urls=urls,
+    )
+
+
+def _customer_urls(customer: Customer, row: Outbox, config: OutboxConfig) -> tuple[str, ...]:
+    if row.channel == "sms":
+        if not customer.phone:
+            raise DeliveryFailed(f"customer {customer.id} has no phone number for SMS", permanent=True)
+        if config.customer_sms_url is None:
+            raise DeliveryFailed("no SMS gateway configured (CLAIMFLOW_CUSTOMER_SMS_URL)", permanent=True)
+        phone = "".join(c for c in customer.phone if c.isdigit() or c == "+")
+        url = config.customer_sms_url.get_secret_value().replace("{phone}", quote(phone, safe="+"))
+        return (_with_outbox_header(url, row.id),)
+    if not customer.email:
+        raise DeliveryFailed(f"customer {customer.id} has no e-mail address", permanent=True)
+    if config.customer_email_url is None:
+        raise DeliveryFailed("no customer e-mail server configured (CLAIMFLOW_CUSTOMER_EMAIL_URL)", permanent=True)
+    return (_with_outbox_header(add_query(config.customer_email_url.get_secret_value(), to=customer.email), row.id),)
+
+
+def _staff_urls(session: Session, kind: str, name: str, row: Outbox, config: OutboxConfig) -> tuple[str, ...]:
+    configured = config.staff_channels.get(f"{kind}:{name}")
+    if configured:
+        return tuple(_with_outbox_header(url.get_secret_value(), row.id) for url in configured)
+    if kind == "staff":
+        staff = session.exec(select(Staff).where(Staff.username == name)).first()
+        if staff is None:
+            raise DeliveryFailed(f"no staff member {name!r}", permanent=True)
+        if staff.email and config.customer_email_url is not None:
+            url = add_query(config.customer_email_url.get_secret_value(), to=staff.email)
+            return (_with_outbox_header(url, row.id),)
+    raise DeliveryFailed(f"no channel configured for {kind}:{name} (CLAIMFLOW_STAFF_CHANNELS)", permanent=True)
+
+
+def add_query(url: str, **params: str) -> str:
+    """``url`` with query parameters added (values URL-encoded; ``+Header`` names kept as apprise wants)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query.extend(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _with_outbox_header(url: str, outbox_id: int | None) -> str:
+    """Tag e-mail and webhook deliveries with the outbox id, so a receiver can spot a second delivery."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _HEADER_SCHEMES or outbox_id is None:
+        return url
+    return add_query(url, **{f"+{OUTBOX_ID_HEADER}": str(outbox_id)})
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_PHONE = re.compile(r"\+?\d[\d -]{6,}\d")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide URL credentials, e-mail addresses and phone numbers in an error text before it is stored."""
+    text = _CREDENTIALS.sub(r"\1***@", text)
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def send(outgoing: Outgoing) -> None:
+    """Hand one message to apprise.
+
+    Raises:
+        DeliveryFailed: apprise refused a URL (permanent) or reported failure (``notify`` returned False),
+            with apprise's warnings as the reason, secrets and personal data masked.
+    """
+    # A fresh Apprise object per message, on purpose: a plugin object that is reused throttles itself
+    # (NotifyBase.request_rate_per_sec, 5.5 s between two sends of the same object). Cost measured in
+    # bench/outbox.py: apprise's e-mail plugin opens one SMTP connection per message and builds a new TLS
+    # context for it (loading the CA store, ~20 ms of CPU) even for a plaintext connection.
+    notifier = apprise.Apprise()
+    for url in outgoing.urls:
+        if not notifier.add(url):
+            raise DeliveryFailed(
+                f"the {outgoing.channel} channel for {outgoing.recipient} is not a valid apprise URL",
+                permanent=True,
+            )
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        result = notifier.notify(title=outgoing.subject, body=outgoing.body, body_format=outgoing.body_format)
+    if not result:
+        warnings = " | ".join(line for line in captured.getvalue().splitlines() if line.strip())
+        raise DeliveryFailed(mask_secrets(warnings or "apprise reported failure")[:1000])
+
+
+def record_result(
+    session: Session,
+    *,
+    outbox_id: int,
+    attempt: int,
+    error: ClaimflowError | None,
+    now: datetime,
+    config: OutboxConfig,
+    random: Callable[[], float] = random_module.random,
+) -> OutboxStatus | None:
+    """Record how attempt ``attempt`` of message ``outbox_id`` ended; the caller commits.
+
+    Returns:
+        The new status, or ``None`` when the row is no longer this sender's (its lease ended and another
+        sender claimed it: that sender records the result).
+    """
+    row = session.exec(select(Outbox).where(Outbox.id == outbox_id).with_for_update()).first()
+    if row is None or row.status != OutboxStatus.sending or row.attempts != attempt:
+        logger.warning("outbox #%s attempt %s: no longer held by this sender; result not recorded", outbox_id, attempt)
+        return None
+    if error is None:
+        row.status = OutboxStatus.sent
+        row.sent_at = now
+        row.next_attempt_at = None
+        row.last_error = None
+        session.add(row)
+        session.flush()
+        return row.status
+    row.last_error = str(error)
+    if isinstance(error, WordingBlocked):
+        row.status = OutboxStatus.blocked
+        row.next_attempt_at = None
+        session.add(row)
+        _case_event(session, row, "message_blocked", {"outbox_id": row.id, "error": row.last_error}, now)
+        session.flush()
+        return row.status
+    decision = after_failure(
+        config.policy,
+        attempts=row.attempts,
+        now=now,
+        random=random,
+        permanent=isinstance(error, DeliveryFailed) and error.permanent,
+    )
+    if isinstance(decision, DeadLetter):
+        row.status = OutboxStatus.dead
+        row.next_attempt_at = None
+        session.add(row)
+        session.flush()
+        logger.error("outbox #%s dead-lettered after %s attempt(s): %s", row.id, row.attempts, row.last_error)
+        _dead_letter_alert(session, row, now=now, config=config)
+        return row.status
+    row.status = OutboxStatus.pending
+    row.next_attempt_at = decision.at
+    session.add(row)
+    session.flush()
+    logger.info("outbox #%s attempt %s failed; next at %s", row.id, row.attempts, decision.at.isoformat())
+    return row.status
+
+
+def _case_event(
+    session: Session, row: Outbox, type: str, data: dict[str, Any], now: datetime, actor: str = "system"
+) -> None:
+    from tasks.cases import append_event
+
+    if row.case_id is None:
+        return
+    case = session.exec(select(Case).where(Case.id == row.case_id).with_for_update()).one()
+    append_event(session, case=case, actor=actor, type=type, data=data, now=now)
+
+
+def _dead_letter_alert(session: Session, row: Outbox, *, now: datetime, config: OutboxConfig) -> None:
+    """Tell staff a message is dead; an alert that itself dies is only logged (no alerts about alerts)."""
+    assert row.id is not None
+    case = session.get(Case, row.case_id) if row.case_id is not None else None
+    _case_event(
+        session,
+        row,
+        "message_dead_lettered",
+        {"outbox_id": row.id, "template": row.template, "attempts": row.attempts, "error": row.last_error},
+        now,
+    )
+    if row.template == "staff_dead_letter":
+        logger.error("dead-letter alert #%s itself could not be delivered; see 'claimflow outbox list'", row.id)
+        return
+    enqueue(
+        session,
+        template="staff_dead_letter",
+        recipient=config.dead_letter_recipient,
+        context={
+            "outbox_id": row.id,
+            "case_number": case.number if case is not None else None,
+            "template": row.template,
+            "recipient": row.recipient,
+            "attempts": row.attempts,
+            "last_error": row.last_error or "",
+        },
+        idempotency_key=f"dead-letter:{row.id}:{now.isoformat()}",
+        now=now,
+        case=case,
+        config=config,
+    )
+
+
+@dataclass
+class DrainReport:
+    """What one pass over the outbox did."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    blocked: int = 0
+    lost_lease: int = 0
+
+    def add(self, status: OutboxStatus | None) -> None:
+        if status is None:
+            self.lost_lease += 1
+        elif status == OutboxStatus.sent:
+            self.sent += 1
+        elif status == OutboxStatus.pending:
+            self.retried += 1
+        elif status == OutboxStatus.dead:
+            self.dead += 1
+        elif status == OutboxStatus.blocked:
+            self.blocked += 1
+
+
+def deliver_batch(
+    engine: Any,
+    *,
+    now: Callable[[], datetime],
+    config: OutboxConfig | None = None,
+    limit: int | None = None,
+    random: Callable[[], float] = random_module.random,
+) -> DrainReport:
+    """Claim one batch of due messages, send each, record each result in its own transaction.
+
+    Args:
+        engine: the database engine.
+        now: the clock (called at claim time and at each record).
+        config: templates, rules, channels and policy; default: from the settings.
+        limit: batch size; default: ``config.batch_size``.
+        random: jitter source for the backoff.
+    """
+    from claimflow.db import session_scope
+
+    config = config or default_config()
+    report = DrainReport()
+    with session_scope(engine) as session:
+        rows = claim_due(session, now=now(), limit=limit or config.batch_size, policy=config.policy)
+        prepared = [prepare(session, row, config=config) for row in rows]
+    report.claimed = len(prepared)
+    for item in prepared:
+        error: ClaimflowError | None
+        if isinstance(item, Unsendable):
+            error = item.error
+        else:
+            try:
+                send(item)
+                error = None
+            except DeliveryFailed as exc:
+                error = exc
+        with session_scope(engine) as session:
+            status = record_result(
+                session,
+                outbox_id=item.outbox_id,
+                attempt=item.attempt,
+                error=error,
+                now=now(),
+                config=config,
+                random=random,
+            )
+        report.add(status)
+    return report
+
+
+def drain(
+    engine: Any,
+    *,
+    now: Callable[[], datetime],
+    config: OutboxConfig | None = None,
+    max_batches: int = 100,
+    random: Callable[[], float] = random_module.random,
+) -> DrainReport:
+    """Deliver batches until nothing is due (or ``max_batches`` were taken); the sum of their reports."""
+    total = DrainReport()
+    for _ in range(max_batches):
+        report = deliver_batch(engine, now=now, config=config, random=random)
+        for name in ("claimed", "sent", "retried", "dead", "blocked", "lost_lease"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        if report.claimed == 0:
+            break
+    return total
+
+
+# --- operator tools ---------------------------------------------------------------------------------------
+
+
+def list_outbox(session: Session, *, status: str | None = None, limit: int = 50) -> list[Outbox]:
+    """Messages newest first, optionally of one status."""
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1")
+    statement = select(Outbox).order_by(col(Outbox.id).desc()).limit(limit)
+    if status is not None:
+        if status not in {s.value for s in OutboxStatus}:
+            raise InvalidInput(f"unknown outbox status {status!r}; known: {', '.join(s.value for s in OutboxStatus)}")
+        statement = statement.where(Outbox.status == status)
+    return list(session.exec(statement))
+
+
+def retry(session: Session, *, outbox_id: int, now: datetime, actor: str = "system") -> Outbox:
+    """Put a dead or blocked message back in the queue, due now, with a fresh count of attempts.
+
+    Raises:
+        NotFound: no such message.
+        InvalidInput: the message is not dead or blocked (it is queued, sending or sent).
+    """
+    row = session.exec(select(Outbox).where(Outbox.id == outbox_id).with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no outbox message #{outbox_id}")
+    if row.status not in (OutboxStatus.dead, OutboxStatus.blocked):
+        raise InvalidInput(f"outbox message #{outbox_id} is {row.status}; only dead or blocked messages are retried")
+    _case_event(session, row, "message_retried", {"outbox_id": row.id, "previous_status": str(row.status)}, now, actor)
+    row.status = OutboxStatus.pending
+    row.attempts = 0
+    row.next_attempt_at = now
+    session.add(row)
+    session.flush()
+    logger.info("outbox #%s put back in the queue by %s", row.id, actor)
+    return row

@@ -1,0 +1,196 @@
+"""Every message in every language renders from its declared context; the environment is strict and safe."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from jinja2 import UndefinedError
+
+from models.errors import InvalidInput, NotFound
+from models.messages import (
+    CATALOGUE,
+    LANGUAGES,
+    TEMPLATES_DIR,
+    choose_language,
+    format_date,
+    format_datetime,
+    format_deadline,
+    format_money,
+    html_to_text,
+    make_environment,
+    render_message,
+    text_blocks,
+)
+
+ENV = make_environment()
+EVERY_MESSAGE = [pytest.param(name, language, id=f"{name}-{language}") for name in CATALOGUE for language in LANGUAGES]
+
+
+@pytest.mark.parametrize(("name", "language"), EVERY_MESSAGE)
+def test_every_message_renders_in_every_language_from_its_declared_context(name: str, language: str) -> None:
+    spec = CATALOGUE[name]
+    message = render_message(ENV, name, language=language, context=spec.sample)
+    assert message.subject and "\n" not in message.subject
+    assert message.text.strip() and message.html.startswith("<!DOCTYPE html>")
+    assert "{{" not in message.text and "{%" not in message.text
+    assert spec.sample["case_number"] in message.text if spec.sample.get("case_number") else True
+    # the HTML part says what the text part says
+    assert " ".join(html_to_text(message.html).split()).endswith(" ".join(message.text.split()[-3:]))
+
+
+@pytest.mark.parametrize(("name", "language"), EVERY_MESSAGE)
+def test_every_declared_key_is_really_needed_and_strict_undefined_catches_the_gap(name: str, language: str) -> None:
+    """Dropping a required key is refused by name; a template using an undeclared key fails the render."""
+    spec = CATALOGUE[name]
+    for key in spec.required:
+        context = {k: v for k, v in spec.sample.items() if k != key}
+        with pytest.raises(InvalidInput, match=key):
+            render_message(ENV, name, language=language, context=context)
+
+
+def test_a_template_that_uses_an_undeclared_variable_fails_at_render_time(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "_layout.html.j2").write_text((TEMPLATES_DIR / "_layout.html.j2").read_text())
+    (tmp_path / "en" / "payment_made.txt.j2").write_text(
+        "{% block subject %}Paid {{ case_number }}{% endblock %}{% block body %}{{ iban }}{% endblock %}"
+    )
+    env = make_environment(tmp_path)
+    with pytest.raises(UndefinedError, match="iban"):
+        render_message(env, "payment_made", language="en", context=CATALOGUE["payment_made"].sample)
+
+
+def test_every_template_file_is_in_the_catalogue_and_every_message_exists_in_both_languages() -> None:
+    for language in LANGUAGES:
+        files = {p.name.removesuffix(".txt.j2") for p in (TEMPLATES_DIR / language).glob("*.txt.j2")}
+        assert {f for f in files if not f.startswith("_")} == set(CATALOGUE), language
+
+
+def test_the_acknowledgement_names_the_case_the_channel_and_the_promised_deadline() -> None:
+    context = {**CATALOGUE["acknowledgement_claim"].sample, "channel": "phone"}
+    zh = render_message(ENV, "acknowledgement_claim", language="zh-CN", context=context)
+    en = render_message(ENV, "acknowledgement_claim", language="en", context=context)
+    # due 2026-03-06T16:00Z is 00:00 on 7 March in Shanghai: the limit ends with 6 March
+    assert "您通过电话" in zh.text and "2026年3月6日" in zh.text and "CLM-2026-000123" in zh.subject
+    assert "by phone" in en.text and "by 6 March 2026" in en.text
+
+
+def test_the_decision_states_reasons_clause_and_how_to_complain_only_when_money_is_withheld() -> None:
+    sample = CATALOGUE["decision"].sample
+    rejected = render_message(ENV, "decision", language="zh-CN", context={**sample, "outcome": "rejected"})
+    approved = render_message(
+        ENV, "decision", language="en", context={**sample, "outcome": "approved", "reasons": "", "clause": ""}
+    )
+    assert "拒赔理由：自费药品费用不在保险责任范围内" in rejected.text
+    assert "依据条款：《医疗保险条款》第五条第(三)项" in rejected.text
+    assert "投诉" in rejected.text and "不予赔付" in rejected.subject
+    assert "we will pay CNY 8,600.00" in approved.text and "clause" not in approved.text.lower()
+    assert "complain or appeal" in approved.text
+
+
+def test_the_missing_documents_list_is_one_complete_list() -> None:
+    message = render_message(ENV, "missing_documents", language="en", context=CATALOGUE["missing_documents"].sample)
+    assert "complete list" in message.text
+    assert message.text.count("\n- ") == 3
+    assert message.html.count("<li>") == 3
+
+
+def test_values_from_people_are_escaped_in_html_and_left_alone_in_text() -> None:
+    context = {
+        **CATALOGUE["extension_notice"].sample,
+        "customer_name": "<script>alert('x')</script>",
+        "reason": "A & B <b>bold</b>",
+    }
+    message = render_message(ENV, "extension_notice", language="en", context=context)
+    assert "<script>" not in message.html and "&lt;script&gt;" in message.html
+    assert "A &amp; B &lt;b&gt;bold&lt;/b&gt;" in message.html
+    assert "<script>alert('x')</script>" in message.text and "A & B <b>bold</b>" in message.text
+
+
+def test_links_in_the_text_become_links_in_the_html() -> None:
+    message = render_message(ENV, "survey_invitation", language="zh-CN", context=CATALOGUE["survey_invitation"].sample)
+    assert '<a href="https://desk.insurer.example/survey/abc123">' in message.html
+
+
+def test_text_blocks_splits_paragraphs_and_lists() -> None:
+    blocks = text_blocks("Dear A,\n\n- one\n- two\n\nline 1\nline 2\n")
+    assert [b["kind"] for b in blocks] == ["paragraph", "list", "paragraph"]
+    assert [str(i) for i in blocks[1]["items"]] == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "default", "chosen"),
+    [
+        pytest.param("en", "zh-CN", "en", id="exact"),
+        pytest.param("en-GB", "zh-CN", "en", id="same-primary-language"),
+        pytest.param("zh-TW", "en", "zh-CN", id="chinese-variant-gets-simplified"),
+        pytest.param("fr", "en", "en", id="unwritten-language-falls-back-to-office-default"),
+        pytest.param(None, "en", "en", id="no-language-gets-office-default"),
+        pytest.param("fr", "de", "zh-CN", id="office-default-unwritten-too"),
+    ],
+)
+def test_choose_language(wanted: str | None, default: str, chosen: str) -> None:
+    assert choose_language(wanted, default=default) == chosen
+
+
+@pytest.mark.parametrize(
+    ("value", "language", "tz", "shown"),
+    [
+        pytest.param(date(2026, 3, 5), "zh-CN", "UTC", "2026年3月5日", id="zh-date"),
+        pytest.param(date(2026, 3, 5), "en", "UTC", "5 March 2026", id="en-date"),
+        pytest.param("2026-03-05", "en", "UTC", "5 March 2026", id="iso-text-from-json"),
+        pytest.param(
+            datetime(2026, 3, 4, 17, 0, tzinfo=UTC),
+            "zh-CN",
+            "Asia/Shanghai",
+            "2026年3月5日",
+            id="office-zone-date",
+        ),
+    ],
+)
+def test_format_date(value: object, language: str, tz: str, shown: str) -> None:
+    assert format_date(value, language, tz) == shown  # type: ignore[arg-type]
+
+
+def test_format_datetime_and_deadline_in_the_office_zone() -> None:
+    at = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
+    assert format_datetime(at, "zh-CN", "Asia/Shanghai") == "2026年3月5日 17:00"
+    assert format_datetime(at.isoformat(), "en", "Asia/Shanghai") == "5 March 2026, 17:00"
+    midnight = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)  # 00:00 on 6 March in Shanghai: the end of 5 March
+    assert format_deadline(midnight, "zh-CN", "Asia/Shanghai") == "2026年3月5日"
+    assert format_deadline(midnight, "en", "Asia/Shanghai") == "5 March 2026"
+    assert format_deadline(at, "en", "Asia/Shanghai") == "5 March 2026, 17:00"
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        format_datetime(datetime(2026, 3, 5, 9, 0), "en")
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "language", "shown"),
+    [
+        pytest.param(Decimal("12800.5"), "CNY", "zh-CN", "¥12,800.50", id="zh-yuan-symbol"),
+        pytest.param("12800.5", "CNY", "en", "CNY 12,800.50", id="en-code-first"),
+        pytest.param(1234567, "HKD", "zh-CN", "HK$1,234,567.00", id="zh-hkd"),
+        pytest.param("99.995", "JPY", "zh-CN", "100.00 JPY", id="zh-unknown-currency-code-after"),
+        pytest.param("1,000", "USD", "en", "USD 1,000.00", id="grouped-text-input"),
+    ],
+)
+def test_format_money(amount: object, currency: str, language: str, shown: str) -> None:
+    assert format_money(amount, currency, language) == shown  # type: ignore[arg-type]
+
+
+def test_a_value_that_is_not_money_is_a_clear_error() -> None:
+    context = {**CATALOGUE["payment_made"].sample, "amount": "lots"}
+    with pytest.raises(InvalidInput, match="'lots' is not an amount of money"):
+        render_message(ENV, "payment_made", language="en", context=context)
+
+
+def test_unknown_message_or_language_is_not_found() -> None:
+    with pytest.raises(NotFound, match="no message template named 'nope'"):
+        render_message(ENV, "nope", language="en", context={})
+    with pytest.raises(NotFound, match="fr"):
+        render_message(ENV, "decision", language="fr", context=CATALOGUE["decision"].sample)

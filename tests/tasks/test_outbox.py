@@ -1,0 +1,590 @@
+"""The outbox on a real database (SQLite and PostgreSQL), delivering to a real SMTP server and HTTP receiver."""
+
+from __future__ import annotations
+
+import email
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from claimflow.db import session_scope
+from models.delivery import DeliveryPolicy
+from models.enums import CaseKind, Channel, ContactChannel, OutboxStatus, StaffRole
+from models.errors import InvalidInput
+from models.messages import CATALOGUE
+from models.tables import Case, CaseCreate, CustomerCreate, Event, Outbox, Staff, Step
+from models.wording import load_rules, parse_rules
+from tasks.cases import file_case
+from tasks.outbox import (
+    OUTBOX_ID_HEADER,
+    OutboxConfig,
+    claim_due,
+    deliver_batch,
+    drain,
+    enqueue,
+    mask_secrets,
+    record_result,
+    retry,
+)
+from tasks.outbox import _environment as shared_environment
+
+T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+
+
+# --- real receivers -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[Any] = []
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        parsed = email.message_from_bytes(envelope.content, policy=email_policy.default)
+        self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?mode=insecure&from=desk@insurer.example"
+
+
+@dataclass
+class HttpReceiver:
+    """A local HTTP server that keeps every POST (path, headers, JSON body): the staff webhook."""
+
+    port: int = field(default_factory=free_port)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(body or b"{}")}
+                )
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def config(smtp: SmtpSink, webhook: HttpReceiver) -> OutboxConfig:
+    hook = f"json://127.0.0.1:{webhook.port}"
+    return OutboxConfig(
+        env=shared_environment(),
+        rules=load_rules(),
+        policy=DeliveryPolicy(max_attempts=3, base_seconds=60, max_seconds=600, jitter=0.2, lease_seconds=120),
+        desk={"phone": "95500", "email": "service@insurer.example"},
+        customer_email_url=SecretStr(smtp.url),
+        customer_sms_url=SecretStr(f"{hook}/sms?-to={{phone}}"),
+        staff_channels={
+            "department:claims-motor": [SecretStr(f"{hook}/claims-motor")],
+            "role:supervisor": [SecretStr(f"{hook}/supervisors")],
+        },
+    )
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.at = start
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **kwargs: float) -> None:
+        self.at += timedelta(**kwargs)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _file(
+    engine: Engine,
+    *,
+    language: str = "zh-CN",
+    contact: ContactChannel = ContactChannel.email,
+    email_address: str | None = "zhang.san@example.com",
+    name: str = "张三",
+) -> Case:
+    with session_scope(engine) as session:
+        handler = Staff(username="li.wei", name="李伟", role=StaffRole.handler, email="li.wei@insurer.example")
+        session.add(handler)
+        session.flush()
+        case = file_case(
+            session,
+            data=CaseCreate(
+                kind=CaseKind.claim,
+                channel=Channel.email,
+                customer=CustomerCreate(
+                    name=name,
+                    email=email_address,
+                    phone="13812345678",
+                    language=language,
+                    preferred_channel=contact,
+                ),
+            ),
+            actor="intake",
+            now=T0,
+        )
+        case.handler_id = handler.id
+        session.add(case)
+        return case
+
+
+def _queue(
+    engine: Engine,
+    case: Case,
+    config: OutboxConfig,
+    template: str = "acknowledgement_claim",
+    key: str | None = None,
+    **changes: Any,
+) -> Any:
+    context = {**CATALOGUE[template].sample, "case_number": case.number, **changes}
+    context.pop("customer_name", None)
+    with session_scope(engine) as session:
+        return enqueue(
+            session,
+            template=template,
+            recipient=f"customer:{case.customer_id}",
+            context=context,
+            idempotency_key=key or f"{template}:{case.number}",
+            now=T0,
+            case=case,
+            config=config,
+        )
+
+
+def _rows(engine: Engine) -> list[Outbox]:
+    with Session(engine) as session:
+        return list(session.exec(select(Outbox).order_by(col(Outbox.id))))
+
+
+def _events(engine: Engine, case: Case) -> list[Event]:
+    with Session(engine) as session:
+        return list(session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence))))
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+# --- tests ------------------------------------------------------------------------------------------------
+
+
+def test_a_customer_acknowledgement_arrives_by_smtp_in_chinese_with_its_headers(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    queued = _queue(engine, case, config)
+    assert queued.queued and queued.outbox.channel == "email" and queued.outbox.language == "zh-CN"
+    assert "customer_name" not in queued.outbox.context  # personal data stays in Customer
+
+    report = drain(engine, now=Clock(), config=config)
+
+    assert (report.claimed, report.sent) == (1, 1)
+    [message] = smtp.messages
+    assert message["Subject"] == f"理赔申请已受理：{case.number}"
+    assert message["To"] == "zhang.san@example.com"
+    assert message["From"].endswith("<desk@insurer.example>") or message["From"] == "desk@insurer.example"
+    assert message[OUTBOX_ID_HEADER] == str(queued.outbox.id)
+    assert message["Message-ID"]
+    assert smtp.envelopes[0].rcpt_tos == ["zhang.san@example.com"]
+    assert message.get_content_type() == "multipart/alternative"
+    plain = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content_charset() == "utf-8" and html.get_content_charset() == "utf-8"
+    assert "尊敬的张三：" in plain.get_content()
+    assert f"案件号为 {case.number}" in plain.get_content()
+    assert "2026年3月" in plain.get_content()
+    assert "<p>尊敬的张三：</p>" in html.get_content()
+    [row] = _rows(engine)
+    assert (row.status, row.attempts, row.sent_at, row.last_error) == (OutboxStatus.sent, 1, T0, None)
+
+
+def test_an_english_speaking_customer_is_written_to_in_english(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine, language="en-GB", name="Wei Li")
+    _queue(engine, case, config)
+    drain(engine, now=Clock(), config=config)
+    [message] = smtp.messages
+    assert message["Subject"] == f"We have received your claim {case.number}"
+    plain = message.get_body(("plain",))
+    assert plain is not None and "Dear Wei Li," in plain.get_content()
+
+
+def test_a_customer_who_prefers_sms_gets_it_through_the_gateway(
+    engine: Engine, webhook: HttpReceiver, config: OutboxConfig
+) -> None:
+    case = _file(engine, contact=ContactChannel.sms)
+    queued = _queue(engine, case, config)
+    assert queued.outbox.channel == "sms"
+    drain(engine, now=Clock(), config=config)
+    [request] = webhook.requests
+    assert request["path"].startswith("/sms?to=13812345678")
+    assert request["json"]["title"] == f"理赔申请已受理：{case.number}"
+    assert "尊敬的张三" in request["json"]["message"] and "<p>" not in request["json"]["message"]
+
+
+def test_a_staff_message_goes_to_the_department_webhook(
+    engine: Engine, webhook: HttpReceiver, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    with session_scope(engine) as session:
+        queued = enqueue(
+            session,
+            template="staff_new_assignment",
+            recipient="department:claims-motor",
+            context={**CATALOGUE["staff_new_assignment"].sample, "case_number": case.number},
+            idempotency_key=f"assigned:{case.number}:li.wei",
+            now=T0,
+            case=case,
+            config=config,
+        )
+    assert queued.outbox.channel == "staff" and queued.outbox.language == "zh-CN"
+    assert drain(engine, now=Clock(), config=config).sent == 1
+    [request] = webhook.requests
+    assert request["path"] == "/claims-motor"
+    assert request["headers"][OUTBOX_ID_HEADER] == str(queued.outbox.id)
+    assert request["json"]["title"] == f"新案件分配：{case.number}"
+    assert "李伟" in request["json"]["message"]
+
+
+def test_smtp_down_means_retries_with_backoff_then_dead_letter_and_a_staff_alert(
+    engine: Engine, smtp: SmtpSink, webhook: HttpReceiver, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    queued = _queue(engine, case, config)
+    smtp.stop()
+    clock = Clock()
+
+    first = drain(engine, now=clock, config=config, random=lambda: 0.5)
+    [row] = _rows(engine)
+    assert (first.claimed, first.retried) == (1, 1)
+    assert (row.status, row.attempts, row.next_attempt_at) == (
+        OutboxStatus.pending,
+        1,
+        T0 + timedelta(seconds=60),
+    )
+    assert row.last_error and "zhang.san@example.com" not in row.last_error  # masked
+
+    clock.advance(seconds=59)
+    assert drain(engine, now=clock, config=config).claimed == 0  # not due yet
+    clock.advance(seconds=1)
+    assert drain(engine, now=clock, config=config, random=lambda: 0.5).retried == 1
+    [row] = _rows(engine)
+    assert (row.attempts, row.next_attempt_at) == (2, clock.at + timedelta(seconds=120))  # doubled
+
+    clock.advance(seconds=120)
+    last = drain(engine, now=clock, config=config, random=lambda: 0.5)
+    assert last.dead == 1 and last.sent == 1  # the dead letter, then the alert about it
+    rows = _rows(engine)
+    assert [(r.template, r.status) for r in rows] == [
+        ("acknowledgement_claim", OutboxStatus.dead),
+        ("staff_dead_letter", OutboxStatus.sent),
+    ]
+    assert rows[0].attempts == 3
+    [alert] = webhook.requests
+    assert alert["path"] == "/supervisors"
+    assert f"#{queued.outbox.id}" in alert["json"]["title"]
+    assert f"claimflow outbox retry {queued.outbox.id}" in alert["json"]["message"]
+    assert "zhang.san@example.com" not in json.dumps(alert["json"], ensure_ascii=False)
+    assert [e.type for e in _events(engine, case)][-1] == "message_dead_lettered"
+    assert smtp.messages == []
+
+
+def test_a_message_that_failed_once_is_delivered_when_smtp_comes_back(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    _queue(engine, case, config)
+    smtp.stop()
+    clock = Clock()
+    drain(engine, now=clock, config=config, random=lambda: 0.0)
+    smtp.start()
+    clock.advance(minutes=5)
+    assert drain(engine, now=clock, config=config).sent == 1
+    [row] = _rows(engine)
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.sent, 2, None)
+    assert len(smtp.messages) == 1
+
+
+def test_a_message_is_queued_once_per_idempotency_key(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    first = _queue(engine, case, config, key="ack:1")
+    second = _queue(engine, case, config, key="ack:1")
+    assert first.queued and not first.duplicate
+    assert second.duplicate and second.outbox.id == first.outbox.id
+    assert len(_rows(engine)) == 1
+
+
+def test_a_rejection_without_its_clause_is_held_back_and_the_handler_gets_a_task(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    result = _queue(engine, case, config, template="decision", outcome="rejected", clause="")
+    assert not result.queued
+    assert [v.rule_id for v in result.violations] == ["rejection-states-reasons-and-clause"]
+    assert _rows(engine) == []
+    event = _events(engine, case)[-1]
+    assert event.type == "wording_check_failed"
+    assert event.data["rules"] == ["rejection-states-reasons-and-clause"]
+    with Session(engine) as session:
+        [step] = session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording")).all()
+        handler = session.exec(select(Staff).where(Staff.username == "li.wei")).one()
+    assert step.assignee_id == handler.id and step.status == "open"
+    assert step.outcome == "rejection-states-reasons-and-clause"
+    assert step.policy_rule is not None and "decision/zh-CN" in step.policy_rule and "条款" in step.policy_rule
+    assert drain(engine, now=Clock(), config=config).claimed == 0 and smtp.messages == []
+
+
+def test_a_promise_of_returns_in_a_free_text_value_is_held_back(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    result = _queue(engine, case, config, template="extension_notice", reason="该产品保本保息，稳赚不赔")
+    assert [v.rule_id for v in result.violations] == ["no-promised-returns"]
+    assert "保本" in result.violations[0].detail
+    second = _queue(engine, case, config, template="extension_notice", key="again", reason="保证收益")
+    assert not second.queued
+    with Session(engine) as session:
+        steps = session.exec(select(Step).where(Step.case_id == case.id).order_by(col(Step.attempt))).all()
+    assert [(s.name, s.attempt) for s in steps] == [("fix_wording", 1), ("fix_wording", 2)]
+
+
+def test_a_queued_message_that_no_longer_passes_the_rules_is_blocked_not_sent(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    _queue(engine, case, config)
+    stricter = parse_rules(
+        {
+            "rules": [
+                {
+                    "id": "no-deadline-promises",
+                    "kind": "forbid",
+                    "explanation": {"en": "x"},
+                    "patterns": {"zh-CN": ["最迟于"]},
+                }
+            ]
+        }
+    )
+    report = drain(engine, now=Clock(), config=replace(config, rules=stricter))
+    assert report.blocked == 1 and smtp.messages == []
+    [row] = _rows(engine)
+    assert row.status == OutboxStatus.blocked and "no-deadline-promises" in (row.last_error or "")
+    assert _events(engine, case)[-1].type == "message_blocked"
+
+
+def test_a_sender_that_dies_leaves_its_messages_to_come_back_after_the_lease(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    _queue(engine, case, config)
+    clock = Clock()
+    with session_scope(engine) as session:  # claimed, then the process "dies" before sending
+        [claimed] = claim_due(session, now=clock(), limit=10, policy=config.policy)
+        stale_attempt = claimed.attempts
+    assert drain(engine, now=clock, config=config).claimed == 0  # leased
+    clock.advance(seconds=121)
+    assert drain(engine, now=clock, config=config).sent == 1
+    [row] = _rows(engine)
+    assert (row.status, row.attempts) == (OutboxStatus.sent, 2)
+    with session_scope(engine) as session:  # the dead sender's late result is not recorded over it
+        assert (
+            record_result(session, outbox_id=row.id or 0, attempt=stale_attempt, error=None, now=clock(), config=config)
+            is None
+        )
+
+
+def test_concurrent_claimers_never_take_the_same_message(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    with session_scope(engine) as session:
+        for i in range(120):
+            enqueue(
+                session,
+                template="staff_reminder",
+                recipient="role:supervisor",
+                context={**CATALOGUE["staff_reminder"].sample, "case_number": case.number},
+                idempotency_key=f"reminder:{i}",
+                now=T0,
+                case=case,
+                config=config,
+            )
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def claimer() -> None:
+        try:
+            start.wait()
+            while True:
+                with session_scope(engine) as session:
+                    rows = claim_due(session, now=T0, limit=7, policy=config.policy)
+                    ids = [r.id for r in rows if r.id is not None]
+                    time.sleep(0.01)  # hold the rows while the others try
+                if not ids:
+                    return
+                with lock:
+                    claimed.extend(ids)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(claimed) == 120 and len(set(claimed)) == 120
+    assert {r.status for r in _rows(engine)} == {OutboxStatus.sending}
+
+
+def test_a_dead_message_can_be_put_back_by_hand(engine: Engine, smtp: SmtpSink, config: OutboxConfig) -> None:
+    case = _file(engine, email_address=None, contact=ContactChannel.email)
+    config = replace(config, customer_sms_url=None)  # no e-mail address and no SMS gateway: permanent
+    queued = _queue(engine, case, config)
+    report = deliver_batch(engine, now=Clock(), config=config)
+    assert report.dead == 1  # at once: waiting cannot help
+    [row, _alert] = _rows(engine)
+    assert row.status == OutboxStatus.dead and "no SMS gateway configured" in (row.last_error or "")
+    with session_scope(engine) as session:
+        with pytest.raises(InvalidInput, match="only dead or blocked"):
+            retry(session, outbox_id=_alert.id or 0, now=T0)
+        again = retry(session, outbox_id=queued.outbox.id, now=T0, actor="wang.fang")
+    assert (again.status, again.attempts) == (OutboxStatus.pending, 0)
+    assert _events(engine, case)[-1].type == "message_retried"
+
+
+def test_secrets_in_channel_urls_never_reach_logs_or_the_database(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    case = _file(engine)
+    smtp.stop()
+    secret_url = f"mailto://desk:TopSecret42@127.0.0.1:{smtp.port}?mode=insecure&from=desk@insurer.example"
+    config = replace(config, customer_email_url=SecretStr(secret_url))
+    _queue(engine, case, config)
+    with caplog.at_level(logging.DEBUG):
+        drain(engine, now=Clock(), config=config)
+    [row] = _rows(engine)
+    assert row.status == OutboxStatus.pending and row.last_error
+    assert "TopSecret42" not in caplog.text and "TopSecret42" not in row.last_error
+    assert "TopSecret42" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        pytest.param("mailtos://user:pw@smtp.example:587", "mailtos://***@smtp.example:587", id="url-credentials"),
+        pytest.param('Sending email to "zhang.san@example.com" failed', '"z********@example.com" failed', id="address"),
+        pytest.param("SMS to +8613812345678 failed", "SMS to 861******5678 failed", id="phone"),
+    ],
+)
+def test_mask_secrets(text: str, masked: str) -> None:
+    assert masked in mask_secrets(text)
+
+
+def test_a_customer_message_needs_a_customer_and_its_case(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    context = {**CATALOGUE["acknowledgement_claim"].sample}
+    with session_scope(engine) as session:
+        with pytest.raises(InvalidInput, match="not a customer"):
+            enqueue(
+                session,
+                template="acknowledgement_claim",
+                recipient="role:supervisor",
+                context=context,
+                idempotency_key="a",
+                now=T0,
+                case=case,
+                config=config,
+            )
+        with pytest.raises(InvalidInput, match="needs the case"):
+            enqueue(
+                session,
+                template="acknowledgement_claim",
+                recipient=f"customer:{case.customer_id}",
+                context=context,
+                idempotency_key="b",
+                now=T0,
+                config=config,
+            )
+        with pytest.raises(InvalidInput, match="not a reference"):
+            enqueue(
+                session,
+                template="staff_reminder",
+                recipient="li.wei",
+                context=context,
+                idempotency_key="c",
+                now=T0,
+                config=config,
+            )
