@@ -16,19 +16,29 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
-from claimflow.db import create_db_engine
+from claimflow.db import create_db_engine, session_scope
+from claimflow.demo import sample_directory
 from claimflow.migrate import upgrade
+from claimflow.secrets import encrypt
+from claimflow.settings import get_settings
+from models.enums import CaseKind, Channel
+from models.otp import code_at, new_secret
+from models.tables import Case, CaseCreate, CustomerCreate, Event, Outbox, Staff, Step
+from tasks.cases import get_case
+from tasks.deadlines import desk_rules
+from tasks.staff import enroll, import_directory
+from tasks.workflow import Desk, advance, decide, intake, view
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CLAIMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = os.environ.get("CLAIMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("CLAIMFLOW_REQUIRE_POSTGRES") == "1"
 TABLES = (
     "event", "escalation", "approval", "step", "document_requirement", "feedback", "outbox",
@@ -58,9 +68,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextmanager
 def throwaway_postgres_database() -> Iterator[str]:
     """An empty PostgreSQL database beside the configured one, dropped afterwards."""
-    admin = create_engine(
-        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     name = f"claimflow_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as connection:
@@ -120,3 +128,99 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = create_db_engine(database_url)
     yield engine
     engine.dispose()
+
+
+# Monday 2 March 2026, 09:30 in Shanghai
+NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+
+
+class DeskWorld:
+    """A migrated database with the sample desk, every member enrolled, and a clock the test moves."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        settings = get_settings()
+        self.desk = Desk(rules=desk_rules(settings), settings=settings)
+        self.secrets: dict[str, str] = {}
+        self._used: dict[str, int] = {}
+        self.now = NOW
+        with session_scope(engine) as session:
+            import_directory(session, directory=sample_directory())
+            for member in session.exec(select(Staff)):
+                self.secrets[member.username] = secret = new_secret()
+                enroll(session, username=member.username, encrypted_secret=encrypt(settings, secret))
+
+    def live_code(self, who: str) -> str:
+        """A code ``who``'s app shows about now that has not been used yet (real time, for flows that check
+        codes against the real clock): codes from the previous, current and next 30-second step are valid,
+        each once."""
+        import time
+
+        used = self._used.get(who, -10)
+        while True:
+            current = int(time.time()) // 30
+            counter = max(used + 1, current)  # accepted for 30 to 60 s from now
+            if counter <= current + 1:
+                self._used[who] = counter
+                return code_at(self.secrets[who], datetime.fromtimestamp(counter * 30, UTC))
+            time.sleep(1)
+
+    def file(self, kind: CaseKind = CaseKind.claim, **fields: object) -> Case:
+        customer = fields.pop("customer", None) or CustomerCreate(name="张三", email="zhang.san@example.com")
+        data = CaseCreate(kind=kind, channel=fields.pop("channel", Channel.email), customer=customer, **fields)
+        with session_scope(self.engine) as session:
+            return intake(session, self.desk, data=data, actor="test", now=self.now)
+
+    def view(self, case: Case):
+        with session_scope(self.engine) as session:
+            return view(session, self.desk, case_id=case.id, now=self.now)
+
+    def decide(self, case: Case, who: str, **answer: object):
+        self.now += timedelta(minutes=5)  # each code is used once; the next decision is in a later time step
+        key = self.view(case).waiting_key
+        code = answer.pop("code", None) or code_at(self.secrets[who], self.now)
+        with session_scope(self.engine) as session:
+            return decide(
+                session,
+                self.desk,
+                case_id=case.id,
+                key=key,
+                answer={"staff": who, "approval_code": code, **answer},
+                now=self.now,
+            )
+
+    def advance(self, case: Case, action: str) -> None:
+        with session_scope(self.engine) as session:
+            advance(session, self.desk, case_id=case.id, action=action, now=self.now)
+
+    def case(self, case: Case) -> Case:
+        with Session(self.engine) as session:
+            return get_case(session, case.number)
+
+    def events(self, case: Case) -> list[str]:
+        with Session(self.engine) as session:
+            return [
+                e.type
+                for e in session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence)))
+            ]
+
+    def outbox(self) -> list[str]:
+        with Session(self.engine) as session:
+            return [o.template for o in session.exec(select(Outbox).order_by(col(Outbox.id)))]
+
+    def step(self, case: Case, name: str) -> Step:
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Step).where(Step.case_id == case.id, Step.name == name).order_by(col(Step.id).desc())
+            ).first()
+
+
+@pytest.fixture
+def world(engine: Engine) -> DeskWorld:
+    return DeskWorld(engine)
+
+
+@pytest.fixture
+def desk_world() -> type[DeskWorld]:
+    """The ``DeskWorld`` class, for tests that build the world on an engine of their own."""
+    return DeskWorld

@@ -1,0 +1,78 @@
+"""The case flows: one run per case (``claim-process``, ``complaint-process``, ``inquiry-process``).
+
+A run is a loop over the case's state in the database: an automatic move, or a suspension until a person
+decides (the run's process and thread are gone while it waits), or the end. Restarted from its first line,
+a run reads where the case is and carries on; decisions already applied are not applied again (each is
+keyed by case, step and attempt, and the database refuses a key that was answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import asuspend_flow_run
+
+from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
+from flows.inputs import FORMS
+from models.plan import Ask, Auto, Finished
+from tasks.workflow import CaseView, DecisionResult, advance, decide, view
+
+
+@task(name="read-case", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
+async def read_case(case_id: int) -> CaseView:
+    return await transaction(view, desk=desk(), case_id=case_id, now=now())
+
+
+@task(name="automatic-move", task_run_name="{action}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
+async def automatic_move(case_id: int, action: str) -> None:
+    await transaction(advance, desk=desk(), case_id=case_id, action=action, now=now())
+
+
+@task(name="apply-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
+async def apply_decision(case_id: int, key: str, answer: dict[str, Any]) -> DecisionResult:
+    return await transaction(decide, desk=desk(), case_id=case_id, key=key, answer=answer, now=now())
+
+
+async def drive_case(case_id: int) -> str:
+    """Drive the case until it is closed, suspending whenever a person must decide."""
+    logger = get_run_logger()
+    for _ in range(MAX_LEGS):
+        current = await read_case(case_id)
+        move = current.move
+        if isinstance(move, Finished):
+            logger.info("%s is closed", current.number)
+            return current.status
+        if isinstance(move, Auto):
+            await automatic_move(case_id, move.action)
+            continue
+        assert isinstance(move, Ask) and current.waiting_key is not None
+        form = FORMS[move.input_kind].with_initial_data(description=current.description)
+        logger.info("%s waits for %s (%s)", current.number, move.input_kind.value, current.waiting_key)
+        answer = await asuspend_flow_run(wait_for_input=form, key=current.waiting_key, timeout=SUSPEND_TIMEOUT)
+        result = await apply_decision(case_id, current.waiting_key, answer.model_dump(mode="json"))
+        if result.refused:
+            logger.warning("%s: decision refused: %s", current.number, result.refused)
+    raise RuntimeError(f"case {case_id} moved {MAX_LEGS} times in one run without closing")
+
+
+@flow(name="claim-process", persist_result=False)
+async def claim_process(case_id: int) -> str:
+    """Drive a claim: review, documents, investigation, decision (second approval), payment, feedback."""
+    return await drive_case(case_id)
+
+
+@flow(name="complaint-process", persist_result=False)
+async def complaint_process(case_id: int) -> str:
+    """Drive a complaint: independent investigation, mediation or outcome, referral, feedback."""
+    return await drive_case(case_id)
+
+
+@flow(name="inquiry-process", persist_result=False)
+async def inquiry_process(case_id: int) -> str:
+    """Drive an inquiry to its answer."""
+    return await drive_case(case_id)
+
+
+CASE_FLOWS = {"claim": claim_process, "complaint": complaint_process, "inquiry": inquiry_process}

@@ -1,0 +1,51 @@
+"""What every claimflow flow shares: the engine and the desk rules of this process, and a thread hop.
+
+Flows are async so that one long-lived process can drive many case runs at once (``flows.runner``); the
+database work itself is synchronous and runs in a worker thread, one transaction per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from claimflow.db import get_engine, session_scope
+from claimflow.settings import get_settings
+from tasks.deadlines import desk_rules
+from tasks.workflow import Desk
+
+T = TypeVar("T")
+SUSPEND_TIMEOUT = 366 * 24 * 3600  # deadlines live in the database (sla-watch), not in suspend timeouts
+MAX_LEGS = 200  # a case that moves more often than this in one run has a bug, not a story
+
+
+def engine() -> Engine:
+    return get_engine(get_settings().resolved_database_url)
+
+
+def desk() -> Desk:
+    settings = get_settings()
+    return Desk(rules=desk_rules(settings), settings=settings)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in_transaction(work: Callable[..., T], **kwargs: Any) -> T:
+    with session_scope(engine()) as session:
+        return work(session, **kwargs)
+
+
+async def transaction(work: Callable[..., T], **kwargs: Any) -> T:
+    """Run ``work(session, **kwargs)`` in one committed transaction, in a worker thread."""
+    return await anyio.to_thread.run_sync(partial(_in_transaction, work, **kwargs))
+
+
+__all__ = ["MAX_LEGS", "SUSPEND_TIMEOUT", "Session", "desk", "engine", "now", "transaction"]

@@ -1,0 +1,75 @@
+"""The desk's deployments, and registering them with the Prefect server.
+
+| deployment | runs | schedule |
+|---|---|---|
+| ``claim-process/claim-process`` (and complaint, inquiry) | one run per case, named by its number | started at intake |
+| ``escalation/escalation`` | one run per raised escalation | started by sla-watch |
+| ``sla-watch/sla-watch`` | reminders and escalations that are due | every minute |
+| ``reconcile/reconcile`` | runs that are missing or dead | every minute |
+| ``deliver-outbox/deliver-outbox`` | the notification outbox | every few seconds and after intake |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import anyio
+from prefect import Flow
+
+from flows.case import claim_process, complaint_process, inquiry_process
+from flows.delivery import DEPLOYMENT_NAME as DELIVERY_DEPLOYMENT
+from flows.delivery import deliver_outbox, deliver_outbox_deployment
+from flows.escalation import escalation
+from flows.watch import reconcile, sla_watch
+
+
+def desk_deployments(
+    *, watch_interval: int = 60, reconcile_interval: int = 60, delivery_interval: int | None = None
+) -> list[tuple[Flow[Any, Any], Any]]:
+    """(flow, RunnerDeployment) for every deployment of the desk.
+
+    Intervals are in seconds; 0 registers the deployment without a schedule (tests run passes by hand).
+    ``delivery_interval`` None: the ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` setting.
+    """
+
+    def every(seconds: int | None) -> dict[str, Any]:
+        return {"interval": seconds} if seconds else {}
+
+    delivery = (
+        deliver_outbox.to_deployment(name=DELIVERY_DEPLOYMENT)
+        if delivery_interval == 0
+        else deliver_outbox_deployment(delivery_interval)
+    )
+    return [
+        (claim_process, claim_process.to_deployment(name="claim-process", description="One run per claim.")),
+        (
+            complaint_process,
+            complaint_process.to_deployment(name="complaint-process", description="One run per complaint."),
+        ),
+        (inquiry_process, inquiry_process.to_deployment(name="inquiry-process", description="One run per inquiry.")),
+        (escalation, escalation.to_deployment(name="escalation", description="One run per raised escalation.")),
+        (
+            sla_watch,
+            sla_watch.to_deployment(
+                name="sla-watch", description="Reminders and escalations that are due.", **every(watch_interval)
+            ),
+        ),
+        (
+            reconcile,
+            reconcile.to_deployment(
+                name="reconcile", description="Start runs that are missing or dead.", **every(reconcile_interval)
+            ),
+        ),
+        (deliver_outbox, delivery),
+    ]
+
+
+async def register(**kwargs: Any) -> dict[UUID, Flow[Any, Any]]:
+    """Create or update every deployment on the server; returns deployment id -> flow for the desk runner."""
+    flows: dict[UUID, Flow[Any, Any]] = {}
+    # to_deployment is async-dispatched: called from a thread with no running loop it returns the object
+    pairs = await anyio.to_thread.run_sync(lambda: desk_deployments(**kwargs))
+    for flow, deployment in pairs:
+        flows[await deployment.aapply()] = flow
+    return flows

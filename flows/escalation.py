@@ -1,0 +1,44 @@
+"""The escalation flow: one run per raised escalation, suspended until a supervisor (level 1) or a manager
+(level 2 and above) decides: extend the deadline, reassign, or take over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import asuspend_flow_run
+
+from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
+from flows.inputs import EscalationDecision
+from tasks.escalations import EscalationResult, EscalationView, decide_escalation, escalation_view
+
+
+@task(name="read-escalation", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
+async def read_escalation(escalation_id: int) -> EscalationView:
+    return await transaction(escalation_view, escalation_id=escalation_id)
+
+
+@task(name="apply-escalation-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3,
+      retry_delay_seconds=[1, 5, 20])  # fmt: skip
+async def apply_escalation_decision(escalation_id: int, key: str, answer: dict[str, Any]) -> EscalationResult:
+    return await transaction(
+        decide_escalation, desk=desk(), escalation_id=escalation_id, key=key, answer=answer, now=now()
+    )
+
+
+@flow(name="escalation", persist_result=False)
+async def escalation(escalation_id: int) -> str:
+    """Wait for the decision on one escalation; a superseded or decided escalation ends the run."""
+    logger = get_run_logger()
+    for _ in range(MAX_LEGS):
+        current = await read_escalation(escalation_id)
+        if not current.open:
+            return "decided"
+        form = EscalationDecision.with_initial_data(description=current.description)
+        logger.info("%s level %s waits for a %s (%s)", current.case_number, current.level, current.role, current.key)
+        answer = await asuspend_flow_run(wait_for_input=form, key=current.key, timeout=SUSPEND_TIMEOUT)
+        result = await apply_escalation_decision(escalation_id, current.key, answer.model_dump(mode="json"))
+        if result.refused:
+            logger.warning("%s: escalation decision refused: %s", current.case_number, result.refused)
+    raise RuntimeError(f"escalation {escalation_id} asked {MAX_LEGS} times without a decision")

@@ -1,0 +1,98 @@
+"""The desk runner: one long-lived process that executes the desk's deployment runs in-process.
+
+Prefect's ``serve`` and its workers start a fresh Python process for every flow run, and a case flow run is
+started or resumed at every step of the case: on two cores that costs seconds per leg (importing Prefect
+alone takes most of it). The desk runner instead polls the server for scheduled (or resumed) runs of the
+desk's deployments and executes each with ``prefect.flow_engine.run_flow_async`` in this process, many at a
+time. A suspended run still holds nothing while it waits: its coroutine ends at the suspension, and the
+next poll after a resume picks it up again.
+
+Several desk runners may run against one server (on several machines): a run is claimed by proposing the
+Pending state, which the server grants to one of them only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import anyio
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import Abort, Pause
+from prefect.flow_engine import run_flow, run_flow_async
+from prefect.states import Pending
+from prefect.utilities.engine import propose_state
+
+logger = logging.getLogger("claimflow.runner")
+
+
+class DeskRunner:
+    """Executes scheduled runs of the given deployments in this process.
+
+    Args:
+        flows: deployment id -> the flow it runs.
+        limit: how many runs execute at once.
+        poll_seconds: how often to ask the server for runs that are due.
+    """
+
+    def __init__(self, flows: Mapping[UUID, Flow[Any, Any]], *, limit: int = 10, poll_seconds: float = 1.0) -> None:
+        self.flows = dict(flows)
+        self.limit = limit
+        self.poll_seconds = poll_seconds
+        self.running: set[UUID] = set()
+        self.finished = 0
+        self._slots = anyio.CapacityLimiter(limit)
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Poll and execute until ``stop`` is set; runs in progress are finished before returning."""
+        async with get_client() as client, anyio.create_task_group() as group:
+            while not stop.is_set():
+                try:
+                    await self.poll_once(client, group)
+                except Exception:  # the server may be restarting: keep polling
+                    logger.exception("desk runner: polling the Prefect server failed")
+                with anyio.move_on_after(self.poll_seconds):
+                    await stop.wait()
+
+    async def poll_once(self, client: Any, group: anyio.abc.TaskGroup) -> int:
+        """Claim the due runs there is room for and start them; returns how many were started."""
+        room = self.limit - len(self.running)
+        if room <= 0:
+            return 0
+        runs: list[FlowRun] = await client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=list(self.flows), scheduled_before=datetime.now(UTC), limit=room
+        )
+        started = 0
+        for run in runs:
+            if run.id in self.running or run.deployment_id not in self.flows:
+                continue
+            state = await propose_state(client, Pending(), flow_run_id=run.id)
+            if not state.is_pending():
+                continue  # another runner took it
+            self.running.add(run.id)
+            group.start_soon(self._execute, run)
+            started += 1
+        return started
+
+    async def _execute(self, run: FlowRun) -> None:
+        flow = self.flows[run.deployment_id]  # type: ignore[index]
+        try:
+            async with self._slots:
+                if flow.isasync:
+                    await run_flow_async(flow, flow_run=run, parameters=run.parameters, return_type="state")
+                else:
+                    await anyio.to_thread.run_sync(
+                        lambda: run_flow(flow, flow_run=run, parameters=run.parameters, return_type="state")
+                    )
+        except (Pause, Abort):
+            pass  # suspended (waits for a person) or taken away by the server: nothing is held
+        except Exception:
+            logger.exception("desk runner: flow run %s (%s) failed", run.name, run.id)
+        finally:
+            self.running.discard(run.id)
+            self.finished += 1

@@ -1,0 +1,89 @@
+"""``sla-watch`` (every minute) and ``reconcile`` (every minute): what is due, and what has no run.
+
+``sla-watch`` records reminders and escalations in one transaction, then starts an escalation run for each
+escalation raised. ``reconcile`` starts the runs that are missing (Prefect was down when a case was filed,
+an escalation run could not be created) or dead (crashed, cancelled, or finished while the case is open):
+a new run reads the case from the database and carries on where it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import now as clock
+from flows.common import transaction
+from models.tables import Case, Escalation
+from tasks.escalations import WatchReport, watch_pass
+from tasks.runs import (
+    DEAD,
+    open_with_runs,
+    record_case_run,
+    record_escalation_run,
+    run_states,
+    start_case_run,
+    start_escalation_run,
+    unstarted,
+)
+
+
+@task(name="watch-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+async def watch_once(at: datetime) -> WatchReport:
+    return await transaction(watch_pass, now=at)
+
+
+@task(name="start-case-run", task_run_name="{case.number}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+async def start_case(case: Case) -> str:
+    run_id = await start_case_run(case)
+    await transaction(record_case_run, case_id=case.id, run_id=run_id)
+    return run_id
+
+
+@task(name="start-escalation-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+async def start_escalation(escalation: Escalation, case: Case) -> str:
+    run_id = await start_escalation_run(escalation, case)
+    await transaction(record_escalation_run, escalation_id=escalation.id, run_id=run_id)
+    return run_id
+
+
+@flow(name="sla-watch", persist_result=False)
+async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
+    """One watcher pass at ``now`` (default: the current time): reminders, escalations, escalation runs."""
+    at = now or clock()
+    report = await watch_once(at)
+    for line in report.lines:
+        get_run_logger().info(line)
+    if report.escalations:
+        pending = await transaction(lambda session: unstarted(session).escalations)
+        for escalation, case in pending:
+            if escalation.id in report.escalations:
+                await start_escalation(escalation, case)
+    return {"steps_checked": report.steps_checked, "reminders": len(report.reminders),
+            "escalations": len(report.escalations)}  # fmt: skip
+
+
+@flow(name="reconcile", persist_result=False)
+async def reconcile() -> dict[str, int]:
+    """Start every run that should exist and does not (missing, or dead while its case is open)."""
+    logger = get_run_logger()
+    missing = await transaction(unstarted)
+    started = 0
+    for case in missing.cases:
+        await start_case(case)
+        started += 1
+    for escalation, case in missing.escalations:
+        await start_escalation(escalation, case)
+        started += 1
+    running = await transaction(open_with_runs)
+    states = await run_states([c.flow_run_id for c in running if c.flow_run_id])
+    restarted = 0
+    for case in running:
+        state = states.get(case.flow_run_id or "")
+        if state is None or state in DEAD:
+            logger.warning("%s: its run %s is %s; starting a new one", case.number, case.flow_run_id, state)
+            await start_case(case)
+            restarted += 1
+    return {"started": started, "restarted": restarted}

@@ -1,0 +1,87 @@
+"""The desk's deadline rules in force: which packs and which calendar apply to a case.
+
+Built once per process from the settings; the computation itself is the pure ``models.sla``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from claimflow.settings import Settings
+from models.calendar import Calendar, NoOfficialCalendar, region_calendar
+from models.clock import Pause
+from models.sla import NoRule, Pack, load_pack, strictest
+from models.watch import NO_SCHEDULE, Schedule, schedule_from
+
+
+@dataclass(frozen=True)
+class DeskRules:
+    """The house pack, the regulators' packs per jurisdiction, and the office calendar."""
+
+    house: Pack
+    regulators: dict[str, tuple[Pack, ...]]
+    calendar: Calendar
+    fallback_calendar: Calendar
+
+    def packs_for(self, jurisdiction: str) -> tuple[Pack, ...]:
+        return (self.house, *self.regulators.get(jurisdiction.upper(), ()))
+
+    def schedule(
+        self,
+        *,
+        kind: str,
+        step: str,
+        jurisdiction: str,
+        channel: str | None,
+        start: datetime,
+        pauses: Sequence[Pause] = (),
+        extensions: Sequence[str] = (),
+    ) -> Schedule:
+        """The step's deadline, reminders and escalations under every pack that applies (strictest wins).
+
+        A step no pack gives a number for has no deadline. Where the period reaches a year without official
+        calendar data, the weekend-only calendar is used and the rule says so: never a silent guess, and
+        never a case that cannot move because next year's holidays are not yet published.
+        """
+        packs = self.packs_for(jurisdiction)
+        arguments = {
+            "kind": kind,
+            "step": step,
+            "start": start,
+            "channel": channel,
+            "pauses": pauses,
+            "extensions": extensions,
+        }
+        try:
+            deadline = strictest(packs, calendar=self.calendar, **arguments)  # type: ignore[arg-type]
+        except NoRule:
+            return NO_SCHEDULE
+        except NoOfficialCalendar as missing:
+            deadline = strictest(packs, calendar=self.fallback_calendar, **arguments)  # type: ignore[arg-type]
+            schedule = schedule_from(deadline)
+            return Schedule(
+                schedule.due,
+                schedule.reminders,
+                schedule.escalations,
+                f"{schedule.rule} [assumed weekend-only calendar: {missing}]",
+            )
+        return schedule_from(deadline)
+
+
+@lru_cache(maxsize=4)
+def _rules(house: str, regulators: tuple[tuple[str, tuple[str, ...]], ...], region: str, tz: str) -> DeskRules:
+    return DeskRules(
+        house=load_pack(house),
+        regulators={j: tuple(load_pack(name) for name in names) for j, names in regulators},
+        calendar=region_calendar(region, timezone=tz),
+        fallback_calendar=region_calendar(region, timezone=tz, unknown_years="weekends"),
+    )
+
+
+def desk_rules(settings: Settings) -> DeskRules:
+    """The rules for these settings (loaded once per distinct configuration)."""
+    regulators = tuple(sorted((j.upper(), tuple(names)) for j, names in settings.jurisdiction_packs.items()))
+    return _rules(settings.policy_pack, regulators, settings.region, settings.office_timezone)

@@ -1,0 +1,158 @@
+"""Starting and finding the Prefect flow runs that drive cases and escalations (the outside world: the
+Prefect API). The database records which run drives what; the reconciler starts what is missing or dead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
+from prefect.deployments.flow_runs import arun_deployment
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from claimflow.db import session_scope
+from models.errors import InvalidInput, NotFound
+from models.tables import Case, Escalation, Step
+from tasks.cases import get_case
+
+DEAD = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
+ESCALATION_DEPLOYMENT = "escalation/escalation"
+
+
+def case_deployment(kind: str) -> str:
+    return f"{kind}-process/{kind}-process"
+
+
+def case_tags(case: Case) -> list[str]:
+    """Tags for the operations UI: kind, channel, product line, priority (never personal data)."""
+    tags = [f"kind:{case.kind}", f"channel:{case.channel}", f"priority:{case.priority}"]
+    if case.product_line:
+        tags.append(f"product:{case.product_line}")
+    return tags
+
+
+async def start_case_run(case: Case) -> str:
+    """Create the case's flow run (named by its number, taking only its id); returns the run id."""
+    run = await arun_deployment(
+        case_deployment(case.kind),
+        parameters={"case_id": case.id},
+        flow_run_name=case.number,
+        tags=case_tags(case),
+        timeout=0,
+        as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)
+    )
+    return str(run.id)
+
+
+async def start_escalation_run(escalation: Escalation, case: Case) -> str:
+    run = await arun_deployment(
+        ESCALATION_DEPLOYMENT,
+        parameters={"escalation_id": escalation.id},
+        flow_run_name=f"{case.number}-escalation-{escalation.level}",
+        tags=[*case_tags(case), f"escalation:level-{escalation.level}"],
+        timeout=0,
+        as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)
+    )
+    return str(run.id)
+
+
+async def run_states(run_ids: list[str]) -> dict[str, StateType | None]:
+    """The state type of each run id (None where the server does not know the run)."""
+    if not run_ids:
+        return {}
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in run_ids])), limit=len(run_ids)
+        )
+    found = {str(r.id): (r.state.type if r.state else None) for r in runs}
+    return {r: found.get(r) for r in run_ids}
+
+
+@dataclass
+class Unstarted:
+    cases: list[Case] = field(default_factory=list)
+    escalations: list[tuple[Escalation, Case]] = field(default_factory=list)
+
+
+def unstarted(session: Session, *, limit: int = 200) -> Unstarted:
+    """Open cases and undecided escalations that no run drives yet."""
+    cases = list(
+        session.exec(select(Case).where(col(Case.flow_run_id).is_(None), col(Case.closed_at).is_(None)).limit(limit))
+    )
+    escalations = []
+    for escalation in session.exec(
+        select(Escalation).where(col(Escalation.flow_run_id).is_(None), col(Escalation.decision).is_(None)).limit(limit)
+    ):
+        case = session.get(Case, escalation.case_id)
+        if case is not None:
+            escalations.append((escalation, case))
+    return Unstarted(cases, escalations)
+
+
+def open_with_runs(session: Session, *, limit: int = 500) -> list[Case]:
+    return list(
+        session.exec(select(Case).where(col(Case.flow_run_id).is_not(None), col(Case.closed_at).is_(None)).limit(limit))
+    )
+
+
+def record_case_run(session: Session, *, case_id: int, run_id: str | None) -> None:
+    case = session.get(Case, case_id)
+    if case is not None:
+        case.flow_run_id = run_id
+        session.add(case)
+
+
+def record_escalation_run(session: Session, *, escalation_id: int, run_id: str | None) -> None:
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is not None:
+        escalation.flow_run_id = run_id
+        session.add(escalation)
+
+
+async def launch_case(engine: Engine, *, case_id: int) -> str:
+    """Start the run of a freshly committed case and record it (intake calls this after its commit).
+
+    Raises whatever the Prefect client raises when the server cannot be reached: the caller reports it and
+    the reconciler starts the run later.
+    """
+    with Session(engine) as session:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"no case with id {case_id}")
+        session.expunge(case)
+    run_id = await start_case_run(case)
+    with session_scope(engine) as session:
+        record_case_run(session, case_id=case_id, run_id=run_id)
+    return run_id
+
+
+async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
+    """The run driving a case and the key it is suspended on; ``InvalidInput`` if it waits for nobody."""
+    from prefect.client.orchestration import get_client
+
+    with Session(engine) as session:
+        case = get_case(session, number)
+        step = session.exec(
+            select(Step)
+            .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
+            .order_by(col(Step.id).desc())
+        ).first()
+    if case.flow_run_id is None or step is None or step.waiting_key is None:
+        raise InvalidInput(f"{case.number} is not waiting for a decision")
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(case.flow_run_id))
+    if run.state is None or not run.state.is_paused():
+        state = run.state.name if run.state else "unknown"
+        raise InvalidInput(f"{case.number}: its run is {state}, not waiting for a decision; try again shortly")
+    return case.flow_run_id, step.waiting_key
+
+
+async def give_input(run_id: str, answer: dict[str, Any]) -> None:
+    """Resume a suspended run with a person's answer (the server checks it against the form's schema)."""
+    from prefect.flow_runs import aresume_flow_run
+
+    await aresume_flow_run(UUID(run_id), run_input=answer)

@@ -1,0 +1,931 @@
+"""The case workflow in the database: steps with their clocks, routing, people's decisions, automatic moves.
+
+Every function takes the session first and leaves the commit to the caller: one decision, its transition,
+its events, its step changes and its messages commit together or not at all. Each is idempotent against
+the database state (a repeated call finds the work done and does nothing), which is what lets a case flow
+run be restarted from its start at any time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from claimflow.settings import Settings
+from models.approval import Decider, DecisionKind, NotAllowed, check_decider
+from models.clock import Pause
+from models.enums import CaseKind, StepStatus
+from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
+from models.lifecycle import lifecycle_for
+from models.otp import CodeRefused, verify_code
+from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
+from models.routing import (
+    Candidate,
+    RoutingRequest,
+    care_plan,
+    choose_handler,
+    complaint_exclusions,
+    documents_for,
+    needs_second_approval,
+)
+from models.tables import (
+    Approval,
+    Case,
+    CaseCreate,
+    Customer,
+    Department,
+    DocumentRequirement,
+    Staff,
+    Step,
+)
+from models.watch import Schedule, progress_after_reschedule
+from tasks.cases import append_event, apply_transition, file_case
+from tasks.deadlines import DeskRules
+from tasks.outbox import enqueue
+
+# Which SLA rule times each workflow step, and whether only the regulators' packs apply (the house pack's
+# review limit is met once the review ends in an investigation; the regulator's decision limit still runs).
+STEP_SLA: dict[tuple[str, str], tuple[str, bool]] = {
+    ("claim", "review"): ("review", False),
+    ("claim", "investigation"): ("review", True),
+    ("claim", "payment"): ("payment", False),
+    ("complaint", "resolution"): ("resolution", False),
+    ("inquiry", "answer"): ("answer", False),
+}
+FIRST_STEP = {"claim": "review", "complaint": "resolution", "inquiry": "answer"}
+OPEN = (StepStatus.open, StepStatus.paused)
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What the workflow needs besides the session: the deadline rules and the settings."""
+
+    rules: DeskRules
+    settings: Settings
+
+
+# --- steps and their clocks -------------------------------------------------------------------------------
+
+
+def current_step(session: Session, *, case_id: int, name: str) -> Step | None:
+    """The step of that name that is still open or paused, if any."""
+    return session.exec(
+        select(Step)
+        .where(Step.case_id == case_id, Step.name == name, col(Step.status).in_(OPEN))
+        .order_by(col(Step.attempt).desc())
+    ).first()
+
+
+def _case_pauses(session: Session, case_id: int, now: datetime) -> list[Pause]:
+    pauses: list[Pause] = []
+    for step in session.exec(select(Step).where(Step.case_id == case_id)):
+        pauses += [Pause(datetime.fromisoformat(p["from"]), datetime.fromisoformat(p["to"])) for p in step.pauses]
+        if step.paused_since is not None:
+            pauses.append(Pause(step.paused_since, None))
+    return sorted(pauses, key=lambda p: p.start)
+
+
+def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: datetime) -> Schedule:
+    sla = STEP_SLA.get((case.kind, step.name))
+    if sla is None:
+        from models.watch import NO_SCHEDULE
+
+        return NO_SCHEDULE
+    sla_step, regulators_only = sla
+    start = step.started_at if step.name == "payment" else case.opened_at
+    assert case.id is not None
+    rules = desk.rules
+    if regulators_only:
+        packs = rules.regulators.get(case.jurisdiction.upper(), ())
+        if not packs:
+            from models.watch import NO_SCHEDULE
+
+            return NO_SCHEDULE
+        rules = DeskRules(packs[0], {case.jurisdiction.upper(): packs[1:]}, rules.calendar, rules.fallback_calendar)
+    return rules.schedule(
+        kind=case.kind,
+        step=sla_step,
+        jurisdiction=case.jurisdiction,
+        channel=case.channel,
+        start=start,
+        pauses=_case_pauses(session, case.id, now),
+        extensions=step.extensions,
+    )
+
+
+def _apply_schedule(step: Step, schedule: Schedule, *, now: datetime) -> None:
+    done, next_check = progress_after_reschedule(schedule, now=now)
+    step.schedule = schedule.to_json()
+    step.due_at = schedule.due
+    step.policy_rule = schedule.rule[:200]
+    step.reminders_done = done
+    step.escalation_level = 0
+    step.next_check_at = next_check if step.status == StepStatus.open else None
+
+
+def open_step(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    name: str,
+    now: datetime,
+    actor: str = "system",
+    assignee_id: int | None = None,
+    input_kind: InputKind | None = None,
+) -> Step:
+    """Open a step with its assignee and deadline; an already open step of that name is returned as it is."""
+    assert case.id is not None
+    existing = current_step(session, case_id=case.id, name=name)
+    if existing is not None:
+        return existing
+    attempts = session.exec(
+        select(func.count()).select_from(Step).where(Step.case_id == case.id, Step.name == name)
+    ).one()
+    step = Step(
+        case_id=case.id,
+        name=name,
+        attempt=int(attempts) + 1,
+        assignee_id=assignee_id if assignee_id is not None else case.handler_id,
+        started_at=now,
+    )
+    session.add(step)
+    session.flush()
+    _apply_schedule(step, _schedule(session, desk, case=case, step=step, now=now), now=now)
+    kind = input_kind or _input_for(case, name)
+    step.waiting_key = decision_key(kind, step) if kind else None
+    session.add(step)
+    append_event(
+        session,
+        case=case,
+        actor=actor,
+        type="step_opened",
+        data={
+            "step": name,
+            "attempt": step.attempt,
+            "assignee": _username(session, step.assignee_id),
+            "due": step.due_at,
+            "rule": step.policy_rule,
+        },
+        now=now,
+    )
+    return step
+
+
+def decision_key(kind: InputKind, step: Step) -> str:
+    """The key a run suspends on for a decision: ``claim-review-<step>-<round>-<attempt>``.
+
+    The round counts the step's pauses (a resumed step asks afresh); the attempt counts refusals (a key
+    that was answered once cannot be asked again: Prefect would return the first answer).
+    """
+    return f"{kind.value.replace('_', '-')}-{step.id}-{len(step.pauses)}-1"
+
+
+def key_kind(key: str) -> InputKind:
+    """The form a decision key asks for (Prefect keys hold lower-case letters, digits and dashes)."""
+    try:
+        return InputKind(key.rsplit("-", 3)[0].replace("-", "_"))
+    except ValueError:
+        raise InvalidInput(f"{key!r} is not a decision key") from None
+
+
+def _input_for(case: Case, step_name: str) -> InputKind | None:
+    for move in (next_move(case.kind, case.status),):
+        if isinstance(move, Ask) and move.step == step_name:
+            return move.input_kind
+    return {
+        "review": InputKind.claim_review,
+        "investigation": InputKind.claim_review,
+        "second_approval": InputKind.second_approval,
+        "payment": InputKind.payment,
+        "resolution": InputKind.complaint_decision,
+        "answer": InputKind.inquiry_answer,
+    }.get(step_name)
+
+
+def pause_step(session: Session, *, case: Case, step: Step, now: datetime, reason: str) -> None:
+    """Stop the step's clock (the case waits on the customer)."""
+    if step.status == StepStatus.paused:
+        return
+    step.status = StepStatus.paused
+    step.paused_since = now
+    step.next_check_at = None
+    step.waiting_key = decision_key(InputKind.documents, step)
+    session.add(step)
+    append_event(
+        session, case=case, actor="system", type="clock_paused", data={"step": step.name, "reason": reason}, now=now
+    )
+
+
+def resume_step(session: Session, desk: Desk, *, case: Case, step: Step, now: datetime) -> None:
+    """Start the step's clock again; the deadline moves by the time it stood still."""
+    if step.status != StepStatus.paused or step.paused_since is None:
+        return
+    step.pauses = [*step.pauses, {"from": step.paused_since.isoformat(), "to": now.isoformat()}]
+    step.paused_seconds += int((now - step.paused_since).total_seconds())
+    step.paused_since = None
+    step.status = StepStatus.open
+    _apply_schedule(step, _schedule(session, desk, case=case, step=step, now=now), now=now)
+    kind = _input_for(case, step.name)
+    step.waiting_key = decision_key(kind, step) if kind else None
+    session.add(step)
+    append_event(
+        session,
+        case=case,
+        actor="system",
+        type="clock_resumed",
+        data={"step": step.name, "due": step.due_at, "rule": step.policy_rule},
+        now=now,
+    )
+
+
+def close_step(session: Session, *, case: Case, step: Step, now: datetime, outcome: str, actor: str) -> None:
+    if step.status not in OPEN:
+        return
+    step.status = StepStatus.done
+    step.completed_at = now
+    step.outcome = outcome[:64]
+    step.next_check_at = None
+    step.waiting_key = None
+    session.add(step)
+    append_event(
+        session,
+        case=case,
+        actor=actor,
+        type="step_completed",
+        data={"step": step.name, "outcome": outcome, "late": bool(step.due_at and now > step.due_at)},
+        now=now,
+    )
+
+
+def _close_open_steps(session: Session, *, case: Case, now: datetime, outcome: str, actor: str) -> None:
+    for step in session.exec(select(Step).where(Step.case_id == case.id, col(Step.status).in_(OPEN))):
+        close_step(session, case=case, step=step, now=now, outcome=outcome, actor=actor)
+
+
+# --- routing ---------------------------------------------------------------------------------------------
+
+
+def _username(session: Session, staff_id: int | None) -> str | None:
+    if staff_id is None:
+        return None
+    member = session.get(Staff, staff_id)
+    return member.username if member else None
+
+
+def candidates(session: Session) -> list[Candidate]:
+    """Every staff member with their open load (open or paused steps assigned to them)."""
+    load = dict(
+        session.exec(
+            select(Step.assignee_id, func.count())
+            .where(col(Step.status).in_(OPEN), col(Step.assignee_id).is_not(None))
+            .group_by(col(Step.assignee_id))
+        ).all()
+    )
+    departments = {d.id: d.code for d in session.exec(select(Department))}
+    return [
+        Candidate(
+            staff_id=s.id or 0,
+            username=s.username,
+            role=s.role,
+            department=departments.get(s.department_id),
+            skills=frozenset(s.skills),
+            languages=frozenset(s.languages),
+            active=s.active,
+            capacity=s.capacity,
+            open_load=int(load.get(s.id, 0)),
+        )
+        for s in session.exec(select(Staff))
+    ]
+
+
+def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
+    """Assign the case to a handler (once); a complaint never to the handler or department it is about.
+
+    With no staff imported yet the case stays unassigned and says so in its log.
+    """
+    if case.handler_id is not None:
+        return session.get(Staff, case.handler_id)
+    customer = session.get(Customer, case.customer_id)
+    excluded_staff: frozenset[int] = frozenset()
+    excluded_departments: frozenset[str] = frozenset()
+    if case.kind == CaseKind.complaint and case.related_case_id is not None:
+        about = session.get(Case, case.related_case_id)
+        if about is not None:
+            department = session.get(Department, about.department_id) if about.department_id else None
+            excluded_staff, excluded_departments = complaint_exclusions(
+                about_handler=about.handler_id, about_department=department.code if department else None
+            )
+    pool = candidates(session)
+    if not pool:
+        append_event(
+            session, case=case, actor="system", type="routing_deferred", data={"reason": "no staff imported"}, now=now
+        )
+        return None
+    request = RoutingRequest(
+        kind=CaseKind(case.kind),
+        product_line=case.product_line,
+        language=customer.language if customer else "zh-CN",
+        excluded_staff=excluded_staff,
+        excluded_departments=excluded_departments,
+    )
+    assignment = choose_handler(request, pool)
+    handler = session.get(Staff, assignment.staff_id)
+    assert handler is not None
+    case.handler_id = handler.id
+    case.department_id = handler.department_id
+    session.add(case)
+    append_event(
+        session,
+        case=case,
+        actor="system",
+        type="assigned",
+        data={"handler": handler.username, "department": assignment.department, "reason": assignment.reason},
+        now=now,
+    )
+    return handler
+
+
+# --- intake and automatic moves ---------------------------------------------------------------------------
+
+
+def intake(session: Session, desk: Desk, *, data: CaseCreate, actor: str, now: datetime) -> Case:
+    """File a case and do at once what needs no person: route it, open its first step with its deadline,
+    tell the handler, and queue the customer's acknowledgement with the promised date."""
+    case = file_case(session, data=data, actor=actor, now=now)
+    start(session, desk, case=case, now=now)
+    step = current_step(session, case_id=case.id or 0, name=FIRST_STEP[case.kind])
+    customer = session.get(Customer, case.customer_id)
+    if step is not None and step.due_at is not None and customer is not None:
+        enqueue(
+            session,
+            template=f"acknowledgement_{case.kind}",
+            recipient=f"customer:{customer.id}",
+            context={
+                "case_number": case.number,
+                "channel": case.channel,
+                "received_at": case.opened_at,
+                "due_at": step.due_at,
+            },
+            idempotency_key=f"ack:{case.number}",
+            now=now,
+            case=case,
+        )
+    return case
+
+
+def _tell_handler(session: Session, *, case: Case, step: Step, now: datetime) -> None:
+    handler = session.get(Staff, step.assignee_id) if step.assignee_id else None
+    if handler is None or step.due_at is None:
+        return
+    enqueue(
+        session,
+        template="staff_new_assignment",
+        recipient=f"staff:{handler.username}",
+        context={
+            "case_number": case.number,
+            "kind": case.kind,
+            "priority": case.priority,
+            "handler_name": handler.name,
+            "due_at": step.due_at,
+            "case_url": f"claimflow case show {case.number}",
+        },
+        idempotency_key=f"assigned:{case.number}:{step.name}:{step.attempt}:{handler.username}",
+        now=now,
+        case=case,
+    )
+
+
+def _move(
+    session: Session, *, case: Case, action: str, actor: str, now: datetime, data: Mapping[str, Any] | None = None
+) -> None:
+    updated, _ = apply_transition(session, number=case.number, action=action, actor=actor, now=now, data=data)
+    case.status, case.outcome, case.closed_at = updated.status, updated.outcome, updated.closed_at
+
+
+def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
+    """The automatic first moves of a case, from wherever it stands (idempotent)."""
+    route(session, case=case, now=now)
+    if case.kind == CaseKind.claim and case.status in ("received", "reopened"):
+        _move(session, case=case, action="start_review", actor="system", now=now)
+    if case.kind == CaseKind.complaint:
+        if case.status == "received":
+            _move(session, case=case, action="acknowledge", actor="system", now=now)
+        if case.status in ("acknowledged", "reopened"):
+            _move(session, case=case, action="start_investigation", actor="system", now=now)
+    name = FIRST_STEP[case.kind]
+    if current_step(session, case_id=case.id or 0, name=name) is None and not lifecycle_for(case.kind).is_closed(
+        case.status
+    ):
+        step = open_step(session, desk, case=case, name=name, now=now)
+        _tell_handler(session, case=case, step=step, now=now)
+
+
+def finish(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
+    """Close a case whose outcome is settled (paid, rejected, resolved, answered, referred, withdrawn)."""
+    if case.status in ("paid", "rejected", "resolved"):
+        _move(session, case=case, action="request_feedback", actor="system", now=now)
+    if case.status in ("feedback", "answered", "referred", "withdrawn", "paid", "rejected", "resolved"):
+        _close_open_steps(session, case=case, now=now, outcome="case closed", actor="system")
+        _move(session, case=case, action="close", actor="system", now=now)
+
+
+# --- what the flow sees ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case as its flow needs it: no personal data."""
+
+    case_id: int
+    number: str
+    kind: str
+    status: str
+    move: Move
+    waiting_key: str | None
+    description: str
+
+
+def _pending_approval(session: Session, case_id: int) -> Approval | None:
+    return session.exec(
+        select(Approval).where(
+            Approval.case_id == case_id, Approval.subject == "decision", col(Approval.decision).is_(None)
+        )
+    ).first()
+
+
+def view(session: Session, desk: Desk, *, case_id: int, now: datetime) -> CaseView:
+    """Read the case, work out the next move and, for a decision, make sure its step is open."""
+    case = session.get(Case, case_id)
+    if case is None:
+        raise NotFound(f"no case with id {case_id}")
+    paused = session.exec(select(Step).where(Step.case_id == case_id, Step.status == StepStatus.paused)).first()
+    move = next_move(
+        case.kind,
+        case.status,
+        pending_second_approval=_pending_approval(session, case_id) is not None,
+        waiting_on_documents_in=paused.name if paused else None,
+    )
+    key = None
+    if isinstance(move, Ask):
+        step = current_step(session, case_id=case_id, name=move.step)
+        if step is None:
+            step = open_step(session, desk, case=case, name=move.step, now=now, input_kind=move.input_kind)
+            _tell_handler(session, case=case, step=step, now=now)
+        key = step.waiting_key
+    return CaseView(case_id, case.number, case.kind, case.status, move, key, _describe(session, case, move))
+
+
+def _describe(session: Session, case: Case, move: Move) -> str:
+    """What the person deciding sees above the form (markdown; no personal data)."""
+    if not isinstance(move, Ask):
+        return ""
+    lines = [f"**{case.number}** · {case.kind} · {case.status} · priority {case.priority}"]
+    if case.product_line:
+        lines.append(f"Product line: {case.product_line}; policy {case.policy_number or '-'}")
+    if case.amount_claimed is not None:
+        lines.append(f"Amount claimed: {case.amount_claimed} {case.currency}")
+    step = current_step(session, case_id=case.id or 0, name=move.step)
+    if step is not None and step.due_at is not None:
+        lines.append(f"Due: {step.due_at.isoformat(timespec='minutes')} ({step.policy_rule})")
+    approval = _pending_approval(session, case.id or 0)
+    if approval is not None and move.input_kind == InputKind.second_approval:
+        lines.append(
+            f"Proposed: {approval.subject_ref} {approval.amount} {case.currency} by "
+            f"{_username(session, approval.requested_by_id)}: {approval.comment or ''}"
+        )
+    lines.append("Name yourself and give your current approval code from your authenticator app.")
+    return "\n\n".join(lines)
+
+
+# --- a person's decision ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """``applied``: the decision changed the case; ``refused``: why not (the flow waits again, new key);
+    ``stale``: the key was already answered (a restarted run replaying a stored answer)."""
+
+    applied: bool
+    refused: str | None = None
+    stale: bool = False
+
+
+DECISION_KIND = {
+    InputKind.claim_review: DecisionKind.review,
+    InputKind.documents: DecisionKind.documents,
+    InputKind.payment: DecisionKind.review,
+    InputKind.complaint_decision: DecisionKind.review,
+    InputKind.inquiry_answer: DecisionKind.review,
+    InputKind.second_approval: DecisionKind.second_approval,
+}
+
+
+def authenticate(session: Session, desk: Desk, *, username: str, code: str, now: datetime) -> Staff:
+    """The staff member behind a form: enrolled, active, and holding their current code (used once)."""
+    from claimflow.secrets import decrypt
+
+    member = session.exec(select(Staff).where(Staff.username == username.strip())).first()
+    if member is None:
+        raise NotAllowed(f"no staff member '{username}'")
+    if not member.totp_secret:
+        raise NotAllowed(f"{member.username} is not enrolled for approval codes (claimflow staff enroll)")
+    counter = verify_code(
+        decrypt(desk.settings, member.totp_secret), code, now=now, last_counter=member.totp_last_counter
+    )
+    member.totp_last_counter = counter
+    session.add(member)
+    return member
+
+
+def decide(
+    session: Session, desk: Desk, *, case_id: int, key: str, answer: Mapping[str, Any], now: datetime
+) -> DecisionResult:
+    """Apply a person's decision given under ``key``; refuse it (recorded, new key) if they may not."""
+    case = session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise NotFound(f"no case with id {case_id}")
+    step = session.exec(select(Step).where(Step.case_id == case_id, Step.waiting_key == key)).first()
+    if step is None:
+        return DecisionResult(applied=False, stale=True)
+    input_kind = key_kind(key)
+    try:
+        member = authenticate(
+            session, desk, username=str(answer.get("staff", "")), code=str(answer.get("approval_code", "")), now=now
+        )
+        approval = _pending_approval(session, case_id)
+        check_decider(
+            Decider(member.id or 0, member.username, member.role, member.active),
+            kind=DECISION_KIND[input_kind],
+            handler_id=case.handler_id,
+            assignee_id=step.assignee_id,
+            requester_id=approval.requested_by_id if approval else None,
+        )
+        _apply(session, desk, case=case, step=step, member=member, input_kind=input_kind, answer=answer, now=now)
+    except (CodeRefused, NotAllowed, IllegalTransition, InvalidInput) as refused:
+        _refuse(session, case=case, step=step, key=key, who=str(answer.get("staff", "")), reason=str(refused), now=now)
+        return DecisionResult(applied=False, refused=str(refused))
+    return DecisionResult(applied=True)
+
+
+def _refuse(session: Session, *, case: Case, step: Step, key: str, who: str, reason: str, now: datetime) -> None:
+    """Record a refused attempt and wait again under a new key (a key answered once cannot be asked again)."""
+    stem, _, attempt = key.rpartition("-")
+    step.waiting_key = f"{stem}-{int(attempt) + 1}" if attempt.isdigit() else f"{key}-2"
+    session.add(step)
+    append_event(
+        session,
+        case=case,
+        actor=who[:64] or "unknown",
+        type="decision_refused",
+        data={"step": step.name, "key": key, "reason": reason},
+        now=now,
+    )
+
+
+def _amount(answer: Mapping[str, Any], field: str = "amount") -> Decimal:
+    try:
+        value = Decimal(str(answer.get(field)))
+    except InvalidOperation:
+        raise InvalidInput(f"{field}: {answer.get(field)!r} is not an amount") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidInput(f"{field}: {value} is not an amount of money")
+    return value.quantize(Decimal("0.01"))
+
+
+def _apply(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    step: Step,
+    member: Staff,
+    input_kind: InputKind,
+    answer: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    actor = member.username
+    choice = str(answer.get("decision", ""))
+    if input_kind == InputKind.claim_review:
+        _claim_review(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+    elif input_kind == InputKind.documents:
+        _move(
+            session,
+            case=case,
+            action="documents_received",
+            actor=actor,
+            now=now,
+            data={"documents": list(answer.get("documents") or [])},
+        )
+        for requirement in session.exec(
+            select(DocumentRequirement).where(
+                DocumentRequirement.case_id == case.id, col(DocumentRequirement.received_at).is_(None)
+            )
+        ):
+            requirement.received_at = now
+            session.add(requirement)
+        resume_step(session, desk, case=case, step=step, now=now)
+    elif input_kind == InputKind.second_approval:
+        _second_approval(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+    elif input_kind == InputKind.payment:
+        amount = _amount(answer)
+        _move(
+            session,
+            case=case,
+            action="record_payment",
+            actor=actor,
+            now=now,
+            data={"amount": str(amount), "reference": str(answer.get("reference", ""))},
+        )
+        close_step(session, case=case, step=step, now=now, outcome="paid", actor=actor)
+        _tell_customer(
+            session,
+            case=case,
+            template="payment_made",
+            now=now,
+            key=f"paid:{case.number}",
+            context={
+                "amount": str(amount),
+                "currency": case.currency,
+                "paid_at": now,
+                "account_hint": str(answer.get("account_hint", "") or "-"),
+            },
+        )
+    elif input_kind == InputKind.complaint_decision:
+        _complaint_decision(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+    elif input_kind == InputKind.inquiry_answer:
+        _move(
+            session,
+            case=case,
+            action="answer",
+            actor=actor,
+            now=now,
+            data={"answer": answer.get("answer", "")},
+        )
+        close_step(session, case=case, step=step, now=now, outcome="answered", actor=actor)
+
+
+def _claim_review(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    step: Step,
+    member: Staff,
+    choice: str,
+    answer: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    actor = member.username
+    reasons, clause = str(answer.get("reasons", "")).strip(), str(answer.get("clause", "")).strip()
+    if choice == "request_documents":
+        customer = session.get(Customer, case.customer_id)
+        plan = care_plan(
+            elderly=bool(customer and customer.elderly),
+            vulnerable=bool(customer and customer.vulnerable),
+            preferred=customer.preferred_channel if customer else "email",
+        )
+        typed = [d.strip() for d in str(answer.get("documents", "") or "").split(";") if d.strip()]
+        documents = typed or list(documents_for(case.product_line, simplified=plan.simplified_documents))
+        already = session.exec(select(DocumentRequirement).where(DocumentRequirement.case_id == case.id)).first()
+        if already is not None:
+            raise InvalidInput("the complete list of missing documents was already sent once; it cannot be sent again")
+        _move(
+            session,
+            case=case,
+            action="request_documents",
+            actor=actor,
+            now=now,
+            data={"documents": documents},
+        )
+        for document in documents:
+            session.add(DocumentRequirement(case_id=case.id or 0, document_type=document[:64], requested_at=now))
+        pause_step(session, case=case, step=step, now=now, reason="awaiting documents from the customer")
+        _tell_customer(
+            session,
+            case=case,
+            template="missing_documents",
+            now=now,
+            key=f"documents:{case.number}",
+            context={"documents": documents, "due_at": now + timedelta(days=desk.settings.documents_reply_days)},
+        )
+        return
+    if choice == "investigate":
+        if case.status != "under_review":
+            raise InvalidInput("the claim is already under investigation")
+        _move(session, case=case, action="start_investigation", actor=actor, now=now)
+        close_step(session, case=case, step=step, now=now, outcome="investigate", actor=actor)
+        open_step(session, desk, case=case, name="investigation", now=now, actor=actor)
+        return
+    if choice not in ("approve", "approve_partly", "reject"):
+        raise InvalidInput(
+            f"decision: {choice!r} is not one of approve, approve_partly, reject, request_documents, investigate"
+        )
+    amount = _amount(answer) if choice != "reject" else Decimal("0.00")
+    if choice == "reject" and (not reasons or not clause):
+        raise InvalidInput("a rejection states its reasons and the clause relied on")
+    if choice == "approve_partly" and not reasons:
+        raise InvalidInput("a partial approval states its reasons")
+    if choice != "reject" and needs_second_approval(amount, desk.settings.second_approval_threshold):
+        session.add(
+            Approval(
+                case_id=case.id or 0,
+                subject="decision",
+                subject_ref=choice,
+                amount=amount,
+                requested_by_id=member.id or 0,
+                comment=reasons or None,
+                requested_at=now,
+            )
+        )
+        close_step(session, case=case, step=step, now=now, outcome=f"{choice} (needs second approval)", actor=actor)
+        append_event(
+            session,
+            case=case,
+            actor=actor,
+            type="second_approval_requested",
+            data={"decision": choice, "amount": amount},
+            now=now,
+        )
+        open_step(
+            session,
+            desk,
+            case=case,
+            name="second_approval",
+            now=now,
+            actor=actor,
+            assignee_id=None,
+            input_kind=InputKind.second_approval,
+        )
+        return
+    _decide_claim(
+        session, case=case, choice=choice, amount=amount, reasons=reasons, clause=clause, actor=actor, now=now
+    )
+    close_step(session, case=case, step=step, now=now, outcome=choice, actor=actor)
+
+
+def _decide_claim(
+    session: Session, *, case: Case, choice: str, amount: Decimal, reasons: str, clause: str, actor: str, now: datetime
+) -> None:
+    data: dict[str, Any] = {"amount": str(amount)} if choice != "reject" else {}
+    if reasons:
+        data["reasons"] = reasons
+    if clause:
+        data["clause"] = clause
+    _move(session, case=case, action=choice, actor=actor, now=now, data=data)
+    _tell_customer(
+        session,
+        case=case,
+        template="decision",
+        now=now,
+        key=f"decision:{case.number}:{choice}",
+        context={
+            "outcome": case.outcome,
+            "amount": str(amount),
+            "currency": case.currency,
+            "reasons": reasons,
+            "clause": clause,
+        },
+    )
+
+
+def _second_approval(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    step: Step,
+    member: Staff,
+    choice: str,
+    answer: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    approval = _pending_approval(session, case.id or 0)
+    if approval is None:
+        raise InvalidInput("there is no decision waiting for a second approval")
+    if choice not in ("approve", "reject"):
+        raise InvalidInput(f"decision: {choice!r} is not one of approve, reject")
+    approval.approver_id = member.id
+    approval.decision = "approved" if choice == "approve" else "rejected"
+    approval.comment = "; ".join(x for x in (approval.comment, str(answer.get("comment", "")).strip()) if x) or None
+    approval.decided_at = now
+    session.add(approval)
+    append_event(
+        session,
+        case=case,
+        actor=member.username,
+        type="second_approval_decided",
+        data={"decision": approval.decision, "proposal": approval.subject_ref, "amount": approval.amount},
+        now=now,
+    )
+    close_step(session, case=case, step=step, now=now, outcome=approval.decision, actor=member.username)
+    if choice == "approve":
+        requester = _username(session, approval.requested_by_id) or member.username
+        _decide_claim(
+            session,
+            case=case,
+            choice=approval.subject_ref or "approve",
+            amount=approval.amount or Decimal(0),
+            reasons=approval.comment or "",
+            clause="",
+            actor=requester,
+            now=now,
+        )
+    else:
+        name = "investigation" if case.status == "investigating" else "review"
+        open_step(session, desk, case=case, name=name, now=now, actor=member.username)
+
+
+def _complaint_decision(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    step: Step,
+    member: Staff,
+    choice: str,
+    answer: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    actor = member.username
+    remedy, reasons = str(answer.get("remedy", "")).strip(), str(answer.get("reasons", "")).strip()
+    if choice == "mediate":
+        _move(session, case=case, action="start_mediation", actor=actor, now=now)
+        _fresh_key(session, step)
+        return
+    if choice == "refer_outside":
+        body = str(answer.get("body", "")).strip() or outside_body(desk, case)
+        _move(session, case=case, action="refer_outside", actor=actor, now=now, data={"body": body})
+        close_step(session, case=case, step=step, now=now, outcome="referred", actor=actor)
+        return
+    data = {k: v for k, v in (("remedy", remedy), ("reasons", reasons)) if v}
+    _move(session, case=case, action=choice, actor=actor, now=now, data=data)
+    close_step(session, case=case, step=step, now=now, outcome=case.outcome or choice, actor=actor)
+    _tell_customer(
+        session,
+        case=case,
+        template="complaint_outcome",
+        now=now,
+        key=f"outcome:{case.number}",
+        context={
+            "outcome": case.outcome,
+            "findings": reasons or remedy,
+            "remedy": remedy or "-",
+            "outside_body": outside_body(desk, case),
+        },
+    )
+
+
+def outside_body(desk: Desk, case: Case) -> str:
+    """Where the complainant can go next in the case's jurisdiction."""
+    bodies = {k.upper(): v for k, v in desk.settings.outside_bodies.items()}
+    return bodies.get(case.jurisdiction.upper(), "the insurance regulator or an independent mediation body")
+
+
+def _fresh_key(session: Session, step: Step) -> None:
+    """A move that keeps the step open needs a fresh key for the next decision on it."""
+    stem, _, attempt = (step.waiting_key or "").rpartition("-")
+    step.waiting_key = f"{stem}-{int(attempt) + 1}" if attempt.isdigit() else step.waiting_key
+    session.add(step)
+
+
+def _tell_customer(
+    session: Session, *, case: Case, template: str, context: Mapping[str, Any], key: str, now: datetime
+) -> None:
+    enqueue(
+        session,
+        template=template,
+        recipient=f"customer:{case.customer_id}",
+        context={"case_number": case.number, **context},
+        idempotency_key=key,
+        now=now,
+        case=case,
+    )
+
+
+class CaseNotMovable(ClaimflowError):
+    """An automatic move was asked of a case that needs a person."""
+
+
+def advance(session: Session, desk: Desk, *, case_id: int, action: str, now: datetime) -> None:
+    """Run an automatic move (``start`` or ``finish``) on the case."""
+    case = session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise NotFound(f"no case with id {case_id}")
+    move = next_move(case.kind, case.status, pending_second_approval=_pending_approval(session, case_id) is not None)
+    if isinstance(move, Finished) or (isinstance(move, Auto) and move.action != action):
+        return  # done already, or another move is due: the flow reads the state again
+    if isinstance(move, Ask):
+        raise CaseNotMovable(f"{case.number} waits for a person ({move.input_kind.value}); nothing to do automatically")
+    if action == "start":
+        start(session, desk, case=case, now=now)
+    elif action == "finish":
+        finish(session, desk, case=case, now=now)
+    else:
+        raise InvalidInput(f"unknown automatic move {action!r}")

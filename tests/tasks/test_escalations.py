@@ -1,0 +1,152 @@
+"""The SLA watcher and supervisors' escalation decisions, on a real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from claimflow.db import session_scope
+from models.otp import code_at
+from models.tables import Approval, Escalation, Outbox, Staff
+from tasks.escalations import decide_escalation, escalation_view, watch_pass
+
+REVIEW_DUE = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)  # 3 working days after Monday 2 March 2026 (Shanghai)
+
+
+def _watch(world, at: datetime):
+    with session_scope(world.engine) as session:
+        return watch_pass(session, now=at)
+
+
+def _escalations(world) -> list[Escalation]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(Escalation).order_by(col(Escalation.id))))
+
+
+def _decide(world, escalation_id: int, who: str, at: datetime, **answer):
+    with session_scope(world.engine) as session:
+        key = escalation_view(session, escalation_id=escalation_id).key
+    code = answer.pop("code", None) or code_at(world.secrets[who], at)
+    with session_scope(world.engine) as session:
+        return decide_escalation(
+            session,
+            world.desk,
+            escalation_id=escalation_id,
+            key=key,
+            answer={"staff": who, "approval_code": code, **answer},
+            now=at,
+        )
+
+
+def _handler(world, case) -> str:
+    with Session(world.engine) as session:
+        return session.get(Staff, world.case(case).handler_id).username
+
+
+def test_reminders_then_breach_then_the_manager_when_nobody_decides(world) -> None:
+    case = world.file(product_line="motor")
+    assert _watch(world, REVIEW_DUE - timedelta(days=3)).steps_checked == 0
+    half = _watch(world, datetime(2026, 3, 4, 4, 0, tzinfo=UTC))
+    assert [r[2] for r in half.reminders] == [0.5]
+    assert _watch(world, datetime(2026, 3, 4, 4, 0, tzinfo=UTC)).steps_checked == 0  # nothing twice
+    breach = _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    assert [r[2] for r in breach.reminders] == [0.75]
+    [first] = _escalations(world)
+    assert breach.escalations == [first.id]
+    assert (first.level, first.role) == (1, "supervisor")
+    assert first.decide_by == datetime(2026, 3, 6, 16, 0, tzinfo=UTC)  # one working day later
+    assert "staff_breach_escalation" in world.outbox()
+    assert _watch(world, REVIEW_DUE + timedelta(hours=3)).steps_checked == 0
+    manager = _watch(world, first.decide_by + timedelta(minutes=1))
+    first, second = _escalations(world)
+    assert (second.level, second.role) == (2, "manager")
+    assert first.decision == "superseded"
+    assert manager.lines == [f"{case.number} review: breached, escalated to level 2 (manager)"]
+    # the superseded level-1 run can no longer decide; the manager can
+    assert _decide(world, first.id, "zhao.min", first.decide_by + timedelta(hours=1), decision="take_over").stale
+    assert (
+        "needs a manager"
+        in _decide(world, second.id, "zhao.min", first.decide_by + timedelta(hours=1), decision="take_over").refused
+    )
+    assert _decide(
+        world,
+        second.id,
+        "zhou.qiang",
+        first.decide_by + timedelta(hours=2),
+        decision="reassign",
+        reassign_to="wang.fang" if _handler(world, case) == "li.wei" else "li.wei",
+        reason="load",
+    ).applied
+
+
+def test_a_supervisor_extends_and_the_customer_is_told(world) -> None:
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [escalation] = _escalations(world)
+    at = REVIEW_DUE + timedelta(hours=1)
+    handler = _handler(world, case)
+    refused = _decide(world, escalation.id, handler, at, decision="extend", reason="assessor")
+    assert refused.refused == f"{handler} is a handler; this escalation decision needs a manager or supervisor"
+    assert "states its reason" in _decide(world, escalation.id, "zhao.min", at, decision="extend").refused
+    done = _decide(
+        world,
+        escalation.id,
+        "zhao.min",
+        at + timedelta(minutes=2),
+        decision="extend",
+        reason="The assessor's report is due on Monday",
+    )
+    assert done.applied
+    review = world.step(case, "review")
+    assert review.due_at == datetime(2026, 3, 9, 16, 0, tzinfo=UTC)  # Friday 6 and Monday 9 March
+    assert review.extensions == ["supervisor-extension"]
+    assert review.next_check_at is not None and review.next_check_at > at
+    with Session(world.engine) as session:
+        approval = session.exec(select(Approval).where(Approval.subject == "escalation")).one()
+        approver = session.get(Staff, approval.approver_id).username
+        notice = session.exec(select(Outbox).where(Outbox.template == "extension_notice")).one()
+    assert (approval.decision, approver) == ("approved", "zhao.min")
+    assert approval.requested_by_id != approval.approver_id
+    assert notice.context["due_at"].startswith("2026-03-09T16:00")
+    assert "escalation_decided" in world.events(case)
+    # a decided escalation does not go to the manager
+    assert _watch(world, datetime(2026, 3, 6, 16, 1, tzinfo=UTC)).escalations == []
+
+
+def test_the_supervisor_takes_over(world) -> None:
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [escalation] = _escalations(world)
+    assert _decide(world, escalation.id, "zhao.min", REVIEW_DUE + timedelta(hours=1), decision="take_over").applied
+    assert world.step(case, "review").assignee_id == world.case(case).handler_id
+    with Session(world.engine) as session:
+        assert session.get(Staff, world.case(case).handler_id).username == "zhao.min"
+
+
+def test_the_watcher_looks_only_at_what_is_due(world) -> None:
+    for _ in range(5):
+        world.file(product_line="motor")
+    world.now += timedelta(days=1)
+    world.file(product_line="motor")  # filed a day later: its reminders come later
+    report = _watch(world, datetime(2026, 3, 4, 4, 0, tzinfo=UTC))
+    assert report.steps_checked == 5
+
+
+def test_an_escalation_is_decided_once(world) -> None:
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [escalation] = _escalations(world)
+    assert _decide(world, escalation.id, "zhao.min", REVIEW_DUE + timedelta(hours=1), decision="take_over").applied
+    world.step(case, "review")
+    # zhao.min now handles it; if it breaches again after an extension, she cannot approve her own case
+    with session_scope(world.engine) as session:
+        refused = decide_escalation(
+            session,
+            world.desk,
+            escalation_id=escalation.id,
+            key="escalation-1-1",
+            answer={"staff": "zhao.min"},
+            now=REVIEW_DUE + timedelta(hours=2),
+        )
+    assert refused.stale  # an escalation is decided once

@@ -1,0 +1,168 @@
+"""The workflow in the database: intake, steps and clocks, people's decisions with codes and roles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from claimflow.db import session_scope
+from models.enums import CaseKind, Channel, StepStatus
+from models.otp import code_at
+from models.plan import Ask, Auto, Finished, InputKind
+from models.tables import Approval, CustomerCreate, DocumentRequirement, Staff
+from tasks.workflow import decide
+
+
+def test_intake_routes_opens_the_review_with_its_deadline_and_acknowledges(world) -> None:
+    case = world.file(product_line="motor", amount_claimed=Decimal("8000"))
+    stored = world.case(case)
+    assert stored.status == "under_review"
+    review = world.step(case, "review")
+    assert review.status == StepStatus.open
+    # 3 working days after Monday 2 March 2026: end of Thursday 5 March (Shanghai) = 16:00 UTC
+    assert review.due_at == datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
+    assert "service-standard claim.review: 3 working days" in review.policy_rule
+    assert review.next_check_at == datetime(2026, 3, 3, 16, 0, tzinfo=UTC) + timedelta(hours=12)  # the 50% reminder
+    assert world.events(case) == ["filed", "assigned", "start_review", "step_opened"]
+    assert world.outbox() == ["staff_new_assignment", "acknowledgement_claim"]
+    with Session(world.engine) as session:
+        handler = session.get(Staff, stored.handler_id)
+    assert handler.username in ("li.wei", "wang.fang")  # the motor handlers
+
+
+def test_a_claim_from_review_to_closure_with_documents_and_payment(world) -> None:
+    case = world.file(product_line="motor", amount_claimed=Decimal("8000"))
+    handler = world.case(case).handler_id
+    with Session(world.engine) as session:
+        who = session.get(Staff, handler).username
+    assert world.view(case).move == Ask(InputKind.claim_review, "review")
+
+    result = world.decide(case, who, decision="request_documents")
+    assert result.applied
+    assert world.case(case).status == "awaiting_documents"
+    review = world.step(case, "review")
+    assert review.status == StepStatus.paused and review.next_check_at is None
+    assert world.view(case).move == Ask(InputKind.documents, "review")
+    with Session(world.engine) as session:
+        asked = [d.document_type for d in session.exec(select(DocumentRequirement))]
+    assert "repair invoice" in asked and "driving licence" in asked  # the full motor list, asked once
+
+    world.now += timedelta(days=7)
+    assert world.decide(case, who, documents=["repair invoice"]).applied
+    review = world.step(case, "review")
+    assert review.status == StepStatus.open
+    assert review.due_at > datetime(2026, 3, 5, 16, 0, tzinfo=UTC)  # the clock stood still while they were owed
+    assert world.case(case).status == "under_review"
+
+    assert world.decide(case, who, decision="approve", amount="7800").applied
+    assert world.case(case).status == "approved"
+    assert world.view(case).move == Ask(InputKind.payment, "payment")
+    assert world.decide(case, who, amount="7800", reference="PAY-1", account_hint="6789").applied
+    assert world.view(case).move == Auto("finish")
+    world.advance(case, "finish")
+    assert world.case(case).status == "closed"
+    assert world.view(case).move == Finished()
+    assert world.events(case)[-4:] == ["record_payment", "step_completed", "request_feedback", "close"]
+    assert {"missing_documents", "decision", "payment_made"} <= set(world.outbox())
+
+
+def test_a_wrong_code_is_refused_recorded_and_asked_again_under_a_new_key(world) -> None:
+    case = world.file(product_line="motor")
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    first_key = world.view(case).waiting_key
+    refused = world.decide(case, who, decision="reject", reasons="excluded", clause="4.2", code="000000")
+    assert not refused.applied and "wrong or has expired" in refused.refused
+    second_key = world.view(case).waiting_key
+    assert second_key != first_key and second_key.endswith("-2")
+    assert world.events(case)[-1] == "decision_refused"
+    assert world.case(case).status == "under_review"
+    # another handler may not decide this case; a rejection without a clause is refused
+    other = "wang.fang" if who == "li.wei" else "li.wei"
+    assert "is not the handler of this case" in world.decide(case, other, decision="approve", amount="1").refused
+    assert "reasons and the clause" in world.decide(case, who, decision="reject", reasons="excluded").refused
+    assert world.decide(case, who, decision="reject", reasons="Racing is excluded", clause="4.2").applied
+    assert world.case(case).status == "rejected"
+
+
+def test_a_replayed_answer_under_an_old_key_changes_nothing(world) -> None:
+    case = world.file(product_line="motor")
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    key = world.view(case).waiting_key
+    assert world.decide(case, who, decision="investigate").applied
+    world.now += timedelta(minutes=5)
+    with session_scope(world.engine) as session:
+        again = decide(
+            session,
+            world.desk,
+            case_id=case.id,
+            key=key,
+            answer={"staff": who, "approval_code": code_at(world.secrets[who], world.now), "decision": "investigate"},
+            now=world.now,
+        )
+    assert again.stale and not again.applied
+    assert world.events(case).count("start_investigation") == 1
+
+
+def test_a_high_amount_needs_a_second_approver_who_is_not_the_handler(world) -> None:
+    case = world.file(product_line="motor", amount_claimed=Decimal("90000"))
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    assert world.decide(case, who, decision="approve", amount="90000").applied
+    assert world.case(case).status == "under_review"
+    assert world.view(case).move == Ask(InputKind.second_approval, "second_approval")
+    assert "needs a manager or supervisor" in world.decide(case, who, decision="approve").refused
+    assert world.decide(case, "zhao.min", decision="approve", comment="checked the invoices").applied
+    assert world.case(case).status == "approved"
+    with Session(world.engine) as session:
+        approval = session.exec(select(Approval)).one()
+        approver = session.get(Staff, approval.approver_id).username
+    assert (approval.decision, approver, approval.amount) == ("approved", "zhao.min", Decimal("90000.00"))
+
+
+def test_a_complaint_about_a_claim_goes_to_the_independent_team(world) -> None:
+    claim = world.file(product_line="motor")
+    complaint = world.file(CaseKind.complaint, product_line="motor", related_case_number=claim.number)
+    stored, about = world.case(complaint), world.case(claim)
+    with Session(world.engine) as session:
+        handler = session.get(Staff, stored.handler_id)
+        claim_handler = session.get(Staff, about.handler_id)
+    assert handler.username == "chen.jing"
+    assert handler.id != claim_handler.id and handler.department_id != claim_handler.department_id
+    assert stored.status == "investigating"
+    resolution = world.step(complaint, "resolution")
+    assert resolution.due_at is not None and "complaint.resolution" in resolution.policy_rule
+    assert world.decide(
+        complaint,
+        "chen.jing",
+        decision="partly_uphold",
+        remedy="Interest for the delay",
+        reasons="The review took longer than promised",
+    ).applied
+    world.advance(complaint, "finish")
+    assert world.case(complaint).status == "closed"
+    assert "complaint_outcome" in world.outbox()
+
+
+def test_an_inquiry_is_answered_within_its_channel_limit(world) -> None:
+    inquiry = world.file(CaseKind.inquiry, channel=Channel.phone, product_line="health")
+    answer = world.step(inquiry, "answer")
+    assert answer.due_at == datetime(2026, 3, 2, 1, 30, tzinfo=UTC) + timedelta(hours=24)
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(inquiry).handler_id).username
+    assert world.decide(inquiry, who, answer="Physiotherapy is covered up to 20 sessions.").applied
+    world.advance(inquiry, "finish")
+    assert world.case(inquiry).status == "closed"
+
+
+def test_an_elderly_customer_gets_the_simplified_list(world) -> None:
+    case = world.file(product_line="motor", customer=CustomerCreate(name="王奶奶", phone="13800000000", elderly=True))
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    world.decide(case, who, decision="request_documents")
+    with Session(world.engine) as session:
+        asked = [d.document_type for d in session.exec(select(DocumentRequirement))]
+    assert asked == ["claim form", "repair invoice", "bank account details"]
