@@ -46,15 +46,9 @@ def _json_list() -> Any:
 
 class CustomerBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
-    id_number: str | None = Field(
-        default=None, max_length=64, schema_extra={"pattern": r"^[0-9A-Za-z-]{4,64}$"}
-    )
-    phone: str | None = Field(
-        default=None, max_length=40, schema_extra={"pattern": r"^\+?[0-9][0-9 ()-]{4,38}$"}
-    )
-    email: str | None = Field(
-        default=None, max_length=254, schema_extra={"pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"}
-    )
+    id_number: str | None = Field(default=None, max_length=64, schema_extra={"pattern": r"^[0-9A-Za-z-]{4,64}$"})
+    phone: str | None = Field(default=None, max_length=40, schema_extra={"pattern": r"^\+?[0-9][0-9 ()-]{4,38}$"})
+    email: str | None = Field(default=None, max_length=254, schema_extra={"pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"})
     birth_date: date | None = None
     language: str = Field(default="zh-CN", max_length=16, schema_extra={"pattern": r"^[a-z]{2}(-[A-Z]{2})?$"})
     preferred_channel: ContactChannel = Field(default=ContactChannel.email, sa_type=String(16))
@@ -133,9 +127,7 @@ class CaseBase(SQLModel):
     product_line: str | None = Field(default=None, max_length=64)
     jurisdiction: str = Field(default="CN", max_length=16)
     policy_number: str | None = Field(default=None, max_length=64)
-    amount_claimed: Decimal | None = Field(
-        default=None, ge=0, max_digits=14, decimal_places=2, sa_type=Numeric(14, 2)
-    )
+    amount_claimed: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2, sa_type=Numeric(14, 2))
     currency: str = Field(default="CNY", max_length=3, schema_extra={"pattern": r"^[A-Z]{3}$"})
     priority: Priority = Field(default=Priority.normal, sa_type=String(16))
     description: str | None = Field(default=None, sa_type=Text)
@@ -254,9 +246,7 @@ class Approval(SQLModel, table=True):
     (checked by ``models.approval`` before the row is written)."""
 
     __table_args__ = (
-        CheckConstraint(
-            "approver_id IS NULL OR approver_id <> requested_by_id", name="ck_approval_four_eyes"
-        ),
+        CheckConstraint("approver_id IS NULL OR approver_id <> requested_by_id", name="ck_approval_four_eyes"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -286,9 +276,7 @@ class DocumentRequirement(SQLModel, table=True):
 
 
 class Feedback(SQLModel, table=True):
-    __table_args__ = (
-        CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),
-    )
+    __table_args__ = (CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),)
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
