@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
+import anyio
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from sqlmodel import Session, col, select
+
+from claimflow.db import get_engine
+from claimflow.settings import get_settings
+from flows.deployments import register
+from flows.runner import DeskRunner
+from models.tables import Event, Staff
+from tasks.runs import give_input, waiting_run
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +36,110 @@ def prefect_server() -> Iterator[None]:
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+class RunnerThread:
+    """The desk runner in a thread of its own, with the test's Prefect settings."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.runner: DeskRunner | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=lambda: context.run(self._main), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(120), "the desk runner did not start"
+        if self.error:
+            raise self.error
+
+    def _main(self) -> None:
+        async def go() -> None:
+            self.loop = asyncio.get_running_loop()
+            self.stop = anyio.Event()
+            try:
+                flows = await register(watch_interval=0, reconcile_interval=0, delivery_interval=0)
+            except BaseException as exc:
+                self.error = exc
+                self.ready.set()
+                raise
+            self.runner = DeskRunner(flows, limit=5, poll_seconds=0.5)
+            self.ready.set()
+            await self.runner.run(self.stop)
+
+        asyncio.run(go())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(60)
+
+
+@pytest.fixture
+def live(prefect_server: None, database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: type) -> Iterator[Any]:
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    world = desk_world(get_engine(database_url))
+    world.now = datetime.now(UTC)
+    runner = RunnerThread()
+    runner.start()
+    yield world
+    runner.close()
+
+
+class FlowKit:
+    """What a test does as a person at the desk, and how it waits for the runs."""
+
+    @staticmethod
+    def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    @staticmethod
+    def run_state(run_id: str) -> StateType | None:
+        async def read() -> StateType | None:
+            async with get_client() as client:
+                run = await client.read_flow_run(UUID(run_id))
+                return run.state.type if run.state else None
+
+        return asyncio.run(read())
+
+    @staticmethod
+    def events(world, case) -> list[str]:
+        with Session(world.engine) as session:
+            return [
+                e.type
+                for e in session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence)))
+            ]
+
+    @staticmethod
+    def handler_of(world, case) -> str:
+        with Session(world.engine) as session:
+            return session.get(Staff, world.case(case).handler_id).username
+
+    @staticmethod
+    def give(world, case, who: str, **answer: Any) -> str:
+        """What a person does: wait until the run asks, answer it, and wait until the case has taken it."""
+        before = len(FlowKit.events(world, case))
+        run_id, _ = FlowKit.wait_for("the run to wait for a decision", lambda: FlowKit.waiting(world, case))
+        asyncio.run(give_input(run_id, {"staff": who, "approval_code": world.live_code(who), **answer}))
+        FlowKit.wait_for("the decision to be applied", lambda: len(FlowKit.events(world, case)) > before)
+        assert "decision_refused" not in FlowKit.events(world, case)[before:], "the decision was refused"
+        return FlowKit.events(world, case)[-1]
+
+    @staticmethod
+    def waiting(world, case):
+        try:
+            return asyncio.run(waiting_run(world.engine, number=case.number))
+        except Exception:
+            return None
+
+
+@pytest.fixture
+def kit() -> type[FlowKit]:
+    return FlowKit
