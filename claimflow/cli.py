@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
+from claimflow.cli_desk import decide, demo, escalation_app, up
 from claimflow.cli_messages import outbox_app, template_app
 from claimflow.console import fit_to_output, out
 from claimflow.db import check_reachable, get_engine, session_scope
@@ -63,6 +64,10 @@ app.add_typer(sla_app, name="sla", help="Deadlines from the SLA policy packs.")
 app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
 app.add_typer(template_app, name="template", help="Preview the messages the desk sends.")
 app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, or dead-lettered.")
+app.add_typer(escalation_app, name="escalation", help="Breached steps waiting for a supervisor's decision.")
+app.command("up")(up)
+app.command("demo")(demo)
+app.command("decide")(decide)
 
 
 class _State:
@@ -451,26 +456,6 @@ def case_move(
     with _session() as session:
         case, event = apply_transition(session, number=number, action=action, actor=state.actor, now=_now(), data=data)
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
-
-
-@app.command("demo")
-def demo() -> None:
-    """Create the schema if needed, load a sample desk and walk three sample cases through their lives."""
-    from claimflow.demo import run_demo
-    from claimflow.migrate import upgrade
-    from tasks.audit import verify_cases
-
-    engine = _engine()
-    upgrade(engine)
-    cases = run_demo(engine, now=_now())
-    table = Table("case", "kind", "status", "what happened", title="sample cases")
-    for c in cases:
-        table.add_row(c.number, c.kind, c.status, c.story)
-    out.print(table)
-    with _session() as session:
-        report = verify_cases(session)
-    out.print(f"audit log: {'intact' if report.ok else 'BROKEN'} ({report.events_checked} events)")
-    out.print(f"next: claimflow case show {cases[0].number}")
 
 
 # --- audit ------------------------------------------------------------------------------------------------

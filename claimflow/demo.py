@@ -1,22 +1,37 @@
-"""``claimflow demo``: sample cases walked through their lifecycles, so a newcomer sees the desk work."""
+"""``claimflow demo``: a sample desk and three sample cases driven through the real desk.
+
+The demo loads the sample staff, enrols them for approval codes (it keeps their secrets for the length of
+the demo only), files a claim, a complaint about it and an inquiry through intake (routing, deadlines,
+acknowledgements), starts their flow runs on the desk's Prefect server and then plays the handlers: it
+answers each run's form with a real approval code, the way a person would in the UI or with
+``claimflow decide``. The claim is reviewed, asked for documents once, approved, paid and closed; the
+inquiry is answered; the complaint is left waiting for the independent complaints team, so there is
+something to decide in the UI.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import yaml
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from claimflow.db import session_scope
+from claimflow.secrets import encrypt
+from claimflow.settings import Settings
 from models.enums import CaseKind, Channel, ContactChannel
+from models.otp import code_at, new_secret
 from models.staff import StaffDirectory
-from models.tables import CaseCreate, CustomerCreate
-from tasks.cases import apply_transition, file_case
-from tasks.staff import import_directory
+from models.tables import Case, CaseCreate, CustomerCreate, Event, Staff
+from tasks.staff import enroll, import_directory
+from tasks.workflow import Desk, intake
 
 
 @dataclass(frozen=True)
@@ -32,61 +47,105 @@ def sample_directory() -> StaffDirectory:
     return StaffDirectory.model_validate(yaml.safe_load(text))
 
 
-def run_demo(engine: Engine, *, now: datetime) -> list[DemoCase]:
-    """Load the sample desk and file three cases; each move is its own transaction, as at a real desk."""
+def load_sample_desk(engine: Engine, settings: Settings) -> dict[str, str]:
+    """Import the sample staff and (re-)enrol them; returns their secrets for this demo."""
+    directory = sample_directory()
+    secrets: dict[str, str] = {}
     with session_scope(engine) as session:
-        import_directory(session, directory=sample_directory())
-    clock = iter(now + timedelta(minutes=i) for i in range(1000))
+        import_directory(session, directory=directory)
+        for entry in directory.staff:
+            secrets[entry.username] = secret = new_secret()
+            enroll(session, username=entry.username, encrypted_secret=encrypt(settings, secret), force=True)
+    return secrets
 
-    def file(kind: CaseKind, channel: Channel, customer: CustomerCreate, **fields: Any) -> str:
-        with session_scope(engine) as session:
-            data = CaseCreate(kind=kind, channel=channel, customer=customer, **fields)
-            return file_case(session, data=data, actor="demo", now=next(clock)).number
 
-    def move(number: str, actor: str, *steps: tuple[str, dict[str, Any]]) -> str:
-        status = ""
-        for action, data in steps:
-            with session_scope(engine) as session:
-                case, _ = apply_transition(
-                    session, number=number, action=action, actor=actor, now=next(clock), data=data
-                )
-                status = case.status
-        return status
-
-    claim = file(
+SAMPLES: tuple[tuple[CaseKind, Channel, CustomerCreate, dict[str, Any]], ...] = (
+    (
         CaseKind.claim,
         Channel.phone,
-        CustomerCreate(name="张三丰", phone="13812345678", birth_date=datetime(1950, 3, 2).date(),  # noqa: DTZ001
-                       elderly=True, preferred_channel=ContactChannel.phone),
-        product_line="motor", policy_number="P-778899", amount_claimed=Decimal("12800.50"),
-    )  # fmt: skip
-    claim_status = move(
-        claim,
-        "li.wei",
-        ("start_review", {}),
-        ("request_documents", {"documents": ["police report", "repair invoice"]}),
-        ("documents_received", {}),
-        ("approve", {"amount": "12000.00"}),
-        ("record_payment", {"amount": "12000.00"}),
-        ("request_feedback", {}),
-    )
-    complaint = file(
+        CustomerCreate(name="张三丰", phone="13812345678", email="zhang.sanfeng@example.com",
+                       birth_date=date(1950, 3, 2), elderly=True, preferred_channel=ContactChannel.phone),
+        {"product_line": "motor", "policy_number": "P-778899", "amount_claimed": Decimal("12800.50"),
+         "description": "Rear-ended at a junction; bumper and tail light"},
+    ),
+    (
         CaseKind.complaint,
         Channel.email,
         CustomerCreate(name="Wang Fang", email="wang.fang@example.com", language="en"),
-        product_line="motor", related_case_number=claim,
-        description="The assessor was late twice.",
-    )  # fmt: skip
-    complaint_status = move(complaint, "chen.jing", ("acknowledge", {}), ("start_investigation", {}))
-    inquiry = file(
+        {"product_line": "motor", "description": "The assessor was late twice."},
+    ),
+    (
         CaseKind.inquiry,
         Channel.webhook,
         CustomerCreate(name="刘洋", email="liu.yang@example.com"),
-        product_line="health", description="Is physiotherapy covered?",
-    )  # fmt: skip
-    inquiry_status = move(inquiry, "liu.yang", ("answer", {"answer": "Yes, up to 20 sessions a year."}))
-    return [
-        DemoCase(claim, "claim", claim_status, "reviewed, documents asked once and received, approved, paid"),
-        DemoCase(complaint, "complaint", complaint_status, "about the claim, with the independent complaints team"),
-        DemoCase(inquiry, "inquiry", inquiry_status, "answered"),
-    ]
+        {"product_line": "health", "description": "Is physiotherapy covered?"},
+    ),
+)  # fmt: skip
+
+
+def file_samples(engine: Engine, desk: Desk, *, now: datetime) -> list[Case]:
+    """File the sample claim, a complaint about it, and an inquiry through intake."""
+    filed: list[Case] = []
+    for kind, channel, customer, fields in SAMPLES:
+        extra: dict[str, Any] = {"related_case_number": filed[0].number} if kind == CaseKind.complaint and filed else {}
+        with session_scope(engine) as session:
+            data = CaseCreate(kind=kind, channel=channel, customer=customer, **fields, **extra)
+            filed.append(intake(session, desk, data=data, actor="demo", now=now))
+    return filed
+
+
+class Player:
+    """Plays the desk's people: answers a case's waiting run with a fresh approval code."""
+
+    def __init__(self, engine: Engine, secrets: dict[str, str], give: Callable[[str, dict[str, Any]], None],
+                 waiting: Callable[[str], tuple[str, str] | None], say: Callable[[str], None]) -> None:  # fmt: skip
+        self.engine, self.secrets, self.give, self.waiting, self.say = engine, secrets, give, waiting, say
+        self.used: dict[str, int] = {}
+
+    def code(self, who: str) -> str:
+        while True:
+            current = int(time.time()) // 30
+            counter = max(self.used.get(who, -1) + 1, current)
+            if counter <= current + 1:
+                self.used[who] = counter
+                return code_at(self.secrets[who], datetime.fromtimestamp(counter * 30, UTC))
+            time.sleep(1)
+
+    def handler(self, number: str) -> str:
+        with Session(self.engine) as session:
+            case = session.exec(select(Case).where(Case.number == number)).one()
+            member = session.get(Staff, case.handler_id) if case.handler_id else None
+        return member.username if member else "zhao.min"
+
+    def decide(self, number: str, who: str, what: str, timeout: float = 120, **answer: Any) -> None:
+        deadline = time.monotonic() + timeout
+        while (waiting := self.waiting(number)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{number}: its run did not ask for a decision in {timeout:.0f} s")
+            time.sleep(0.5)
+        before = self.event_count(number)
+        self.give(waiting[0], {"staff": who, "approval_code": self.code(who), **answer})
+        while self.event_count(number) == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{number}: the decision was not taken up in {timeout:.0f} s")
+            time.sleep(0.5)
+        self.say(f"{number}: {who} — {what}")
+
+    def event_count(self, number: str) -> int:
+        with Session(self.engine) as session:
+            case = session.exec(select(Case).where(Case.number == number)).one()
+            return len(session.exec(select(Event.id).where(Event.case_id == case.id)).all())
+
+
+def play(player: Player, cases: list[Case]) -> None:
+    """The sample stories: the claim through to payment, the inquiry answered."""
+    claim, _complaint, inquiry = cases
+    handler = player.handler(claim.number)
+    player.decide(claim.number, handler, "asks for the missing documents, once", decision="request_documents")
+    player.decide(claim.number, "zhao.min", "records the documents that arrived",
+                  documents=["claim form", "repair invoice", "bank account details"])  # fmt: skip
+    player.decide(claim.number, handler, "approves 12,000.00", decision="approve", amount="12000.00")
+    player.decide(claim.number, handler, "records the payment", amount="12000.00", reference="PAY-DEMO-1",
+                  account_hint="6789")  # fmt: skip
+    player.decide(inquiry.number, player.handler(inquiry.number), "answers the inquiry",
+                  answer="Physiotherapy is covered up to 20 sessions a year.")  # fmt: skip

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
         description="Fernet key that encrypts enrolled staff approval secrets (TOTP) at rest; default: a key "
         "file made on first use in the data directory (claimflow config new-key makes one).",
     )
+    prefect_host: str = Field(default="127.0.0.1", description="Address the embedded Prefect server listens on.")
+    prefect_port: int = Field(default=4200, ge=1, le=65535, description="Port of the Prefect server and its UI.")
+    prefect_auth: SecretStr | None = Field(
+        default=None,
+        description="Basic-auth string user:password protecting the Prefect server and UI; default: one made on "
+        "first use in <data dir>/prefect-auth.",
+    )
+    runner_limit: int = Field(default=10, ge=1, description="Flow runs the desk runner executes at once.")
+    runner_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the desk runner asks the Prefect server for due runs."
+    )
     jurisdiction_packs: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "CN": ["cn-regulatory"],

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ class Desk:
 def desk(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Desk:
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # no Prefect server: nothing answers there
     return Desk(capsys)
 
 
@@ -210,13 +212,36 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
         assert re.search(rf"^\s+{group}\s", helped.stdout, re.MULTILINE)
 
 
-def test_the_demo_walks_sample_cases_and_can_run_twice(desk: Desk) -> None:
-    first = desk("demo")  # "db upgrade" is part of it
-    assert re.search(r"CLM-\d{4}-000001", first) and "feedback" in first and "investigating" in first
-    assert "audit log: intact (12 events)" in first
-    second = desk("demo")
-    assert re.search(r"CLM-\d{4}-000002", second) and "audit log: intact (24 events)" in second
+def test_the_demo_without_a_server_files_the_cases_for_the_reconciler(desk: Desk) -> None:
+    out = desk("demo")  # creates the schema itself
+    assert re.search(r"filed: CLM-\d{4}-000001 \(claim\), CMP-\d{4}-000001 \(complaint\), INQ-\d{4}-000001", out)
+    assert "no Prefect server answers at http://127.0.0.1:9/api: start 'claimflow up'" in out
+    listed = desk("case", "list")
+    assert "under_review" in listed and "investigating" in listed and "3 case(s)" in listed
     assert "zhou.qiang" in desk("staff", "list")
+    assert "audit log intact: 3 case(s)" in desk("audit", "verify")
+
+
+def test_sla_tick_shows_and_records_what_is_due(desk: Desk) -> None:
+    desk("demo")
+    number = re.search(r"CLM-\d{4}-\d{6}", desk("case", "list", "--kind", "claim")).group(0)
+    later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    dry = desk("sla", "tick", "--now", later, "--dry-run")
+    assert f"{number} review: breached, escalated to level 1 (supervisor)" in dry
+    assert "dry run: nothing was recorded" in dry
+    assert number not in desk("escalation", "list")  # nothing was raised
+    done = desk("sla", "tick", "--now", later)
+    assert "escalation(s)" in done and "started by the reconciler" in done
+    assert number in desk("escalation", "list")
+    assert "has no offset" in desk("sla", "tick", "--now", "2026-12-01T10:00", code=2)
+
+
+def test_decide_without_a_waiting_run_says_so(desk: Desk) -> None:
+    desk("demo")
+    number = re.search(r"INQ-\d{4}-\d{6}", desk("case", "list", "--kind", "inquiry")).group(0)
+    assert f"{number} is not waiting for a decision" in desk("decide", number, "--staff", "liu.yang", "--code", "1",
+                                                              code=2)  # fmt: skip
+    assert "no case numbered" in desk("decide", "INQ-2026-999999", "--staff", "x", "--code", "1", code=3)
 
 
 def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: Desk, tmp_path: Path) -> None:

@@ -1,0 +1,357 @@
+"""The commands that run the desk on Prefect: ``up``, ``demo``, ``decide``, ``escalation``, ``sla tick``.
+
+Prefect is imported only inside these commands, after ``prefect_environment`` has pointed it at the desk's
+server, so the rest of the CLI stays fast and works without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from claimflow.cli_deadlines import sla_app
+from claimflow.console import out
+from claimflow.settings import get_settings
+from models.errors import ClaimflowError, InvalidInput, describe_validation_error
+from models.tables import Case, Escalation, Event, Staff, Step
+
+escalation_app = typer.Typer(help="Breached steps waiting for a supervisor's decision.", no_args_is_help=True)
+
+
+def _shell() -> Any:
+    from claimflow import cli
+
+    return cli
+
+
+def _prefect() -> None:
+    from claimflow.orchestrator import prefect_environment
+
+    prefect_environment(get_settings())
+
+
+def _desk() -> Any:
+    from tasks.deadlines import desk_rules
+    from tasks.workflow import Desk
+
+    settings = get_settings()
+    return Desk(rules=desk_rules(settings), settings=settings)
+
+
+# --- up ---------------------------------------------------------------------------------------------------
+
+
+def up(
+    port: Annotated[int | None, typer.Option(help="Port of the Prefect server and UI (default 4200).")] = None,
+) -> None:
+    """Start the desk on this machine: the Prefect server with its UI, the deployments, the desk runner.
+
+    Stops everything on Ctrl-C.
+    """
+    from claimflow.migrate import upgrade
+    from claimflow.orchestrator import EmbeddedServer, api_url, auth_string, server_environment
+
+    settings = get_settings()
+    if port is not None:
+        settings = settings.model_copy(update={"prefect_port": port})
+    import os
+
+    for key in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_HOME"):
+        os.environ[key] = server_environment(settings)[key]
+    engine = _shell()._engine()
+    upgrade(engine)
+    log = settings.data_dir / "logs" / "prefect-server.log"
+    server = EmbeddedServer(settings, log=log)
+    out.print(f"starting the Prefect server (log: {log}) ...")
+    server.start()
+    ui = api_url(settings).removesuffix("/api")
+    out.print(f"Prefect UI:   {ui}  (login with: {auth_string(settings)})")
+    out.print(f"case database: {engine.url.render_as_string(hide_password=True)}")
+    out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation, sla-watch (every "
+              "minute), reconcile (every minute), deliver-outbox")  # fmt: skip
+    out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
+    out.print("press Ctrl-C to stop")
+    try:
+        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.print("stopping ...")
+        _drain_prefect_clients()
+        server.stop()
+        out.print("stopped")
+
+
+def _drain_prefect_clients() -> None:
+    """Send the last logs and events while the server still answers; otherwise Prefect's exit hooks wait on
+    a server that is gone and the process never ends."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+
+
+async def _serve(limit: int, poll: float) -> None:
+    import signal
+
+    import anyio
+
+    from flows.deployments import register
+    from flows.runner import DeskRunner
+
+    flows = await register()
+    runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+        group.start_soon(on_signal)
+        await runner.run(stop)
+        group.cancel_scope.cancel()
+
+
+# --- demo -------------------------------------------------------------------------------------------------
+
+
+def demo() -> None:
+    """File sample cases and play the handlers' decisions on the running desk (start 'claimflow up' first)."""
+    from claimflow.demo import Player, file_samples, load_sample_desk, play
+    from claimflow.migrate import upgrade
+    from claimflow.orchestrator import api_url, auth_string, server_ready
+
+    settings = get_settings()
+    _prefect()
+    shell = _shell()
+    engine = shell._engine()
+    upgrade(engine)
+    secrets = load_sample_desk(engine, settings)
+    cases = file_samples(engine, _desk(), now=shell._now())
+    out.print("filed: " + ", ".join(f"{c.number} ({c.kind})" for c in cases))
+    import os
+
+    url = os.environ["PREFECT_API_URL"]
+    if not server_ready(url, os.environ.get("PREFECT_API_AUTH_STRING") or auth_string(settings)):
+        out.print(f"no Prefect server answers at {url}: start 'claimflow up'; its reconciler starts these cases' runs")
+        return
+    from tasks.runs import give_input, launch_case
+
+    for case in cases:
+        asyncio.run(launch_case(engine, case_id=case.id or 0))
+    out.print(f"their runs: {api_url(settings).removesuffix('/api')}/runs  (one per case, named by its number)")
+    player = Player(engine, secrets, lambda run, answer: asyncio.run(give_input(run, answer)),
+                    lambda number: _waiting(engine, number), out.print)  # fmt: skip
+    play(player, cases)
+    _summary(engine, [c.number for c in cases])
+
+
+def _waiting(engine: Any, number: str) -> tuple[str, str] | None:
+    from tasks.runs import waiting_run
+
+    try:
+        return asyncio.run(waiting_run(engine, number=number))
+    except ClaimflowError:
+        return None
+
+
+def _summary(engine: Any, numbers: list[str]) -> None:
+    deadline = time.monotonic() + 60
+    table = Table("case", "kind", "status", "handler", "waiting for", title="the sample cases")
+    while True:
+        with Session(engine) as session:
+            rows = []
+            for number in numbers:
+                case = session.exec(select(Case).where(Case.number == number)).one()
+                handler = session.get(Staff, case.handler_id) if case.handler_id else None
+                step = session.exec(
+                    select(Step).where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
+                ).first()
+                rows.append((case, handler, step))
+        if all(c.status in ("closed", "investigating") for c, _, _ in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for case, handler, step in rows:
+        waiting = f"{step.name} (due {step.due_at:%Y-%m-%d %H:%M} UTC)" if step and step.due_at else "-"
+        table.add_row(case.number, case.kind, case.status, handler.username if handler else "-", waiting)
+    out.print(table)
+    out.print("the complaint waits for the independent complaints team: decide it in the UI (Resume) or with "
+              "'claimflow decide'")  # fmt: skip
+
+
+# --- decide -----------------------------------------------------------------------------------------------
+
+
+def decide(
+    number: Annotated[str, typer.Argument(help="Case number waiting for a decision.")],
+    staff: Annotated[str, typer.Option(help="Your staff username.")],
+    code: Annotated[str, typer.Option(help="Your current approval code (authenticator app).")],
+    decision: Annotated[str | None, typer.Option(help="The choice the form offers (approve, reject ...).")] = None,
+    amount: Annotated[str | None, typer.Option(help="Amount (approve, approve_partly, payment).")] = None,
+    reasons: Annotated[str | None, typer.Option(help="Reasons (reject, approve_partly, not_uphold).")] = None,
+    clause: Annotated[str | None, typer.Option(help="Policy clause relied on (reject).")] = None,
+    documents: Annotated[str | None, typer.Option(help="Documents, separated by ';'.")] = None,
+    remedy: Annotated[str | None, typer.Option(help="Remedy (uphold, partly_uphold).")] = None,
+    answer: Annotated[str | None, typer.Option(help="The answer to an inquiry.")] = None,
+    reference: Annotated[str | None, typer.Option(help="Payment reference.")] = None,
+    comment: Annotated[str | None, typer.Option(help="Comment (second approval).")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
+) -> None:
+    """Give the decision a case's run is waiting for (the same form as in the Prefect UI)."""
+    from flows.inputs import FORMS
+    from tasks.runs import give_input, waiting_run
+    from tasks.workflow import key_kind
+
+    _prefect()
+    engine = _shell()._engine()
+    run_id, key = asyncio.run(waiting_run(engine, number=number))
+    form = FORMS[key_kind(key)]
+    given: dict[str, Any] = {"staff": staff, "approval_code": code}
+    options = {"decision": decision, "amount": amount, "reasons": reasons, "clause": clause, "remedy": remedy,
+               "answer": answer, "reference": reference, "comment": comment}  # fmt: skip
+    for name, value in options.items():
+        if value is not None:
+            given[name] = value
+    if documents is not None:
+        given["documents"] = [d.strip() for d in documents.split(";") if d.strip()]
+        if form.__name__ == "ClaimReview":
+            given["documents"] = documents
+    unknown = [name for name in given if name not in form.model_fields]
+    if unknown:
+        raise InvalidInput(f"{number} waits for a {key_kind(key).value} decision, which has no {', '.join(unknown)}")
+    try:
+        form.model_validate(given)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from None
+    _give_and_report(engine, number, lambda: asyncio.run(give_input(run_id, given)), wait)
+
+
+def _give_and_report(engine: Any, number: str, give: Any, wait: float) -> None:
+    with Session(engine) as session:
+        case = session.exec(select(Case).where(Case.number == number.strip().upper())).one()
+        before = len(session.exec(select(Event.id).where(Event.case_id == case.id)).all())
+    give()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        with Session(engine) as session:
+            new = list(session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence))))[
+                before:
+            ]
+            status = session.get(Case, case.id).status  # type: ignore[union-attr]
+        if new:
+            refused = [e for e in new if e.type == "decision_refused"]
+            if refused:
+                raise ClaimflowError(f"refused: {refused[0].data.get('reason')}")
+            out.print(f"{case.number}: {', '.join(e.type for e in new)}; now {status}")
+            return
+        time.sleep(0.5)
+    out.print(f"{case.number}: decision sent; the desk has not taken it up yet (is 'claimflow up' running?)")
+
+
+# --- escalations ------------------------------------------------------------------------------------------
+
+
+@escalation_app.command("list")
+def escalation_list(
+    all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+) -> None:
+    """Escalations waiting for a decision (and with --all, the decided ones)."""
+    engine = _shell()._engine()
+    table = Table("id", "case", "step", "level", "role", "raised (UTC)", "decide by (UTC)", "decision")
+    with Session(engine) as session:
+        statement = select(Escalation).order_by(col(Escalation.id))
+        if not all_:
+            statement = statement.where(col(Escalation.decision).is_(None))
+        for e in session.exec(statement):
+            case, step = session.get(Case, e.case_id), session.get(Step, e.step_id)
+            table.add_row(str(e.id), case.number if case else "-", step.name if step else "-", str(e.level), e.role,
+                          f"{e.raised_at:%Y-%m-%d %H:%M}", f"{e.decide_by:%Y-%m-%d %H:%M}" if e.decide_by else "-",
+                          e.decision or "")  # fmt: skip
+    out.print(table)
+
+
+@escalation_app.command("decide")
+def escalation_decide(
+    escalation_id: Annotated[int, typer.Argument(help="Escalation id (claimflow escalation list).")],
+    staff: Annotated[str, typer.Option(help="Your staff username (a supervisor; a manager from level 2).")],
+    code: Annotated[str, typer.Option(help="Your current approval code.")],
+    decision: Annotated[str, typer.Option(help="extend, reassign or take_over.")],
+    reason: Annotated[str, typer.Option(help="Why (the customer is told when the deadline is extended).")] = "",
+    extension: Annotated[str, typer.Option(help="Extension rule (default: the pack's supervisor-extension).")] = "",
+    reassign_to: Annotated[str, typer.Option(help="New handler's username (reassign).")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
+) -> None:
+    """Decide an escalation (the same form as in the Prefect UI)."""
+    from flows.inputs import EscalationDecision
+    from tasks.runs import give_input
+
+    _prefect()
+    engine = _shell()._engine()
+    with Session(engine) as session:
+        escalation = session.get(Escalation, escalation_id)
+        if escalation is None:
+            raise InvalidInput(f"no escalation {escalation_id}")
+        case = session.get(Case, escalation.case_id)
+    if escalation.decision is not None or escalation.flow_run_id is None or case is None:
+        raise InvalidInput(
+            f"escalation {escalation_id} is not waiting for a decision ({escalation.decision or 'no run'})"
+        )
+    given = {"staff": staff, "approval_code": code, "decision": decision, "reason": reason, "extension": extension,
+             "reassign_to": reassign_to}  # fmt: skip
+    try:
+        EscalationDecision.model_validate(given)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from None
+    run_id = escalation.flow_run_id
+    _give_and_report(engine, case.number, lambda: asyncio.run(give_input(run_id, given)), wait)
+
+
+# --- sla tick ---------------------------------------------------------------------------------------------
+
+
+@sla_app.command("tick")
+def sla_tick(
+    now: Annotated[str | None, typer.Option(help="Run the pass as of this time (ISO 8601 with offset).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would be done at that time; record nothing.")
+    ] = False,
+) -> None:
+    """Run one SLA watcher pass and print what it did (reminders, escalations)."""
+    from claimflow.db import session_scope
+    from tasks.escalations import watch_pass
+
+    at = _shell()._now()
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now)
+        except ValueError:
+            raise InvalidInput(f"--now: {now!r} is not an ISO 8601 date-time") from None
+        if at.tzinfo is None:
+            raise InvalidInput(f"--now: {now!r} has no offset (e.g. 2026-12-01T10:00:00+08:00)")
+    engine = _shell()._engine()
+    if dry_run:
+        with Session(engine) as session:
+            report = watch_pass(session, now=at)
+            session.rollback()
+    else:
+        with session_scope(engine) as session:
+            report = watch_pass(session, now=at)
+    for line in report.lines:
+        out.print(line)
+    out.print(f"checked {report.steps_checked} step(s): {len(report.reminders)} reminder(s), "
+              f"{len(report.escalations)} escalation(s)")  # fmt: skip
+    if dry_run:
+        out.print("dry run: nothing was recorded")
+    elif report.escalations:
+        out.print("their escalation runs are started by the reconciler of 'claimflow up' within a minute")

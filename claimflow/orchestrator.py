@@ -1,0 +1,128 @@
+"""Where the desk's Prefect server is, how to reach it, and ``claimflow up`` (server + desk runner).
+
+The embedded default: a Prefect server on SQLite in ``<data dir>/prefect`` at http://127.0.0.1:4200,
+protected by Prefect's basic-auth setting (``server.api.auth_string``). The UI asks for the auth string
+on first load; clients send it with ``PREFECT_API_AUTH_STRING``. The string is ``CLAIMFLOW_PREFECT_AUTH``
+or, where that is not set, one made on first use in ``<data dir>/prefect-auth`` (mode 0600).
+
+Every ``claimflow`` command that talks to Prefect applies ``prefect_environment`` before Prefect is
+imported, unless ``PREFECT_API_URL`` is already set (a server of your own: then its settings are used).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from claimflow.settings import Settings
+from models.errors import ClaimflowError
+
+
+class OrchestratorUnavailable(ClaimflowError):
+    exit_code = 7
+
+
+def auth_string(settings: Settings) -> str:
+    """The Prefect basic-auth string ``desk:<token>`` in force (made on first use)."""
+    if settings.prefect_auth is not None:
+        return settings.prefect_auth.get_secret_value()
+    path = settings.data_dir / "prefect-auth"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = f"desk:{secrets.token_urlsafe(18)}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    return value
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.prefect_host}:{settings.prefect_port}/api"
+
+
+def server_environment(settings: Settings) -> dict[str, str]:
+    """The environment of the embedded Prefect server process."""
+    url = api_url(settings)
+    return {
+        "PREFECT_HOME": str(settings.data_dir / "prefect"),
+        "PREFECT_API_URL": url,
+        "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_API_HOST": settings.prefect_host,
+        "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
+        "PREFECT_API_AUTH_STRING": auth_string(settings),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def prefect_environment(settings: Settings) -> None:
+    """Point this process's Prefect client at the desk's server (call before importing Prefect)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    os.environ["PREFECT_API_URL"] = api_url(settings)
+    os.environ["PREFECT_API_AUTH_STRING"] = auth_string(settings)
+    os.environ.setdefault("PREFECT_HOME", str(settings.data_dir / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def server_ready(url: str, auth: str | None, *, timeout: float = 2.0) -> bool:
+    user, _, password = (auth or "").partition(":")
+    try:
+        response = httpx.get(f"{url}/health", auth=(user, password) if auth else None, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+class EmbeddedServer:
+    """``prefect server start`` as a child process, stopped with the desk."""
+
+    def __init__(self, settings: Settings, *, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 120) -> None:
+        url, auth = api_url(self.settings), auth_string(self.settings)
+        if server_ready(url, auth):
+            raise OrchestratorUnavailable(
+                f"a Prefect server already answers at {url}: stop it, or set CLAIMFLOW_PREFECT_PORT to another port"
+            )
+        env = {**os.environ, **server_environment(self.settings)}
+        Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                [sys.executable, "-m", "prefect", "server", "start", "--host", self.settings.prefect_host,
+                 "--port", str(self.settings.prefect_port)],
+                env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise OrchestratorUnavailable(f"the Prefect server stopped while starting; see {self.log}")
+            if server_ready(url, auth):
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise OrchestratorUnavailable(f"the Prefect server did not answer within {timeout:.0f} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
