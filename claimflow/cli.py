@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
-from claimflow.cli_desk import decide, demo, escalation_app, up
+from claimflow.cli_desk import decide, demo, escalation_app, runner, up
 from claimflow.cli_messages import outbox_app, template_app
 from claimflow.console import fit_to_output, out
 from claimflow.db import check_reachable, get_engine, session_scope
@@ -66,6 +66,7 @@ app.add_typer(template_app, name="template", help="Preview the messages the desk
 app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, or dead-lettered.")
 app.add_typer(escalation_app, name="escalation", help="Breached steps waiting for a supervisor's decision.")
 app.command("up")(up)
+app.command("runner")(runner)
 app.command("demo")(demo)
 app.command("decide")(decide)
 
@@ -296,8 +297,12 @@ def case_new(
     incident_date: Annotated[str | None, typer.Option(help="When it happened, YYYY-MM-DD.")] = None,
     related: Annotated[str | None, typer.Option(help="Related case number (a complaint about a claim).")] = None,
 ) -> None:
-    """File a new case and print its number."""
-    from tasks.cases import file_case
+    """File a new case through intake (routing, first deadline, acknowledgement) and print its number.
+
+    The case's flow run is started by the reconciler of 'claimflow up' within a minute.
+    """
+    from tasks.deadlines import desk_rules
+    from tasks.workflow import Desk, intake
 
     try:
         data = CaseCreate(
@@ -327,7 +332,8 @@ def case_new(
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
     with _session() as session:
-        case = file_case(session, data=data, actor=state.actor, now=_now())
+        settings = get_settings()
+        case = intake(session, Desk(desk_rules(settings), settings), data=data, actor=state.actor, now=_now())
     out.print(case.number)
 
 

@@ -89,6 +89,29 @@ def up(
         out.print("stopped")
 
 
+def runner() -> None:
+    """Run only the desk runner against the Prefect server in PREFECT_API_URL (scale-out: one per machine)."""
+    import os
+
+    from claimflow.migrate import current_revision, head_revision
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise InvalidInput("set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the desk's Prefect server")
+    engine = _shell()._engine()
+    if current_revision(engine) != head_revision(engine):
+        raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
+    settings = get_settings()
+    out.print(
+        f"desk runner for {os.environ['PREFECT_API_URL']} (up to {settings.runner_limit} runs at once); Ctrl-C stops"
+    )
+    try:
+        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _drain_prefect_clients()
+
+
 def _drain_prefect_clients() -> None:
     """Send the last logs and events while the server still answers; otherwise Prefect's exit hooks wait on
     a server that is gone and the process never ends."""

@@ -90,9 +90,11 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
     assert "张**" in shown and "138****5678" in shown and "1101**********1234" in shown
     assert "张三丰" not in shown and "13812345678" not in shown
     assert "[elderly]" in shown and "12800.50 CNY" in shown
-    assert "next moves: start_review, withdraw" in shown
+    # filed through intake: routed to a motor handler, in review with its deadline
+    assert "status: under_review" in shown and re.search(r"handler: (li\.wei|wang\.fang)", shown)
+    assert "next moves: request_documents, start_investigation, approve, approve_partly, reject, withdraw" in shown
+    assert re.search(r"│ review +│ open +│", shown)
 
-    desk("--actor", "li.wei", "case", "move", number, "start_review")
     desk(
         "--actor",
         "li.wei",
@@ -105,18 +107,18 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
     )
     desk("--actor", "customer", "case", "move", number, "documents_received")
     out = desk("--actor", "li.wei", "case", "move", number, "approve", "--set", "amount=12000")
-    assert out.strip() == f"{number}: under_review -> approved (event #5)"
+    assert out.strip() == f"{number}: under_review -> approved (event #7)"
     desk("--actor", "li.wei", "case", "move", number, "record_payment", "--set", "amount=12000")
     desk("--actor", "li.wei", "case", "move", number, "close")
 
-    assert "audit log intact: 1 case(s), 7 event(s)" in desk("audit", "verify")
+    assert "audit log intact: 1 case(s), 9 event(s)" in desk("audit", "verify")
     assert number in desk("case", "list", "--status", "closed")
     assert "0 case(s)" in desk("case", "list", "--status", "received")
 
     revealed = desk("--actor", "zhao.min", "case", "show", number, "--reveal")
     assert "张三丰" in revealed and "13812345678" in revealed
     assert "personal_data_viewed" in desk("case", "show", number)  # the look itself is on the record
-    assert "8 event(s)" in desk("audit", "verify", number)
+    assert "10 event(s)" in desk("audit", "verify", number)
 
 
 @pytest.mark.parametrize(
@@ -151,11 +153,12 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(desk: Desk, argv: list[str]
 
 def test_an_illegal_move_names_the_allowed_ones_and_changes_nothing(desk: Desk) -> None:
     number = desk("case", "new", "--kind", "complaint", "--channel", "letter", "--name", "Wang Fang").strip()
-    err = desk("case", "move", number, "uphold", "--set", "remedy=refund", code=4)
-    assert (
-        err == "error: complaint in state 'received' cannot 'uphold'; allowed from 'received': acknowledge, withdraw\n"
+    err = desk("case", "move", number, "close", code=4)
+    assert err == (
+        "error: complaint in state 'investigating' cannot 'close'; allowed from 'investigating': "
+        "start_mediation, uphold, partly_uphold, not_uphold, refer_outside, withdraw\n"
     )
-    assert "status: received" in desk("case", "show", number)
+    assert "status: investigating" in desk("case", "show", number)
 
 
 def test_a_bad_staff_file_names_the_entry_and_writes_nothing(desk: Desk, tmp_path: Path) -> None:
