@@ -335,3 +335,53 @@ class EventPublic(SQLModel):
     actor: str
     type: str
     data: dict[str, Any]
+
+
+# --- intake -----------------------------------------------------------------------------------------------
+
+
+class IntakeRequest(SQLModel, table=True):
+    """A webhook post accepted under an ``Idempotency-Key``: the same key and body get the same answer again;
+    the same key with another body is refused (409)."""
+
+    __tablename__ = "intake_request"
+    __table_args__ = (UniqueConstraint("source", "idempotency_key", name="uq_intake_source_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200)
+    body_sha256: str = Field(max_length=64)
+    status_code: int
+    response: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class MailMessage(SQLModel, table=True):
+    """Every e-mail the intake has read, by Message-ID, and what became of it (filed, added to a case, skipped)."""
+
+    __tablename__ = "mail_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=512, unique=True, index=True)
+    mailbox: str = Field(max_length=200)
+    uid: int | None = None
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    disposition: str = Field(max_length=32)
+    reason: str | None = Field(default=None, sa_type=Text)
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class Attachment(SQLModel, table=True):
+    """A document that arrived with a case (webhook or e-mail); the bytes live in the data directory."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=100)
+    size: int = Field(ge=0)
+    sha256: str = Field(max_length=64)
+    storage_path: str = Field(max_length=500)
+    source: str = Field(max_length=16)
+    document_type: str | None = Field(default=None, max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
