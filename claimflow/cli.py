@@ -27,7 +27,7 @@ from sqlmodel import Session
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
 from claimflow.cli_desk import decide, demo, escalation_app, runner, up
 from claimflow.cli_messages import outbox_app, template_app
-from claimflow.console import fit_to_output, out
+from claimflow.console import fit_to_output, out, parse_sets
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel, ContactChannel, Priority
@@ -453,12 +453,7 @@ def case_move(
     """Apply a lifecycle move to a case and record its event."""
     from tasks.cases import apply_transition
 
-    data: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
-        data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
+    data = parse_sets(values)
     with _session() as session:
         case, event = apply_transition(session, number=number, action=action, actor=state.actor, now=_now(), data=data)
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from claimflow.console import err, out
+from claimflow.console import err, out, parse_sets
 from models.errors import InvalidInput
 from models.masking import mask_name
 from models.messages import CATALOGUE, LANGUAGES, spec_for
@@ -46,16 +46,6 @@ def template_list() -> None:
     for spec in CATALOGUE.values():
         table.add_row(spec.name, spec.audience, ", ".join(LANGUAGES), ", ".join(spec.required), spec.description)
     out.print(table)
-
-
-def _parse_sets(values: list[str] | None) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
-        data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
-    return data
 
 
 def case_context(session: Any, number: str) -> dict[str, Any]:
@@ -110,7 +100,7 @@ def template_render(
             found = case_context(session, case)
         from_case = {k for k in found if k in spec.required}
         context.update({k: v for k, v in found.items() if k in spec.required})
-    given = _parse_sets(values)
+    given = parse_sets(values)
     context.update(given)
     sampled = [k for k in spec.required if k not in from_case and k not in given]
     if case is not None:

@@ -1,12 +1,15 @@
-"""The CLI's console: markup off (customer-supplied text such as "[bold]" prints as written), and wide
-tables when the output goes to a file or a pipe instead of being cut to 80 columns."""
+"""What every CLI command shares: the console (markup off, so customer-supplied text such as "[bold]" prints
+as written; wide tables when the output goes to a file or a pipe) and the parsing of ``--set KEY=VALUE``."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from rich.console import Console
+
+from models.errors import InvalidInput
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(highlight=False, soft_wrap=True, markup=False, stderr=True)
@@ -20,3 +23,14 @@ def fit_to_output() -> None:
             console.width = os.get_terminal_size(stream.fileno()).columns
         else:
             console.width = int(os.environ.get("COLUMNS", "160"))
+
+
+def parse_sets(values: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as a mapping; ``documents`` takes a ``;``-separated list."""
+    data: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
+        data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
+    return data

@@ -517,6 +517,25 @@ class DecisionResult:
     stale: bool = False
 
 
+@dataclass(frozen=True)
+class Given:
+    """A person's decision on a step, as the workflow applies it."""
+
+    case: Case
+    step: Step
+    member: Staff
+    answer: Mapping[str, Any]
+    now: datetime
+
+    @property
+    def actor(self) -> str:
+        return self.member.username
+
+    @property
+    def choice(self) -> str:
+        return str(self.answer.get("decision", "") or "")
+
+
 DECISION_KIND = {
     InputKind.claim_review: DecisionKind.review,
     InputKind.documents: DecisionKind.documents,
@@ -567,7 +586,7 @@ def decide(
             assignee_id=step.assignee_id,
             requester_id=approval.requested_by_id if approval else None,
         )
-        _apply(session, desk, case=case, step=step, member=member, input_kind=input_kind, answer=answer, now=now)
+        _apply(session, desk, Given(case, step, member, answer, now), input_kind)
     except (CodeRefused, NotAllowed, IllegalTransition, InvalidInput) as refused:
         _refuse(session, case=case, step=step, key=key, who=str(answer.get("staff", "")), reason=str(refused), now=now)
         return DecisionResult(applied=False, refused=str(refused))
@@ -599,21 +618,10 @@ def _amount(answer: Mapping[str, Any], field: str = "amount") -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
-def _apply(
-    session: Session,
-    desk: Desk,
-    *,
-    case: Case,
-    step: Step,
-    member: Staff,
-    input_kind: InputKind,
-    answer: Mapping[str, Any],
-    now: datetime,
-) -> None:
-    actor = member.username
-    choice = str(answer.get("decision", ""))
+def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) -> None:
+    case, step, answer, now, actor = given.case, given.step, given.answer, given.now, given.actor
     if input_kind == InputKind.claim_review:
-        _claim_review(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+        _claim_review(session, desk, given)
     elif input_kind == InputKind.documents:
         _move(
             session,
@@ -632,7 +640,7 @@ def _apply(
             session.add(requirement)
         resume_step(session, desk, case=case, step=step, now=now)
     elif input_kind == InputKind.second_approval:
-        _second_approval(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+        _second_approval(session, desk, given)
     elif input_kind == InputKind.payment:
         amount = _amount(answer)
         _move(
@@ -658,7 +666,7 @@ def _apply(
             },
         )
     elif input_kind == InputKind.complaint_decision:
-        _complaint_decision(session, desk, case=case, step=step, member=member, choice=choice, answer=answer, now=now)
+        _complaint_decision(session, desk, given)
     elif input_kind == InputKind.inquiry_answer:
         _move(
             session,
@@ -671,17 +679,15 @@ def _apply(
         close_step(session, case=case, step=step, now=now, outcome="answered", actor=actor)
 
 
-def _claim_review(
-    session: Session,
-    desk: Desk,
-    *,
-    case: Case,
-    step: Step,
-    member: Staff,
-    choice: str,
-    answer: Mapping[str, Any],
-    now: datetime,
-) -> None:
+def _claim_review(session: Session, desk: Desk, given: Given) -> None:
+    case, step, member, answer, now, choice = (
+        given.case,
+        given.step,
+        given.member,
+        given.answer,
+        given.now,
+        given.choice,
+    )
     actor = member.username
     reasons, clause = str(answer.get("reasons", "")).strip(), str(answer.get("clause", "")).strip()
     if choice == "request_documents":
@@ -795,17 +801,15 @@ def _decide_claim(
     )
 
 
-def _second_approval(
-    session: Session,
-    desk: Desk,
-    *,
-    case: Case,
-    step: Step,
-    member: Staff,
-    choice: str,
-    answer: Mapping[str, Any],
-    now: datetime,
-) -> None:
+def _second_approval(session: Session, desk: Desk, given: Given) -> None:
+    case, step, member, answer, now, choice = (
+        given.case,
+        given.step,
+        given.member,
+        given.answer,
+        given.now,
+        given.choice,
+    )
     approval = _pending_approval(session, case.id or 0)
     if approval is None:
         raise InvalidInput("there is no decision waiting for a second approval")
@@ -842,17 +846,15 @@ def _second_approval(
         open_step(session, desk, case=case, name=name, now=now, actor=member.username)
 
 
-def _complaint_decision(
-    session: Session,
-    desk: Desk,
-    *,
-    case: Case,
-    step: Step,
-    member: Staff,
-    choice: str,
-    answer: Mapping[str, Any],
-    now: datetime,
-) -> None:
+def _complaint_decision(session: Session, desk: Desk, given: Given) -> None:
+    case, step, member, answer, now, choice = (
+        given.case,
+        given.step,
+        given.member,
+        given.answer,
+        given.now,
+        given.choice,
+    )
     actor = member.username
     remedy, reasons = str(answer.get("remedy", "")).strip(), str(answer.get("reasons", "")).strip()
     if choice == "mediate":
