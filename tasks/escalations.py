@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col, select
 
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
@@ -19,9 +20,9 @@ from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
-from models.watch import Schedule, what_is_due
+from models.watch import Schedule, WatchOutcome, what_is_due
 from tasks.cases import append_event
-from tasks.outbox import enqueue
+from tasks.outbox import default_config, enqueue
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate
 
 
@@ -47,28 +48,57 @@ def due_steps(session: Session, *, now: datetime, limit: int) -> list[Step]:
     return list(session.exec(statement))
 
 
-def _last_escalation(session: Session, step: Step) -> Escalation | None:
-    return session.exec(
-        select(Escalation).where(Escalation.step_id == step.id).order_by(col(Escalation.level).desc())
-    ).first()
+_PROGRESS = ("reminders_done", "escalation_level", "next_check_at")
+
+
+def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, Escalation]:
+    """The highest escalation raised so far for each of these steps (one query for the whole pass)."""
+    last: dict[int, Escalation] = {}
+    if step_ids:
+        for escalation in session.exec(select(Escalation).where(col(Escalation.step_id).in_(step_ids))):
+            if escalation.step_id not in last or escalation.level > last[escalation.step_id].level:
+                last[escalation.step_id] = escalation
+    return last
+
+
+def _usernames(session: Session, staff_ids: set[int]) -> dict[int, str]:
+    if not staff_ids:
+        return {}
+    rows = session.exec(select(Staff.id, Staff.username).where(col(Staff.id).in_(staff_ids)))
+    return {staff_id: username for staff_id, username in rows if staff_id is not None}
 
 
 def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchReport:
-    """One pass of the watcher at ``now``; the caller commits, then starts the escalation runs."""
+    """One pass of the watcher at ``now``; the caller commits, then starts the escalation runs.
+
+    Its cost follows what is due: one query for the due steps, one each for their cases, their last
+    escalations and their assignees, then per step only the writes (events, messages, escalations). The
+    steps' own progress (and superseded escalations) is written at the end, in one flush.
+    """
     report = WatchReport()
-    for step in due_steps(session, now=now, limit=limit):
+    steps = due_steps(session, now=now, limit=limit)
+    if not steps:
+        return report
+    cases = {c.id: c for c in session.exec(select(Case).where(col(Case.id).in_({s.case_id for s in steps})))}
+    last_escalations = _last_escalations(session, [s.id for s in steps if s.id is not None])
+    usernames = _usernames(session, {s.assignee_id for s in steps if s.assignee_id is not None})
+    config = default_config()
+    progress: list[tuple[Step, WatchOutcome]] = []
+    superseded: list[Escalation] = []
+    for step in steps:
         report.steps_checked += 1
-        case = session.get(Case, step.case_id)
+        case = cases.get(step.case_id)
         assert case is not None
-        last = _last_escalation(session, step)
+        last = last_escalations.get(step.id or 0)
+        schedule = Schedule.from_json(step.schedule)
         outcome = what_is_due(
-            Schedule.from_json(step.schedule),
+            schedule,
             reminders_done=step.reminders_done,
             escalation_level=step.escalation_level,
             now=now,
             last_escalation_decided=last is not None and last.decision is not None,
         )
-        assignee = _username(session, step.assignee_id)
+        assignee = usernames.get(step.assignee_id) if step.assignee_id is not None else None
         for reminder in outcome.reminders:
             percent = round(reminder.fraction * 100)
             append_event(session, case=case, actor="sla-watch", type="reminder",
@@ -79,15 +109,14 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
                     context={"case_number": case.number, "step": step.name, "percent": percent,
                              "handler_name": assignee, "due_at": step.due_at,
                              "case_url": f"claimflow case show {case.number}"},
-                    idempotency_key=f"reminder:{step.id}:{step.attempt}:{step.due_at}:{percent}",
+                    idempotency_key=f"reminder:{step.id}:{step.attempt}:{step.due_at}:{percent}", config=config,
                 )  # fmt: skip
             report.reminders.append((case.number, step.name, reminder.fraction))
             report.lines.append(f"{case.number} {step.name}: reminder at {percent}% to {assignee or 'nobody'}")
-        ladder = Schedule.from_json(step.schedule).escalations
+        ladder = schedule.escalations
         for point in outcome.escalations:
             if last is not None and last.decision is None:
-                last.decision, last.decided_at = "superseded", now
-                session.add(last)
+                superseded.append(last)
             following = [e.at for e in ladder if e.level > point.level]
             escalation = Escalation(
                 step_id=step.id or 0, case_id=case.id or 0, level=point.level, role=StaffRole(point.role),
@@ -108,14 +137,23 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
                          f"{case.number}-escalation-{point.level}",
                          "approval_command": f"claimflow escalation decide {escalation.id} --staff USERNAME "
                          "--code CODE --decision extend|reassign|take_over"},
-                idempotency_key=f"escalation:{escalation.id}",
+                idempotency_key=f"escalation:{escalation.id}", config=config,
             )  # fmt: skip
             report.escalations.append(escalation.id or 0)
             report.lines.append(f"{case.number} {step.name}: breached, escalated to level {point.level} ({point.role})")
+        progress.append((step, outcome))
+    # Written last so that the per-event flushes above do not each carry an UPDATE: one flush, batched.
+    for escalation in superseded:
+        escalation.decision, escalation.decided_at = "superseded", now
+        session.add(escalation)
+    for step, outcome in progress:
         step.reminders_done = outcome.reminders_done
         step.escalation_level = outcome.escalation_level
         step.next_check_at = outcome.next_check_at
+        for name in _PROGRESS:  # every row the same UPDATE, so the flush sends them as one executemany
+            flag_modified(step, name)
         session.add(step)
+    session.flush()
     return report
 
 

@@ -535,6 +535,10 @@ class Given:
     def choice(self) -> str:
         return str(self.answer.get("decision", "") or "")
 
+    def parts(self) -> tuple[Case, Step, Staff, Mapping[str, Any], datetime, str]:
+        """(case, step, member, answer, now, choice), for the functions that apply each kind of decision."""
+        return self.case, self.step, self.member, self.answer, self.now, self.choice
+
 
 DECISION_KIND = {
     InputKind.claim_review: DecisionKind.review,
@@ -680,14 +684,7 @@ def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) ->
 
 
 def _claim_review(session: Session, desk: Desk, given: Given) -> None:
-    case, step, member, answer, now, choice = (
-        given.case,
-        given.step,
-        given.member,
-        given.answer,
-        given.now,
-        given.choice,
-    )
+    case, step, member, answer, now, choice = given.parts()
     actor = member.username
     reasons, clause = str(answer.get("reasons", "")).strip(), str(answer.get("clause", "")).strip()
     if choice == "request_documents":
@@ -802,14 +799,7 @@ def _decide_claim(
 
 
 def _second_approval(session: Session, desk: Desk, given: Given) -> None:
-    case, step, member, answer, now, choice = (
-        given.case,
-        given.step,
-        given.member,
-        given.answer,
-        given.now,
-        given.choice,
-    )
+    case, step, member, answer, now, choice = given.parts()
     approval = _pending_approval(session, case.id or 0)
     if approval is None:
         raise InvalidInput("there is no decision waiting for a second approval")
@@ -847,14 +837,7 @@ def _second_approval(session: Session, desk: Desk, given: Given) -> None:
 
 
 def _complaint_decision(session: Session, desk: Desk, given: Given) -> None:
-    case, step, member, answer, now, choice = (
-        given.case,
-        given.step,
-        given.member,
-        given.answer,
-        given.now,
-        given.choice,
-    )
+    case, step, member, answer, now, choice = given.parts()
     actor = member.username
     remedy, reasons = str(answer.get("remedy", "")).strip(), str(answer.get("reasons", "")).strip()
     if choice == "mediate":

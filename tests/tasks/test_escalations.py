@@ -150,3 +150,96 @@ def test_an_escalation_is_decided_once(world) -> None:
             now=REVIEW_DUE + timedelta(hours=2),
         )
     assert refused.stale  # an escalation is decided once
+
+
+# --- one pass over many steps ---------------------------------------------------------------------------------
+
+
+def _expected(world, at: datetime) -> dict[int, tuple]:
+    """What the pure rule says each due step's pass must record at ``at`` (steps whose check has come)."""
+    from models.tables import Step
+    from models.watch import Schedule, what_is_due
+
+    expected = {}
+    with Session(world.engine) as session:
+        for step in session.exec(select(Step).where(Step.status == "open", col(Step.next_check_at) <= at)):
+            last = session.exec(
+                select(Escalation).where(Escalation.step_id == step.id).order_by(col(Escalation.level).desc())
+            ).first()
+            outcome = what_is_due(
+                Schedule.from_json(step.schedule),
+                reminders_done=step.reminders_done,
+                escalation_level=step.escalation_level,
+                now=at,
+                last_escalation_decided=last is not None and last.decision is not None,
+            )
+            expected[step.id] = (
+                [r.fraction for r in outcome.reminders],
+                [e.level for e in outcome.escalations],
+                (outcome.reminders_done, outcome.escalation_level, outcome.next_check_at),
+            )
+    return expected
+
+
+def test_one_pass_over_steps_in_different_states_records_each_as_the_rule_says(world) -> None:
+    from models.tables import Step
+    from tasks.audit import verify_cases
+
+    first = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))  # first: reminders and the supervisor (undecided)
+    world.now += timedelta(days=1)
+    second = world.file(product_line="motor")
+    world.now += timedelta(days=2)
+    third = world.file(product_line="motor")
+    at = datetime(2026, 3, 6, 16, 1, tzinfo=UTC)  # first: the manager is due; second: its deadline passed
+    expected = _expected(world, at)
+    assert len(expected) >= 2
+    before = {e.id for e in _escalations(world)}
+    report = _watch(world, at)
+    assert report.steps_checked == len(expected)
+    with Session(world.engine) as session:
+        for step_id, (_reminders, levels, progress) in expected.items():
+            step = session.get(Step, step_id)
+            assert (step.reminders_done, step.escalation_level, step.next_check_at) == progress
+            raised = session.exec(
+                select(Escalation).where(Escalation.step_id == step_id, col(Escalation.id).not_in(before))
+            ).all()
+            assert sorted(e.level for e in raised) == levels
+            ladder = session.exec(select(Escalation).where(Escalation.step_id == step_id)).all()
+            undecided = [e.level for e in ladder if e.decision is None]
+            assert undecided == ([max(e.level for e in ladder)] if ladder else [])  # the rest superseded
+        assert not verify_cases(session).breaks
+    assert sorted(r[2] for r in report.reminders) == sorted(f for r, _, _ in expected.values() for f in r)
+    assert len(report.escalations) == sum(len(levels) for _, levels, _ in expected.values())
+    assert world.events(first).count("escalated") == 2
+    assert "escalated" in world.events(second)
+    assert world.step(third, "review").escalation_level == 0
+    assert _watch(world, at).steps_checked == 0  # nothing twice
+
+
+def test_a_pass_reads_cases_staff_and_escalations_once_whatever_is_due(world) -> None:
+    from sqlalchemy import event
+
+    reads: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:
+        head = statement.lstrip().upper()
+        if head.startswith("SELECT") and any(f"FROM {t}" in head for t in ('"CASE"', "STAFF", "ESCALATION")):
+            reads.append(statement)
+
+    def reads_in_a_pass(at: datetime) -> tuple[int, int]:
+        reads.clear()
+        event.listen(world.engine, "before_cursor_execute", count)
+        try:
+            checked = _watch(world, at).steps_checked
+        finally:
+            event.remove(world.engine, "before_cursor_execute", count)
+        return checked, len(reads)
+
+    world.file(product_line="motor")
+    one = reads_in_a_pass(datetime(2026, 3, 4, 4, 0, tzinfo=UTC))
+    for _ in range(4):
+        world.file(product_line="motor")
+    five = reads_in_a_pass(REVIEW_DUE + timedelta(minutes=1))
+    assert (one[0], five[0]) == (1, 5)
+    assert five[1] == one[1] <= 3
