@@ -425,6 +425,30 @@ def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
     ):
         step = open_step(session, desk, case=case, name=name, now=now)
         _tell_handler(session, case=case, step=step, now=now)
+        _care_for(session, desk, case=case, now=now)
+
+
+def _care_for(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
+    """Elderly or vulnerable customers: phone first, simplified documents, and a home visit offered (a step
+    for the handler, closed when done or with the case)."""
+    customer = session.get(Customer, case.customer_id)
+    if customer is None:
+        return
+    plan = care_plan(elderly=customer.elderly, vulnerable=customer.vulnerable, preferred=customer.preferred_channel)
+    if not plan.offer_home_visit or case.kind != CaseKind.claim:
+        return
+    if session.exec(select(Step).where(Step.case_id == case.id, Step.name == "home_visit")).first() is not None:
+        return
+    open_step(session, desk, case=case, name="home_visit", now=now)
+    append_event(
+        session,
+        case=case,
+        actor="system",
+        type="care_plan",
+        data={"for": list(plan.reasons), "contact_first": plan.contact_first, "simplified_documents": True,
+              "home_visit": "offered"},
+        now=now,
+    )  # fmt: skip
 
 
 def finish(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:

@@ -166,3 +166,11 @@ def test_an_elderly_customer_gets_the_simplified_list(world) -> None:
     with Session(world.engine) as session:
         asked = [d.document_type for d in session.exec(select(DocumentRequirement))]
     assert asked == ["claim form", "repair invoice", "bank account details"]
+    assert world.step(case, "home_visit").status == StepStatus.open  # offered to the elderly customer
+    assert "care_plan" in world.events(case)
+
+
+def test_other_customers_get_no_home_visit(world) -> None:
+    case = world.file(product_line="motor")
+    assert world.step(case, "home_visit") is None
+    assert "care_plan" not in world.events(case)
