@@ -147,6 +147,74 @@ class Settings(BaseSettings):
     outbox_poll_seconds: int = Field(
         default=5, ge=1, description="Interval of the deliver-outbox deployment's schedule."
     )
+    mail_imap_host: str | None = Field(
+        default=None, description="IMAP server of the desk's intake mailbox; e-mail intake is off while unset."
+    )
+    mail_imap_port: int | None = Field(
+        default=None, ge=1, le=65535, description="IMAP port; default 993 for tls, 143 for starttls and plain."
+    )
+    mail_imap_security: str = Field(
+        default="tls",
+        pattern=r"^(tls|starttls|plain)$",
+        description="tls: IMAPS (TLS from the first byte); starttls: upgrade a plain connection; plain: no "
+        "encryption at all (a server on the same machine or a test server only).",
+    )
+    mail_imap_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the certificate authorities to trust for the IMAP server; default: the "
+        "system's. Certificates and host names are always verified.",
+    )
+    mail_imap_user: str | None = Field(default=None, description="IMAP login of the intake mailbox.")
+    mail_imap_password: SecretStr | None = Field(default=None, description="IMAP password of the intake mailbox.")
+    mail_imap_mailbox: str = Field(default="INBOX", description="Folder that is read for new mail.")
+    mail_imap_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Network timeout of each IMAP connection and command."
+    )
+    mail_poll_seconds: int = Field(default=60, ge=5, description="Interval of the mail-intake deployment's schedule.")
+    mail_batch_size: int = Field(
+        default=50, ge=1, description="Unseen mails read per poll; the next poll takes the rest."
+    )
+    mail_max_message_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="A mail bigger than this is not downloaded: it is recorded as rejected and marked seen.",
+    )
+    mail_max_attachment_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1,
+        description="An attachment bigger than this is not stored (the mail is taken, the skip is recorded).",
+    )
+    mail_max_attachments: int = Field(default=20, ge=0, description="Attachments stored per mail at most.")
+    mail_max_description_chars: int = Field(
+        default=20_000, ge=100, description="Longest mail text kept as a case description or a reply's text."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the intake webhook API listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port of the intake webhook API.")
+    api_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the webhook API reads (attachments are base64 inside it); larger "
+        "is refused with 413.",
+    )
+    api_attachment_max_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1, description="Largest single attachment (decoded) a webhook may carry."
+    )
+    api_attachments_max_total_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest total of the attachments (decoded) of one webhook."
+    )
+    api_attachments_max_count: int = Field(default=20, ge=0, description="Most attachments one webhook may carry.")
+    webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="How far X-Claimflow-Timestamp may be from the server's clock before a webhook is refused "
+        "as a replay.",
+    )
+    api_launch_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long the API tries to start a new case's flow run after answering; the reconciler "
+        "starts it later if Prefect does not answer in time.",
+    )
 
     @field_validator("office_timezone")
     @classmethod

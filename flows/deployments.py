@@ -7,6 +7,7 @@
 | ``sla-watch/sla-watch`` | reminders and escalations that are due | every minute |
 | ``reconcile/reconcile`` | runs that are missing or dead | every minute |
 | ``deliver-outbox/deliver-outbox`` | the notification outbox | every few seconds and after intake |
+| ``mail-intake/mail-intake`` | the intake mailbox (IMAP) | every minute |
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ from flows.case import claim_process, complaint_process, inquiry_process
 from flows.delivery import DEPLOYMENT_NAME as DELIVERY_DEPLOYMENT
 from flows.delivery import deliver_outbox, deliver_outbox_deployment
 from flows.escalation import escalation
+from flows.mail import DEPLOYMENT_NAME as MAIL_DEPLOYMENT
+from flows.mail import mail_intake, mail_intake_deployment
 from flows.watch import reconcile, sla_watch
 
 
 def desk_deployments(
-    *, watch_interval: int = 60, reconcile_interval: int = 60, delivery_interval: int | None = None
+    *,
+    watch_interval: int = 60,
+    reconcile_interval: int = 60,
+    delivery_interval: int | None = None,
+    mail_interval: int | None = None,
 ) -> list[tuple[Flow[Any, Any], Any]]:
     """(flow, RunnerDeployment) for every deployment of the desk.
 
     Intervals are in seconds; 0 registers the deployment without a schedule (tests run passes by hand).
-    ``delivery_interval`` None: the ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` setting.
+    ``delivery_interval`` None: the ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` setting; ``mail_interval`` None:
+    ``CLAIMFLOW_MAIL_POLL_SECONDS``.
     """
 
     def every(seconds: int | None) -> dict[str, Any]:
@@ -62,6 +70,12 @@ def desk_deployments(
             ),
         ),
         (deliver_outbox, delivery),
+        (
+            mail_intake,
+            mail_intake.to_deployment(name=MAIL_DEPLOYMENT)
+            if mail_interval == 0
+            else mail_intake_deployment(mail_interval),
+        ),
     ]
 
 

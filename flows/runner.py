@@ -21,8 +21,8 @@ from uuid import UUID
 
 import anyio
 from prefect import Flow
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import Abort, Pause
 from prefect.flow_engine import run_flow, run_flow_async
 from prefect.states import Pending
@@ -49,15 +49,23 @@ class DeskRunner:
         self._slots = anyio.CapacityLimiter(limit)
 
     async def run(self, stop: anyio.Event) -> None:
-        """Poll and execute until ``stop`` is set; runs in progress are finished before returning."""
-        async with get_client() as client, anyio.create_task_group() as group:
-            while not stop.is_set():
-                try:
-                    await self.poll_once(client, group)
-                except Exception:  # the server may be restarting: keep polling
-                    logger.exception("desk runner: polling the Prefect server failed")
-                with anyio.move_on_after(self.poll_seconds):
-                    await stop.wait()
+        """Poll and execute until ``stop`` is set; runs in progress are finished before returning.
+
+        One Prefect client (sync and async) is shared by every run this runner executes: a new client per
+        run costs a TLS context and a settings read each time, most of the runner's CPU per leg.
+        """
+        with SyncClientContext.get_or_create():
+            async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
+                await self._loop(context.client, group, stop)
+
+    async def _loop(self, client: Any, group: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.poll_once(client, group)
+            except Exception:  # the server may be restarting: keep polling
+                logger.exception("desk runner: polling the Prefect server failed")
+            with anyio.move_on_after(self.poll_seconds):
+                await stop.wait()
 
     async def poll_once(self, client: Any, group: anyio.abc.TaskGroup) -> int:
         """Claim the due runs there is room for and start them; returns how many were started."""
@@ -71,7 +79,10 @@ class DeskRunner:
         for run in runs:
             if run.id in self.running or run.deployment_id not in self.flows:
                 continue
-            state = await propose_state(client, Pending(), flow_run_id=run.id)
+            try:
+                state = await propose_state(client, Pending(), flow_run_id=run.id)
+            except Abort:
+                continue  # another runner claimed it first (Abort is a BaseException: caught here, not above)
             if not state.is_pending():
                 continue  # another runner took it
             self.running.add(run.id)

@@ -151,8 +151,20 @@ async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
     return case.flow_run_id, step.waiting_key
 
 
-async def give_input(run_id: str, answer: dict[str, Any]) -> None:
-    """Resume a suspended run with a person's answer (the server checks it against the form's schema)."""
+async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = 10) -> None:
+    """Resume a suspended run with a person's answer (the server checks it against the form's schema).
+
+    Prefect marks a run Suspended a moment before it stores the form's schema; a resume in that gap is
+    refused with "Run input schema not found", so that answer is retried briefly.
+    """
+    import anyio
     from prefect.flow_runs import aresume_flow_run
 
-    await aresume_flow_run(UUID(run_id), run_input=answer)
+    for attempt in range(attempts):
+        try:
+            await aresume_flow_run(UUID(run_id), run_input=answer)
+            return
+        except RuntimeError as exc:
+            if "schema not found" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            await anyio.sleep(0.3)

@@ -107,18 +107,18 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
     )
     desk("--actor", "customer", "case", "move", number, "documents_received")
     out = desk("--actor", "li.wei", "case", "move", number, "approve", "--set", "amount=12000")
-    assert out.strip() == f"{number}: under_review -> approved (event #7)"
+    assert out.strip() == f"{number}: under_review -> approved (event #9)"  # after the care plan's two events
     desk("--actor", "li.wei", "case", "move", number, "record_payment", "--set", "amount=12000")
     desk("--actor", "li.wei", "case", "move", number, "close")
 
-    assert "audit log intact: 1 case(s), 9 event(s)" in desk("audit", "verify")
+    assert "audit log intact: 1 case(s), 11 event(s)" in desk("audit", "verify")
     assert number in desk("case", "list", "--status", "closed")
     assert "0 case(s)" in desk("case", "list", "--status", "received")
 
     revealed = desk("--actor", "zhao.min", "case", "show", number, "--reveal")
     assert "张三丰" in revealed and "13812345678" in revealed
     assert "personal_data_viewed" in desk("case", "show", number)  # the look itself is on the record
-    assert "10 event(s)" in desk("audit", "verify", number)
+    assert "12 event(s)" in desk("audit", "verify", number)
 
 
 @pytest.mark.parametrize(

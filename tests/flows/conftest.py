@@ -59,7 +59,7 @@ class RunnerThread:
             self.loop = asyncio.get_running_loop()
             self.stop = anyio.Event()
             try:
-                flows = await register(watch_interval=0, reconcile_interval=0, delivery_interval=0)
+                flows = await register(watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0)
             except BaseException as exc:
                 self.error = exc
                 self.ready.set()

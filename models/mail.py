@@ -1,0 +1,539 @@
+"""E-mail intake rules: what a mail is, which case it belongs to, and what it carries.
+
+Pure functions over bytes and strings: no IMAP, no database, no clock. Parsing uses the standard library's
+modern e-mail API (``email.policy.default``), which decodes RFC 2047 encoded words (``=?GB2312?B?...?=``),
+RFC 2231 file names and transfer encodings.
+
+What the intake does with a mail:
+
+- an automatic mail (auto-reply, out-of-office, bounce) is logged and skipped (``automatic_reason``);
+- a mail that names a case number in its subject, or answers an earlier mail of a case, is added to that case
+  (``find_case_number``; the In-Reply-To/References match needs the database and lives in ``tasks.mail``);
+- anything else is filed as a new case of the kind ``classify`` gives.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import mimetypes
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message, MIMEPart
+from email.parser import BytesHeaderParser
+from html.parser import HTMLParser
+
+from models.enums import CaseKind
+
+# --- classification ---------------------------------------------------------------------------------------
+
+# Tag words, as written inside [..] or 【..】 in a subject: "[投诉] 理赔太慢", "[Claim] car accident".
+TAGS: dict[str, CaseKind] = {
+    "投诉": CaseKind.complaint,
+    "申诉": CaseKind.complaint,
+    "complaint": CaseKind.complaint,
+    "理赔": CaseKind.claim,
+    "索赔": CaseKind.claim,
+    "报案": CaseKind.claim,
+    "claim": CaseKind.claim,
+    "咨询": CaseKind.inquiry,
+    "查询": CaseKind.inquiry,
+    "inquiry": CaseKind.inquiry,
+    "enquiry": CaseKind.inquiry,
+    "question": CaseKind.inquiry,
+}
+# Keywords, complaint first: "投诉理赔太慢" (a complaint about a claim) is a complaint.
+KEYWORDS: tuple[tuple[CaseKind, re.Pattern[str]], ...] = (
+    (CaseKind.complaint, re.compile(r"投诉|申诉|不满|\bcomplain(?:t|ts|ed|ing)?\b|\bdissatisfied\b", re.IGNORECASE)),
+    (CaseKind.claim, re.compile(r"理赔|索赔|报案|出险|\bclaims?\b", re.IGNORECASE)),
+)
+_TAG = re.compile(r"[\[【]\s*([^\]】]{1,30}?)\s*[\]】]")
+# Only the start of a body is searched: quoted earlier mails further down can say anything.
+BODY_SEARCH_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The kind of case a mail opens, and the rule that decided it (recorded on the case's first event)."""
+
+    kind: CaseKind
+    rule: str
+
+
+def classify(subject: str, body: str = "") -> Classification:
+    """Sort a mail into claim, complaint or inquiry.
+
+    The first rule that applies decides:
+
+    1. a tag in the subject, ``[投诉]``, ``【理赔】``, ``[Complaint]``, ``[Claim]``, ``[咨询]`` (the first known tag);
+    2. a keyword in the subject; complaint words before claim words, so a complaint about a claim is a complaint;
+    3. a keyword in the first ``BODY_SEARCH_CHARS`` characters of the body, in the same order;
+    4. otherwise an inquiry.
+
+    Args:
+        subject: the decoded subject.
+        body: the mail's text (already converted from HTML where the mail had no plain text).
+
+    Returns:
+        The kind and a short description of the rule that decided it.
+    """
+    for match in _TAG.finditer(subject):
+        kind = TAGS.get(match.group(1).strip().lower())
+        if kind is not None:
+            return Classification(kind, f"subject tag [{match.group(1).strip()}]")
+    for where, text in (("subject", subject), ("body", body[:BODY_SEARCH_CHARS])):
+        for kind, pattern in KEYWORDS:
+            found = pattern.search(text)
+            if found:
+                return Classification(kind, f"{where} keyword {found.group(0)!r}")
+    return Classification(CaseKind.inquiry, "no claim or complaint keyword")
+
+
+_CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])(CLM|CMP|INQ)-(\d{4})-(\d{6,})(?![0-9])", re.IGNORECASE)
+
+
+def find_case_number(subject: str) -> str | None:
+    """The first case number in a subject (``Re: Your claim CLM-2026-000123 ...``), upper-cased.
+
+    Args:
+        subject: the decoded subject.
+
+    Returns:
+        ``CLM-2026-000123``, or None when the subject names no case.
+    """
+    match = _CASE_NUMBER.search(subject)
+    if match is None:
+        return None
+    return f"{match.group(1).upper()}-{match.group(2)}-{match.group(3)}"
+
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def guess_language(text: str) -> str:
+    """``zh-CN`` when the text holds any CJK character, else ``en``.
+
+    Args:
+        text: subject and body.
+
+    Returns:
+        A language tag the message templates know.
+    """
+    return "zh-CN" if _CJK.search(text) else "en"
+
+
+# --- automatic mail ------------------------------------------------------------------------------------------
+
+_AUTO_FROM = re.compile(r"^(mailer-daemon|postmaster)@", re.IGNORECASE)
+
+
+def automatic_reason(message: Message) -> str | None:
+    """Why a mail was sent by a machine rather than a person, or None for a person's mail.
+
+    Recognised (RFC 3834, RFC 3464 and the common non-standard headers):
+
+    - ``Auto-Submitted`` with any value but ``no`` (auto-replied, auto-generated, auto-notified);
+    - a delivery status report: ``multipart/report; report-type=delivery-status`` or a bare
+      ``message/delivery-status``;
+    - ``X-Autoreply``, ``X-Autorespond``, ``X-Auto-Response-Suppress: All/OOF`` (Exchange's out-of-office);
+    - ``Precedence: bulk``, ``junk``, ``list`` or ``auto_reply``;
+    - a sender ``MAILER-DAEMON@`` or ``postmaster@``.
+
+    Args:
+        message: the parsed message (headers are enough).
+
+    Returns:
+        A one-line reason, or None.
+    """
+    auto = str(message.get("auto-submitted", "") or "").strip().lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto.split(';')[0]}"
+    content_type = message.get_content_type()
+    report_type = str(message.get_param("report-type") or "").lower()
+    if content_type == "multipart/report" and report_type == "delivery-status":
+        return "delivery status report (bounce)"
+    if content_type == "message/delivery-status":
+        return "delivery status report (bounce)"
+    for header in ("x-autoreply", "x-autorespond"):
+        if message.get(header) is not None:
+            return f"{header} header"
+    suppress = str(message.get("x-auto-response-suppress", "") or "").lower()
+    if "oof" in suppress or "all" in suppress:
+        return "X-Auto-Response-Suppress header"
+    precedence = str(message.get("precedence", "") or "").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    address = _first_address(message)
+    if address and _AUTO_FROM.match(address[0]):
+        return "sent by a mailer daemon"
+    return None
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailLimits:
+    """Size limits of the intake (from the settings)."""
+
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_attachments: int = 20
+    max_description_chars: int = 20_000
+
+
+class MailRejected(Exception):
+    """A mail the intake cannot take (unparseable, too big, no usable sender); recorded, marked seen, skipped."""
+
+    def __init__(self, reason: str, *, message_id: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_id = message_id
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """What the intake needs from one mail, decoded."""
+
+    message_id: str
+    subject: str
+    from_address: str
+    from_name: str
+    text: str
+    """The body as text (HTML converted), trimmed, capped at ``max_description_chars``."""
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    attachments: tuple[MailAttachment, ...] = ()
+    skipped_attachments: tuple[str, ...] = ()
+    """``"<file name>: <why>"`` for each attachment that was not kept (too big, too many)."""
+    automatic: str | None = None
+    defects: tuple[str, ...] = field(default=())
+
+    @property
+    def replied_to(self) -> tuple[str, ...]:
+        """Message-IDs this mail answers: In-Reply-To first, then References from the newest."""
+        seen: dict[str, None] = {}
+        for value in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(value, None)
+        return tuple(seen)
+
+    @property
+    def language(self) -> str:
+        return guess_language(f"{self.subject}\n{self.text}")
+
+
+MESSAGE_ID_MAX = 512
+_MSG_ID = re.compile(r"<[^<>\s]+>")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    """A stable Message-ID for a mail that has none (or an unusable one): the same bytes give the same id,
+    so a mail read twice is still recognised."""
+    return f"<sha256-{hashlib.sha256(raw).hexdigest()}@claimflow.invalid>"
+
+
+def _message_ids(value: object) -> tuple[str, ...]:
+    return tuple(m for m in _MSG_ID.findall(str(value or "")) if len(m) <= MESSAGE_ID_MAX)
+
+
+def _message_id(message: Message, raw: bytes) -> str:
+    try:
+        found = _message_ids(message.get("message-id"))
+    except Exception:  # a malformed header must not cost us the id: fall back to the bytes' digest
+        found = ()
+    return found[0] if found else synthetic_message_id(raw)
+
+
+def header_message_id(header: bytes) -> str:
+    """The Message-ID from a mail's header block alone (or the whole mail); a synthetic one where it has none.
+
+    Used for a mail too big to download: its header is enough to record it.
+    """
+    try:
+        parsed = BytesHeaderParser(policy=email.policy.default).parsebytes(header)
+    except Exception:
+        return synthetic_message_id(header)
+    return _message_id(parsed, header)
+
+
+def _first_address(message: Message) -> tuple[str, str] | None:
+    header = message.get("from")
+    addresses = getattr(header, "addresses", None)
+    if not addresses:
+        return None
+    first = addresses[0]
+    return (first.addr_spec or "").strip(), (first.display_name or "").strip()
+
+
+def parse_message(raw: bytes, limits: MailLimits | None = None) -> ParsedMail:
+    """Parse a mail's bytes into what the intake needs.
+
+    Args:
+        raw: the mail as received (RFC 5322 bytes).
+        limits: size limits; default ``MailLimits()``.
+
+    Returns:
+        The decoded mail: subject (RFC 2047 decoded), sender, body as text (the plain part, or the HTML part
+        converted to text), attachments within the limits, and whether it is an automatic mail.
+
+    Raises:
+        MailRejected: too big, unparseable, or no usable From address; carries the Message-ID to record it by.
+    """
+    limits = limits or MailLimits()
+    if len(raw) > limits.max_message_bytes:
+        raise MailRejected(
+            f"message too big: {len(raw)} bytes, limit {limits.max_message_bytes}", message_id=header_message_id(raw)
+        )
+    message_id = synthetic_message_id(raw)
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        message_id = _message_id(message, raw)
+        return _parse(message, message_id, limits)
+    except MailRejected:
+        raise
+    except Exception as exc:  # any mail, however broken, ends as a recorded rejection, never a crashed poll
+        raise MailRejected(f"unparseable: {type(exc).__name__}: {exc}"[:500], message_id=message_id) from exc
+
+
+def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> ParsedMail:
+    sender = _first_address(message)
+    if sender is None or not _EMAIL.match(sender[0]):
+        raise MailRejected("no usable From address", message_id=message_id)
+    address, name = sender
+    subject = " ".join(str(message.get("subject", "") or "").split())
+    body_part = message.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if body_part is not None:
+        text = _part_text(body_part)
+        if body_part.get_content_type() == "text/html":
+            text = html_to_text(text)
+    attachments: list[MailAttachment] = []
+    skipped: list[str] = []
+    for number, part in enumerate(_attachment_parts(message, body_part), start=1):
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            data = bytes(str(part.get_payload()), "utf-8", errors="replace")
+        content_type = part.get_content_type()
+        filename = safe_filename(part.get_filename() or f"attachment-{number}{_extension(content_type)}")
+        if len(data) > limits.max_attachment_bytes:
+            skipped.append(f"{filename}: {len(data)} bytes, limit {limits.max_attachment_bytes}")
+        elif len(attachments) >= limits.max_attachments:
+            skipped.append(f"{filename}: more than {limits.max_attachments} attachments")
+        else:
+            attachments.append(MailAttachment(filename, content_type, data))
+    return ParsedMail(
+        message_id=message_id,
+        subject=subject,
+        from_address=address,
+        from_name=name or address.split("@", 1)[0],
+        text=trim_text(text, limits.max_description_chars),
+        in_reply_to=_message_ids(message.get("in-reply-to")),
+        references=_message_ids(message.get("references")),
+        attachments=tuple(attachments),
+        skipped_attachments=tuple(skipped),
+        automatic=automatic_reason(message),
+        defects=tuple(type(d).__name__ for d in message.defects),
+    )
+
+
+def _part_text(part: MIMEPart) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError):  # an unknown or lying charset: keep what can be read
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else str(payload)
+    return content if isinstance(content, str) else ""
+
+
+def _attachment_parts(message: EmailMessage, body_part: Message | None) -> list[EmailMessage]:
+    parts: list[EmailMessage] = []
+    for part in message.walk():
+        if part is body_part or part.is_multipart() or part is message:
+            continue
+        assert isinstance(part, EmailMessage)
+        if part.get_content_disposition() == "attachment" or part.get_filename():
+            parts.append(part)
+    return parts
+
+
+def _extension(content_type: str) -> str:
+    return mimetypes.guess_extension(content_type) or ".bin"
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
+
+
+def safe_filename(name: str, *, max_length: int = 150) -> str:
+    """A file name that is safe to store: no folders, no control or reserved characters, not hidden, not too long.
+
+    Args:
+        name: the name the sender gave (decoded).
+        max_length: longest result; the extension is kept when the stem is shortened.
+
+    Returns:
+        The cleaned name, ``attachment`` when nothing usable is left.
+    """
+    base = re.split(r"[\\/]", name)[-1]
+    base = " ".join(_UNSAFE.sub("_", base).split()).lstrip(".").strip()
+    if not base:
+        return "attachment"
+    if len(base) > max_length:
+        stem, dot, extension = base.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            base = stem[: max_length - len(extension) - 1] + "." + extension
+        else:
+            base = base[:max_length]
+    return base
+
+
+def trim_text(text: str, max_chars: int) -> str:
+    """Trim a body: no trailing spaces, at most one blank line in a row, capped with a marker.
+
+    Args:
+        text: the body as text.
+        max_chars: longest result.
+
+    Returns:
+        The trimmed text; when cut, it ends with ``[...]``.
+    """
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    joined = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if len(joined) <= max_chars:
+        return joined
+    marker = "\n[...]"
+    return joined[: max(0, max_chars - len(marker))].rstrip() + marker
+
+
+class _TextExtractor(HTMLParser):
+    BLOCK = frozenset(
+        {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "hr"}
+    )
+    HIDDEN = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BLOCK:
+            self.chunks.append("\n")
+        if tag == "li":
+            self.chunks.append("- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCK:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.chunks.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The readable text of an HTML mail: scripts and styles dropped, blocks on lines of their own,
+    entities decoded, runs of spaces collapsed.
+
+    Args:
+        html: the HTML part's decoded content.
+
+    Returns:
+        Plain text.
+    """
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    lines = (" ".join(line.split()) for line in "".join(extractor.chunks).split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# --- documents ----------------------------------------------------------------------------------------------
+
+# Other names a requested document goes by, in file names and subjects (English variants and Chinese).
+DOCUMENT_ALIASES: dict[str, tuple[str, ...]] = {
+    "claim form": ("claim application", "理赔申请", "索赔申请"),
+    "driving licence": ("driving license", "driver licence", "driver license", "驾驶证", "驾照"),
+    "vehicle licence": ("vehicle license", "行驶证"),
+    "police or accident report": ("police report", "accident report", "事故认定", "事故证明", "报警回执"),
+    "repair invoice": ("维修发票",),
+    "photos of the damage": ("damage photo", "damage photos", "损失照片", "受损照片", "现场照片"),
+    "bank account details": ("bank account", "bank details", "银行卡", "银行账户", "收款账户"),
+    "identity document": ("id card", "passport", "身份证", "护照"),
+    "medical records": ("medical record", "病历"),
+    "itemised hospital invoice": ("itemized hospital invoice", "hospital invoice", "医疗发票", "住院发票", "费用清单"),
+    "discharge summary": ("出院小结", "出院记录"),
+    "proof of ownership": ("ownership", "产权证明", "所有权证明", "购买发票"),
+    "repair quote or invoice": ("repair quote", "repair invoice", "维修报价", "维修发票"),
+    "police report for theft": ("police report", "theft report", "报案回执", "被盗证明"),
+    "supporting evidence": ("evidence", "证明材料"),
+}
+_STOPWORDS = frozenset({"or", "of", "the", "for", "and", "a", "an", "to"})
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[_\-.+,;()\[\]]", " ", text.lower()).split())
+
+
+def _names(text: str, phrase: str) -> bool:
+    phrase = _normalise(phrase)
+    if not phrase:
+        return False
+    if _CJK.search(phrase):
+        return phrase in text
+    if f" {phrase} " in f" {text} ":
+        return True
+    words = [w for w in phrase.split() if w not in _STOPWORDS]
+    return len(words) > 1 and all(w in text.split() for w in words)
+
+
+def document_type_for(filename: str, requested: Sequence[str], *, subject: str = "") -> str | None:
+    """Which requested document an attachment is, guessed from its file name, else from the mail's subject.
+
+    A heuristic, not a reading of the document: a requested type matches a text when the text holds the type
+    as a phrase (``repair_invoice.pdf`` is a "repair invoice"), all its words (``damage-photos-2.jpg`` holds
+    "photos" and "damage"), or one of its ``DOCUMENT_ALIASES`` (``驾驶证.jpg`` is a "driving licence").
+    Case is ignored. The subject is asked only when the file name names nothing, and only if it names exactly
+    one requested type (a subject listing several documents cannot say which file is which). Staff still
+    confirm the documents; this only ticks the list.
+
+    Args:
+        filename: the attachment's file name.
+        requested: the document types asked of the customer, in the order they were asked for.
+        subject: the mail's subject.
+
+    Returns:
+        The requested type (as written in ``requested``), or None.
+    """
+
+    def matches(text: str) -> list[str]:
+        normalised = _normalise(text)
+        return [
+            kind
+            for kind in requested
+            if _names(normalised, kind) or any(_names(normalised, a) for a in DOCUMENT_ALIASES.get(kind.lower(), ()))
+        ]
+
+    by_name = matches(filename.rsplit(".", 1)[0] if "." in filename else filename)
+    if by_name:
+        return by_name[0]
+    by_subject = matches(subject)
+    return by_subject[0] if len(by_subject) == 1 else None

@@ -1,0 +1,619 @@
+"""E-mail intake: read the desk's mailbox over IMAP, file new cases, add replies to their cases.
+
+One mail, one transaction: the mail's case (or its addition to a case), its attachments, the ticked
+documents and its ``mail_message`` row commit together; only then is the mail flagged ``\\Seen`` on the
+server. A process that dies in between leaves the mail unseen: the next poll reads it again, finds its
+Message-ID recorded and only flags it. Mails are never deleted or moved: the mailbox keeps every original.
+
+Database functions take the session first and leave the commit to the caller; ``take_mail`` and ``poll``
+are the callers that commit.
+
+Dispositions recorded in ``mail_message``:
+
+| disposition | meaning |
+|---|---|
+| ``filed`` | a new case was filed from the mail |
+| ``appended`` | the mail answers a case and was added to it |
+| ``skipped`` | an automatic mail (auto-reply, bounce): logged, nothing filed |
+| ``rejected`` | unusable (unparseable, too big, no sender, refused by intake), with the reason |
+
+A mail whose Message-ID is already recorded is a duplicate: flagged seen, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import logging
+import os
+import re
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from claimflow.db import session_scope
+from claimflow.settings import Settings
+from models.enums import Channel, ContactChannel
+from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
+from models.mail import (
+    MailAttachment,
+    MailLimits,
+    MailRejected,
+    ParsedMail,
+    classify,
+    document_type_for,
+    find_case_number,
+    header_message_id,
+    parse_message,
+    trim_text,
+)
+from models.tables import Attachment, Case, CaseCreate, Customer, CustomerCreate, DocumentRequirement, MailMessage
+from tasks.cases import append_event, get_case
+from tasks.workflow import Desk, intake
+
+log = logging.getLogger(__name__)
+
+ACTOR = "mail-intake"
+SOURCE = "email"
+FILED, APPENDED, SKIPPED, REJECTED, DUPLICATE = "filed", "appended", "skipped", "rejected", "duplicate"
+
+
+class MailboxUnavailable(ClaimflowError):
+    """The IMAP server cannot be reached, refused the login, or has no such folder."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    """What became of one mail."""
+
+    disposition: str
+    message_id: str
+    case_id: int | None = None
+    case_number: str | None = None
+    reason: str | None = None
+    documents: tuple[str, ...] = ()
+    """Requirements ticked off by this mail's attachments."""
+
+
+def limits_from(settings: Settings) -> MailLimits:
+    return MailLimits(
+        max_message_bytes=settings.mail_max_message_bytes,
+        max_attachment_bytes=settings.mail_max_attachment_bytes,
+        max_attachments=settings.mail_max_attachments,
+        max_description_chars=settings.mail_max_description_chars,
+    )
+
+
+# --- the database ------------------------------------------------------------------------------------------
+
+
+def already_read(session: Session, *, message_id: str) -> MailMessage | None:
+    return session.exec(select(MailMessage).where(MailMessage.message_id == message_id)).first()
+
+
+def record_mail(
+    session: Session,
+    *,
+    message_id: str,
+    mailbox: str,
+    uid: int | None,
+    disposition: str,
+    now: datetime,
+    case_id: int | None = None,
+    reason: str | None = None,
+) -> MailMessage:
+    """Record a mail's Message-ID and what became of it (the unique Message-ID is the de-duplication)."""
+    row = MailMessage(
+        message_id=message_id,
+        mailbox=mailbox[:200],
+        uid=uid,
+        case_id=case_id,
+        disposition=disposition,
+        reason=reason,
+        received_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def case_for_reply(session: Session, *, mail: ParsedMail) -> Case | None:
+    """The case a mail answers, locked for update: the case number in its subject first, then its
+    In-Reply-To/References against earlier mails recorded for a case (the desk's own outgoing Message-IDs are
+    not known in advance, so the subject's number is the main key)."""
+    number = find_case_number(mail.subject)
+    if number is not None:
+        try:
+            return get_case(session, number, for_update=True)
+        except NotFound:
+            pass  # a number that is no case of ours: try the threading headers, else file a new case
+    if mail.replied_to:
+        earlier = session.exec(
+            select(MailMessage)
+            .where(col(MailMessage.message_id).in_(mail.replied_to), col(MailMessage.case_id).is_not(None))
+            .order_by(col(MailMessage.id).desc())
+        ).first()
+        if earlier is not None and earlier.case_id is not None:
+            return session.get(Case, earlier.case_id, with_for_update=True)
+    return None
+
+
+def _store_file(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` under a name prefixed by its digest (the same bytes land on the same file, so a rolled
+    back and repeated intake rewrites nothing); atomic, never a half-written file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
+    if not path.exists():
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".incoming-")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def store_attachments(
+    session: Session,
+    *,
+    case: Case,
+    files: list[MailAttachment],
+    data_dir: Path,
+    now: datetime,
+    requested: list[str] | None = None,
+    subject: str = "",
+) -> list[Attachment]:
+    """Store the files under ``<data dir>/attachments/<case number>/`` and record them on the case.
+
+    ``storage_path`` is relative to the data directory. Each file's ``document_type`` is guessed from its
+    name (else the mail's subject) among the documents ``requested`` of the case (``document_type_for``).
+    """
+    assert case.id is not None
+    directory = data_dir / "attachments" / case.number
+    rows = []
+    for file in files:
+        path = _store_file(directory, file.filename, file.data)
+        guessed = document_type_for(file.filename, requested, subject=subject) if requested else None
+        row = Attachment(
+            case_id=case.id,
+            filename=file.filename[:255],
+            content_type=file.content_type[:100],
+            size=len(file.data),
+            sha256=file.sha256,
+            storage_path=str(path.relative_to(data_dir))[:500],
+            source=SOURCE,
+            document_type=guessed[:64] if guessed else None,
+            received_at=now,
+        )
+        session.add(row)
+        rows.append(row)
+    session.flush()
+    return rows
+
+
+def _requirements(session: Session, case: Case) -> list[DocumentRequirement]:
+    return list(
+        session.exec(
+            select(DocumentRequirement)
+            .where(DocumentRequirement.case_id == case.id)
+            .order_by(col(DocumentRequirement.id))
+        )
+    )
+
+
+def _original(mail: ParsedMail, raw: bytes) -> MailAttachment:
+    """The mail as received, kept beside its attachments (the reply's text lives there, not in the audit log)."""
+    return MailAttachment("message.eml", "message/rfc822", raw)
+
+
+def file_mail(
+    session: Session, desk: Desk, *, mail: ParsedMail, raw: bytes, mailbox: str, uid: int | None, now: datetime
+) -> MailOutcome:
+    """Take one parsed mail: skip it (duplicate, automatic), add it to the case it answers, or file a new case.
+
+    The caller commits. Raises ``ValidationError`` or a ``ClaimflowError`` when intake refuses the case (the
+    caller records the mail as rejected in a transaction of its own).
+    """
+    if already_read(session, message_id=mail.message_id) is not None:
+        return MailOutcome(DUPLICATE, mail.message_id)
+    if mail.automatic is not None:
+        record_mail(
+            session,
+            message_id=mail.message_id,
+            mailbox=mailbox,
+            uid=uid,
+            disposition=SKIPPED,
+            reason=mail.automatic,
+            now=now,
+        )
+        return MailOutcome(SKIPPED, mail.message_id, reason=mail.automatic)
+    case = case_for_reply(session, mail=mail)
+    if case is not None:
+        return _append(session, desk, case=case, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
+    return _file_new(session, desk, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
+
+
+def _file_new(
+    session: Session, desk: Desk, *, mail: ParsedMail, raw: bytes, mailbox: str, uid: int | None, now: datetime
+) -> MailOutcome:
+    classification = classify(mail.subject, mail.text)
+    description = trim_text(f"{mail.subject}\n\n{mail.text}", desk.settings.mail_max_description_chars)
+    data = CaseCreate(
+        kind=classification.kind,
+        channel=Channel.email,
+        description=description or None,
+        customer=CustomerCreate(
+            name=mail.from_name[:200],
+            email=mail.from_address,
+            language=mail.language,
+            preferred_channel=ContactChannel.email,
+        ),
+    )
+    case = intake(session, desk, data=data, actor=ACTOR, now=now)
+    assert case.id is not None
+    files = [_original(mail, raw), *mail.attachments]
+    stored = store_attachments(session, case=case, files=files, data_dir=desk.settings.data_dir, now=now)
+    append_event(
+        session,
+        case=case,
+        actor=ACTOR,
+        type="mail_received",
+        data={
+            "message_id": mail.message_id,
+            "classified_by": classification.rule,
+            "attachments": [a.filename for a in stored[1:]],
+            "skipped_attachments": list(mail.skipped_attachments),
+        },
+        now=now,
+    )
+    record_mail(
+        session, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=FILED, case_id=case.id, now=now
+    )
+    return MailOutcome(FILED, mail.message_id, case_id=case.id, case_number=case.number)
+
+
+def _append(
+    session: Session,
+    desk: Desk,
+    *,
+    case: Case,
+    mail: ParsedMail,
+    raw: bytes,
+    mailbox: str,
+    uid: int | None,
+    now: datetime,
+) -> MailOutcome:
+    assert case.id is not None
+    customer = session.get(Customer, case.customer_id)
+    from_customer = bool(customer and customer.email and customer.email.casefold() == mail.from_address.casefold())
+    requirements = _requirements(session, case)
+    data_dir = desk.settings.data_dir
+    store_attachments(session, case=case, files=[_original(mail, raw)], data_dir=data_dir, now=now)
+    documents = store_attachments(
+        session,
+        case=case,
+        files=list(mail.attachments),
+        data_dir=data_dir,
+        now=now,
+        requested=[r.document_type for r in requirements],
+        subject=mail.subject,
+    )
+    append_event(
+        session,
+        case=case,
+        actor=ACTOR,
+        type="mail_received",
+        data={
+            "message_id": mail.message_id,
+            "from_customer": from_customer,
+            "attachments": [a.filename for a in documents],
+            "skipped_attachments": list(mail.skipped_attachments),
+        },
+        now=now,
+    )
+    ticked: list[str] = []
+    # Only the customer's own mail ticks documents off: anyone can write a case number in a subject.
+    if from_customer:
+        arrived = {row.document_type for row in documents if row.document_type}
+        for requirement in requirements:
+            if requirement.received_at is None and requirement.document_type in arrived:
+                requirement.received_at = now
+                session.add(requirement)
+                ticked.append(requirement.document_type)
+    if ticked:
+        outstanding = [r.document_type for r in requirements if r.received_at is None]
+        append_event(
+            session,
+            case=case,
+            actor=ACTOR,
+            type="documents_arrived",
+            data={"message_id": mail.message_id, "documents": ticked, "still_missing": outstanding},
+            now=now,
+        )
+    case.updated_at = now
+    session.add(case)
+    record_mail(
+        session, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=APPENDED, case_id=case.id, now=now
+    )
+    return MailOutcome(APPENDED, mail.message_id, case_id=case.id, case_number=case.number, documents=tuple(ticked))
+
+
+def reject_mail(
+    session: Session, *, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
+) -> MailOutcome:
+    """Record an unusable mail with the reason (once: a mail read again is a duplicate)."""
+    if already_read(session, message_id=message_id) is not None:
+        return MailOutcome(DUPLICATE, message_id)
+    record_mail(
+        session, message_id=message_id, mailbox=mailbox, uid=uid, disposition=REJECTED, reason=reason[:2000], now=now
+    )
+    return MailOutcome(REJECTED, message_id, reason=reason)
+
+
+def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int | None, now: datetime) -> MailOutcome:
+    """Parse and take one mail in one committed transaction; a mail intake cannot use is recorded as rejected.
+
+    Raises only when the database itself fails (the mail then stays unseen and is read again next time).
+    """
+    try:
+        mail = parse_message(raw, limits_from(desk.settings))
+    except MailRejected as rejected:
+        return reject(engine, message_id=rejected.message_id, reason=rejected.reason, mailbox=mailbox, uid=uid, now=now)
+    try:
+        with session_scope(engine) as session:
+            return file_mail(session, desk, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
+    except IntegrityError:
+        # Another poller recorded the same Message-ID first (the unique index decided): a duplicate.
+        with Session(engine) as session:
+            if already_read(session, message_id=mail.message_id) is not None:
+                return MailOutcome(DUPLICATE, mail.message_id)
+        raise
+    except ValidationError as exc:
+        reason = f"refused by intake: {describe_validation_error(exc)}"
+    except DatabaseUnavailable:
+        raise
+    except ClaimflowError as exc:
+        reason = f"refused by intake: {exc}"
+    return reject(engine, message_id=mail.message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
+
+
+def reject(
+    engine: Engine, *, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
+) -> MailOutcome:
+    with session_scope(engine) as session:
+        return reject_mail(session, message_id=message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
+
+
+# --- the mailbox -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    port: int
+    security: str
+    user: str
+    password: str = field(repr=False)
+    mailbox: str = "INBOX"
+    ca_file: Path | None = None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImapConfig:
+        missing = [
+            f"CLAIMFLOW_{name.upper()}"
+            for name in ("mail_imap_host", "mail_imap_user", "mail_imap_password")
+            if not getattr(settings, name)
+        ]
+        if missing:
+            raise InvalidInput(f"e-mail intake is not configured: set {', '.join(missing)}")
+        assert settings.mail_imap_host and settings.mail_imap_user and settings.mail_imap_password
+        security = settings.mail_imap_security
+        return cls(
+            host=settings.mail_imap_host,
+            port=settings.mail_imap_port or (993 if security == "tls" else 143),
+            security=security,
+            user=settings.mail_imap_user,
+            password=settings.mail_imap_password.get_secret_value(),
+            mailbox=settings.mail_imap_mailbox,
+            ca_file=settings.mail_imap_ca_file,
+            timeout=settings.mail_imap_timeout_seconds,
+        )
+
+    @property
+    def name(self) -> str:
+        """How the mailbox is named in ``mail_message.mailbox`` (no login, no password)."""
+        return f"{self.host}:{self.port}/{self.mailbox}"
+
+
+class MailSource(Protocol):
+    name: str
+
+    def unseen(self, limit: int) -> list[int]: ...
+    def size(self, uid: int) -> int: ...
+    def header(self, uid: int) -> bytes: ...
+    def fetch(self, uid: int) -> bytes: ...
+    def mark_seen(self, uid: int) -> None: ...
+
+
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+
+
+class ImapMailbox:
+    """One IMAP connection to the intake folder; reads with ``BODY.PEEK`` so nothing is flagged seen until
+    ``mark_seen``. Every failure is a ``MailboxUnavailable``."""
+
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._imap: imaplib.IMAP4 | None = None
+
+    def __enter__(self) -> ImapMailbox:
+        config = self.config
+        try:
+            context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+            if config.security == "tls":
+                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    config.host, config.port, ssl_context=context, timeout=config.timeout
+                )
+            else:
+                imap = imaplib.IMAP4(config.host, config.port, timeout=config.timeout)
+                if config.security == "starttls":
+                    imap.starttls(ssl_context=context)
+            self._imap = imap
+            imap.login(config.user, config.password)
+            folder = f'"{config.mailbox}"' if " " in config.mailbox else config.mailbox
+            status, detail = imap.select(folder)
+            if status != "OK":
+                raise MailboxUnavailable(f"{self.name}: cannot open the folder: {_text(detail)}")
+        except (imaplib.IMAP4.error, OSError) as exc:
+            self.__exit__(None, None, None)
+            raise MailboxUnavailable(f"{self.name} ({config.security}): {type(exc).__name__}: {exc}") from exc
+        except MailboxUnavailable:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        imap, self._imap = self._imap, None
+        if imap is None:
+            return
+        try:
+            if imap.state == "SELECTED":
+                imap.close()
+            imap.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass  # the connection is going away either way
+
+    def _command(self, *args: str) -> list[object]:
+        assert self._imap is not None, "use the mailbox in a with block"
+        try:
+            status, data = self._imap.uid(*args)
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise MailboxUnavailable(f"{self.name}: {args[0]} failed: {exc}") from exc
+        if status != "OK":
+            raise MailboxUnavailable(f"{self.name}: {args[0]} refused: {_text(data)}")
+        return list(data)
+
+    def unseen(self, limit: int) -> list[int]:
+        """UIDs of unseen mails, oldest first, at most ``limit``."""
+        data = self._command("SEARCH", "UNSEEN")
+        found = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        return sorted(int(u) for u in found)[:limit]
+
+    def size(self, uid: int) -> int:
+        match = _SIZE.search(b" ".join(_flatten(self._command("FETCH", str(uid), "(RFC822.SIZE)"))))
+        if match is None:
+            raise MailboxUnavailable(f"{self.name}: no size for UID {uid}")
+        return int(match.group(1))
+
+    def _literal(self, uid: int, item: str) -> bytes:
+        for entry in self._command("FETCH", str(uid), f"({item})"):
+            if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], bytes):
+                return entry[1]
+        raise MailboxUnavailable(f"{self.name}: UID {uid} has no {item} (deleted meanwhile?)")
+
+    def header(self, uid: int) -> bytes:
+        return self._literal(uid, "BODY.PEEK[HEADER]")
+
+    def fetch(self, uid: int) -> bytes:
+        return self._literal(uid, "BODY.PEEK[]")
+
+    def mark_seen(self, uid: int) -> None:
+        self._command("STORE", str(uid), "+FLAGS.SILENT", "(\\Seen)")
+
+
+def _flatten(data: list[object]) -> list[bytes]:
+    flat: list[bytes] = []
+    for entry in data:
+        if isinstance(entry, bytes):
+            flat.append(entry)
+        elif isinstance(entry, tuple):
+            flat.extend(e for e in entry if isinstance(e, bytes))
+    return flat
+
+
+def _text(data: object) -> str:
+    if isinstance(data, list):
+        return b" ".join(_flatten(data)).decode("utf-8", errors="replace") if data else ""
+    return str(data)
+
+
+# --- a poll ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PollReport:
+    """What one poll did; counts and case ids only (no addresses, no subjects): safe to log."""
+
+    counts: dict[str, int] = field(
+        default_factory=lambda: {FILED: 0, APPENDED: 0, SKIPPED: 0, REJECTED: 0, DUPLICATE: 0}
+    )
+    new_case_ids: list[int] = field(default_factory=list)
+    outcomes: list[MailOutcome] = field(default_factory=list)
+
+    def add(self, outcome: MailOutcome) -> None:
+        self.counts[outcome.disposition] = self.counts.get(outcome.disposition, 0) + 1
+        self.outcomes.append(outcome)
+        if outcome.disposition == FILED and outcome.case_id is not None:
+            self.new_case_ids.append(outcome.case_id)
+
+    def summary(self) -> str:
+        return ", ".join(f"{key} {value}" for key, value in self.counts.items())
+
+
+def poll_mailbox(
+    engine: Engine, desk: Desk, *, source: MailSource, now: Callable[[], datetime], limit: int
+) -> PollReport:
+    """Take up to ``limit`` unseen mails from ``source``, each in its own transaction, flagging each seen only
+    after its transaction committed. A database failure stops the poll with the current mail still unseen."""
+    report = PollReport()
+    max_bytes = desk.settings.mail_max_message_bytes
+    for uid in source.unseen(limit):
+        size = source.size(uid)
+        if size > max_bytes:
+            # Not downloaded: its header is enough to record it by its Message-ID.
+            message_id = header_message_id(source.header(uid))
+            outcome = reject(
+                engine,
+                message_id=message_id,
+                reason=f"message too big: {size} bytes, limit {max_bytes}",
+                mailbox=source.name,
+                uid=uid,
+                now=now(),
+            )
+        else:
+            outcome = take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now())
+        source.mark_seen(uid)
+        log.info(
+            "mail uid %s: %s%s", uid, outcome.disposition, f" ({outcome.case_number})" if outcome.case_number else ""
+        )
+        report.add(outcome)
+    return report
+
+
+@contextmanager
+def open_mailbox(settings: Settings) -> Iterator[ImapMailbox]:
+    """The configured intake mailbox, connected, logged in, folder selected."""
+    with ImapMailbox(ImapConfig.from_settings(settings)) as mailbox:
+        yield mailbox
+
+
+def poll(engine: Engine, desk: Desk, *, now: Callable[[], datetime], limit: int | None = None) -> PollReport:
+    """One poll of the configured mailbox (``CLAIMFLOW_MAIL_IMAP_*``)."""
+    with open_mailbox(desk.settings) as mailbox:
+        return poll_mailbox(engine, desk, source=mailbox, now=now, limit=limit or desk.settings.mail_batch_size)

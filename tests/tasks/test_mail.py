@@ -1,0 +1,662 @@
+"""E-mail intake in the database (both backends) and end to end against a real IMAP server (Dovecot).
+
+The Dovecot tests start ``dovecot -F -c <throwaway config>`` on free ports with a maildir in a temporary
+folder (Debian package ``dovecot-imapd``). Where Dovecot is not installed they are skipped with the reason,
+unless ``CLAIMFLOW_REQUIRE_IMAP=1`` (as in CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
+
+from claimflow.settings import get_settings
+from models.enums import CaseKind, Channel
+from models.tables import Attachment, Case, Customer, DocumentRequirement, Event, MailMessage, Outbox, Staff
+from tasks import mail as mail_tasks
+from tasks.mail import (
+    APPENDED,
+    DUPLICATE,
+    FILED,
+    REJECTED,
+    SKIPPED,
+    ImapConfig,
+    MailboxUnavailable,
+    poll,
+    take_mail,
+)
+from tasks.workflow import Desk
+
+REQUIRE_IMAP = os.environ.get("CLAIMFLOW_REQUIRE_IMAP") == "1"
+
+# --- real messages ----------------------------------------------------------------------------------------
+
+
+def message(
+    subject: str,
+    body: str = "",
+    *,
+    sender: str = "Alice Smith <alice@example.com>",
+    message_id: str | None = None,
+    html: str | None = None,
+    files: tuple[tuple[str, str, bytes], ...] = (),
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = "service@insurer.example"
+    mail["Subject"] = subject
+    mail["Message-ID"] = message_id or f"<{uuid4().hex}@example.com>"
+    for name, value in (headers or {}).items():
+        mail[name] = value
+    if html is not None and not body:
+        mail.set_content(html, subtype="html")
+    else:
+        mail.set_content(body)
+    for name, content_type, data in files:
+        maintype, subtype = content_type.split("/")
+        mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return mail.as_bytes()
+
+
+# An RFC 2047 subject in GB2312 ("【理赔】我的车子被撞了"), written as a Chinese mail client sends it.
+CHINESE_CLAIM = (
+    b"From: =?UTF-8?B?5byg5LiJ?= <zhang.san@example.com>\r\n"
+    b"To: service@insurer.example\r\n"
+    b"Subject: =?GB2312?B?ob7A7cXiob/O0rXEs7XX07G717LByw==?=\r\n"
+    b"Message-ID: <zh-claim-1@example.com>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"5oiR55qE6L2m5Zyo5Lqs5rKq6auY6YCf5LiK6KKr6L+95bC+\r\n"
+    b"--b1\r\n"
+    b"Content-Type: image/jpeg\r\n"
+    b"Content-Disposition: attachment; filename*=UTF-8''%E7%8E%B0%E5%9C%BA%E7%85%A7%E7%89%87.jpg\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"/9j/4AAQSkZJRgABAQ==\r\n"
+    b"--b1--\r\n"
+)
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01"
+
+AUTO_REPLY = message(
+    "Automatic reply: out of office", "I am away until Monday.", headers={"Auto-Submitted": "auto-replied"}
+)
+BOUNCE = (
+    b"From: Mail Delivery Subsystem <mailer-daemon@mx.example.com>\r\n"
+    b"To: service@insurer.example\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"Message-ID: <bounce-1@mx.example.com>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n'
+    b"\r\n"
+    b"--r\r\n"
+    b"Content-Type: text/plain\r\n\r\n"
+    b"Your message could not be delivered.\r\n"
+    b"--r\r\n"
+    b"Content-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.example.com\r\n\r\n"
+    b"Final-Recipient: rfc822; nobody@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    b"--r--\r\n"
+)
+NO_FROM = b"To: service@insurer.example\r\nSubject: who am I\r\nMessage-ID: <nofrom-1@example.com>\r\n\r\nhello\r\n"
+
+
+def take(world, raw: bytes, *, desk: Desk | None = None, uid: int | None = None):
+    return take_mail(world.engine, desk or world.desk, raw=raw, mailbox="test/INBOX", uid=uid, now=world.now)
+
+
+def events(world, case_id: int) -> list[Event]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(Event).where(Event.case_id == case_id).order_by(col(Event.sequence))))
+
+
+def attachments(world, case_id: int) -> list[Attachment]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(Attachment).where(Attachment.case_id == case_id).order_by(col(Attachment.id))))
+
+
+def mail_rows(world) -> list[MailMessage]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(MailMessage).order_by(col(MailMessage.id))))
+
+
+# --- in the database -------------------------------------------------------------------------------------------
+
+
+def test_a_chinese_claim_mail_files_a_case_with_its_customer_and_attachment(world) -> None:
+    outcome = take(world, CHINESE_CLAIM, uid=7)
+    assert outcome.disposition == FILED and outcome.case_number.startswith("CLM-2026-")
+    with Session(world.engine) as session:
+        case = session.get(Case, outcome.case_id)
+        customer = session.get(Customer, case.customer_id)
+        acknowledgement = session.exec(select(Outbox).where(Outbox.case_id == case.id)).all()
+    assert (case.kind, case.channel, case.status) == (CaseKind.claim, Channel.email, "under_review")
+    assert case.description == "【理赔】我的车子被撞了\n\n我的车在京沪高速上被追尾"
+    assert (customer.name, customer.email, customer.language) == ("张三", "zhang.san@example.com", "zh-CN")
+    assert "acknowledgement_claim" in [o.template for o in acknowledgement]
+    assert [e.type for e in events(world, case.id)][-1] == "mail_received"
+    assert events(world, case.id)[-1].data["classified_by"] == "subject tag [理赔]"
+
+    stored = attachments(world, case.id)
+    assert [(a.filename, a.content_type, a.source) for a in stored] == [
+        ("message.eml", "message/rfc822", "email"),
+        ("现场照片.jpg", "image/jpeg", "email"),
+    ]
+    data_dir = get_settings().data_dir
+    photo = data_dir / stored[1].storage_path
+    assert photo.parent == data_dir / "attachments" / case.number
+    assert photo.read_bytes() == JPEG and stored[1].size == len(JPEG)
+    assert (data_dir / stored[0].storage_path).read_bytes() == CHINESE_CLAIM  # the original, as received
+
+    [row] = mail_rows(world)
+    assert (row.message_id, row.disposition, row.case_id, row.uid) == ("<zh-claim-1@example.com>", FILED, case.id, 7)
+
+
+def test_an_html_only_mail_without_keywords_is_an_inquiry_in_english(world) -> None:
+    outcome = take(world, message("Opening hours", html="<p>When are you open on <b>Saturday</b>?</p>"))
+    with Session(world.engine) as session:
+        case = session.get(Case, outcome.case_id)
+        customer = session.get(Customer, case.customer_id)
+    assert case.kind == CaseKind.inquiry
+    assert case.description == "Opening hours\n\nWhen are you open on Saturday?"
+    assert (customer.name, customer.language) == ("Alice Smith", "en")
+
+
+def test_a_complaint_mail_is_a_complaint(world) -> None:
+    outcome = take(world, message("投诉：理赔太慢", "三个星期了还没有消息"))
+    with Session(world.engine) as session:
+        assert session.get(Case, outcome.case_id).kind == CaseKind.complaint
+
+
+def test_a_reply_naming_the_case_number_is_added_to_that_case(world) -> None:
+    first = take(world, message("Car accident claim", "Rear-ended."))
+    reply = take(world, message(f"Re: Your claim {first.case_number} was received", "Here is more."))
+    assert (reply.disposition, reply.case_id) == (APPENDED, first.case_id)
+    with Session(world.engine) as session:
+        assert len(session.exec(select(Case)).all()) == 1
+    last = events(world, first.case_id)[-1]
+    assert (last.type, last.actor, last.data["from_customer"]) == ("mail_received", "mail-intake", True)
+    assert [a.filename for a in attachments(world, first.case_id)] == ["message.eml", "message.eml"]
+
+
+def test_a_reply_found_by_its_references_to_an_earlier_mail_of_the_case(world) -> None:
+    first = take(world, message("Car accident claim", "Rear-ended.", message_id="<orig-1@example.com>"))
+    reply = take(
+        world,
+        message("Re: Car accident", "Photos follow.", headers={"References": "<orig-1@example.com> <x@desk>"}),
+    )
+    assert (reply.disposition, reply.case_id) == (APPENDED, first.case_id)
+
+
+def test_an_unknown_case_number_files_a_new_case(world) -> None:
+    outcome = take(world, message("Re: CLM-2020-999999 claim", "?"))
+    assert outcome.disposition == FILED and outcome.case_number != "CLM-2020-999999"
+
+
+def _awaiting_documents(world) -> Case:
+    case = world.file(product_line="motor", customer=None)  # customer zhang.san@example.com
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    assert world.decide(case, who, decision="request_documents").applied
+    assert world.case(case).status == "awaiting_documents"
+    return case
+
+
+def test_documents_arriving_by_mail_tick_off_the_missing_list(world) -> None:
+    case = _awaiting_documents(world)
+    world.now += timedelta(days=2)
+    raw = message(
+        f"Re: {case.number} documents",
+        "As requested.",
+        sender="张三 <Zhang.San@example.com>",  # the customer's address, in other letters' case
+        files=(
+            ("Repair_Invoice.pdf", "application/pdf", b"%PDF-1.4 invoice"),
+            ("驾驶证.jpg", "image/jpeg", JPEG),
+            ("holiday.jpg", "image/jpeg", JPEG + b"2"),
+        ),
+    )
+    outcome = take(world, raw)
+    assert outcome.disposition == APPENDED
+    assert outcome.documents == ("driving licence", "repair invoice")  # in the order they were asked for
+    with Session(world.engine) as session:
+        received = {
+            r.document_type: r.received_at
+            for r in session.exec(select(DocumentRequirement).where(DocumentRequirement.case_id == case.id))
+        }
+    assert received["repair invoice"] == received["driving licence"] == world.now
+    assert received["claim form"] is None and received["bank account details"] is None
+    last = events(world, case.id)[-1]
+    assert last.type == "documents_arrived"
+    assert last.data["documents"] == ["driving licence", "repair invoice"]
+    assert "claim form" in last.data["still_missing"] and "repair invoice" not in last.data["still_missing"]
+    assert [(a.filename, a.document_type) for a in attachments(world, case.id)] == [
+        ("message.eml", None),
+        ("Repair_Invoice.pdf", "repair invoice"),
+        ("驾驶证.jpg", "driving licence"),
+        ("holiday.jpg", None),
+    ]
+    assert world.case(case).status == "awaiting_documents"  # the staff confirm through the documents form
+
+
+def test_documents_from_someone_else_are_kept_but_tick_nothing(world) -> None:
+    case = _awaiting_documents(world)
+    raw = message(
+        f"Re: {case.number}",
+        "",
+        sender="mallory@example.net",
+        files=(("repair_invoice.pdf", "application/pdf", b"%PDF"),),
+    )
+    outcome = take(world, raw)
+    assert outcome.disposition == APPENDED and outcome.documents == ()
+    with Session(world.engine) as session:
+        assert all(
+            r.received_at is None
+            for r in session.exec(select(DocumentRequirement).where(DocumentRequirement.case_id == case.id))
+        )
+    last = events(world, case.id)[-1]
+    assert (last.type, last.data["from_customer"]) == ("mail_received", False)
+
+
+def test_the_same_message_id_twice_is_taken_once(world) -> None:
+    raw = message("Car accident claim", "Rear-ended.", message_id="<dup-1@example.com>")
+    assert take(world, raw).disposition == FILED
+    resent = message("Car accident claim (resent)", "Rear-ended!", message_id="<dup-1@example.com>")
+    assert take(world, resent).disposition == DUPLICATE
+    with Session(world.engine) as session:
+        assert len(session.exec(select(Case)).all()) == 1
+    assert len(mail_rows(world)) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param(AUTO_REPLY, "Auto-Submitted: auto-replied", id="auto-reply"),
+        pytest.param(BOUNCE, "delivery status report (bounce)", id="bounce"),
+    ],
+)
+def test_automatic_mail_is_logged_and_skipped(world, raw: bytes, reason: str) -> None:
+    outcome = take(world, raw)
+    assert (outcome.disposition, outcome.reason) == (SKIPPED, reason)
+    with Session(world.engine) as session:
+        assert session.exec(select(Case)).all() == []
+    [row] = mail_rows(world)
+    assert (row.disposition, row.reason, row.case_id) == (SKIPPED, reason, None)
+
+
+def test_unusable_mail_is_recorded_as_rejected_with_its_reason(world) -> None:
+    small = Desk(
+        rules=world.desk.rules, settings=world.desk.settings.model_copy(update={"mail_max_message_bytes": 2048})
+    )
+    assert take(world, NO_FROM).disposition == REJECTED
+    big = message("Car accident claim", "x" * 5000, message_id="<big-1@example.com>")
+    assert take(world, big, desk=small).disposition == REJECTED
+    assert take(world, b"\x00\xff garbage").disposition == REJECTED
+    assert take(world, NO_FROM).disposition == DUPLICATE  # read again: recognised, not recorded twice
+    rows = mail_rows(world)
+    assert [(r.message_id, r.disposition) for r in rows[:2]] == [
+        ("<nofrom-1@example.com>", REJECTED),
+        ("<big-1@example.com>", REJECTED),
+    ]
+    assert rows[0].reason == "no usable From address"
+    assert rows[1].reason.startswith("message too big: ")
+    assert rows[2].message_id.endswith("@claimflow.invalid>") and rows[2].reason == "no usable From address"
+    with Session(world.engine) as session:
+        assert session.exec(select(Case)).all() == []
+
+
+# --- a real IMAP server ---------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert, private = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    private.chmod(0o600)
+    return cert, private
+
+
+@dataclass
+class Dovecot:
+    plain_port: int
+    tls_port: int
+    ca_file: Path
+    password: str = "secret"  # a throwaway server's static password
+
+    def settings_for(self, user: str, security: str = "plain") -> dict[str, object]:
+        return {
+            "mail_imap_host": "localhost" if security != "plain" else "127.0.0.1",
+            "mail_imap_port": self.tls_port if security == "tls" else self.plain_port,
+            "mail_imap_security": security,
+            "mail_imap_user": user,
+            "mail_imap_password": SecretStr(self.password),
+            "mail_imap_ca_file": self.ca_file,
+            "mail_imap_timeout_seconds": 10,
+        }
+
+    def connect(self, user: str) -> imaplib.IMAP4:
+        imap = imaplib.IMAP4("127.0.0.1", self.plain_port, timeout=10)
+        imap.login(user, self.password)
+        return imap
+
+    def deliver(self, user: str, *raws: bytes) -> None:
+        imap = self.connect(user)
+        try:
+            for raw in raws:
+                status, detail = imap.append("INBOX", None, None, raw)
+                assert status == "OK", detail
+        finally:
+            imap.logout()
+
+    def flags(self, user: str) -> dict[int, bool]:
+        """UID -> seen, for every mail in the user's INBOX."""
+        imap = self.connect(user)
+        try:
+            imap.select("INBOX", readonly=True)
+            _, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+        finally:
+            imap.logout()
+        seen = {}
+        for line in data:
+            if isinstance(line, bytes) and b"UID" in line:
+                parts = line.decode().replace("(", " ").replace(")", " ").split()
+                seen[int(parts[parts.index("UID") + 1])] = "\\Seen" in parts
+        return seen
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_IMAP:
+        pytest.fail(f"CLAIMFLOW_REQUIRE_IMAP=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A Dovecot IMAP server on free ports: plain (with STARTTLS) and IMAPS, self-signed certificate, any user
+    name logs in with the static password and gets an empty maildir of its own."""
+    binary = shutil.which("dovecot") or next((p for p in ("/usr/sbin/dovecot",) if Path(p).exists()), None)
+    if binary is None:
+        _unavailable("dovecot is not installed (Debian: apt-get install -y dovecot-imapd)")
+    assert binary is not None
+    folder = Path(tempfile.mkdtemp(prefix="claimflow-dovecot-"))
+    folder.chmod(0o755)  # the mail user must reach the maildir
+    for name in ("run", "state", "mail"):
+        (folder / name).mkdir()
+    if os.geteuid() == 0:
+        mail_user = pwd.getpwnam("mail" if _has_user("mail") else "nobody")
+        internal = "dovecot" if _has_user("dovecot") else mail_user.pw_name
+        login = "dovenull" if _has_user("dovenull") else mail_user.pw_name
+        os.chown(folder / "mail", mail_user.pw_uid, mail_user.pw_gid)
+        uid, gid = mail_user.pw_uid, mail_user.pw_gid
+    else:
+        me = pwd.getpwuid(os.geteuid())
+        internal = login = me.pw_name
+        uid, gid = me.pw_uid, me.pw_gid
+    cert, key = _self_signed(folder)
+    server = Dovecot(plain_port=_free_port(), tls_port=_free_port(), ca_file=cert)
+    (folder / "dovecot.conf").write_text(
+        f"""
+base_dir = {folder}/run
+state_dir = {folder}/state
+log_path = {folder}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal}
+default_login_user = {login}
+first_valid_uid = {uid}
+first_valid_gid = {gid}
+mail_location = maildir:{folder}/mail/%u
+passdb {{
+  driver = static
+  args = password={server.password}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={folder}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {server.plain_port}
+  }}
+  inet_listener imaps {{
+    port = {server.tls_port}
+    ssl = yes
+  }}
+}}
+"""
+    )
+    process = subprocess.Popen(
+        [binary, "-F", "-c", str(folder / "dovecot.conf")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                imaplib.IMAP4("127.0.0.1", server.plain_port, timeout=2).logout()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+                    log = (folder / "dovecot.log").read_text() if (folder / "dovecot.log").exists() else ""
+                    _unavailable(f"dovecot did not start (exit {process.poll()}): {output.strip()} {log[-2000:]}")
+                time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def imap_user() -> str:
+    return f"desk{uuid4().hex[:10]}"
+
+
+def mail_desk(world, dovecot: Dovecot, user: str, security: str = "plain", **extra: object) -> Desk:
+    settings = world.desk.settings.model_copy(update={**dovecot.settings_for(user, security), **extra})
+    return Desk(rules=world.desk.rules, settings=settings)
+
+
+def test_poll_takes_every_kind_of_mail_from_a_real_imap_server(world, dovecot: Dovecot, imap_user: str) -> None:
+    too_big = message("Car accident claim", "x" * 300_000, message_id="<big-2@example.com>")
+    duplicate = message("Car accident claim", "Rear-ended.", message_id="<same@example.com>")
+    dovecot.deliver(
+        imap_user,
+        CHINESE_CLAIM,  # uid 1: RFC 2047 subject, multipart with an attachment
+        message("Opening hours", html="<p>When are you open?</p>"),  # 2: HTML only
+        AUTO_REPLY,  # 3
+        BOUNCE,  # 4
+        duplicate,  # 5
+        duplicate,  # 6: the same Message-ID again
+        too_big,  # 7: over the limit, never downloaded
+        NO_FROM,  # 8
+        message("[投诉] 服务态度差", "客服挂我电话", sender="李四 <li.si@example.com>"),  # 9
+    )
+    desk = mail_desk(world, dovecot, imap_user, mail_max_message_bytes=200_000, mail_batch_size=50)
+    report = poll(world.engine, desk, now=lambda: world.now)
+
+    assert [o.disposition for o in report.outcomes] == [
+        FILED, FILED, SKIPPED, SKIPPED, FILED, DUPLICATE, REJECTED, REJECTED, FILED,
+    ]  # fmt: skip
+    assert report.counts == {FILED: 4, APPENDED: 0, SKIPPED: 2, REJECTED: 2, DUPLICATE: 1}
+    assert dovecot.flags(imap_user) == dict.fromkeys(range(1, 10), True)  # every mail flagged seen
+    with Session(world.engine) as session:
+        kinds = [(c.kind, c.channel) for c in session.exec(select(Case).order_by(col(Case.id)))]
+        rejected = session.exec(select(MailMessage).where(MailMessage.message_id == "<big-2@example.com>")).one()
+    assert kinds == [
+        (CaseKind.claim, Channel.email),
+        (CaseKind.inquiry, Channel.email),
+        (CaseKind.claim, Channel.email),
+        (CaseKind.complaint, Channel.email),
+    ]
+    assert rejected.disposition == REJECTED and rejected.reason.startswith("message too big: ")
+    assert rejected.mailbox == f"127.0.0.1:{dovecot.plain_port}/INBOX" and rejected.uid == 7
+    assert set(report.new_case_ids) == {o.case_id for o in report.outcomes if o.disposition == FILED}
+
+    # the customer answers the acknowledgement: once naming the case, once only threading on her first mail
+    claim = report.outcomes[0]
+    dovecot.deliver(
+        imap_user,
+        message(
+            f"回复：您的理赔 {claim.case_number} 已受理",
+            "补充材料",
+            sender="zhang.san@example.com",
+            files=(("现场照片2.jpg", "image/jpeg", JPEG),),
+        ),
+        message(
+            "Re: 理赔", "还有一张", sender="zhang.san@example.com", headers={"In-Reply-To": "<zh-claim-1@example.com>"}
+        ),
+        message("Car accident claim", "Rear-ended.", message_id="<same@example.com>"),  # delivered a third time
+    )
+    again = poll(world.engine, desk, now=lambda: world.now)
+    assert [(o.disposition, o.case_number) for o in again.outcomes] == [
+        (APPENDED, claim.case_number),
+        (APPENDED, claim.case_number),
+        (DUPLICATE, None),
+    ]
+    assert again.new_case_ids == []
+    assert all(dovecot.flags(imap_user).values())
+    assert poll(world.engine, desk, now=lambda: world.now).outcomes == []  # nothing unseen is left
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_poll_over_tls_verifies_the_server_certificate(world, dovecot: Dovecot, imap_user: str, security: str) -> None:
+    dovecot.deliver(imap_user, message("Car accident claim", "Rear-ended."))
+    desk = mail_desk(world, dovecot, imap_user, security)
+    assert [o.disposition for o in poll(world.engine, desk, now=lambda: world.now).outcomes] == [FILED]
+
+    untrusted = mail_desk(world, dovecot, imap_user, security, mail_imap_ca_file=None)
+    with pytest.raises(MailboxUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        poll(world.engine, untrusted, now=lambda: world.now)
+
+
+def test_a_mail_stays_unseen_until_its_case_is_committed(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.deliver(imap_user, message("Car accident claim", "first"), message("Car accident claim", "second"))
+    desk = mail_desk(world, dovecot, imap_user)
+    real = mail_tasks.file_mail
+    calls = []
+
+    def failing_on_the_second(session, desk, **kwargs):
+        calls.append(kwargs["uid"])
+        if len(calls) == 2:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        return real(session, desk, **kwargs)
+
+    monkeypatch.setattr(mail_tasks, "file_mail", failing_on_the_second)
+    with pytest.raises(OperationalError):
+        poll(world.engine, desk, now=lambda: world.now)
+    assert dovecot.flags(imap_user) == {1: True, 2: False}
+    with Session(world.engine) as session:
+        assert len(session.exec(select(Case)).all()) == 1  # the second one's transaction was rolled back
+
+    monkeypatch.setattr(mail_tasks, "file_mail", real)
+    assert [o.disposition for o in poll(world.engine, desk, now=lambda: world.now).outcomes] == [FILED]
+    assert dovecot.flags(imap_user) == {1: True, 2: True}
+
+
+def test_a_wrong_password_or_a_closed_port_is_a_clear_error(world, dovecot: Dovecot, imap_user: str) -> None:
+    wrong = mail_desk(world, dovecot, imap_user, mail_imap_password=SecretStr("nope"))
+    with pytest.raises(MailboxUnavailable, match=r"AUTHENTICATIONFAILED|Authentication failed"):
+        poll(world.engine, wrong, now=lambda: world.now)
+    closed = mail_desk(world, dovecot, imap_user, mail_imap_port=_free_port())
+    with pytest.raises(MailboxUnavailable, match="ConnectionRefusedError"):
+        poll(world.engine, closed, now=lambda: world.now)
+
+
+def test_imap_settings_must_be_complete(world) -> None:
+    from models.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="CLAIMFLOW_MAIL_IMAP_HOST, CLAIMFLOW_MAIL_IMAP_USER"):
+        ImapConfig.from_settings(world.desk.settings)
+
+
+def test_claimflow_mail_poll_prints_what_became_of_each_mail(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from claimflow.cli_mail import mail_app
+
+    dovecot.deliver(imap_user, message("Car accident claim", "Rear-ended."), AUTO_REPLY)
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", world.engine.url.render_as_string(hide_password=False))
+    for name, value in dovecot.settings_for(imap_user, "starttls").items():
+        secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+        monkeypatch.setenv(f"CLAIMFLOW_{name.upper()}", str(secret))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(mail_app, ["poll"])
+    assert result.exit_code == 0, result.output
+    with Session(world.engine) as session:
+        number = session.exec(select(Case)).one().number
+    assert result.output.splitlines() == [
+        f"filed     {number}",
+        "skipped   (Auto-Submitted: auto-replied)",
+        "filed 1, appended 0, skipped 1, rejected 0, duplicate 0",
+    ]
