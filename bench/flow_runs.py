@@ -683,7 +683,9 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
 
             flows.case.read_case = flows.case.read_case.fn  # type: ignore[assignment]  # drive_case looks it up
 
-        flows = await register(watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0)
+        flows = await register(
+            watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0, reports=False
+        )
         runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
         stop = anyio.Event()
         async with anyio.create_task_group() as group:

@@ -28,6 +28,7 @@ from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
 from claimflow.cli_desk import decide, demo, escalation_app, runner, up
 from claimflow.cli_mail import mail_app
 from claimflow.cli_messages import outbox_app, template_app
+from claimflow.cli_reports import report_app
 from claimflow.console import fit_to_output, out, parse_sets
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
@@ -66,6 +67,7 @@ app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
 app.add_typer(template_app, name="template", help="Preview the messages the desk sends.")
 app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, or dead-lettered.")
 app.add_typer(mail_app, name="mail", help="Read the intake mailbox.")
+app.add_typer(report_app, name="report", help="Quality reports: SLA, cycle time, satisfaction, scorecard.")
 app.add_typer(escalation_app, name="escalation", help="Breached steps waiting for a supervisor's decision.")
 app.command("up")(up)
 app.command("runner")(runner)

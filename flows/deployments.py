@@ -8,6 +8,7 @@
 | ``reconcile/reconcile`` | runs that are missing or dead | every minute |
 | ``deliver-outbox/deliver-outbox`` | the notification outbox | every few seconds and after intake |
 | ``mail-intake/mail-intake`` | the intake mailbox (IMAP) | every minute |
+| ``quality-report/quality-report`` | quality artifacts | daily 06:00, Monday 06:30 (office time) |
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from flows.delivery import deliver_outbox, deliver_outbox_deployment
 from flows.escalation import escalation
 from flows.mail import DEPLOYMENT_NAME as MAIL_DEPLOYMENT
 from flows.mail import mail_intake, mail_intake_deployment
+from flows.reports import DEPLOYMENT_NAME as REPORT_DEPLOYMENT
+from flows.reports import quality_report, quality_report_deployment
 from flows.watch import reconcile, sla_watch
 
 
@@ -33,12 +36,13 @@ def desk_deployments(
     reconcile_interval: int = 60,
     delivery_interval: int | None = None,
     mail_interval: int | None = None,
+    reports: bool = True,
 ) -> list[tuple[Flow[Any, Any], Any]]:
     """(flow, RunnerDeployment) for every deployment of the desk.
 
     Intervals are in seconds; 0 registers the deployment without a schedule (tests run passes by hand).
     ``delivery_interval`` None: the ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` setting; ``mail_interval`` None:
-    ``CLAIMFLOW_MAIL_POLL_SECONDS``.
+    ``CLAIMFLOW_MAIL_POLL_SECONDS``; ``reports`` False: the quality report without its schedules (tests).
     """
 
     def every(seconds: int | None) -> dict[str, Any]:
@@ -75,6 +79,10 @@ def desk_deployments(
             mail_intake.to_deployment(name=MAIL_DEPLOYMENT)
             if mail_interval == 0
             else mail_intake_deployment(mail_interval),
+        ),
+        (
+            quality_report,
+            quality_report_deployment() if reports else quality_report.to_deployment(name=REPORT_DEPLOYMENT),
         ),
     ]
 

@@ -59,7 +59,9 @@ class RunnerThread:
             self.loop = asyncio.get_running_loop()
             self.stop = anyio.Event()
             try:
-                flows = await register(watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0)
+                flows = await register(
+                    watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0, reports=False
+                )
             except BaseException as exc:
                 self.error = exc
                 self.ready.set()
