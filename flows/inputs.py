@@ -57,9 +57,9 @@ class InquiryAnswer(Signed):
 
 class EscalationDecision(Signed):
     decision: Literal["extend", "reassign", "take_over"]
-    extension: str = Field(default="", description="Extension rule to apply (extend); empty: the pack's first")
+    extension: str = Field(default="", description="Extension rule to apply (extend); empty: supervisor-extension")
     reassign_to: str = Field(default="", description="Username of the new handler (reassign)")
-    reason: str = Field(default="", description="Why (told to the customer when the deadline is extended)")
+    reason: str = Field(default="", description="Why (required to extend; told to the customer)")
 
 
 FORMS: dict[InputKind, type[Signed]] = {

@@ -23,7 +23,7 @@ from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, what_is_due
 from tasks.cases import append_event
 from tasks.outbox import default_config, enqueue
-from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate
+from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
 
 
 @dataclass
@@ -197,6 +197,7 @@ def escalation_view(session: Session, *, escalation_id: int) -> EscalationView:
             f"{', '.join(step.extensions) or 'none'}",
             "Decide: extend the deadline (the customer is told), reassign, or take over. Name yourself and give "
             "your current approval code; the case's handler cannot decide.",
+            *last_refusal(session, escalation.case_id, f"escalation-{escalation.id}-"),
         ]
     )
     return EscalationView(

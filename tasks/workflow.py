@@ -41,6 +41,7 @@ from models.tables import (
     Customer,
     Department,
     DocumentRequirement,
+    Event,
     Staff,
     Step,
 )
@@ -506,6 +507,19 @@ def view(session: Session, desk: Desk, *, case_id: int, now: datetime) -> CaseVi
     return CaseView(case_id, case.number, case.kind, case.status, move, key, _describe(session, case, move))
 
 
+def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
+    """ "Last attempt refused: ..." for the form, where the previous answer to this decision was refused."""
+    refused = session.exec(
+        select(Event)
+        .where(Event.case_id == case_id, Event.type == "decision_refused")
+        .order_by(col(Event.sequence).desc())
+    ).all()
+    for event in refused:
+        if str(event.data.get("key", "")).startswith(stem):
+            return [f"**Last attempt refused** ({event.actor}): {event.data.get('reason')}"]
+    return []
+
+
 def _describe(session: Session, case: Case, move: Move) -> str:
     """What the person deciding sees above the form (markdown; no personal data)."""
     if not isinstance(move, Ask):
@@ -524,6 +538,8 @@ def _describe(session: Session, case: Case, move: Move) -> str:
             f"Proposed: {approval.subject_ref} {approval.amount} {case.currency} by "
             f"{_username(session, approval.requested_by_id)}: {approval.comment or ''}"
         )
+    if step is not None and step.waiting_key and not step.waiting_key.endswith("-1"):
+        lines += last_refusal(session, case.id or 0, step.waiting_key.rsplit("-", 1)[0] + "-")
     lines.append("Name yourself and give your current approval code from your authenticator app.")
     return "\n\n".join(lines)
 

@@ -275,7 +275,8 @@ def test_office_hours_must_close_after_opening() -> None:
 # -- properties ---------------------------------------------------------------------------------------
 
 REGIONS = ["CN", "GB", "US", "AU"]
-known_days = st.dates(min_value=dt.date(2001, 1, 1), max_value=dt.date(2026, 10, 31))
+# far enough inside the official years that 40 working days either way stay inside them
+known_days = st.dates(min_value=dt.date(2001, 4, 1), max_value=dt.date(2026, 10, 31))
 
 
 @settings(max_examples=300, deadline=None)

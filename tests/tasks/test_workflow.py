@@ -77,6 +77,8 @@ def test_a_wrong_code_is_refused_recorded_and_asked_again_under_a_new_key(world)
     assert not refused.applied and "wrong or has expired" in refused.refused
     second_key = world.view(case).waiting_key
     assert second_key != first_key and second_key.endswith("-2")
+    assert "**Last attempt refused** (" in world.view(case).description  # the form says why, the second time
+    assert "wrong or has expired" in world.view(case).description
     assert world.events(case)[-1] == "decision_refused"
     assert world.case(case).status == "under_review"
     # another handler may not decide this case; a rejection without a clause is refused
