@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session
 
+from claimflow.cli_api import api
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
 from claimflow.cli_desk import decide, demo, escalation_app, runner, up
 from claimflow.cli_mail import mail_app
@@ -73,6 +74,7 @@ app.command("up")(up)
 app.command("runner")(runner)
 app.command("demo")(demo)
 app.command("decide")(decide)
+app.command("api")(api)
 
 
 class _State:

@@ -75,15 +75,21 @@ def up(
     out.print(f"Prefect UI:   {ui}  (login with: {auth_string(settings)})")
     out.print(f"case database: {engine.url.render_as_string(hide_password=True)}")
     out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation, sla-watch (every "
-              "minute), reconcile (every minute), deliver-outbox")  # fmt: skip
+              "minute), reconcile (every minute), deliver-outbox, mail-intake, quality-report")  # fmt: skip
     out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
-    out.print("press Ctrl-C to stop")
+    from claimflow.cli_api import ApiThread
+
+    intake_api = ApiThread(settings)
     try:
+        intake_api.start()
+        out.print(f"intake API:   http://{settings.api_host}:{settings.api_port}  (OpenAPI at /docs)")
+        out.print("press Ctrl-C to stop")
         asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
     except KeyboardInterrupt:
         pass
     finally:
         out.print("stopping ...")
+        intake_api.stop()
         _drain_prefect_clients()
         server.stop()
         out.print("stopped")

@@ -39,6 +39,7 @@ def test_up_runs_the_desk_the_demo_plays_it_and_ctrl_c_stops_it(tmp_path: Path) 
         "HOME": str(tmp_path),
         "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
         "CLAIMFLOW_PREFECT_PORT": str(port),
+        "CLAIMFLOW_API_PORT": str(_free_port()),
         "COLUMNS": "200",
     }
     log = (tmp_path / "up.log").open("w")

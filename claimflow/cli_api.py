@@ -1,0 +1,96 @@
+"""``claimflow api``: the intake webhook API on its own, and the thread that ``claimflow up`` serves it from."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+
+from claimflow.console import out
+from claimflow.settings import Settings, get_settings
+from models.errors import InvalidInput
+
+
+def _check_schema(settings: Settings) -> None:
+    from claimflow.db import check_reachable, get_engine
+    from claimflow.migrate import current_revision, head_revision
+
+    engine = get_engine(settings.resolved_database_url)
+    check_reachable(engine)
+    if current_revision(engine) != head_revision(engine):
+        raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
+
+
+def _describe(settings: Settings, host: str, port: int) -> None:
+    sources = ", ".join(sorted(settings.webhook_secrets)) or "none: set CLAIMFLOW_WEBHOOK_SECRETS, every post is 401"
+    out.print(
+        f"intake API:   http://{host}:{port}/v1/claims|complaints|inquiries  (OpenAPI: http://{host}:{port}/docs)"
+    )
+    out.print(f"sources:      {sources}")
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default CLAIMFLOW_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default CLAIMFLOW_API_PORT).")] = None,
+) -> None:
+    """Serve the intake webhook API (signed POSTs of claims, complaints and inquiries; OpenAPI at /docs).
+
+    New cases' flow runs are started on the desk's Prefect server (PREFECT_API_URL, else the one 'claimflow up'
+    runs); when it does not answer, the reconciler of 'claimflow up' starts them later.
+    """
+    import uvicorn
+
+    from claimflow.api import create_app
+    from claimflow.orchestrator import prefect_environment
+
+    settings = get_settings()
+    prefect_environment(settings)
+    _check_schema(settings)
+    host, port = host or settings.api_host, port or settings.api_port
+    _describe(settings, host, port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+class ApiThread:
+    """The API served by uvicorn in a daemon thread (for ``claimflow up``, whose main thread runs the desk)."""
+
+    def __init__(self, settings: Settings | None = None, *, host: str | None = None, port: int | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.host = host or self.settings.api_host
+        self.port = port or self.settings.api_port
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except BaseException as exc:  # uvicorn raises (or exits) when it cannot bind: start() reports it
+            self.error = exc
+
+    def start(self, *, timeout: float = 30) -> None:
+        """Start serving; returns once the port is bound (raises if it is not within ``timeout``)."""
+        import uvicorn
+
+        from claimflow.api import create_app
+
+        config = uvicorn.Config(create_app(self.settings), host=self.host, port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, name="claimflow-api", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                reason = f": {self.error}" if self.error else " (port in use?)"
+                raise InvalidInput(f"the intake API could not listen on {self.host}:{self.port}{reason}")
+            time.sleep(0.05)
+        _describe(self.settings, self.host, self.port)
+
+    def stop(self, *, timeout: float = 15) -> None:
+        """Let requests in flight finish, then stop."""
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=timeout)

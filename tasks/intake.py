@@ -1,0 +1,260 @@
+"""The database work of the intake webhook: idempotent filing, stored attachments, the status a source may see.
+
+Functions take the session first and leave the commit to the caller (``claimflow.api``), so the case, its
+first event, the acknowledgement in the outbox, the attachment rows and the idempotency record are one
+transaction.
+
+Idempotency: the ``IntakeRequest`` row is inserted *first* in the filing transaction. Two requests racing
+with the same (source, key) meet on its unique constraint: on PostgreSQL the second waits for the first's
+commit and then fails with ``IntegrityError``; SQLite's ``BEGIN IMMEDIATE`` queues them so the second finds
+the row. Either way the caller rolls back and replays the stored answer, so one key files one case.
+
+Attachments are written (and fsynced) *before* the commit, each under a fresh name, and deleted again if the
+transaction rolls back: a committed row always has its bytes. The opposite order (rename after the commit)
+would lose accepted documents when the process dies between commit and rename. A crash between write and
+commit leaves a file no row points to, which is harmless (``orphan_files`` lists them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.errors import ClaimflowError, NotFound
+from models.tables import Attachment, CaseCreate, Event, IntakeRequest, Step
+from tasks.cases import get_case
+from tasks.workflow import Desk, intake
+
+logger = logging.getLogger(__name__)
+
+ATTACHMENT_SOURCE = "webhook"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class IdempotencyConflict(ClaimflowError):
+    """An ``Idempotency-Key`` used again with a different body (answered 409)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class IncomingAttachment:
+    """A decoded attachment of a webhook post."""
+
+    filename: str
+    content_type: str
+    content: bytes
+    document_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the API answers to a filing: status code and JSON body (``replayed`` for a repeated key)."""
+
+    status_code: int
+    body: dict[str, Any]
+    case_id: int | None
+    replayed: bool = False
+
+
+def body_digest(body: bytes) -> str:
+    """SHA-256 of a raw request body, hex: what an idempotency record remembers of the request."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def intake_actor(source: str) -> str:
+    """The actor recorded on a case filed by a webhook source."""
+    return f"webhook:{source}"
+
+
+def status_path(number: str) -> str:
+    """The path where a source asks for a case's status."""
+    return f"/v1/cases/{number}"
+
+
+@dataclass
+class AttachmentStore:
+    """Writes attachment files under ``<data_dir>/attachments/<case number>/`` and removes them again when the
+    transaction that recorded them rolls back."""
+
+    data_dir: Path
+    written: list[Path] = field(default_factory=list)
+
+    def put(self, *, case_number: str, filename: str, content: bytes, sha256: str) -> str:
+        """Write one file durably under a name no other write uses; returns its path relative to the data dir."""
+        folder = self.data_dir / "attachments" / case_number
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = Path(_UNSAFE.sub("_", filename)).suffix[:16]
+        name = f"{sha256[:16]}-{uuid.uuid4().hex[:12]}{suffix}"
+        target = folder / name
+        temporary = folder / f".{name}.part"
+        with open(temporary, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+        self.written.append(target)
+        _fsync_dir(folder)
+        return str(target.relative_to(self.data_dir))
+
+    def discard(self) -> None:
+        """Remove what this store wrote (the transaction that recorded it did not commit)."""
+        for path in self.written:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only when empty: another case's files are never touched
+        self.written.clear()
+
+    def keep(self) -> None:
+        """The transaction committed: the files belong to their rows now."""
+        self.written.clear()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the file itself was synced
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def stored_answer(session: Session, *, source: str, idempotency_key: str, body_sha256: str) -> Answer | None:
+    """The answer given before to this (source, key), or None if the key is new.
+
+    Raises:
+        IdempotencyConflict: the key was used before with a different body.
+    """
+    row = session.exec(
+        select(IntakeRequest).where(IntakeRequest.source == source, IntakeRequest.idempotency_key == idempotency_key)
+    ).first()
+    if row is None:
+        return None
+    if row.body_sha256 != body_sha256:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used before with a different body; use a new key for a new request"
+        )
+    return Answer(row.status_code, dict(row.response), row.case_id, replayed=True)
+
+
+def file_from_webhook(
+    session: Session,
+    desk: Desk,
+    *,
+    source: str,
+    data: CaseCreate,
+    attachments: Sequence[IncomingAttachment],
+    idempotency_key: str | None,
+    body_sha256: str,
+    store: AttachmentStore,
+    now: datetime,
+) -> Answer:
+    """File a case posted by ``source`` with its attachments and remember the answer under its key.
+
+    The caller commits; on ``IntegrityError`` (a concurrent request with the same key won) it rolls back,
+    calls ``store.discard()`` and replays ``stored_answer``.
+
+    Raises:
+        NotFound: the related case number names no case.
+    """
+    record: IntakeRequest | None = None
+    if idempotency_key is not None:
+        record = IntakeRequest(
+            source=source,
+            idempotency_key=idempotency_key,
+            body_sha256=body_sha256,
+            status_code=0,
+            response={},
+            received_at=now,
+        )
+        session.add(record)
+        session.flush()  # takes the (source, key) slot now: a racing twin waits here, not after all the work
+    case = intake(session, desk, data=data, actor=intake_actor(source), now=now)
+    assert case.id is not None
+    for attachment in attachments:
+        digest = hashlib.sha256(attachment.content).hexdigest()
+        path = store.put(
+            case_number=case.number, filename=attachment.filename, content=attachment.content, sha256=digest
+        )
+        session.add(
+            Attachment(
+                case_id=case.id,
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                size=len(attachment.content),
+                sha256=digest,
+                storage_path=path,
+                source=ATTACHMENT_SOURCE,
+                document_type=attachment.document_type,
+                received_at=now,
+            )
+        )
+    body = {
+        "case_number": case.number,
+        "kind": str(case.kind),
+        "status": case.status,
+        "status_url": status_path(case.number),
+        "received_at": now.isoformat(),
+        "attachments": len(attachments),
+    }
+    if record is not None:
+        record.status_code, record.response, record.case_id = 202, body, case.id
+        session.add(record)
+    session.flush()
+    logger.info("webhook %s filed %s with %d attachment(s)", source, case.number, len(attachments))
+    return Answer(202, body, case.id)
+
+
+def case_status(session: Session, *, number: str, source: str) -> dict[str, Any]:
+    """What a source may see of a case it filed: numbers, states and dates, no personal data.
+
+    Raises:
+        NotFound: no such case, or the case was not filed by ``source`` (the two look the same, so a source
+            cannot probe for other sources' case numbers).
+    """
+    try:
+        case = get_case(session, number)
+    except NotFound:
+        raise NotFound(f"no case numbered {number!r} filed by this source") from None
+    filed = session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence)).limit(1)).first()
+    if filed is None or filed.actor != intake_actor(source):
+        raise NotFound(f"no case numbered {number!r} filed by this source")
+    steps = session.exec(
+        select(Step).where(Step.case_id == case.id, col(Step.status).in_(("open", "paused"))).order_by(col(Step.id))
+    ).all()
+    return {
+        "case_number": case.number,
+        "kind": str(case.kind),
+        "status": case.status,
+        "outcome": case.outcome,
+        "opened_at": case.opened_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+        "open_steps": [
+            {"name": s.name, "status": s.status, "due_at": s.due_at.isoformat() if s.due_at else None} for s in steps
+        ],
+    }
+
+
+def orphan_files(session: Session, *, data_dir: Path) -> list[Path]:
+    """Attachment files no row points to (left by a crash between write and commit)."""
+    root = data_dir / "attachments"
+    if not root.exists():
+        return []
+    known = set(session.exec(select(Attachment.storage_path)).all())
+    return sorted(p for p in root.rglob("*") if p.is_file() and str(p.relative_to(data_dir)) not in known)
