@@ -7,6 +7,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -77,16 +78,25 @@ class RunnerThread:
         self.thread.join(60)
 
 
-@pytest.fixture
-def live(prefect_server: None, database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: type) -> Iterator[Any]:
+@contextmanager
+def live_desk(database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: type) -> Iterator[Any]:
+    """A desk world on the test database (sample staff, enrolled) with the desk runner running."""
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
     get_settings.cache_clear()
     world = desk_world(get_engine(database_url))
     world.now = datetime.now(UTC)
     runner = RunnerThread()
     runner.start()
-    yield world
-    runner.close()
+    try:
+        yield world
+    finally:
+        runner.close()
+
+
+@pytest.fixture
+def live(prefect_server: None, database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: type) -> Iterator[Any]:
+    with live_desk(database_url, monkeypatch, desk_world) as world:
+        yield world
 
 
 class FlowKit:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,8 @@ from prefect.client.schemas.objects import StateType
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from claimflow.db import get_engine
 from claimflow.orchestrator import EmbeddedServer, api_url, auth_string
-from claimflow.settings import Settings, get_settings
+from claimflow.settings import Settings
 from flows.watch import sla_watch
 from models.tables import Escalation
 from tasks.runs import launch_case
@@ -158,16 +157,10 @@ def page(browser: Any, ui_server: UIServer, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def ui_live(ui_server: UIServer, database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: type) -> Iterator[Any]:
     """``live`` from the flows conftest, but on the desk's embedded server: the desk, its staff, the runner."""
-    from tests.flows.conftest import RunnerThread
+    from tests.flows.conftest import live_desk
 
-    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    world = desk_world(get_engine(database_url))
-    world.now = datetime.now(UTC)
-    runner = RunnerThread()
-    runner.start()
-    yield world
-    runner.close()
+    with live_desk(database_url, monkeypatch, desk_world) as world:
+        yield world
 
 
 def aside(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
