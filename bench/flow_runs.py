@@ -657,8 +657,6 @@ class Profiler:
 
 VARIANTS = {
     "default": "flows.runner.DeskRunner as it is",
-    "shared-client": "DeskRunner.run inside one AsyncClientContext and one SyncClientContext (every flow run "
-    "reuses them instead of opening new Prefect clients)",
     "plain-read": "read_case called as a plain coroutine, not a Prefect task (5 of the 6 task runs of an inquiry "
     "are reads)",
 }
@@ -672,7 +670,6 @@ def variant_parts(text: str) -> set[str]:
 
 
 def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") -> None:
-    import anyio
 
     async def main() -> None:
         from flows.deployments import register
@@ -687,35 +684,15 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
             watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0, reports=False
         )
         runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-
-            async def on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        stop.set()
-                        return
-
-            group.start_soon(on_signal)
-            ready.write_text(str(os.getpid()))
-            if "shared-client" in variant_parts(variant):
-                from prefect.context import AsyncClientContext, SyncClientContext
-
-                with SyncClientContext.get_or_create():
-                    async with AsyncClientContext.get_or_create():
-                        await runner.run(stop)  # its task group's tasks inherit both contexts
-            else:
-                await runner.run(stop)
-            group.cancel_scope.cancel()
+        # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)
+        await runner.run_until_signalled(started=lambda: ready.write_text(str(os.getpid())))
 
     try:
         asyncio.run(main())
     finally:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+        from flows.runner import drain_prefect_clients
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
+        drain_prefect_clients()
 
 
 def serve_role() -> None:

@@ -119,37 +119,16 @@ def runner() -> None:
 
 
 def _drain_prefect_clients() -> None:
-    """Send the last logs and events while the server still answers; otherwise Prefect's exit hooks wait on
-    a server that is gone and the process never ends."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
+    from flows.runner import drain_prefect_clients
 
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    drain_prefect_clients()
 
 
 async def _serve(limit: int, poll: float) -> None:
-    import signal
-
-    import anyio
-
     from flows.deployments import register
     from flows.runner import DeskRunner
 
-    flows = await register()
-    runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
-    stop = anyio.Event()
-    async with anyio.create_task_group() as group:
-
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    stop.set()
-                    return
-
-        group.start_soon(on_signal)
-        await runner.run(stop)
-        group.cancel_scope.cancel()
+    await DeskRunner(await register(), limit=limit, poll_seconds=poll).run_until_signalled()
 
 
 # --- demo -------------------------------------------------------------------------------------------------

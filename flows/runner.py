@@ -14,7 +14,8 @@ Pending state, which the server grants to one of them only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -107,3 +108,30 @@ class DeskRunner:
         finally:
             self.running.discard(run.id)
             self.finished += 1
+
+    async def run_until_signalled(self, *, started: Callable[[], None] | None = None) -> None:
+        """Run until SIGINT or SIGTERM (``claimflow up``, ``claimflow runner``, the benchmark)."""
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        stop.set()
+                        return
+
+            group.start_soon(on_signal)
+            if started is not None:
+                started()
+            await self.run(stop)
+            group.cancel_scope.cancel()
+
+
+def drain_prefect_clients() -> None:
+    """Send the last logs and events while the server still answers; otherwise Prefect's exit hooks wait on a
+    server that is gone and the process never ends."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
