@@ -180,12 +180,11 @@ def plain_loop(database_url: str, data_dir: Path, *, count: int) -> float:
     ``file_from_webhook``, one transaction each, no HTTP, no JSON, no signature."""
     from claimflow.settings import Settings
     from models.enums import CaseKind, Channel
-    from tasks.deadlines import desk_rules
     from tasks.intake import AttachmentStore, body_digest, file_from_webhook
     from tasks.workflow import Desk
 
     settings = Settings(database_url=database_url, data_dir=data_dir)
-    desk = Desk(rules=desk_rules(settings), settings=settings)
+    desk = Desk.of(settings)
     engine = create_db_engine(database_url)
     kinds = (CaseKind.claim, CaseKind.complaint, CaseKind.inquiry)
     started = time.perf_counter()

@@ -517,16 +517,13 @@ def create_app(
 ) -> FastAPI:
     """The webhook app on ``engine`` (default: the settings' database); ``launch=False`` leaves every run to
     the reconciler."""
-    from tasks.deadlines import desk_rules
 
     settings = settings or get_settings()
     for source in settings.webhook_secrets:
         if not source or len(source) > MAX_SOURCE_LENGTH:
             raise InvalidInput(f"webhook source name {source!r}: 1 to {MAX_SOURCE_LENGTH} characters")
     engine = engine or get_engine(settings.resolved_database_url)
-    intake = Intake(
-        settings, engine, Desk(rules=desk_rules(settings), settings=settings), clock or (lambda: datetime.now(UTC))
-    )
+    intake = Intake(settings, engine, Desk.of(settings), clock or (lambda: datetime.now(UTC)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -307,7 +307,6 @@ def case_new(
 
     The case's flow run is started by the reconciler of 'claimflow up' within a minute.
     """
-    from tasks.deadlines import desk_rules
     from tasks.workflow import Desk, intake
 
     try:
@@ -339,7 +338,7 @@ def case_new(
         raise InvalidInput(describe_validation_error(exc)) from None
     with _session() as session:
         settings = get_settings()
-        case = intake(session, Desk(desk_rules(settings), settings), data=data, actor=state.actor, now=_now())
+        case = intake(session, Desk.of(settings), data=data, actor=state.actor, now=_now())
     out.print(case.number)
 
 

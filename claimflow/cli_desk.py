@@ -38,11 +38,10 @@ def _prefect() -> None:
 
 
 def _desk() -> Any:
-    from tasks.deadlines import desk_rules
     from tasks.workflow import Desk
 
     settings = get_settings()
-    return Desk(rules=desk_rules(settings), settings=settings)
+    return Desk.of(settings)
 
 
 # --- up ---------------------------------------------------------------------------------------------------

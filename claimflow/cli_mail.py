@@ -40,13 +40,12 @@ def poll_command(
     the reconciler of 'claimflow up' within a minute, as for 'case new'.
     """
     from claimflow.settings import get_settings
-    from tasks.deadlines import desk_rules
     from tasks.mail import poll
     from tasks.workflow import Desk
 
     settings = get_settings()
     engine = _main_cli()._engine()
-    report = poll(engine, Desk(desk_rules(settings), settings), now=lambda: datetime.now(UTC), limit=limit)
+    report = poll(engine, Desk.of(settings), now=lambda: datetime.now(UTC), limit=limit)
     for outcome in report.outcomes:
         detail = outcome.case_number or ""
         if outcome.reason:

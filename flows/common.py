@@ -17,7 +17,6 @@ from sqlmodel import Session
 
 from claimflow.db import get_engine, session_scope
 from claimflow.settings import get_settings
-from tasks.deadlines import desk_rules
 from tasks.workflow import Desk
 
 T = TypeVar("T")
@@ -31,7 +30,7 @@ def engine() -> Engine:
 
 def desk() -> Desk:
     settings = get_settings()
-    return Desk(rules=desk_rules(settings), settings=settings)
+    return Desk.of(settings)
 
 
 def now() -> datetime:

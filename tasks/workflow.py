@@ -45,9 +45,9 @@ from models.tables import (
     Staff,
     Step,
 )
-from models.watch import Schedule, progress_after_reschedule
+from models.watch import NO_SCHEDULE, Schedule, progress_after_reschedule
 from tasks.cases import append_event, apply_transition, file_case
-from tasks.deadlines import DeskRules
+from tasks.deadlines import DeskRules, desk_rules
 from tasks.outbox import enqueue
 
 # Which SLA rule times each workflow step, and whether only the regulators' packs apply (the house pack's
@@ -69,6 +69,11 @@ class Desk:
 
     rules: DeskRules
     settings: Settings
+
+    @classmethod
+    def of(cls, settings: Settings) -> Desk:
+        """The desk for these settings: their packs and calendar (loaded once per configuration)."""
+        return cls(rules=desk_rules(settings), settings=settings)
 
 
 # --- steps and their clocks -------------------------------------------------------------------------------
@@ -95,8 +100,6 @@ def _case_pauses(session: Session, case_id: int, now: datetime) -> list[Pause]:
 def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: datetime) -> Schedule:
     sla = STEP_SLA.get((case.kind, step.name))
     if sla is None:
-        from models.watch import NO_SCHEDULE
-
         return NO_SCHEDULE
     sla_step, regulators_only = sla
     start = step.started_at if step.name == "payment" else case.opened_at
@@ -105,8 +108,6 @@ def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: date
     if regulators_only:
         packs = rules.regulators.get(case.jurisdiction.upper(), ())
         if not packs:
-            from models.watch import NO_SCHEDULE
-
             return NO_SCHEDULE
         rules = DeskRules(packs[0], {case.jurisdiction.upper(): packs[1:]}, rules.calendar, rules.fallback_calendar)
     return rules.schedule(
