@@ -81,7 +81,6 @@ def up(
     intake_api = ApiThread(settings)
     try:
         intake_api.start()
-        out.print(f"intake API:   http://{settings.api_host}:{settings.api_port}  (OpenAPI at /docs)")
         out.print("press Ctrl-C to stop")
         asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
     except KeyboardInterrupt:
