@@ -681,7 +681,12 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
             flows.case.read_case = flows.case.read_case.fn  # type: ignore[assignment]  # drive_case looks it up
 
         flows = await register(
-            watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0, reports=False
+            watch_interval=0,
+            reconcile_interval=0,
+            delivery_interval=0,
+            mail_interval=0,
+            reports=False,
+            survey_interval=0,
         )
         runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
         # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)

@@ -708,6 +708,10 @@ def create_app(
             ) from None
         return JSONResponse(found)
 
+    from claimflow.feedback_api import add_feedback_routes  # it builds on this module
+
+    add_feedback_routes(app, intake)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(

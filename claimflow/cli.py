@@ -27,6 +27,7 @@ from sqlmodel import Session
 from claimflow.cli_api import api
 from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
 from claimflow.cli_desk import decide, demo, escalation_app, runner, up
+from claimflow.cli_feedback import feedback_app, survey_app
 from claimflow.cli_mail import mail_app
 from claimflow.cli_messages import outbox_app, template_app
 from claimflow.cli_reports import report_app
@@ -70,6 +71,8 @@ app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, 
 app.add_typer(mail_app, name="mail", help="Read the intake mailbox.")
 app.add_typer(report_app, name="report", help="Quality reports: SLA, cycle time, satisfaction, scorecard.")
 app.add_typer(escalation_app, name="escalation", help="Breached steps waiting for a supervisor's decision.")
+app.add_typer(feedback_app, name="feedback", help="Feedback from customers and the follow-ups it starts.")
+app.add_typer(survey_app, name="survey", help="Survey links and the periodic satisfaction survey.")
 app.command("up")(up)
 app.command("runner")(runner)
 app.command("demo")(demo)

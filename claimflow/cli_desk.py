@@ -74,7 +74,8 @@ def up(
     out.print(f"Prefect UI:   {ui}  (login with: {auth_string(settings)})")
     out.print(f"case database: {engine.url.render_as_string(hide_password=True)}")
     out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation, sla-watch (every "
-              "minute), reconcile (every minute), deliver-outbox, mail-intake, quality-report")  # fmt: skip
+              "minute), reconcile (every minute), deliver-outbox, mail-intake, quality-report, "
+              "satisfaction-survey")  # fmt: skip
     out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
     from claimflow.cli_api import ApiThread
 

@@ -8,6 +8,8 @@ enrolled approval secrets cannot be read without it.
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -32,12 +34,30 @@ def desk_key(settings: Settings) -> bytes:
                 "make one with: claimflow config new-key"
             ) from None
         return key
-    path = _key_file(settings)
+    return _stored_key(_key_file(settings), Fernet.generate_key)
+
+
+def survey_key(settings: Settings) -> str:
+    """The key that signs survey links: ``CLAIMFLOW_SURVEY_LINK_KEY``, else ``<data dir>/survey-link.key``,
+    made on first use (every process of the desk reads the same file; a new key voids the links sent)."""
+    if settings.survey_link_key is not None:
+        key = settings.survey_link_key.get_secret_value()
+        if len(key) < 16:
+            raise InvalidInput("CLAIMFLOW_SURVEY_LINK_KEY must be at least 16 characters")
+        return key
+    return _stored_key(settings.data_dir / "survey-link.key", lambda: secrets.token_urlsafe(32).encode()).decode()
+
+
+def _stored_key(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The key in ``path``, written (mode 0600) on first use; a process that loses the race reads the winner's."""
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    key = make()
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
     return key

@@ -52,7 +52,32 @@ class Settings(BaseSettings):
         description='Intake sources and their HMAC secrets, JSON: {"webform": ["new", "old"]}; two secrets '
         "are valid at once while one is rotated.",
     )
-    survey_link_key: SecretStr | None = Field(default=None, description="Key that signs survey links.")
+    survey_link_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs survey links; default: a key file made on first use in the data directory.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Address customers reach the web app at (survey links start with it), e.g. "
+        "https://desk.insurer.example; default: http://<api host>:<api port>.",
+    )
+    survey_valid_days: int = Field(default=14, ge=1, description="Days a survey link stays valid.")
+    survey_share: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Share of recently closed cases, per handler and product line, the satisfaction-survey "
+        "deployment invites (at least one per group).",
+    )
+    survey_quiet_days: int = Field(
+        default=90, ge=0, description="No customer is invited to a survey twice within this many days."
+    )
+    survey_lookback_days: int = Field(
+        default=7, ge=1, description="The satisfaction-survey deployment samples cases closed in these last days."
+    )
+    survey_interval_hours: int = Field(
+        default=24, ge=1, description="Interval of the satisfaction-survey deployment's schedule."
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key that encrypts enrolled staff approval secrets (TOTP) at rest; default: a key "

@@ -9,6 +9,7 @@
 | ``deliver-outbox/deliver-outbox`` | the notification outbox | every few seconds and after intake |
 | ``mail-intake/mail-intake`` | the intake mailbox (IMAP) | every minute |
 | ``quality-report/quality-report`` | quality artifacts | daily 06:00, Monday 06:30 (office time) |
+| ``satisfaction-survey/satisfaction-survey`` | survey invitations to a sample of closed cases | every day |
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from flows.case import claim_process, complaint_process, inquiry_process
 from flows.delivery import DEPLOYMENT_NAME as DELIVERY_DEPLOYMENT
 from flows.delivery import deliver_outbox, deliver_outbox_deployment
 from flows.escalation import escalation
+from flows.feedback import DEPLOYMENT_NAME as SURVEY_DEPLOYMENT
+from flows.feedback import satisfaction_survey
 from flows.mail import DEPLOYMENT_NAME as MAIL_DEPLOYMENT
 from flows.mail import mail_intake, mail_intake_deployment
 from flows.reports import DEPLOYMENT_NAME as REPORT_DEPLOYMENT
@@ -37,13 +40,19 @@ def desk_deployments(
     delivery_interval: int | None = None,
     mail_interval: int | None = None,
     reports: bool = True,
+    survey_interval: int | None = None,
 ) -> list[tuple[Flow[Any, Any], Any]]:
     """(flow, RunnerDeployment) for every deployment of the desk.
 
     Intervals are in seconds; 0 registers the deployment without a schedule (tests run passes by hand).
     ``delivery_interval`` None: the ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` setting; ``mail_interval`` None:
-    ``CLAIMFLOW_MAIL_POLL_SECONDS``; ``reports`` False: the quality report without its schedules (tests).
+    ``CLAIMFLOW_MAIL_POLL_SECONDS``; ``reports`` False: the quality report without its schedules (tests);
+    ``survey_interval`` None: ``CLAIMFLOW_SURVEY_INTERVAL_HOURS``.
     """
+    from claimflow.settings import get_settings
+
+    if survey_interval is None:
+        survey_interval = get_settings().survey_interval_hours * 3600
 
     def every(seconds: int | None) -> dict[str, Any]:
         return {"interval": seconds} if seconds else {}
@@ -83,6 +92,14 @@ def desk_deployments(
         (
             quality_report,
             quality_report_deployment() if reports else quality_report.to_deployment(name=REPORT_DEPLOYMENT),
+        ),
+        (
+            satisfaction_survey,
+            satisfaction_survey.to_deployment(
+                name=SURVEY_DEPLOYMENT,
+                description="Survey invitations to a sample of recently closed cases.",
+                **every(survey_interval),
+            ),
         ),
     ]
 

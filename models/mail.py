@@ -109,6 +109,32 @@ def find_case_number(subject: str) -> str | None:
     return f"{match.group(1).upper()}-{match.group(2)}-{match.group(3)}"
 
 
+# Where the quoted earlier mail starts in a reply: "On Mon, ... wrote:", Outlook's separator, "在 ... 写道："
+_QUOTE_START = re.compile(
+    r"^\s*(?:On .{0,200}wrote:|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*原始邮件\s*-{2,}|在.{0,200}写道[:：]|"
+    r"From:\s.*|发件人[:：].*)\s*$",
+    re.IGNORECASE,
+)
+
+
+def reply_text(text: str) -> str:
+    """The new part of a reply: the lines before the quoted earlier mail, without ``>`` quoted lines.
+
+    Args:
+        text: the mail's text.
+
+    Returns:
+        What the sender wrote this time, stripped; the whole text when no quote marker is found.
+    """
+    kept = []
+    for line in text.splitlines():
+        if _QUOTE_START.match(line):
+            break
+        if not line.lstrip().startswith(">"):
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 

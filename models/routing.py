@@ -114,6 +114,55 @@ def choose_handler(request: RoutingRequest, candidates: Iterable[Candidate]) -> 
     return Assignment(best.staff_id, best.username, best.department, "; ".join(parts))
 
 
+FOLLOW_UP_ROLES = (StaffRole.supervisor, StaffRole.manager)
+
+
+def choose_follow_up(
+    candidates: Iterable[Candidate], *, handler_id: int | None, handler_department: str | None, complaint: bool
+) -> Assignment:
+    """The supervisor who calls back a dissatisfied customer.
+
+    A supervisor (a manager only when no supervisor is active) who is not the case's handler; for a complaint,
+    also not from the handler's department (the review must be independent), preferring one with the
+    ``complaints`` skill. Among equals the least loaded, then the username.
+
+    Args:
+        candidates: every staff member, with their current open load.
+        handler_id: the case's handler, never chosen.
+        handler_department: the handler's department, excluded for a complaint.
+        complaint: whether the case is a complaint (its follow-up is a complaint review).
+
+    Returns:
+        The chosen supervisor and the reason, in words.
+
+    Raises:
+        NoEligibleHandler: nobody may take it (the step then stays with the supervisors' channel).
+    """
+    pool = [
+        c
+        for c in candidates
+        if c.active
+        and c.role in FOLLOW_UP_ROLES
+        and c.staff_id != handler_id
+        and not (complaint and handler_department is not None and c.department == handler_department)
+    ]
+    if not pool:
+        where = " outside the handler's department" if complaint else ""
+        raise NoEligibleHandler(f"no active supervisor or manager{where} other than the handler")
+
+    def rank(c: Candidate) -> tuple[int, int, Decimal, str]:
+        role = FOLLOW_UP_ROLES.index(StaffRole(c.role))
+        skill = 0 if complaint and COMPLAINTS_SKILL in c.skills else 1
+        return (role, skill, Decimal(c.open_load) / Decimal(max(c.capacity, 1)), c.username)
+
+    best = min(pool, key=rank)
+    reason = f"{StaffRole(best.role).value}, not the handler"
+    if complaint:
+        reason += "'s department" if handler_department else ""
+        reason += "; complaints skill" if COMPLAINTS_SKILL in best.skills else ""
+    return Assignment(best.staff_id, best.username, best.department, f"{reason}; load {best.open_load}")
+
+
 def _speaks(languages: frozenset[str], language: str) -> bool:
     primary = language.split("-")[0]
     return language in languages or any(lang.split("-")[0] == primary for lang in languages)

@@ -13,8 +13,9 @@ are arguments; nothing here reads the clock or the database.
 
 Case kinds are ``claim``, ``complaint`` and ``inquiry``. Steps are ``intake``, ``review``,
 ``investigation``, ``resolution``, ``payment``, ``feedback``, plus ``answer`` (answering an inquiry,
-whose limit depends on the channel) and ``advance_payment`` (paying the amount already certain while
-the rest is still being assessed, PRC Insurance Law art. 25).
+whose limit depends on the channel), ``advance_payment`` (paying the amount already certain while
+the rest is still being assessed, PRC Insurance Law art. 25), and ``follow_up`` / ``complaint_review`` (a
+supervisor calling back a customer who was not satisfied, after the case was closed).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class StepName(StrEnum):
     ADVANCE_PAYMENT = "advance_payment"
     ANSWER = "answer"
     FEEDBACK = "feedback"
+    FOLLOW_UP = "follow_up"
+    COMPLAINT_REVIEW = "complaint_review"
 
 
 class PolicyError(InvalidInput):

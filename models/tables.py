@@ -275,8 +275,33 @@ class DocumentRequirement(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=500)
 
 
+class SurveyInvitation(SQLModel, table=True):
+    """One survey link sent to a customer about one case; answered once (``answered_at``), then refused."""
+
+    __tablename__ = "survey_invitation"
+    __table_args__ = (
+        UniqueConstraint("case_id", name="uq_survey_invitation_case"),
+        Index("ix_survey_invitation_customer_sent", "customer_id", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id")
+    customer_id: int = Field(foreign_key="customer.id")
+    reason: str = Field(max_length=16)
+    """``resolution`` (sent when the case was settled) or ``periodic`` (sampled by the satisfaction survey)."""
+    language: str = Field(max_length=16)
+    sent_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    answered_at: datetime | None = _ts()
+
+
 class Feedback(SQLModel, table=True):
-    __table_args__ = (CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),)
+    """What a customer said about a case: a survey answer, an e-mail reply, a phone note, a webhook."""
+
+    __table_args__ = (
+        CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),
+        UniqueConstraint("invitation_id", name="uq_feedback_invitation"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="case.id", index=True)
@@ -286,6 +311,11 @@ class Feedback(SQLModel, table=True):
     channel: str = Field(max_length=16)
     classification: str | None = Field(default=None, max_length=16)
     received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    source: str | None = Field(default=None, max_length=200)
+    """Who or what brought it: the staff member's username, the webhook source, the mail's Message-ID."""
+    invitation_id: int | None = Field(default=None, foreign_key="survey_invitation.id")
+    complaint_case_id: int | None = Field(default=None, foreign_key="case.id")
+    """The complaint case this feedback opened, if it was a complaint."""
 
 
 class Outbox(SQLModel, table=True):

@@ -57,7 +57,9 @@ def get_case(session: Session, number: str, *, for_update: bool = False) -> Case
     return case
 
 
-def file_case(session: Session, *, data: CaseCreate, actor: str, now: datetime) -> Case:
+def file_case(
+    session: Session, *, data: CaseCreate, actor: str, now: datetime, customer: Customer | None = None
+) -> Case:
     """File a new case with its customer and its first event (``filed``); the caller commits.
 
     Args:
@@ -65,13 +67,16 @@ def file_case(session: Session, *, data: CaseCreate, actor: str, now: datetime) 
         data: the case and its customer, already validated.
         actor: who files it (staff username, an intake source, ``system``).
         now: the filing time (aware); its year, in UTC, numbers the case.
+        customer: a customer already on file (a complaint raised in feedback on their case); then
+            ``data.customer`` is not stored again.
     """
     related_id = None
     if data.related_case_number:
         related_id = get_case(session, data.related_case_number).id
-    customer = Customer.model_validate(data.customer, update={"created_at": now})
-    session.add(customer)
-    session.flush()
+    if customer is None:
+        customer = Customer.model_validate(data.customer, update={"created_at": now})
+        session.add(customer)
+        session.flush()
     kind = CaseKind(data.kind)
     lifecycle = lifecycle_for(kind)
     case = Case.model_validate(

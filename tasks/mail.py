@@ -45,6 +45,7 @@ from claimflow.db import session_scope
 from claimflow.settings import Settings
 from models.enums import Channel, ContactChannel
 from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
+from models.lifecycle import lifecycle_for
 from models.mail import (
     MailAttachment,
     MailLimits,
@@ -55,10 +56,12 @@ from models.mail import (
     find_case_number,
     header_message_id,
     parse_message,
+    reply_text,
     trim_text,
 )
 from models.tables import Attachment, Case, CaseCreate, Customer, CustomerCreate, DocumentRequirement, MailMessage
 from tasks.cases import append_event, get_case
+from tasks.feedback import record as record_feedback
 from tasks.workflow import Desk, intake
 
 log = logging.getLogger(__name__)
@@ -344,6 +347,11 @@ def _append(
             data={"message_id": mail.message_id, "documents": ticked, "still_missing": outstanding},
             now=now,
         )
+    # A customer who writes about a case that is finished (or waiting for their feedback) is giving feedback.
+    if from_customer and (case.status == "feedback" or lifecycle_for(case.kind).is_closed(case.status)):
+        text = trim_text(reply_text(mail.text), desk.settings.mail_max_description_chars) or mail.subject
+        record_feedback(session, desk, case=case, channel="email", text=text, source=mail.message_id[:200],
+                        actor=ACTOR, now=now)  # fmt: skip
     case.updated_at = now
     session.add(case)
     record_mail(

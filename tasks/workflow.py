@@ -49,6 +49,7 @@ from models.watch import NO_SCHEDULE, Schedule, progress_after_reschedule
 from tasks.cases import append_event, apply_transition, file_case
 from tasks.deadlines import DeskRules, desk_rules
 from tasks.outbox import enqueue
+from tasks.survey import invite
 
 # Which SLA rule times each workflow step, and whether only the regulators' packs apply (the house pack's
 # review limit is met once the review ends in an investigation; the regulator's decision limit still runs).
@@ -58,7 +59,12 @@ STEP_SLA: dict[tuple[str, str], tuple[str, bool]] = {
     ("claim", "payment"): ("payment", False),
     ("complaint", "resolution"): ("resolution", False),
     ("inquiry", "answer"): ("answer", False),
+    ("claim", "follow_up"): ("follow_up", False),
+    ("inquiry", "follow_up"): ("follow_up", False),
+    ("complaint", "complaint_review"): ("complaint_review", False),
 }
+# Steps whose clock starts when the step opens, not when the case was filed.
+CLOCK_FROM_STEP = frozenset({"payment", "follow_up", "complaint_review"})
 FIRST_STEP = {"claim": "review", "complaint": "resolution", "inquiry": "answer"}
 OPEN = (StepStatus.open, StepStatus.paused)
 
@@ -102,7 +108,7 @@ def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: date
     if sla is None:
         return NO_SCHEDULE
     sla_step, regulators_only = sla
-    start = step.started_at if step.name == "payment" else case.opened_at
+    start = step.started_at if step.name in CLOCK_FROM_STEP else case.opened_at
     assert case.id is not None
     rules = desk.rules
     if regulators_only:
@@ -141,8 +147,11 @@ def open_step(
     actor: str = "system",
     assignee_id: int | None = None,
     input_kind: InputKind | None = None,
+    unassigned: bool = False,
 ) -> Step:
-    """Open a step with its assignee and deadline; an already open step of that name is returned as it is."""
+    """Open a step with its assignee and deadline; an already open step of that name is returned as it is.
+
+    The assignee is ``assignee_id``, else the case's handler, unless ``unassigned`` (nobody yet)."""
     assert case.id is not None
     existing = current_step(session, case_id=case.id, name=name)
     if existing is not None:
@@ -154,7 +163,7 @@ def open_step(
         case_id=case.id,
         name=name,
         attempt=int(attempts) + 1,
-        assignee_id=assignee_id if assignee_id is not None else case.handler_id,
+        assignee_id=None if unassigned else assignee_id if assignee_id is not None else case.handler_id,
         started_at=now,
     )
     session.add(step)
@@ -357,10 +366,13 @@ def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
 # --- intake and automatic moves ---------------------------------------------------------------------------
 
 
-def intake(session: Session, desk: Desk, *, data: CaseCreate, actor: str, now: datetime) -> Case:
+def intake(
+    session: Session, desk: Desk, *, data: CaseCreate, actor: str, now: datetime, customer: Customer | None = None
+) -> Case:
     """File a case and do at once what needs no person: route it, open its first step with its deadline,
-    tell the handler, and queue the customer's acknowledgement with the promised date."""
-    case = file_case(session, data=data, actor=actor, now=now)
+    tell the handler, and queue the customer's acknowledgement with the promised date. ``customer``: one
+    already on file (see ``file_case``)."""
+    case = file_case(session, data=data, actor=actor, now=now, customer=customer)
     start(session, desk, case=case, now=now)
     step = current_step(session, case_id=case.id or 0, name=FIRST_STEP[case.kind])
     customer = session.get(Customer, case.customer_id)
@@ -454,9 +466,12 @@ def _care_for(session: Session, desk: Desk, *, case: Case, now: datetime) -> Non
 
 
 def finish(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
-    """Close a case whose outcome is settled (paid, rejected, resolved, answered, referred, withdrawn)."""
+    """Close a case whose outcome is settled (paid, rejected, resolved, answered, referred, withdrawn); a paid,
+    rejected or resolved case first goes through ``feedback``, which sends the customer the survey link."""
     if case.status in ("paid", "rejected", "resolved"):
         _move(session, case=case, action="request_feedback", actor="system", now=now)
+    if case.status == "feedback":
+        invite(session, desk.settings, case=case, reason="resolution", now=now)
     if case.status in ("feedback", "answered", "referred", "withdrawn", "paid", "rejected", "resolved"):
         _close_open_steps(session, case=case, now=now, outcome="case closed", actor="system")
         _move(session, case=case, action="close", actor="system", now=now)

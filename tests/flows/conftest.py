@@ -61,7 +61,12 @@ class RunnerThread:
             self.stop = anyio.Event()
             try:
                 flows = await register(
-                    watch_interval=0, reconcile_interval=0, delivery_interval=0, mail_interval=0, reports=False
+                    watch_interval=0,
+                    reconcile_interval=0,
+                    delivery_interval=0,
+                    mail_interval=0,
+                    reports=False,
+                    survey_interval=0,
                 )
             except BaseException as exc:
                 self.error = exc

@@ -97,6 +97,20 @@ def test_service_standard_claim_review() -> None:
     ]
 
 
+@covers("service-standard", "claim", "follow_up")
+@covers("service-standard", "inquiry", "follow_up")
+@covers("service-standard", "complaint", "complaint_review")
+@pytest.mark.parametrize(("kind", "step"), [("claim", "follow_up"), ("inquiry", "follow_up"),
+                                            ("complaint", "complaint_review")])  # fmt: skip
+def test_service_standard_follow_up_of_a_dissatisfied_customer(kind: str, step: str) -> None:
+    """claimflow default: a supervisor calls back a dissatisfied customer within two working days of the
+    survey answer (the step opens then; the weekend does not count)."""
+    result = due(load_pack("service-standard"), kind=kind, step=step, start=at("2026-03-06 15:00", SH), calendar=CN)
+    assert result.last_day == dt.date(2026, 3, 10)  # Friday's answer: Monday 9 and Tuesday 10 March
+    assert [r.fraction for r in result.reminders] == [0.5, 0.75]
+    assert result.escalations[0].role == "supervisor"
+
+
 @covers("service-standard", "complaint", "resolution")
 def test_service_standard_complaint_resolution() -> None:
     """Service code: complaints investigated and answered within 10 working days."""

@@ -1,0 +1,216 @@
+"""The customer's survey page and the feedback webhook, served by the intake web app (``claimflow.api``).
+
+``GET /survey/{token}`` shows the form (``?lang=zh-CN|en``, ``?large=1`` for large text); ``POST`` takes the
+answer once. A forged, unknown, used or expired link gets a page that says so in the customer's language
+(403, 404, 410, 410), never a stack trace; a form with a missing or wrong field is shown again with what
+was wrong (422) and nothing stored.
+
+``POST /v1/feedback`` (signed like every webhook, see ``claimflow.api``) records feedback that arrived on
+another channel: ``{"case_number": "CLM-2026-000001", "text": "...", "score": 4, "solved": true}``. With an
+``Idempotency-Key`` a retried post answers the first answer again instead of recording twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+
+from claimflow.api import ApiProblem, Intake, invalid, is_json, malformed, read_body, validation_errors
+from claimflow.db import session_scope
+from models.errors import InvalidInput, NotFound
+from models.messages import format_deadline, make_environment
+from models.survey import (
+    LANGUAGES,
+    MAX_COMMENT_CHARS,
+    PAGE_TEXT,
+    Refusal,
+    SurveyAnswer,
+    SurveyLinkRefused,
+    page_language,
+    parse_answer,
+)
+from models.tables import Feedback
+from tasks.cases import get_case
+from tasks.feedback import FeedbackOutcome, answer_survey, record
+from tasks.survey import open_invitation
+
+logger = logging.getLogger("claimflow.api")
+
+REFUSAL_STATUS = {Refusal.forged: 403, Refusal.unknown: 404, Refusal.expired: 410, Refusal.used: 410}
+_TEMPLATE = make_environment().get_template("survey.html.j2")
+
+
+def render_page(
+    *,
+    state: str,
+    lang: str,
+    large: bool,
+    phone: str,
+    status_code: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    """The survey page in one of its states: ``form``, ``thanks`` or ``error`` (``reason`` names the refusal)."""
+    other = next(language for language in LANGUAGES if language != lang)
+    values.setdefault("values", {"score": None, "solved": None, "comment": ""})
+    values.setdefault("problem", None)
+    html = _TEMPLATE.render(
+        state=state,
+        lang=lang,
+        other_lang=other,
+        large=large,
+        t=PAGE_TEXT[lang],
+        phone=phone,
+        max_comment=MAX_COMMENT_CHARS,
+        **values,
+    )
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+class FeedbackIn(BaseModel):
+    """Feedback from another channel, posted by a signed source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_number: str = Field(min_length=1, max_length=32)
+    text: str | None = Field(default=None, max_length=20_000)
+    score: int | None = Field(default=None, ge=1, le=5)
+    solved: bool | None = None
+    channel: str = Field(default="webhook", pattern=r"^(webhook|app|phone|email|counter|letter)$")
+
+
+def _outcome_body(outcome: FeedbackOutcome, number: str) -> dict[str, Any]:
+    return {
+        "feedback_id": outcome.feedback.id,
+        "case_number": number,
+        "classification": outcome.kind.value,
+        "follow_up": outcome.follow_up.name if outcome.follow_up else None,
+        "complaint_case_number": outcome.complaint_case.number if outcome.complaint_case else None,
+    }
+
+
+def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
+    """Mount the survey page and the feedback webhook on the intake app."""
+    settings = intake.settings
+    phone = settings.desk_phone
+
+    def page_for(
+        token: str, lang: str | None, large: bool, *, problem: str | None = None, values: dict[str, Any] | None = None
+    ) -> HTMLResponse:
+        """The form for a link that may be answered (with what was wrong, 422), else the refusal page."""
+        try:
+            with Session(intake.engine) as session:
+                opened = open_invitation(session, settings, token=token, now=intake.clock())
+                language = page_language(lang, opened.invitation.language)
+                expires = format_deadline(opened.invitation.expires_at, language, settings.office_timezone)
+                shown = {"score": None, "solved": None, "comment": "", **(values or {})}
+                wrong = PAGE_TEXT[language]["invalid"].format(problems=problem) if problem else None
+                return render_page(state="form", lang=language, large=large, phone=phone, problem=wrong,
+                                   case_number=opened.case.number, expires=expires, values=shown,
+                                   status_code=422 if problem else 200)  # fmt: skip
+        except SurveyLinkRefused as refused:
+            return refusal(refused.reason.value, lang, large)
+
+    def refusal(reason: str, lang: str | None, large: bool) -> HTMLResponse:
+        language = page_language(lang, settings.default_language)
+        code = REFUSAL_STATUS.get(Refusal(reason), 503) if reason in Refusal.__members__ else 503
+        return render_page(state="error", lang=language, large=large, phone=phone, reason=reason, status_code=code)
+
+    @app.get("/survey/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def survey_form(
+        token: str, lang: Annotated[str | None, Query(max_length=16)] = None, large: str | None = None
+    ) -> HTMLResponse:
+        try:
+            return await run_in_threadpool(page_for, token, lang, large == "1")
+        except OperationalError:
+            logger.exception("survey page: database unavailable")
+            return refusal("unavailable", lang, large == "1")
+
+    def take(token: str, answer: SurveyAnswer) -> FeedbackOutcome:
+        with session_scope(intake.engine) as session:
+            return answer_survey(session, intake.desk, token=token, answer=answer, now=intake.clock())
+
+    @app.post("/survey/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def survey_answer(
+        token: str,
+        score: Annotated[str | None, Form()] = None,
+        solved: Annotated[str | None, Form()] = None,
+        comment: Annotated[str | None, Form(max_length=MAX_COMMENT_CHARS * 2)] = None,
+        lang: Annotated[str | None, Form(max_length=16)] = None,
+        large: Annotated[str | None, Form(max_length=1)] = None,
+    ) -> HTMLResponse:
+        big = large == "1"
+        try:
+            answer = parse_answer(score, solved, comment)
+        except InvalidInput as exc:
+            wrong = str(exc)
+            values = {"score": score, "solved": solved, "comment": (comment or "")[:MAX_COMMENT_CHARS]}
+            return await run_in_threadpool(lambda: page_for(token, lang, big, problem=wrong, values=values))
+        try:
+            outcome = await run_in_threadpool(take, token, answer)
+        except SurveyLinkRefused as refused:
+            return refusal(refused.reason.value, lang, big)
+        except IntegrityError:  # the same link answered at the same moment in another request
+            return refusal(Refusal.used.value, lang, big)
+        except OperationalError:
+            logger.exception("survey answer: database unavailable")
+            return refusal("unavailable", lang, big)
+        if outcome.complaint_case is not None and intake.launcher is not None:
+            intake.launcher.submit(outcome.complaint_case.id or 0)
+        logger.info("survey answered for %s: %s", outcome.feedback.case_id, outcome.kind.value)
+        language = page_language(lang, settings.default_language)
+        called = outcome.follow_up is not None
+        return render_page(state="thanks", lang=language, large=big, phone=phone, call_back=called)
+
+    def record_posted(source: str, posted: FeedbackIn, key: str | None) -> tuple[dict[str, Any], bool]:
+        origin = f"webhook {source}" + (f" {key}" if key else "")
+        with session_scope(intake.engine) as session:
+            case = get_case(session, posted.case_number.strip().upper())
+            if key is not None:
+                earlier = session.exec(
+                    select(Feedback).where(Feedback.case_id == case.id, Feedback.source == origin[:200])
+                ).first()
+                if earlier is not None:
+                    return {"feedback_id": earlier.id, "case_number": case.number,
+                            "classification": earlier.classification}, True  # fmt: skip
+            outcome = record(session, intake.desk, case=case, channel=posted.channel, text=posted.text,
+                             score=posted.score, solved=posted.solved, source=origin, actor=source,
+                             now=intake.clock())  # fmt: skip
+            return _outcome_body(outcome, case.number), False
+
+    @app.post("/v1/feedback", status_code=202, summary="Record feedback about a case from another channel")
+    async def post_feedback(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.api_max_body_bytes)
+        source = intake.authenticate(request, body=body)
+        if not is_json(request.headers.get("content-type")):
+            raise ApiProblem(415, "unsupported-media-type", "Unsupported media type", "send application/json")
+        try:
+            posted = FeedbackIn.model_validate(json.loads(body))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise malformed(f"the body is not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            raise invalid(validation_errors(exc)) from None
+        key = request.headers.get("idempotency-key")
+        try:
+            answer, replayed = await run_in_threadpool(record_posted, source, posted, key)
+        except NotFound as exc:
+            raise invalid([{"field": "case_number", "message": str(exc)}]) from None
+        except InvalidInput as exc:
+            raise invalid([{"field": "body", "message": str(exc)}]) from None
+        except OperationalError:
+            raise ApiProblem(503, "unavailable", "Service unavailable", "the case database cannot be reached; retry",
+                             headers={"Retry-After": "5"}) from None  # fmt: skip
+        number = answer.get("complaint_case_number")
+        if number and intake.launcher is not None and not replayed:
+            with Session(intake.engine) as session:
+                intake.launcher.submit(get_case(session, number).id or 0)
+        return JSONResponse(answer, status_code=200 if replayed else 202,
+                            headers={"Idempotent-Replayed": "true"} if replayed else {})  # fmt: skip
