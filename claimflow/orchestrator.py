@@ -5,6 +5,10 @@ protected by Prefect's basic-auth setting (``server.api.auth_string``). The UI a
 on first load; clients send it with ``PREFECT_API_AUTH_STRING``. The string is ``CLAIMFLOW_PREFECT_AUTH``
 or, where that is not set, one made on first use in ``<data dir>/prefect-auth`` (mode 0600).
 
+With ``CLAIMFLOW_PREFECT_DATABASE_URL`` (``postgresql+asyncpg://...``) the same server keeps its state in
+PostgreSQL instead: the setup for volume, since the SQLite-backed server answers "database is locked" under
+concurrent load.
+
 Every ``claimflow`` command that talks to Prefect applies ``prefect_environment`` before Prefect is
 imported, unless ``PREFECT_API_URL`` is already set (a server of your own: then its settings are used).
 """
@@ -20,9 +24,11 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from claimflow.settings import Settings
-from models.errors import ClaimflowError
+from models.errors import ClaimflowError, InvalidInput
 
 
 class OrchestratorUnavailable(ClaimflowError):
@@ -48,9 +54,40 @@ def api_url(settings: Settings) -> str:
     return f"http://{settings.prefect_host}:{settings.prefect_port}/api"
 
 
+# the drivers the Prefect server runs on (its database layer is async only)
+PREFECT_DATABASE_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
+
+
+def prefect_database_url(settings: Settings) -> str | None:
+    """The URL of the Prefect server's own database, or None for Prefect's default (SQLite in its home).
+
+    Raises:
+        InvalidInput: the URL does not parse or names a driver the Prefect server cannot use (the message
+            never shows the password).
+    """
+    if settings.prefect_database_url is None:
+        return None
+    value = settings.prefect_database_url.get_secret_value()
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise InvalidInput(
+            "CLAIMFLOW_PREFECT_DATABASE_URL is not a SQLAlchemy URL; expected "
+            "postgresql+asyncpg://user:password@host:5432/name"
+        ) from None
+    if url.drivername not in PREFECT_DATABASE_DRIVERS:
+        raise InvalidInput(
+            f"CLAIMFLOW_PREFECT_DATABASE_URL {url.render_as_string(hide_password=True)} uses the driver "
+            f"{url.drivername!r}; the Prefect server needs {' or '.join(PREFECT_DATABASE_DRIVERS)}, e.g. "
+            "postgresql+asyncpg://user:password@host:5432/name"
+        )
+    return value
+
+
 def server_environment(settings: Settings) -> dict[str, str]:
     """The environment of the embedded Prefect server process."""
     url = api_url(settings)
+    database = prefect_database_url(settings)
     return {
         "PREFECT_HOME": str(settings.data_dir / "prefect"),
         "PREFECT_API_URL": url,
@@ -62,6 +99,7 @@ def server_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database} if database else {}),
     }
 
 

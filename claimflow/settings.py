@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Basic-auth string user:password protecting the Prefect server and UI; default: one made on "
         "first use in <data dir>/prefect-auth.",
     )
+    prefect_database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy async URL of the Prefect server's own database, e.g. "
+        "postgresql+asyncpg://user:password@host:5432/prefect; default: SQLite in the data directory.",
+    )
     runner_limit: int = Field(default=10, ge=1, description="Flow runs the desk runner executes at once.")
     runner_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the desk runner asks the Prefect server for due runs."

@@ -1,0 +1,127 @@
+"""The README's main journey, as a person plays it: ``claimflow up``, then ``claimflow demo`` and ``claimflow
+decide`` from another terminal, then Ctrl-C. Real processes, a real Prefect server; the tests that play it
+choose the databases (``up_journey(CLAIMFLOW_DATABASE_URL=..., ...)``) and check what each left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models.otp import code_at
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Journey:
+    """A journey's environment, and what it left: what ``claimflow up`` printed, the sample cases."""
+
+    env: dict[str, str]
+    output: str = ""
+    cases: dict[str, str] = field(default_factory=dict)  # case number per kind: {"CLM": "CLM-2026-000001", ...}
+
+    def run(self, *argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """``claimflow <argv>`` from another terminal with the same settings."""
+        return subprocess.run(
+            [str(BIN / "claimflow"), *argv], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+@pytest.fixture
+def up_journey(tmp_path: Path) -> Callable[..., Journey]:
+    """Plays the journey with the given ``CLAIMFLOW_*`` settings on top of a fresh data directory and free
+    ports, checking every step on the way; returns what it left for the test's own checks."""
+
+    def play(**settings: str) -> Journey:
+        port = free_port()
+        env = {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "HOME": str(tmp_path),
+            "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
+            "CLAIMFLOW_PREFECT_PORT": str(port),
+            "CLAIMFLOW_API_PORT": str(free_port()),
+            "COLUMNS": "200",
+            # every command must talk to the desk's server: none may quietly start an ephemeral one of its own
+            # (which on SQLite even shares the desk's database file and seems to work)
+            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+            **settings,
+        }
+        journey = Journey(env)
+        log_path = tmp_path / "up.log"
+        log = log_path.open("w")
+        up = subprocess.Popen([str(BIN / "claimflow"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while "press Ctrl-C to stop" not in log_path.read_text():
+                assert up.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "claimflow up did not come up"
+                time.sleep(0.5)
+            started = log_path.read_text()
+            assert f"Prefect UI:   http://127.0.0.1:{port}" in started
+            login = re.search(r"login with: (desk:\S+)\)", started).group(1)
+            # the server is protected: without the auth string the API refuses (only /health answers everyone)
+            runs = f"http://127.0.0.1:{port}/api/flow_runs/filter"
+            assert httpx.post(runs, json={}, timeout=10).status_code == 401
+            user, _, password = login.partition(":")
+            assert httpx.post(runs, json={}, auth=(user, "wrong"), timeout=10).status_code == 401
+            assert httpx.post(runs, json={}, auth=(user, password), timeout=10).status_code == 200
+
+            demo = journey.run("demo")
+            assert demo.returncode == 0, demo.stdout + demo.stderr
+            assert "li.wei — approves 12,000.00" in demo.stdout
+            rows = re.findall(r"│ ((CLM|CMP|INQ)-\S+) +│ \S+ +│ (\S+)", demo.stdout)
+            assert {kind: status for _, kind, status in rows} == {
+                "CLM": "closed",
+                "CMP": "investigating",
+                "INQ": "closed",
+            }
+            journey.cases.update({kind: number for number, kind, _ in rows})
+            complaint = journey.cases["CMP"]
+
+            enrolled = journey.run("staff", "enroll", "chen.jing", "--force")
+            secret = re.search(r"secret: ([A-Z2-7]{32})", enrolled.stdout).group(1)
+            decided = journey.run("decide", complaint, "--staff", "chen.jing",
+                                  "--code", code_at(secret, datetime.now(UTC)), "--decision", "partly_uphold",
+                                  "--remedy", "Interest for the delay",
+                                  "--reasons", "The assessor was late twice")  # fmt: skip
+            assert decided.returncode == 0, decided.stdout + decided.stderr
+            assert "partly_uphold" in decided.stdout
+            deadline = time.monotonic() + 60
+            while "status: closed" not in journey.run("case", "show", complaint).stdout:
+                assert time.monotonic() < deadline, "the complaint's run did not close it"
+                time.sleep(1)
+            assert "audit log intact: 3 case(s)" in journey.run("audit", "verify").stdout
+        finally:
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=60)
+            finally:
+                if up.poll() is None:
+                    up.kill()
+                log.close()
+        journey.output = log_path.read_text()
+        assert up.returncode == 0, journey.output[-2000:]
+        assert "stopped" in journey.output
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=3)
+        return journey
+
+    return play
