@@ -216,11 +216,11 @@ def decide(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
 ) -> None:
     """Give the decision a case's run is waiting for (the same form as in the Prefect UI)."""
+    _prefect()  # before anything imports Prefect: it reads its settings once, when it is first imported
     from flows.inputs import FORMS
     from tasks.runs import give_input, waiting_run
     from tasks.workflow import key_kind
 
-    _prefect()
     engine = _shell()._engine()
     run_id, key = asyncio.run(waiting_run(engine, number=number))
     form = FORMS[key_kind(key)]
@@ -300,10 +300,10 @@ def escalation_decide(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
 ) -> None:
     """Decide an escalation (the same form as in the Prefect UI)."""
+    _prefect()  # before anything imports Prefect (see decide)
     from flows.inputs import EscalationDecision
     from tasks.runs import give_input
 
-    _prefect()
     engine = _shell()._engine()
     with Session(engine) as session:
         escalation = session.get(Escalation, escalation_id)
