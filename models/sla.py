@@ -412,12 +412,18 @@ def load_pack(name: str) -> Pack:
 
 
 def pack_calendar(pack: Pack, default: Calendar) -> Calendar:
-    """The calendar a pack's limits are counted on: its own region's, else ``default`` (the case's)."""
+    """The calendar a pack's limits are counted on: its own region's, else ``default`` (the case's).
+
+    When ``default`` is the weekend-only fallback (a period reaching a year whose official calendar is not yet
+    published), a pack's own region calendar falls back the same way: otherwise a regulator's pack with a
+    region of its own would refuse every case filed in the last weeks of the year (the caller flags the
+    assumption in the rule's text)."""
     if pack.region is None:
         if pack.timezone is not None and pack.timezone != default.office.timezone:
             return default.with_office_hours(replace(default.office, timezone=pack.timezone))
         return default
-    return region_calendar(pack.region, unknown_years=pack.unknown_years, timezone=pack.timezone)
+    unknown_years = "weekends" if default.unknown_years == "weekends" else pack.unknown_years
+    return region_calendar(pack.region, unknown_years=unknown_years, timezone=pack.timezone)
 
 
 # -- deadlines -------------------------------------------------------------------------------------
