@@ -315,9 +315,7 @@ def periodic_survey(session: Session, desk: Desk, *, now: datetime) -> SampleRep
     settings = desk.settings
     since = now - timedelta(days=settings.survey_lookback_days)
     rows = session.execute(
-        sa_select(
-            col(Case.id), col(Case.customer_id), col(Staff.username), col(Case.product_line), col(Case.closed_at)
-        )
+        sa_select(col(Case.id), col(Case.customer_id), col(Staff.username), col(Case.product_line), col(Case.closed_at))
         .join(Staff, col(Staff.id) == col(Case.handler_id), isouter=True)
         .join(SurveyInvitation, col(SurveyInvitation.case_id) == col(Case.id), isouter=True)
         .where(col(Case.closed_at) >= since, col(Case.closed_at) <= now, col(SurveyInvitation.id).is_(None))

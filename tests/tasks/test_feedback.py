@@ -13,7 +13,7 @@ from claimflow.db import session_scope
 from models.enums import CaseKind, StepStatus
 from models.errors import InvalidInput, NotFound
 from models.survey import Refusal, SurveyAnswer, SurveyLinkRefused
-from models.tables import Case, Customer, Event, Feedback, Outbox, Staff, Step, SurveyInvitation
+from models.tables import Case, Customer, Event, Feedback, Outbox, Staff, SurveyInvitation
 from tasks.feedback import answer_survey, finish_follow_up, open_follow_ups, periodic_survey, record
 from tasks.survey import invite, link_token, open_invitation
 
@@ -47,8 +47,10 @@ def answer(world, token: str, score: int, solved: bool, comment: str | None = No
     with session_scope(world.engine) as session:
         outcome = answer_survey(session, world.desk, token=token, answer=SurveyAnswer(score, solved, comment),
                                 now=world.now)  # fmt: skip
-        return outcome.kind, outcome.follow_up.name if outcome.follow_up else None, (
-            outcome.complaint_case.number if outcome.complaint_case else None
+        return (
+            outcome.kind,
+            outcome.follow_up.name if outcome.follow_up else None,
+            (outcome.complaint_case.number if outcome.complaint_case else None),
         )
 
 
@@ -88,7 +90,7 @@ def test_a_low_score_or_not_solved_opens_a_follow_up_for_a_supervisor_who_is_not
 ) -> None:
     case = settled_claim(world)
     handler = handler_of(world, case)
-    kind, step_name, complaint = answer(world, token_of(world, case), score, solved)
+    _, step_name, complaint = answer(world, token_of(world, case), score, solved)
     assert step_name == "follow_up" and complaint is None
     step = world.step(case, "follow_up")
     with Session(world.engine) as session:

@@ -64,7 +64,13 @@ def test_a_claim_from_review_to_closure_with_documents_and_payment(world) -> Non
     world.advance(case, "finish")
     assert world.case(case).status == "closed"
     assert world.view(case).move == Finished()
-    assert world.events(case)[-5:] == ["record_payment", "step_completed", "request_feedback", "survey_invited", "close"]
+    assert world.events(case)[-5:] == [
+        "record_payment",
+        "step_completed",
+        "request_feedback",
+        "survey_invited",
+        "close",
+    ]
     assert {"missing_documents", "decision", "payment_made"} <= set(world.outbox())
 
 
