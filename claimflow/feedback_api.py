@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from claimflow.api import ApiProblem, Intake, invalid, is_json, malformed, read_body, validation_errors
 from claimflow.db import session_scope
+from claimflow.secrets import survey_key
 from models.errors import InvalidInput, NotFound
 from models.messages import format_deadline, make_environment
 from models.survey import (
@@ -36,10 +37,11 @@ from models.survey import (
     SurveyLinkRefused,
     page_language,
     parse_answer,
+    read_token,
 )
-from models.tables import Feedback
+from models.tables import Case, Feedback, SurveyInvitation
 from tasks.cases import get_case
-from tasks.feedback import FeedbackOutcome, answer_survey, record
+from tasks.feedback import FeedbackOutcome, answer_survey, consequences, follow_up_step_name, record
 from tasks.survey import open_invitation
 
 logger = logging.getLogger("claimflow.api")
@@ -97,6 +99,19 @@ def _outcome_body(outcome: FeedbackOutcome, number: str) -> dict[str, Any]:
     }
 
 
+def _replayed_body(session: Session, earlier: Feedback, case: Case) -> dict[str, Any]:
+    """The first answer to a post again, from the feedback it stored (what ``record`` did with it)."""
+    complaint = session.get(Case, earlier.complaint_case_id) if earlier.complaint_case_id else None
+    followed, _ = consequences(case, earlier)
+    return {
+        "feedback_id": earlier.id,
+        "case_number": case.number,
+        "classification": earlier.classification,
+        "follow_up": follow_up_step_name(case) if followed else None,
+        "complaint_case_number": complaint.number if complaint else None,
+    }
+
+
 def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
     """Mount the survey page and the feedback webhook on the intake app."""
     settings = intake.settings
@@ -117,10 +132,23 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
                                    case_number=opened.case.number, expires=expires, values=shown,
                                    status_code=422 if problem else 200)  # fmt: skip
         except SurveyLinkRefused as refused:
-            return refusal(refused.reason.value, lang, large)
+            return refusal(refused.reason.value, lang, large, customer_language(token, refused.reason))
 
-    def refusal(reason: str, lang: str | None, large: bool) -> HTMLResponse:
-        language = page_language(lang, settings.default_language)
+    def customer_language(token: str, reason: Refusal) -> str | None:
+        """The language of the invitation behind a used or expired link (the others name no invitation)."""
+        if reason not in (Refusal.used, Refusal.expired):
+            return None
+        try:
+            claim = read_token(survey_key(settings), token)
+            with Session(intake.engine) as session:
+                invitation = session.get(SurveyInvitation, claim.invitation_id)
+        except (SurveyLinkRefused, OperationalError):
+            return None
+        return invitation.language if invitation is not None else None
+
+    def refusal(reason: str, lang: str | None, large: bool, customer: str | None = None) -> HTMLResponse:
+        """The page that refuses a link: in the language asked for, else the customer's (when known)."""
+        language = page_language(lang, customer or settings.default_language)
         code = REFUSAL_STATUS.get(Refusal(reason), 503) if reason in Refusal.__members__ else 503
         return render_page(state="error", lang=language, large=large, phone=phone, reason=reason, status_code=code)
 
@@ -134,9 +162,12 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
             logger.exception("survey page: database unavailable")
             return refusal("unavailable", lang, large == "1")
 
-    def take(token: str, answer: SurveyAnswer) -> FeedbackOutcome:
+    def take(token: str, answer: SurveyAnswer) -> tuple[FeedbackOutcome, str]:
+        """Take the answer; with the language of the invitation it answers."""
         with session_scope(intake.engine) as session:
-            return answer_survey(session, intake.desk, token=token, answer=answer, now=intake.clock())
+            outcome = answer_survey(session, intake.desk, token=token, answer=answer, now=intake.clock())
+            invitation = session.get(SurveyInvitation, outcome.feedback.invitation_id)
+            return outcome, invitation.language if invitation is not None else settings.default_language
 
     @app.post("/survey/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def survey_answer(
@@ -155,18 +186,20 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
             values = {"score": score, "solved": solved, "comment": (comment or "")[:MAX_COMMENT_CHARS]}
             return await run_in_threadpool(lambda: page_for(token, lang, big, problem=wrong, values=values))
         try:
-            outcome = await run_in_threadpool(take, token, answer)
+            outcome, customer = await run_in_threadpool(take, token, answer)
         except SurveyLinkRefused as refused:
-            return refusal(refused.reason.value, lang, big)
+            known = await run_in_threadpool(customer_language, token, refused.reason)
+            return refusal(refused.reason.value, lang, big, known)
         except IntegrityError:  # the same link answered at the same moment in another request
-            return refusal(Refusal.used.value, lang, big)
+            known = await run_in_threadpool(customer_language, token, Refusal.used)
+            return refusal(Refusal.used.value, lang, big, known)
         except OperationalError:
             logger.exception("survey answer: database unavailable")
             return refusal("unavailable", lang, big)
         if outcome.complaint_case is not None and intake.launcher is not None:
             intake.launcher.submit(outcome.complaint_case.id or 0)
         logger.info("survey answered for %s: %s", outcome.feedback.case_id, outcome.kind.value)
-        language = page_language(lang, settings.default_language)
+        language = page_language(lang, customer)
         called = outcome.follow_up is not None
         return render_page(state="thanks", lang=language, large=big, phone=phone, call_back=called)
 
@@ -179,8 +212,7 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
                     select(Feedback).where(Feedback.case_id == case.id, Feedback.source == origin[:200])
                 ).first()
                 if earlier is not None:
-                    return {"feedback_id": earlier.id, "case_number": case.number,
-                            "classification": earlier.classification}, True  # fmt: skip
+                    return _replayed_body(session, earlier, case), True
             outcome = record(session, intake.desk, case=case, channel=posted.channel, text=posted.text,
                              score=posted.score, solved=posted.solved, source=origin, actor=source,
                              now=intake.clock())  # fmt: skip

@@ -137,14 +137,25 @@ def record(
         },
         now=now,
     )
-    complains = comment is not None and classify_feedback(comment).kind == FeedbackKind.complaint
-    step = None
-    if needs_follow_up(score, solved) or (complains and case.kind == CaseKind.complaint):
-        step = follow_up(session, desk, case=case, feedback=feedback, now=now)
+    wants_follow_up, files_complaint = consequences(case, feedback)
+    step = follow_up(session, desk, case=case, feedback=feedback, now=now) if wants_follow_up else None
     complaint = None
-    if complains and case.kind != CaseKind.complaint:
+    if files_complaint:
         complaint = _file_complaint(session, desk, case=case, feedback=feedback, channel=channel, now=now)
     return FeedbackOutcome(feedback, found.kind, found.rule, step, complaint)
+
+
+def consequences(case: Case, feedback: Feedback) -> tuple[bool, bool]:
+    """What a piece of feedback starts: (a follow-up step, a complaint case).
+
+    A follow-up for a low score or "not solved", and on a complaint also for complaint words; a complaint case
+    for complaint words (not merely a low score) about a claim or an inquiry.
+    """
+    complains = feedback.comment is not None and classify_feedback(feedback.comment).kind == FeedbackKind.complaint
+    is_complaint = case.kind == CaseKind.complaint
+    return needs_follow_up(feedback.score, feedback.solved) or (
+        complains and is_complaint
+    ), complains and not is_complaint
 
 
 def _file_complaint(

@@ -7,7 +7,7 @@ server; the case database is SQLite and PostgreSQL in turn.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -16,10 +16,15 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 from sqlmodel import Session, col, select
 
+from claimflow.db import session_scope
+from flows.feedback import satisfaction_survey
 from flows.watch import reconcile, sla_watch
 from models.enums import CaseKind
-from models.tables import Escalation, Outbox
+from models.survey import SurveyAnswer
+from models.tables import Case, Escalation, Outbox, SurveyInvitation
+from tasks.feedback import answer_survey
 from tasks.runs import give_input, launch_case
+from tasks.survey import link_token
 
 
 def test_a_claim_is_driven_by_its_run_from_filing_to_closure(live, kit) -> None:
@@ -42,11 +47,19 @@ def test_a_claim_is_driven_by_its_run_from_filing_to_closure(live, kit) -> None:
     log = kit.events(world, case)
     expected = ["filed", "assigned", "start_review", "step_opened", "request_documents", "clock_paused",
                 "documents_received", "clock_resumed", "approve", "step_completed", "step_opened", "record_payment",
-                "step_completed", "request_feedback", "close"]  # fmt: skip
+                "step_completed", "request_feedback", "survey_invited", "close"]  # fmt: skip
     assert [e for e in log if e in expected] == expected
+    stored = world.case(case)
     with Session(world.engine) as session:
         templates = sorted(o.template for o in session.exec(select(Outbox)))
+        token = link_token(session, world.desk.settings, case=stored)
     assert templates.count("missing_documents") == 1  # one complete list, sent once
+    assert templates.count("survey_invitation") == 1
+    # the customer answers the survey the run sent: recorded on the closed case, after its closing
+    with session_scope(world.engine) as session:
+        answer_survey(session, world.desk, token=token, answer=SurveyAnswer(5, True, "quick, thanks"),
+                      now=datetime.now(UTC))  # fmt: skip
+    assert kit.events(world, case)[-2:] == ["close", "feedback_received"]
 
 
 def test_a_refused_code_is_recorded_and_the_run_asks_again(live, kit) -> None:
@@ -131,3 +144,22 @@ def test_a_breach_is_escalated_extended_and_the_next_level_reached_when_nobody_d
             for e in session.exec(select(Escalation).order_by(col(Escalation.id)))
         ]
     assert levels[1:] == [(second.id, 1, "supervisor", "superseded"), (second.id, 2, "manager", None)]
+
+
+def test_the_satisfaction_survey_flow_invites_a_sample_of_closed_cases(live, kit) -> None:
+    world = live
+    closed = [world.file(CaseKind.inquiry, product_line="health") for _ in range(3)]
+    with session_scope(world.engine) as session:
+        for case in closed:
+            stored = session.get(Case, case.id)
+            stored.status, stored.closed_at = "closed", datetime.now(UTC) - timedelta(days=1)
+            session.add(stored)
+    result = asyncio.run(satisfaction_survey())
+    assert result["closed"] == 3 and 1 <= result["invited"] <= 3  # 20% per handler and product line, at least one
+    with Session(world.engine) as session:
+        invited = session.exec(select(SurveyInvitation)).all()
+    assert len(invited) == result["invited"] and {i.reason for i in invited} == {"periodic"}
+    again = asyncio.run(satisfaction_survey())  # the rest of the population; no case is invited twice
+    assert again["closed"] == 3 - result["invited"]
+    with Session(world.engine) as session:
+        assert len(session.exec(select(SurveyInvitation)).all()) == result["invited"] + again["invited"] <= 3

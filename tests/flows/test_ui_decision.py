@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import re
-import shutil
 import socket
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,28 +36,13 @@ from claimflow.settings import Settings
 from flows.watch import sla_watch
 from models.tables import Escalation
 from tasks.runs import launch_case
+from tests.browser import chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("CLAIMFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
-REQUIRE_BROWSER = os.environ.get("CLAIMFLOW_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SERVER_START_SECONDS = 120  # about 20 s on a first start (database set-up), under 10 s after
 UI_SECONDS = 30  # any one thing the page is expected to show
 APPLIED_SECONDS = 90  # from "Resume" pressed to the decision applied by the desk runner
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_BROWSER:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -120,22 +103,8 @@ def _restart_log_and_event_workers() -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless chromium under Playwright (Playwright's own browser download is not used)."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    expect.set_options(timeout=UI_SECONDS * 1000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            expect.set_options(timeout=5_000)  # Playwright's default, for any other browser test
+    with chromium(expect_seconds=UI_SECONDS) as launched:
+        yield launched
 
 
 @pytest.fixture
