@@ -27,9 +27,20 @@ from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from claimflow.db import session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel
-from models.tables import Attachment, Case, Customer, DocumentRequirement, Event, MailMessage, Outbox, Staff
+from models.tables import (
+    Attachment,
+    Case,
+    Customer,
+    DocumentRequirement,
+    Event,
+    Feedback,
+    MailMessage,
+    Outbox,
+    Staff,
+)
 from tasks import mail as mail_tasks
 from tasks.mail import (
     APPENDED,
@@ -199,6 +210,25 @@ def test_a_reply_naming_the_case_number_is_added_to_that_case(world) -> None:
     last = events(world, first.case_id)[-1]
     assert (last.type, last.actor, last.data["from_customer"]) == ("mail_received", "mail-intake", True)
     assert [a.filename for a in attachments(world, first.case_id)] == ["message.eml", "message.eml"]
+
+
+def test_a_customers_reply_about_a_closed_case_is_feedback_and_a_complaint_in_it_becomes_a_case(world) -> None:
+    first = take(world, message("Question about my policy", "Is physiotherapy covered?"))
+    with session_scope(world.engine) as session:
+        case = session.get(Case, first.case_id)
+        case.status, case.closed_at = "closed", world.now
+        session.add(case)
+    quoted = "\n\nOn Mon, 2 Mar 2026, Desk <service@insurer.example> wrote:\n> Thank you, it is covered."
+    take(world, message(f"Re: {first.case_number}", "Thanks, very helpful answer!" + quoted))
+    take(world, message(f"Re: {first.case_number}", "I want to complain: nobody called me back." + quoted))
+    take(world, message(f"Re: {first.case_number}", "I complain too", sender="Mallory <m@example.com>"))
+    with Session(world.engine) as session:
+        rows = session.exec(select(Feedback).order_by(col(Feedback.id))).all()
+        complaints = session.exec(select(Case).where(Case.kind == "complaint")).all()
+    assert [(f.channel, f.classification) for f in rows] == [("email", "praise"), ("email", "complaint")]
+    assert rows[0].comment == "Thanks, very helpful answer!"  # the quoted mail is not part of the feedback
+    assert len(complaints) == 1 and complaints[0].related_case_id == first.case_id
+    assert rows[1].complaint_case_id == complaints[0].id  # someone else's mail is kept but is not their feedback
 
 
 def test_a_reply_found_by_its_references_to_an_earlier_mail_of_the_case(world) -> None:
