@@ -13,7 +13,7 @@ from claimflow.db import session_scope
 from models.enums import CaseKind, StepStatus
 from models.errors import InvalidInput, NotFound
 from models.survey import Refusal, SurveyAnswer, SurveyLinkRefused
-from models.tables import Case, Customer, Event, Feedback, Outbox, Staff, SurveyInvitation
+from models.tables import Case, Customer, Escalation, Event, Feedback, Outbox, Staff, SurveyInvitation
 from tasks.feedback import answer_survey, finish_follow_up, open_follow_ups, periodic_survey, record
 from tasks.survey import invite, link_token, open_invitation
 
@@ -289,3 +289,18 @@ def test_a_customer_invited_recently_is_left_alone_by_the_periodic_survey(world)
     with Session(world.engine) as session:
         assert len(session.exec(select(SurveyInvitation)).all()) == 1
         assert session.exec(select(Event).where(Event.type == "survey_invited")).all()
+
+
+def test_a_follow_up_nobody_does_is_reminded_and_escalated_like_any_step(world) -> None:
+    from tasks.escalations import watch_pass
+
+    case = settled_claim(world)
+    answer(world, token_of(world, case), 1, False)
+    step = world.step(case, "follow_up")
+    with session_scope(world.engine) as session:
+        report = watch_pass(session, now=step.due_at + timedelta(minutes=1))
+    assert report.escalations  # breached: the supervisors' ladder takes it (the case itself stays closed)
+    with Session(world.engine) as session:
+        escalation = session.exec(select(Escalation).where(Escalation.step_id == step.id)).one()
+    assert escalation.level == 1 and escalation.role == "supervisor"
+    assert world.case(case).status == "closed"
