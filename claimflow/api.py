@@ -50,7 +50,6 @@ from claimflow.db import get_engine, session_scope
 from claimflow.settings import Settings, get_settings
 from models.enums import CaseKind, Channel
 from models.errors import InvalidInput, NotFound
-from models.routing import NoEligibleHandler
 from models.signing import SignatureRejected, verify
 from models.tables import CaseCreate, CustomerCreate
 from tasks.intake import (
@@ -617,15 +616,6 @@ def create_app(
             raise invalid([{"field": "related_case_number", "message": str(exc)}]) from None
         except InvalidInput as exc:
             raise invalid([{"field": "body", "message": str(exc)}]) from None
-        except NoEligibleHandler as exc:  # every handler at capacity: nothing was accepted, the sender retries
-            logger.warning("webhook %s: case refused, %s", source, exc)
-            raise ApiProblem(
-                503,
-                "no-capacity",
-                "No handler available",
-                f"{exc}; retry later with the same Idempotency-Key",
-                headers={"Retry-After": "60"},
-            ) from None
         except OperationalError:
             logger.exception("webhook %s: database unavailable", source)
             raise ApiProblem(

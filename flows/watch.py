@@ -1,9 +1,10 @@
 """``sla-watch`` (every minute) and ``reconcile`` (every minute): what is due, and what has no run.
 
 ``sla-watch`` records reminders and escalations in one transaction, then starts an escalation run for each
-escalation raised. ``reconcile`` starts the runs that are missing (Prefect was down when a case was filed,
-an escalation run could not be created) or dead (crashed, cancelled, or finished while the case is open):
-a new run reads the case from the database and carries on where it is.
+escalation raised. ``reconcile`` assigns the cases that no handler had room for when they were filed, and
+starts the runs that are missing (Prefect was down when a case was filed, an escalation run could not be
+created) or dead (crashed, cancelled, or finished while the case is open): a new run reads the case from the
+database and carries on where it is.
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ from tasks.runs import (
     start_escalation_run,
     unstarted,
 )
+from tasks.workflow import route_deferred
 
 
 @task(name="watch-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 async def watch_once(at: datetime) -> WatchReport:
     return await transaction(watch_pass, now=at)
+
+
+@task(name="assign-deferred", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+async def assign_deferred(at: datetime) -> list[str]:
+    return await transaction(route_deferred, now=at)
 
 
 @task(name="start-case-run", task_run_name="{case.number}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -67,8 +74,12 @@ async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
 
 @flow(name="reconcile", persist_result=False)
 async def reconcile() -> dict[str, int]:
-    """Start every run that should exist and does not (missing, or dead while its case is open)."""
+    """Assign cases nobody could take when filed, and start every run that should exist and does not (missing,
+    or dead while its case is open)."""
     logger = get_run_logger()
+    assigned = await assign_deferred(clock())
+    if assigned:
+        logger.info("assigned %d case(s) that waited for a handler with room", len(assigned))
     missing = await transaction(unstarted)
     started = 0
     for case in missing.cases:
@@ -86,4 +97,4 @@ async def reconcile() -> dict[str, int]:
             logger.warning("%s: its run %s is %s; starting a new one", case.number, case.flow_run_id, state)
             await start_case(case)
             restarted += 1
-    return {"started": started, "restarted": restarted}
+    return {"assigned": len(assigned), "started": started, "restarted": restarted}

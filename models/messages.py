@@ -205,6 +205,18 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "staff_unassigned",
+        "staff",
+        ("case_number", "kind", "priority", "reason"),
+        "A case was filed but nobody could take it (everyone at capacity or excluded): a supervisor assigns it.",
+        {
+            "case_number": "CLM-2026-000123",
+            "kind": "claim",
+            "priority": "high",
+            "reason": "no active handler with free capacity for this claim",
+        },
+    ),
+    MessageSpec(
         "staff_reminder",
         "staff",
         ("case_number", "step", "percent", "handler_name", "due_at", "case_url"),

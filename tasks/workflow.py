@@ -27,6 +27,7 @@ from models.otp import CodeRefused, verify_code
 from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
 from models.routing import (
     Candidate,
+    NoEligibleHandler,
     RoutingRequest,
     care_plan,
     choose_handler,
@@ -63,6 +64,8 @@ STEP_SLA: dict[tuple[str, str], tuple[str, bool]] = {
     ("inquiry", "follow_up"): ("follow_up", False),
     ("complaint", "complaint_review"): ("complaint_review", False),
 }
+# Steps a supervisor takes, never the case's handler.
+SUPERVISOR_STEPS = ("follow_up", "complaint_review", "second_approval")
 # Steps whose clock starts when the step opens, not when the case was filed.
 CLOCK_FROM_STEP = frozenset({"payment", "follow_up", "complaint_review"})
 FIRST_STEP = {"claim": "review", "complaint": "resolution", "inquiry": "answer"}
@@ -316,10 +319,12 @@ def candidates(session: Session) -> list[Candidate]:
     ]
 
 
-def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
+def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -> Staff | None:
     """Assign the case to a handler (once); a complaint never to the handler or department it is about.
 
-    With no staff imported yet the case stays unassigned and says so in its log.
+    When nobody may take it (no staff imported, every handler at capacity or excluded) the case is still
+    filed, unassigned: its log says why and the supervisors are told, and ``route_deferred`` tries again
+    (``retry``: a later attempt, which records nothing when it fails again).
     """
     if case.handler_id is not None:
         return session.get(Staff, case.handler_id)
@@ -334,11 +339,6 @@ def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
                 about_handler=about.handler_id, about_department=department.code if department else None
             )
     pool = candidates(session)
-    if not pool:
-        append_event(
-            session, case=case, actor="system", type="routing_deferred", data={"reason": "no staff imported"}, now=now
-        )
-        return None
     request = RoutingRequest(
         kind=CaseKind(case.kind),
         product_line=case.product_line,
@@ -346,7 +346,14 @@ def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
         excluded_staff=excluded_staff,
         excluded_departments=excluded_departments,
     )
-    assignment = choose_handler(request, pool)
+    try:
+        if not pool:
+            raise NoEligibleHandler("no staff imported")
+        assignment = choose_handler(request, pool)
+    except NoEligibleHandler as exc:
+        if not retry:
+            _defer(session, case=case, reason=str(exc), now=now)
+        return None
     handler = session.get(Staff, assignment.staff_id)
     assert handler is not None
     case.handler_id = handler.id
@@ -361,6 +368,54 @@ def route(session: Session, *, case: Case, now: datetime) -> Staff | None:
         now=now,
     )
     return handler
+
+
+def _defer(session: Session, *, case: Case, reason: str, now: datetime) -> None:
+    append_event(session, case=case, actor="system", type="routing_deferred", data={"reason": reason}, now=now)
+    enqueue(
+        session,
+        template="staff_unassigned",
+        recipient="role:supervisor",
+        context={"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason},
+        idempotency_key=f"unassigned:{case.number}",
+        now=now,
+        case=case,
+    )
+
+
+def route_deferred(session: Session, *, now: datetime, limit: int = 100) -> list[str]:
+    """Try again to assign open cases that nobody could take when they were filed (the oldest first).
+
+    A case that finds a handler gets its open unassigned steps (not the supervisors' follow-ups) and the
+    handler is told. Returns the numbers of the cases assigned.
+    """
+    waiting = session.exec(
+        select(Case)
+        .where(col(Case.handler_id).is_(None), col(Case.closed_at).is_(None))
+        .order_by(col(Case.opened_at))
+        .limit(limit)
+    ).all()
+    assigned = []
+    for case in waiting:
+        handler = route(session, case=case, now=now, retry=True)
+        if handler is None:
+            continue
+        steps = session.exec(
+            select(Step).where(
+                Step.case_id == case.id,
+                col(Step.assignee_id).is_(None),
+                col(Step.status).in_(OPEN),
+                col(Step.name).not_in(SUPERVISOR_STEPS),
+            )
+        ).all()
+        for step in steps:
+            step.assignee_id = handler.id
+            session.add(step)
+            append_event(session, case=case, actor="system", type="step_assigned",
+                         data={"step": step.name, "assignee": handler.username}, now=now)  # fmt: skip
+            _tell_handler(session, case=case, step=step, now=now)
+        assigned.append(case.number)
+    return assigned
 
 
 # --- intake and automatic moves ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from claimflow.db import session_scope
 from models.enums import CaseKind, Channel, StepStatus
 from models.otp import code_at
 from models.plan import Ask, Auto, Finished, InputKind
-from models.tables import Approval, CustomerCreate, DocumentRequirement, Staff
-from tasks.workflow import decide
+from models.tables import Approval, CustomerCreate, DocumentRequirement, Outbox, Staff
+from tasks.workflow import decide, route_deferred
 
 
 def test_intake_routes_opens_the_review_with_its_deadline_and_acknowledges(world) -> None:
@@ -182,3 +182,32 @@ def test_other_customers_get_no_home_visit(world) -> None:
     case = world.file(product_line="motor")
     assert world.step(case, "home_visit") is None
     assert "care_plan" not in world.events(case)
+
+
+def test_a_case_nobody_has_room_for_is_filed_unassigned_and_assigned_when_room_frees(world) -> None:
+    with session_scope(world.engine) as session:
+        for member in session.exec(select(Staff).where(Staff.role == "handler")):
+            member.capacity = 0
+            session.add(member)
+    case = world.file(product_line="motor")  # accepted all the same: never refused for lack of staff
+    stored = world.case(case)
+    assert stored.handler_id is None and stored.status == "under_review"
+    review = world.step(case, "review")
+    assert review.assignee_id is None and review.due_at is not None  # the clock runs from filing
+    assert "routing_deferred" in world.events(case)
+    with Session(world.engine) as session:
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_unassigned")).one()
+    assert told.recipient == "role:supervisor" and "capacity" in told.context["reason"]
+    with session_scope(world.engine) as session:
+        assert route_deferred(session, now=world.now) == []  # still no room: nothing new is recorded
+    assert world.events(case).count("routing_deferred") == 1
+
+    with session_scope(world.engine) as session:
+        member = session.exec(select(Staff).where(Staff.username == "wang.fang")).one()
+        member.capacity = 5
+        session.add(member)
+    with session_scope(world.engine) as session:
+        assert route_deferred(session, now=world.now) == [case.number]
+    assert world.step(case, "review").assignee_id == world.case(case).handler_id is not None
+    assert world.events(case)[-2:] == ["assigned", "step_assigned"]
+    assert world.outbox().count("staff_new_assignment") == 1
