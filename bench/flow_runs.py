@@ -672,7 +672,7 @@ def variant_parts(text: str) -> set[str]:
 def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") -> None:
 
     async def main() -> None:
-        from flows.deployments import register
+        from flows.deployments import UNSCHEDULED, register
         from flows.runner import DeskRunner
 
         if "plain-read" in variant_parts(variant):
@@ -680,14 +680,7 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
 
             flows.case.read_case = flows.case.read_case.fn  # type: ignore[assignment]  # drive_case looks it up
 
-        flows = await register(
-            watch_interval=0,
-            reconcile_interval=0,
-            delivery_interval=0,
-            mail_interval=0,
-            reports=False,
-            survey_interval=0,
-        )
+        flows = await register(**UNSCHEDULED)
         runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
         # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)
         await runner.run_until_signalled(started=lambda: ready.write_text(str(os.getpid())))

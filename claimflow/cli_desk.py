@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +16,7 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 from claimflow.cli_deadlines import sla_app
-from claimflow.console import out
+from claimflow.console import out, parse_now
 from claimflow.settings import get_settings
 from models.errors import ClaimflowError, InvalidInput, describe_validation_error
 from models.tables import Case, Escalation, Event, Staff, Step
@@ -338,14 +337,7 @@ def sla_tick(
     from claimflow.db import session_scope
     from tasks.escalations import watch_pass
 
-    at = _shell()._now()
-    if now is not None:
-        try:
-            at = datetime.fromisoformat(now)
-        except ValueError:
-            raise InvalidInput(f"--now: {now!r} is not an ISO 8601 date-time") from None
-        if at.tzinfo is None:
-            raise InvalidInput(f"--now: {now!r} has no offset (e.g. 2026-12-01T10:00:00+08:00)")
+    at = _shell()._now() if now is None else parse_now(now)
     engine = _shell()._engine()
     if dry_run:
         with Session(engine) as session:

@@ -7,14 +7,13 @@ and operations can show a case's survey link or run one pass of the periodic sat
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlmodel import col, select
 
-from claimflow.console import out
+from claimflow.console import out, parse_now
 from claimflow.settings import get_settings
 from models.errors import InvalidInput, NotFound
 from models.tables import Case, Feedback, Staff
@@ -173,7 +172,7 @@ def sample(
     """Run one pass of the periodic satisfaction survey now: sample recently closed cases and invite them."""
     from tasks.feedback import periodic_survey
 
-    at = _shell()._now() if now is None else _parse_now(now)
+    at = _shell()._now() if now is None else parse_now(now)
     settings = get_settings()
     with _shell()._session() as session:
         report = periodic_survey(session, _desk(), now=at)
@@ -182,13 +181,3 @@ def sample(
               f"quiet period {settings.survey_quiet_days} days)")  # fmt: skip
     for number in report.invited:
         out.print(f"  {number}")
-
-
-def _parse_now(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"--now {value!r}: an ISO time such as 2026-12-01T10:00:00+08:00") from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"--now {value!r}: give the time zone, e.g. +08:00")
-    return parsed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -34,3 +35,20 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
             raise InvalidInput(f"--set: {item!r} is not KEY=VALUE")
         data[key.strip()] = [v.strip() for v in value.split(";")] if key.strip() == "documents" else value
     return data
+
+
+def parse_now(value: str, option: str = "--now") -> datetime:
+    """An ``--now`` option: an ISO 8601 date-time with its offset (``2026-12-01T10:00:00+08:00``).
+
+    Raises:
+        InvalidInput: not ISO 8601, or no offset (a time without a zone is ambiguous across offices).
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{option}: {value!r} is not an ISO 8601 date-time (e.g. 2026-12-01T10:00:00+08:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{option}: {value!r} has no offset (e.g. 2026-12-01T10:00:00+08:00)")
+    return parsed

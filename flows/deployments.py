@@ -104,6 +104,17 @@ def desk_deployments(
     ]
 
 
+UNSCHEDULED: dict[str, Any] = {
+    "watch_interval": 0,
+    "reconcile_interval": 0,
+    "delivery_interval": 0,
+    "mail_interval": 0,
+    "reports": False,
+    "survey_interval": 0,
+}
+"""Every deployment without a schedule: tests and benchmarks run the periodic passes themselves."""
+
+
 async def register(**kwargs: Any) -> dict[UUID, Flow[Any, Any]]:
     """Create or update every deployment on the server; returns deployment id -> flow for the desk runner."""
     flows: dict[UUID, Flow[Any, Any]] = {}

@@ -74,8 +74,8 @@ def test_a_dissatisfied_call_opens_a_follow_up_that_a_supervisor_closes(world, c
         (["feedback", "note", "{case}", "--text", "hi", "--by", "li.wei", "--solved", "maybe"], 2, "yes or no"),
         (["feedback", "note", "{case}", "--text", "hi", "--by", "li.wei", "--channel", "email"], 2, "phone, counter"),
         (["feedback", "done", "{case}", "--by", "zhao.min", "--note", "x"], 3, "no open follow-up"),
-        (["survey", "sample", "--now", "yesterday"], 2, "an ISO time"),
-        (["survey", "sample", "--now", "2026-03-02T10:00:00"], 2, "time zone"),
+        (["survey", "sample", "--now", "yesterday"], 2, "not an ISO 8601"),
+        (["survey", "sample", "--now", "2026-03-02T10:00:00"], 2, "no offset"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_changes_nothing(world, cli, argv: list[str], code: int, message: str) -> None:

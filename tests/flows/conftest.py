@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.db import get_engine
 from claimflow.settings import get_settings
-from flows.deployments import register
+from flows.deployments import UNSCHEDULED, register
 from flows.runner import DeskRunner
 from models.tables import Event, Staff
 from tasks.runs import give_input, waiting_run
@@ -60,14 +60,7 @@ class RunnerThread:
             self.loop = asyncio.get_running_loop()
             self.stop = anyio.Event()
             try:
-                flows = await register(
-                    watch_interval=0,
-                    reconcile_interval=0,
-                    delivery_interval=0,
-                    mail_interval=0,
-                    reports=False,
-                    survey_interval=0,
-                )
+                flows = await register(**UNSCHEDULED)
             except BaseException as exc:
                 self.error = exc
                 self.ready.set()
