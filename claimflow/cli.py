@@ -449,6 +449,22 @@ def case_list(
     out.print(f"{len(cases)} case(s)")
 
 
+@case_app.command("visit")
+def case_visit(
+    number: Annotated[str, typer.Argument(help="Case number.")],
+    by: Annotated[str, typer.Option("--by", help="Your username (who visited).")],
+    outcome: Annotated[str, typer.Option("--outcome", help="visited, declined or unreachable.")],
+    note: Annotated[str, typer.Option("--note", help="What was done or agreed.")],
+) -> None:
+    """Record the home visit offered to an elderly or vulnerable customer, and close its step."""
+    from tasks.workflow import record_home_visit
+
+    with _session() as session:
+        record_home_visit(session, number=number.strip().upper(), username=by, outcome=outcome, note=note,
+                          now=_now())  # fmt: skip
+    out.print(f"{number.strip().upper()}: home visit recorded ({outcome}) by {by}")
+
+
 @case_app.command("move")
 def case_move(
     number: Annotated[str, typer.Argument(help="Case number.")],

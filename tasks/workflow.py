@@ -520,6 +520,34 @@ def _care_for(session: Session, desk: Desk, *, case: Case, now: datetime) -> Non
     )  # fmt: skip
 
 
+VISIT_OUTCOMES = {"visited": "visited", "declined": "declined by the customer", "unreachable": "customer unreachable"}
+
+
+def record_home_visit(session: Session, *, number: str, username: str, outcome: str, note: str, now: datetime) -> Step:
+    """Close the home-visit step offered to an elderly or vulnerable customer, with what came of it.
+
+    Raises:
+        NotFound: no such case, no active staff member of that name, or no home visit open on the case.
+        InvalidInput: an unknown outcome or an empty note.
+    """
+    if outcome not in VISIT_OUTCOMES:
+        raise InvalidInput(f"outcome {outcome!r}: one of {', '.join(VISIT_OUTCOMES)}")
+    if not note.strip():
+        raise InvalidInput("--note: say what was done or agreed")
+    case = session.exec(select(Case).where(Case.number == number)).first()
+    if case is None:
+        raise NotFound(f"no case numbered {number!r}")
+    member = session.exec(select(Staff).where(Staff.username == username)).first()
+    if member is None or not member.active:
+        raise NotFound(f"no active staff member {username!r}")
+    step = current_step(session, case_id=case.id or 0, name="home_visit")
+    if step is None:
+        raise NotFound(f"{number} has no home visit open (offered to elderly or vulnerable customers' claims)")
+    close_step(session, case=case, step=step, now=now, outcome=f"{VISIT_OUTCOMES[outcome]}: {note.strip()[:300]}",
+               actor=username)  # fmt: skip
+    return step
+
+
 def finish(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
     """Close a case whose outcome is settled (paid, rejected, resolved, answered, referred, withdrawn); a paid,
     rejected or resolved case first goes through ``feedback``, which sends the customer the survey link."""

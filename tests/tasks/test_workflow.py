@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlmodel import Session, select
 
 from claimflow.db import session_scope
@@ -211,3 +212,25 @@ def test_a_case_nobody_has_room_for_is_filed_unassigned_and_assigned_when_room_f
     assert world.step(case, "review").assignee_id == world.case(case).handler_id is not None
     assert world.events(case)[-2:] == ["assigned", "step_assigned"]
     assert world.outbox().count("staff_new_assignment") == 1
+
+
+def test_the_home_visit_is_recorded_by_whoever_went_and_closes_its_step(world) -> None:
+    from models.errors import InvalidInput, NotFound
+    from tasks.workflow import record_home_visit
+
+    case = world.file(product_line="motor", customer=CustomerCreate(name="王奶奶", phone="13800000000", elderly=True))
+    for fields, error, message in [
+        ({"outcome": "maybe", "note": "x"}, InvalidInput, "one of visited"),
+        ({"outcome": "visited", "note": " "}, InvalidInput, "what was done"),
+        ({"outcome": "visited", "note": "x", "username": "nobody"}, NotFound, "no active staff member"),
+    ]:
+        with session_scope(world.engine) as session, pytest.raises(error, match=message):
+            record_home_visit(session, **{"number": case.number, "username": "li.wei", "now": world.now, **fields})
+    with session_scope(world.engine) as session:
+        record_home_visit(session, number=case.number, username="li.wei", outcome="visited",
+                          note="collected the invoice at home", now=world.now)  # fmt: skip
+    step = world.step(case, "home_visit")
+    assert step.status == StepStatus.done and step.outcome.startswith("visited: collected")
+    with session_scope(world.engine) as session, pytest.raises(NotFound, match="no home visit open"):
+        record_home_visit(session, number=case.number, username="li.wei", outcome="visited", note="again",
+                          now=world.now)  # fmt: skip
