@@ -3,6 +3,7 @@
     python bench/sla_watch.py                      # 1,000 due steps among 100,000 and then 1,000,000 open
     python bench/sla_watch.py --due 1000 --small 100000 --large 1000000 --repeat 7
     python bench/sla_watch.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python bench/sla_watch.py --due 1000 --small 5000 --large 20000 --profile 30   # quick, with a profile
 
 The script creates its own throwaway PostgreSQL database beside the one the URL names
 (``claimflow_bench_<random>``), migrates it with the real migrations and drops it at the end. It loads, with
@@ -25,7 +26,8 @@ At each size it measures, ``--repeat`` times after one warm-up, and prints media
   (the rows the pass wrote are deleted with triggers off for that one transaction, the steps and escalations
   put back, the touched tables vacuumed), so every run does the same work;
 * a noise probe (``SELECT 1`` round trips and a fixed piece of Python), since the machine may be shared:
-  the ratios 1M/100k are only meaningful if the probe did not move between the two sizes.
+  the ratios 1M/100k are only meaningful if the probe did not move between the two sizes;
+* with ``--profile N``: one more pass under cProfile, its ``N`` costliest entries (cumulative time).
 
 Target (the issue): a full pass on 1,000 due steps in <= 200 ms at 1,000,000 open steps, and a ratio
 large/small close to 1.
@@ -379,6 +381,24 @@ def check_a_pass(engine: Engine, state: DueState, due: int) -> str:
     return f"one pass wrote {counts[0]} events, {counts[1]} messages, {counts[2]} escalations; chains verify"
 
 
+def profile_pass(engine: Engine, state: DueState, due: int, top: int) -> str:
+    """One pass (and its commit) under cProfile: its ``top`` costliest entries by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    with Session(engine, expire_on_commit=False) as session:
+        profiler.enable()
+        watch_pass(session, now=NOW, limit=due)
+        session.commit()
+        profiler.disable()
+    state.restore()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(top)
+    return out.getvalue().strip()
+
+
 def measure(engine: Engine, state: DueState, *, due: int, repeat: int, show_plan: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"probe": probe(engine, repeat)}
     plan = query_plan(engine, due)
@@ -409,6 +429,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--plan", action="store_true", help="print the whole query plan at each size")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="at each size, profile one more pass and print its N costliest entries")  # fmt: skip
     args = parser.parse_args()
     if not 0 < args.due < args.small < args.large:
         parser.error("need 0 < due < small < large")
@@ -436,6 +458,8 @@ def main() -> None:
                 print(f"    due_steps (query)          {summary('query', results[size]['query'])}")
                 print(f"    watch_pass + commit        {summary('pass', results[size]['pass'])}")
                 print(f"    ({results[size]['work']})")
+                if args.profile:
+                    print("    " + profile_pass(engine, state, args.due, args.profile).replace("\n", "\n    "))
         finally:
             engine.dispose()
 

@@ -4,7 +4,7 @@ Each event's hash is ``sha256(prev_hash + "\\n" + canonical(content))`` where th
 the sequence, the time (UTC, microseconds), the actor, the type and the data, serialised as JSON with sorted
 keys and no insignificant white space. The first event of a case chains from ``GENESIS_HASH`` (64 zeros).
 Changing, removing or reordering any event breaks every hash after it, and ``verify_chain`` names the first
-broken link.
+broken link. ``next_link`` places a new event on a chain: one at a time or many in a row, the chain is the same.
 """
 
 from __future__ import annotations
@@ -49,15 +49,13 @@ def canonical_content(
     *, case_number: str, sequence: int, at: datetime, actor: str, type: str, data: Mapping[str, Any]
 ) -> str:
     """The exact text that is hashed for one event."""
+    return _canonical(case_number, sequence, at, actor, type, normalise_data(data))
+
+
+def _canonical(case_number: str, sequence: int, at: datetime, actor: str, type: str, stored: dict[str, Any]) -> str:
+    """``canonical_content`` of data already normalised (normalising twice changes nothing; it only costs)."""
     return json.dumps(
-        {
-            "case": case_number,
-            "seq": sequence,
-            "at": canonical_time(at),
-            "actor": actor,
-            "type": type,
-            "data": normalise_data(data),
-        },
+        {"case": case_number, "seq": sequence, "at": canonical_time(at), "actor": actor, "type": type, "data": stored},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -67,6 +65,56 @@ def canonical_content(
 def chain_hash(prev_hash: str, content: str) -> str:
     """SHA-256 (hex) of the previous hash and this event's canonical content."""
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainTip:
+    """The last event of a case's chain: what the next event links to. A case without events has ``GENESIS``."""
+
+    sequence: int
+    hash: str
+
+
+GENESIS = ChainTip(0, GENESIS_HASH)
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """A new event placed on its case's chain: its sequence, its data as stored, and its hashes."""
+
+    sequence: int
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def tip(self) -> ChainTip:
+        """The chain's tip once this event is appended."""
+        return ChainTip(self.sequence, self.hash)
+
+
+def next_link(
+    case_number: str, tip: ChainTip, *, at: datetime, actor: str, type: str, data: Mapping[str, Any]
+) -> NewLink:
+    """The event that follows ``tip`` on a case's chain.
+
+    Args:
+        case_number: the case (part of the hashed content).
+        tip: the case's last event so far (``GENESIS`` for its first event; for the second of two events
+            appended together, the first one's ``NewLink.tip``).
+        at: the event's time (aware).
+        actor: who did it.
+        type: what happened.
+        data: the event's values; stored as JSON types (decimals and dates as text).
+
+    Returns:
+        The next sequence number, the data as it will read back from the database, ``prev_hash`` (the tip's
+        hash) and the event's own hash.
+    """
+    sequence = tip.sequence + 1
+    stored = normalise_data(data)
+    content = _canonical(case_number, sequence, at, actor, type, stored)
+    return NewLink(sequence, stored, tip.hash, chain_hash(tip.hash, content))
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,20 @@ event (and, later, its outbox message) commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import JSON, Integer, Table, Text, bindparam, cast, column, func, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col, select
 
-from models.audit import GENESIS_HASH, canonical_content, chain_hash, normalise_data
+from models.audit import GENESIS, ChainTip, NewLink, next_link
 from models.enums import CaseKind
 from models.errors import InvalidInput, NotFound
 from models.lifecycle import lifecycle_for
@@ -119,26 +123,70 @@ def append_event(
     cannot be taken twice; the unique (case, sequence) constraint is the last guard.
     """
     assert case.id is not None, "the case must be flushed before events are appended"
-    last = session.exec(
-        select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence).desc()).limit(1)
-    ).first()
-    sequence = 1 if last is None else last.sequence + 1
-    prev_hash = GENESIS_HASH if last is None else last.hash
-    stored = normalise_data(data)
-    content = canonical_content(case_number=case.number, sequence=sequence, at=now, actor=actor, type=type, data=stored)
-    event = Event(
-        case_id=case.id,
-        sequence=sequence,
-        at=now,
-        actor=actor,
-        type=type,
-        data=stored,
-        prev_hash=prev_hash,
-        hash=chain_hash(prev_hash, content),
-    )
+    tip = chain_tips(session, [case.id]).get(case.id, GENESIS)
+    link = next_link(case.number, tip, at=now, actor=actor, type=type, data=data)
+    event = Event(**_event_row(case.id, link, actor=actor, type=type, now=now))
     session.add(event)
     session.flush()
     return event
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event for ``append_events``: what ``append_event`` takes besides the session and the time."""
+
+    case: Case
+    actor: str
+    type: str
+    data: Mapping[str, Any]
+
+
+def append_events(session: Session, events: Sequence[NewEvent], *, now: datetime) -> list[NewLink]:
+    """Append many events, to one case or many, in one query for the chains' tips and one bulk insert.
+
+    The events of each case follow each other in the order given, after the case's last event, exactly as
+    ``append_event`` called once per event in that order would chain them. The same rules hold: the caller
+    holds the cases' rows, and the unique (case, sequence) constraint is the last guard.
+
+    Returns:
+        Each event's place on its chain (sequence, stored data, hashes), in the order given.
+    """
+    assert all(e.case.id is not None for e in events), "the cases must be flushed before events are appended"
+    tips = chain_tips(session, {e.case.id for e in events if e.case.id is not None})
+    links: list[NewLink] = []
+    rows: list[dict[str, Any]] = []
+    for new in events:
+        case_id = new.case.id or 0
+        link = next_link(new.case.number, tips.get(case_id, GENESIS), at=now, actor=new.actor, type=new.type,
+                         data=new.data)  # fmt: skip
+        tips[case_id] = link.tip
+        links.append(link)
+        rows.append(_event_row(case_id, link, actor=new.actor, type=new.type, now=now))
+    insert_rows(session, Event.__table__, rows)  # type: ignore[attr-defined]
+    return links
+
+
+def chain_tips(session: Session, case_ids: Collection[int]) -> dict[int, ChainTip]:
+    """The last event of each of these cases that has one (one query, on the (case, sequence) index)."""
+    if not case_ids:
+        return {}
+    last = (
+        select(Event.case_id, func.max(Event.sequence).label("sequence"))
+        .where(col(Event.case_id).in_(case_ids))
+        .group_by(col(Event.case_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(Event.case_id, Event.sequence, Event.hash).join(
+            last, (col(Event.case_id) == last.c.case_id) & (col(Event.sequence) == last.c.sequence)
+        )
+    )
+    return {case_id: ChainTip(sequence, digest) for case_id, sequence, digest in rows}
+
+
+def _event_row(case_id: int, link: NewLink, *, actor: str, type: str, now: datetime) -> dict[str, Any]:
+    return {"case_id": case_id, "sequence": link.sequence, "at": now, "actor": actor, "type": type,
+            "data": link.data, "prev_hash": link.prev_hash, "hash": link.hash}  # fmt: skip
 
 
 def apply_transition(
@@ -171,6 +219,110 @@ def apply_transition(
     session.add(case)
     event = append_event(session, case=case, actor=actor, type=lifecycle_event.type, data=lifecycle_event.data, now=now)
     return case, event
+
+
+# --- many rows in one statement ----------------------------------------------------------------------------
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: Sequence[Any] = (),
+    skip_conflicts_on: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert many rows (each with the same keys) in one statement, in the order given.
+
+    PostgreSQL gets ``INSERT ... SELECT`` from the rows sent as one JSON document (``_as_table``): one
+    parameter whatever the number of rows, where a multi-row ``VALUES`` has one per value for the driver and
+    the server to parse. SQLite gets SQLAlchemy's batched insert.
+
+    Args:
+        session: the open session.
+        table: the table.
+        rows: the rows, column name to value.
+        returning: columns to return for each row written.
+        skip_conflicts_on: the columns of a unique key; a row whose key is already taken is skipped.
+
+    Returns:
+        The ``returning`` columns of the rows written (a skipped row returns nothing).
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    statement: Any
+    parameters: Sequence[Mapping[str, Any]] | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        source = _as_table(session, table, rows, names)
+        ordered = select(*(source.c[name] for name in names)).order_by(source.c[_POSITION])
+        statement = pg_insert(table).from_select(names, ordered)
+    else:
+        statement, parameters = sqlite_insert(table), rows
+    if skip_conflicts_on:
+        statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+    if returning:
+        return [tuple(row) for row in session.execute(statement.returning(*returning), parameters)]
+    session.execute(statement, parameters)
+    return []
+
+
+def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id") -> None:
+    """Update many rows, found by ``key``, each with its own values (every row sets the same columns), in one
+    statement (PostgreSQL: ``UPDATE ... FROM`` the rows as in ``insert_rows``; SQLite: an executemany)."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != key]
+    if session.get_bind().dialect.name == "postgresql":
+        source = _as_table(session, table, rows, [key, *names])
+        session.execute(
+            update(table).where(table.c[key] == source.c[key]).values({name: source.c[name] for name in names})
+        )
+        return
+    # bound names differ from the columns': SQLAlchemy keeps those for the SET clause
+    statement = update(table).where(table.c[key] == bindparam(f"new_{key}"))
+    statement = statement.values({name: bindparam(f"new_{name}") for name in names})
+    session.execute(statement, [{f"new_{name}": value for name, value in row.items()} for row in rows])
+
+
+_POSITION = "position"
+
+
+def _as_table(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Any:
+    """PostgreSQL's ``jsonb_to_recordset``: the rows sent as one JSON document and read back as a table with
+    the columns' own types, plus their ``position`` in ``rows``.
+
+    Each value is first processed as its column processes a bound value (an aware time is put in UTC, a naive
+    one refused); JSON columns hold their documents as they are. One text parameter, serialised and parsed
+    in C: an array parameter per column would have the driver escape every element in Python.
+    """
+    dialect = session.get_bind().dialect
+    processed = [(name, process) for name in names if (process := _processor(table.c[name].type, dialect))]
+    document = []
+    for position, row in enumerate(rows):
+        record = {name: row[name] for name in names}
+        for name, process in processed:
+            record[name] = process(record[name])
+        record[_POSITION] = position
+        document.append(record)
+    text = json.dumps(document, default=_json_scalar, ensure_ascii=False)
+    columns = [column(name, table.c[name].type) for name in names] + [column(_POSITION, Integer)]
+    records = func.jsonb_to_recordset(cast(bindparam("rows", text, type_=Text), JSONB))
+    return records.table_valued(*columns).render_derived(with_types=True)
+
+
+def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a column processes a bound value (None: as it is); a JSON column's document goes in as it is."""
+    if isinstance(column_type.dialect_impl(dialect), JSON):
+        return None
+    processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return processor
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be sent in a batch of rows (only JSON values and times)")
 
 
 def list_cases(

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy import update
+from sqlalchemy.orm import load_only
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
@@ -21,8 +23,8 @@ from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, what_is_due
-from tasks.cases import append_event
-from tasks.outbox import default_config, enqueue
+from tasks.cases import NewEvent, append_event, append_events, insert_rows, update_rows
+from tasks.outbox import Message, default_config, enqueue, enqueue_many
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
 
 
@@ -35,10 +37,19 @@ class WatchReport:
     lines: list[str] = field(default_factory=list)
 
 
+_WATCHED = (Step.id, Step.case_id, Step.name, Step.attempt, Step.assignee_id, Step.due_at, Step.policy_rule,
+            Step.schedule, Step.reminders_done, Step.escalation_level, Step.next_check_at)  # fmt: skip
+"""What a pass reads of a step: its pauses, extensions and the rest are not decoded for every due step."""
+
+
 def due_steps(session: Session, *, now: datetime, limit: int) -> list[Step]:
-    """Open steps whose next reminder or deadline has come, oldest first, locked against other watchers."""
+    """Open steps whose next reminder or deadline has come, oldest first, locked against other watchers.
+
+    Only the columns a pass reads are loaded (``_WATCHED``); any other attribute loads when it is first used.
+    """
     statement = (
         select(Step)
+        .options(load_only(*_WATCHED))  # type: ignore[arg-type]
         .where(Step.status == StepStatus.open, col(Step.next_check_at) <= now)
         .order_by(col(Step.next_check_at))
         .limit(limit)
@@ -46,9 +57,6 @@ def due_steps(session: Session, *, now: datetime, limit: int) -> list[Step]:
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
     return list(session.exec(statement))
-
-
-_PROGRESS = ("reminders_done", "escalation_level", "next_check_at")
 
 
 def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, Escalation]:
@@ -61,6 +69,12 @@ def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, Escala
     return last
 
 
+def _cases(session: Session, case_ids: set[int]) -> dict[int | None, Case]:
+    """The due steps' cases. A pass uses only their ids and numbers: the rest of each wide row stays unread."""
+    only = load_only(Case.id, Case.number)  # type: ignore[arg-type]
+    return {case.id: case for case in session.exec(select(Case).options(only).where(col(Case.id).in_(case_ids)))}
+
+
 def _usernames(session: Session, staff_ids: set[int]) -> dict[int, str]:
     if not staff_ids:
         return {}
@@ -68,25 +82,87 @@ def _usernames(session: Session, staff_ids: set[int]) -> dict[int, str]:
     return {staff_id: username for staff_id, username in rows if staff_id is not None}
 
 
+@dataclass
+class _Due:
+    """One due step in a pass: what the rule says, and the escalations it raises (ids once inserted)."""
+
+    step: Step
+    case: Case
+    outcome: WatchOutcome
+    raised: list[dict[str, Any]] = field(default_factory=list)
+
+
 def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchReport:
     """One pass of the watcher at ``now``; the caller commits, then starts the escalation runs.
 
-    Its cost follows what is due: one query for the due steps, one each for their cases, their last
-    escalations and their assignees, then per step only the writes (events, messages, escalations). The
-    steps' own progress (and superseded escalations) is written at the end, in one flush.
+    Its cost follows what is due, and the number of statements does not: one query each for the due
+    steps, their cases, their last escalations and their assignees; one insert each for the escalations,
+    the events (chained per case in the order below) and the messages; one update each for the superseded
+    escalations and the steps' progress. Per step, in order: its reminders (event, message to the
+    assignee), then each escalation level that came due (event, message to the role), as the rule
+    ``what_is_due`` says.
     """
-    report = WatchReport()
     steps = due_steps(session, now=now, limit=limit)
+    report = WatchReport(steps_checked=len(steps))
     if not steps:
         return report
-    cases = {c.id: c for c in session.exec(select(Case).where(col(Case.id).in_({s.case_id for s in steps})))}
+    cases = _cases(session, {s.case_id for s in steps})
     last_escalations = _last_escalations(session, [s.id for s in steps if s.id is not None])
     usernames = _usernames(session, {s.assignee_id for s in steps if s.assignee_id is not None})
-    config = default_config()
-    progress: list[tuple[Step, WatchOutcome]] = []
+    due, superseded = _decide(steps, cases, last_escalations, now=now)
+    _insert_escalations(session, [row for d in due for row in d.raised])
+    events: list[NewEvent] = []
+    messages: list[Message] = []
+    for d in due:
+        step, case = d.step, d.case
+        assignee = usernames.get(step.assignee_id) if step.assignee_id is not None else None
+        for reminder in d.outcome.reminders:
+            percent = round(reminder.fraction * 100)
+            events.append(NewEvent(case, "sla-watch", "reminder", {"step": step.name, "percent": percent,
+                                                                   "due": step.due_at}))  # fmt: skip
+            if assignee:
+                messages.append(Message(
+                    "staff_reminder", f"staff:{assignee}",
+                    {"case_number": case.number, "step": step.name, "percent": percent, "handler_name": assignee,
+                     "due_at": step.due_at, "case_url": f"claimflow case show {case.number}"},
+                    f"reminder:{step.id}:{step.attempt}:{step.due_at}:{percent}", case=case,
+                ))  # fmt: skip
+            report.reminders.append((case.number, step.name, reminder.fraction))
+            report.lines.append(f"{case.number} {step.name}: reminder at {percent}% to {assignee or 'nobody'}")
+        for row in d.raised:
+            escalation_id, level, role = row["id"], row["level"], row["role"]
+            events.append(NewEvent(case, "sla-watch", "escalated",
+                                   {"step": step.name, "level": level, "role": role, "escalation": escalation_id,
+                                    "due": step.due_at}))  # fmt: skip
+            messages.append(Message(
+                "staff_breach_escalation", f"role:{role}",
+                {"case_number": case.number, "step": step.name, "handler_name": assignee or "-",
+                 "supervisor_name": role, "due_at": step.due_at,
+                 "approval_url": f"Prefect UI: flow run {case.number}-escalation-{level}",
+                 "approval_command": f"claimflow escalation decide {escalation_id} --staff USERNAME "
+                 "--code CODE --decision extend|reassign|take_over"},
+                f"escalation:{escalation_id}", case=case,
+            ))  # fmt: skip
+            report.escalations.append(escalation_id)
+            report.lines.append(f"{case.number} {step.name}: breached, escalated to level {level} ({role})")
+    append_events(session, events, now=now)
+    enqueue_many(session, messages, now=now, config=default_config())
+    _supersede(session, superseded, now=now)
+    _record_progress(session, due)
+    return report
+
+
+def _decide(
+    steps: list[Step], cases: Mapping[int | None, Case], last_escalations: Mapping[int, Escalation], *, now: datetime
+) -> tuple[list[_Due], list[Escalation]]:
+    """What the rule says for each step, the escalation rows to raise, and the earlier escalations they supersede.
+
+    A step that climbs two levels in one pass raises both; the lower one is superseded at once, as the
+    higher one is raised.
+    """
+    due: list[_Due] = []
     superseded: list[Escalation] = []
     for step in steps:
-        report.steps_checked += 1
         case = cases.get(step.case_id)
         assert case is not None
         last = last_escalations.get(step.id or 0)
@@ -98,63 +174,60 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
             now=now,
             last_escalation_decided=last is not None and last.decision is not None,
         )
-        assignee = usernames.get(step.assignee_id) if step.assignee_id is not None else None
-        for reminder in outcome.reminders:
-            percent = round(reminder.fraction * 100)
-            append_event(session, case=case, actor="sla-watch", type="reminder",
-                         data={"step": step.name, "percent": percent, "due": step.due_at}, now=now)  # fmt: skip
-            if assignee:
-                enqueue(
-                    session, template="staff_reminder", recipient=f"staff:{assignee}", case=case, now=now,
-                    context={"case_number": case.number, "step": step.name, "percent": percent,
-                             "handler_name": assignee, "due_at": step.due_at,
-                             "case_url": f"claimflow case show {case.number}"},
-                    idempotency_key=f"reminder:{step.id}:{step.attempt}:{step.due_at}:{percent}", config=config,
-                )  # fmt: skip
-            report.reminders.append((case.number, step.name, reminder.fraction))
-            report.lines.append(f"{case.number} {step.name}: reminder at {percent}% to {assignee or 'nobody'}")
-        ladder = schedule.escalations
+        item = _Due(step, case, outcome)
+        open_row: dict[str, Any] | None = None
         for point in outcome.escalations:
-            if last is not None and last.decision is None:
+            if open_row is not None:
+                open_row.update(decision="superseded", decided_at=now)
+            elif last is not None and last.decision is None:
                 superseded.append(last)
-            following = [e.at for e in ladder if e.level > point.level]
-            escalation = Escalation(
-                step_id=step.id or 0, case_id=case.id or 0, level=point.level, role=StaffRole(point.role),
-                reason=f"{step.name} due {step.due_at.isoformat() if step.due_at else '-'} passed ({step.policy_rule})",
-                raised_at=now, decide_by=min(following, default=None),
-            )  # fmt: skip
-            session.add(escalation)
-            session.flush()
-            last = escalation
-            append_event(session, case=case, actor="sla-watch", type="escalated",
-                         data={"step": step.name, "level": point.level, "role": point.role,
-                               "escalation": escalation.id, "due": step.due_at}, now=now)  # fmt: skip
-            enqueue(
-                session, template="staff_breach_escalation", recipient=f"role:{point.role}", case=case, now=now,
-                context={"case_number": case.number, "step": step.name, "handler_name": assignee or "-",
-                         "supervisor_name": point.role, "due_at": step.due_at,
-                         "approval_url": "Prefect UI: flow run "
-                         f"{case.number}-escalation-{point.level}",
-                         "approval_command": f"claimflow escalation decide {escalation.id} --staff USERNAME "
-                         "--code CODE --decision extend|reassign|take_over"},
-                idempotency_key=f"escalation:{escalation.id}", config=config,
-            )  # fmt: skip
-            report.escalations.append(escalation.id or 0)
-            report.lines.append(f"{case.number} {step.name}: breached, escalated to level {point.level} ({point.role})")
-        progress.append((step, outcome))
-    # Written last so that the per-event flushes above do not each carry an UPDATE: one flush, batched.
-    for escalation in superseded:
-        escalation.decision, escalation.decided_at = "superseded", now
-        session.add(escalation)
-    for step, outcome in progress:
-        step.reminders_done = outcome.reminders_done
-        step.escalation_level = outcome.escalation_level
-        step.next_check_at = outcome.next_check_at
-        for name in _PROGRESS:  # every row the same UPDATE, so the flush sends them as one executemany
-            flag_modified(step, name)
-        session.add(step)
-    session.flush()
-    return report
+            following = [e.at for e in schedule.escalations if e.level > point.level]
+            due_at = step.due_at.isoformat() if step.due_at else "-"
+            open_row = {
+                "step_id": step.id or 0, "case_id": case.id or 0, "level": point.level,
+                "role": StaffRole(point.role).value, "reason": f"{step.name} due {due_at} passed ({step.policy_rule})",
+                "raised_at": now, "decide_by": min(following, default=None), "decided_by_id": None,
+                "decision": None, "decided_at": None, "flow_run_id": None,
+            }  # fmt: skip
+            item.raised.append(open_row)
+        due.append(item)
+    return due, superseded
+
+
+def _insert_escalations(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the escalations a pass raises, in one statement; each row gets its ``id``."""
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    written = insert_rows(session, table, rows, returning=(table.c.id, table.c.step_id, table.c.level))
+    ids = {(step_id, level): escalation_id for escalation_id, step_id, level in written}
+    for row in rows:
+        row["id"] = ids[(row["step_id"], row["level"])]
+
+
+def _supersede(session: Session, escalations: list[Escalation], *, now: datetime) -> None:
+    """Mark undecided escalations superseded by a higher level (one update; the session's rows follow)."""
+    if not escalations:
+        return
+    session.execute(
+        update(Escalation.__table__)  # type: ignore[attr-defined]
+        .where(col(Escalation.id).in_([e.id for e in escalations]))
+        .values(decision="superseded", decided_at=now)
+    )
+    for escalation in escalations:
+        set_committed_value(escalation, "decision", "superseded")
+        set_committed_value(escalation, "decided_at", now)
+
+
+_PROGRESS = ("reminders_done", "escalation_level", "next_check_at")
+
+
+def _record_progress(session: Session, due: list[_Due]) -> None:
+    """Move every due step on: what it has recorded and when to look again (one update; the session's steps
+    follow without a second write)."""
+    progress = [{"id": d.step.id, **{name: getattr(d.outcome, name) for name in _PROGRESS}} for d in due]
+    update_rows(session, Step.__table__, progress)  # type: ignore[attr-defined]
+    for d in due:
+        for name in _PROGRESS:
+            set_committed_value(d.step, name, getattr(d.outcome, name))
 
 
 # --- a supervisor's decision -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import random as random_module
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -41,8 +41,6 @@ import apprise
 from jinja2 import Environment
 from pydantic import SecretStr
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from models.audit import normalise_data
@@ -52,6 +50,7 @@ from models.errors import ClaimflowError, InvalidInput, NotFound
 from models.masking import mask_email, mask_phone
 from models.messages import (
     DELIVERY_FILLED,
+    MessageSpec,
     RenderedMessage,
     choose_language,
     make_environment,
@@ -60,6 +59,7 @@ from models.messages import (
 )
 from models.tables import Case, Customer, Outbox, Staff, Step
 from models.wording import Violation, WordingRules, check_wording, load_rules
+from tasks.cases import insert_rows
 
 logger = logging.getLogger("claimflow.outbox")
 
@@ -193,6 +193,34 @@ def customer_channel(customer: Customer) -> str:
     return "email"
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message for ``enqueue_many``: what ``enqueue`` takes besides the session, the time and the actor."""
+
+    template: str
+    recipient: str
+    context: Mapping[str, Any]
+    idempotency_key: str
+    case: Case | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What ``enqueue_many`` did with one message: ``Enqueued`` with the row's id instead of the row.
+
+    Attributes:
+        outbox_id: the row (new, or the one already queued under the same key); ``None`` when the wording
+            check held the message back.
+        duplicate: the idempotency key was used before (or earlier in the same batch); nothing new was written.
+        violations: the wording rules the message broke (empty when it was queued).
+    """
+
+    outbox_id: int | None
+    duplicate: bool = False
+    violations: tuple[Violation, ...] = ()
+
+
 def enqueue(
     session: Session,
     *,
@@ -231,37 +259,115 @@ def enqueue(
             customer message without its case, or a required context key missing.
         NotFound: an unknown template or customer.
     """
-    config = config or default_config()
-    spec = spec_for(template)
-    kind, name = parse_recipient(recipient)
-    if not idempotency_key.strip():
-        raise InvalidInput("every message needs an idempotency key")
-    existing = session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).first()
-    if existing is not None:
-        return Enqueued(existing, duplicate=True)
+    message = Message(template, recipient, context, idempotency_key, case=case, language=language)
+    [queued] = enqueue_many(session, [message], now=now, actor=actor, config=config)
+    row = session.get(Outbox, queued.outbox_id) if queued.outbox_id is not None else None
+    return Enqueued(row, duplicate=queued.duplicate, violations=queued.violations)
 
-    customer: Customer | None = None
+
+def enqueue_many(
+    session: Session,
+    messages: Sequence[Message],
+    *,
+    now: datetime,
+    actor: str = "system",
+    config: OutboxConfig | None = None,
+) -> list[Queued]:
+    """Queue many messages in the caller's transaction, as ``enqueue`` would one by one in this order.
+
+    Each message is checked, rendered and (for a customer) held to the wording rules exactly as ``enqueue``
+    does; the database sees one query for the keys already used, one for the customers, and one bulk insert.
+    A key given twice is queued once: the later message is its duplicate.
+
+    Returns:
+        What was done with each message, in the order given.
+
+    Raises:
+        What ``enqueue`` raises, for the first message found wrong (checks that need no database come
+        first, for every message); nothing is queued then, and the caller's transaction is to be rolled back.
+    """
+    config = config or default_config()
+    addressed = [_addressed(message) for message in messages]
+    already = _queued_under(session, {message.idempotency_key for message in messages})
+    customers = _customers(session, {int(name) for message, (spec, kind, name) in zip(messages, addressed, strict=True)
+                                     if spec.audience == "customer" and kind == "customer"
+                                     and message.idempotency_key not in already})  # fmt: skip
+    held: dict[int, tuple[Violation, ...]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    writer: dict[str, int] = {}  # key: the message whose row is written under it
+    for index, (message, (spec, kind, name)) in enumerate(zip(messages, addressed, strict=True)):
+        key = message.idempotency_key
+        if key in already or key in writer:
+            continue
+        customer = customers.get(int(name)) if kind == "customer" else None
+        row, violations = _prepared(spec, kind, name, message, customer=customer, now=now, config=config)
+        if violations:
+            assert message.case is not None  # a customer message, which _prepared checked has its case
+            _hold_back(session, case=message.case, template=message.template, language=row["language"],
+                       violations=violations, actor=actor, now=now)  # fmt: skip
+            held[index] = tuple(violations)
+        else:
+            rows[key], writer[key] = row, index
+    ids = _insert_messages(session, list(rows.values()))
+    raced = _queued_under(session, {key for key in rows if key not in ids})  # concurrent transactions were first
+    for key, outbox_id in ids.items():
+        row = rows[key]
+        logger.info("queued outbox #%s %s to %s (%s, %s)", outbox_id, row["template"], row["recipient"],
+                    row["channel"], row["language"])  # fmt: skip
+    results: list[Queued] = []
+    for index, message in enumerate(messages):
+        key = message.idempotency_key
+        if index in held:
+            results.append(Queued(None, violations=held[index]))
+        elif key in ids:
+            results.append(Queued(ids[key], duplicate=writer[key] != index))
+        else:
+            results.append(Queued((already.get(key) or raced[key]).id, duplicate=True))
+    return results
+
+
+def _addressed(message: Message) -> tuple[MessageSpec, str, str]:
+    """The catalogue entry and the recipient's kind and name; the checks ``enqueue`` makes before any query."""
+    spec = spec_for(message.template)
+    kind, name = parse_recipient(message.recipient)
+    if not message.idempotency_key.strip():
+        raise InvalidInput("every message needs an idempotency key")
+    return spec, kind, name
+
+
+def _prepared(
+    spec: MessageSpec,
+    kind: str,
+    name: str,
+    message: Message,
+    *,
+    customer: Customer | None,
+    now: datetime,
+    config: OutboxConfig,
+) -> tuple[dict[str, Any], list[Violation]]:
+    """The outbox row of a message not queued before, rendered and checked; and the wording rules it breaks."""
+    template, recipient, case = message.template, message.recipient, message.case
     wanted: str | None
     if spec.audience == "customer":
         if kind != "customer":
             raise InvalidInput(f"{template!r} is a customer message; {recipient!r} is not a customer")
         if case is None:
             raise InvalidInput(f"customer message {template!r} needs the case it is about")
-        customer = session.get(Customer, int(name))
         if customer is None:
             raise NotFound(f"no customer with id {name}")
         channel = customer_channel(customer)
-        wanted = language or customer.language
+        wanted = message.language or customer.language
     else:
         if kind == "customer":
             raise InvalidInput(f"{template!r} is a staff message; {recipient!r} is a customer")
         channel = "staff"
-        wanted = language
+        wanted = message.language
     chosen = choose_language(wanted, default=config.default_language)
-    stored = normalise_data({k: v for k, v in context.items() if k not in DELIVERY_FILLED})
+    stored = normalise_data({k: v for k, v in message.context.items() if k not in DELIVERY_FILLED})
 
+    violations: list[Violation] = []
     if spec.audience == "customer":
-        assert customer is not None and case is not None
+        assert customer is not None
         rendered = config.render(template, language=chosen, context={**stored, "customer_name": customer.name})
         violations = check_wording(
             config.rules,
@@ -270,41 +376,51 @@ def enqueue(
             text=f"{rendered.subject}\n{rendered.text}",
             context=stored,
         )
-        if violations:
-            _hold_back(session, case=case, template=template, language=chosen, violations=violations,
-                       actor=actor, now=now)  # fmt: skip
-            return Enqueued(None, violations=tuple(violations))
     else:
         config.render(template, language=chosen, context=stored)  # a missing value fails now, not at 3 a.m.
+    row = {
+        "case_id": case.id if case is not None else None,
+        "channel": channel,
+        "recipient": recipient,
+        "template": template,
+        "language": chosen,
+        "context": stored,
+        "status": OutboxStatus.pending.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "idempotency_key": message.idempotency_key,
+        "created_at": now,
+    }
+    return row, violations
 
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(Outbox.__table__)  # type: ignore[attr-defined]
-        .values(
-            case_id=case.id if case is not None else None,
-            channel=channel,
-            recipient=recipient,
-            template=template,
-            language=chosen,
-            context=stored,
-            status=OutboxStatus.pending.value,
-            attempts=0,
-            next_attempt_at=now,
-            idempotency_key=idempotency_key,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Outbox.__table__.c.id)  # type: ignore[attr-defined]
-    )
-    new_id = session.execute(statement).scalar_one_or_none()
-    if new_id is None:  # a concurrent transaction queued the same key first
-        first = session.exec(select(Outbox).where(Outbox.idempotency_key == idempotency_key)).one()
-        return Enqueued(first, duplicate=True)
-    row = session.get(Outbox, new_id)
-    assert row is not None
-    logger.info("queued outbox #%s %s to %s (%s, %s)", new_id, template, recipient, channel, chosen)
-    return Enqueued(row)
+
+def _queued_under(session: Session, keys: Collection[str]) -> dict[str, Outbox]:
+    """The rows already queued under these idempotency keys (one query)."""
+    if not keys:
+        return {}
+    rows = session.exec(select(Outbox).where(col(Outbox.idempotency_key).in_(keys)))
+    return {row.idempotency_key: row for row in rows}
+
+
+def _customers(session: Session, ids: Collection[int]) -> dict[int, Customer]:
+    """These customers, from the session where it holds them, else in one query."""
+    found: dict[int, Customer] = {}
+    for customer_id in ids:
+        held = session.identity_map.get(session.identity_key(Customer, customer_id))
+        if isinstance(held, Customer):
+            found[customer_id] = held
+    missing = [customer_id for customer_id in ids if customer_id not in found]
+    if missing:
+        found.update((c.id, c) for c in session.exec(select(Customer).where(col(Customer.id).in_(missing))) if c.id)
+    return found
+
+
+def _insert_messages(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert outbox rows in one statement; the ids of those whose key was still free, by key."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    written = insert_rows(session, table, rows, returning=(table.c.id, table.c.idempotency_key),
+                          skip_conflicts_on=("idempotency_key",))  # fmt: skip
+    return {key: outbox_id for outbox_id, key in written}
 
 
 def _hold_back(

@@ -9,11 +9,14 @@ from decimal import Decimal
 import pytest
 
 from models.audit import (
+    GENESIS,
     GENESIS_HASH,
     ChainLink,
+    ChainTip,
     canonical_content,
     canonical_time,
     chain_hash,
+    next_link,
     verify_chain,
 )
 
@@ -106,3 +109,35 @@ def test_content_is_canonical_json_with_decimals_as_text() -> None:
     assert text == (
         '{"actor":"a","at":"2026-03-02T09:00:00.000000Z","case":"C","data":{"a":"中文","b":"10.50"},"seq":1,"type":"t"}'
     )
+
+
+# --- placing new events on a chain --------------------------------------------------------------------------
+
+
+def test_next_link_chains_as_the_verifier_checks() -> None:
+    expected = _chain(4)
+    tip, links = GENESIS, []
+    for link in expected:
+        new = next_link("CLM-2026-000001", tip, at=link.at, actor=link.actor, type=link.type, data=link.data)
+        links.append(ChainLink(new.sequence, link.at, link.actor, link.type, new.data, new.prev_hash, new.hash))
+        tip = new.tip
+    assert links == expected
+    assert verify_chain("CLM-2026-000001", links) is None
+    assert tip == ChainTip(4, expected[-1].hash)
+
+
+def test_next_link_stores_the_data_as_it_reads_back_and_hashes_that() -> None:
+    data = {"amount": Decimal("10.50"), "due": T0, "tags": ("a", "b"), 7: None}
+    new = next_link("C", GENESIS, at=T0, actor="a", type="t", data=data)
+    assert new.data == {"amount": "10.50", "due": "2026-03-02T09:00:00.000000Z", "tags": ["a", "b"], "7": None}
+    assert (new.sequence, new.prev_hash) == (1, GENESIS_HASH)
+    content = canonical_content(case_number="C", sequence=1, at=T0, actor="a", type="t", data=data)
+    assert new.hash == chain_hash(GENESIS_HASH, content)  # the same hash the stored data verifies with
+    assert canonical_content(case_number="C", sequence=1, at=T0, actor="a", type="t", data=new.data) == content
+
+
+def test_next_link_continues_from_the_tip_it_is_given() -> None:
+    tip = ChainTip(41, "a" * 64)
+    new = next_link("C", tip, at=T0, actor="a", type="t", data={})
+    assert (new.sequence, new.prev_hash) == (42, "a" * 64)
+    assert new.tip == ChainTip(42, new.hash) != tip

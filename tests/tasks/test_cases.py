@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,9 +14,21 @@ from sqlmodel import Session, select
 from claimflow.db import session_scope
 from models.enums import CaseKind, Channel
 from models.errors import IllegalTransition, MissingTransitionData, NotFound
-from models.tables import Case, CaseCreate, Customer, CustomerCreate, Event
+from models.tables import Case, CaseCreate, Customer, CustomerCreate, Event, Outbox
 from tasks.audit import verify_cases
-from tasks.cases import apply_transition, events_of, file_case, get_case, list_cases
+from tasks.cases import (
+    NewEvent,
+    append_event,
+    append_events,
+    apply_transition,
+    chain_tips,
+    events_of,
+    file_case,
+    get_case,
+    insert_rows,
+    list_cases,
+    update_rows,
+)
 
 NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
@@ -201,3 +214,142 @@ def test_list_filters_by_status_and_kind(engine: Engine) -> None:
 def test_naive_times_never_reach_the_database(engine: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"):
         _file(engine, now=datetime(2026, 1, 1))
+
+
+# --- many events at once ------------------------------------------------------------------------------------
+
+
+def table_rows(session: Session, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of these tables as the database holds it, in id order: what two ways of writing are compared on."""
+    return {t: [tuple(row) for row in session.execute(text(f'SELECT * FROM "{t}" ORDER BY id'))] for t in tables}
+
+
+def rewind_ids(session: Session, *tables: str) -> None:
+    """Let new rows take the ids a rolled-back transaction had taken (SQLite does so by itself; PostgreSQL's
+    sequences do not go back), so that a second way of writing the same rows can be compared id for id."""
+    if session.get_bind().dialect.name == "postgresql":
+        for t in tables:
+            session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), coalesce(max(id), 0) + 1, false) FROM \"{t}\""
+                )
+            )
+
+
+def _batch(first: Case, second: Case) -> list[NewEvent]:
+    """Events for two cases, interleaved, with values that are stored as text (decimal, time)."""
+    return [
+        NewEvent(first, "li.wei", "note", {"n": 1, "amount": Decimal("12.50")}),
+        NewEvent(second, "sla-watch", "reminder", {"step": "review", "percent": 50, "due": NOW}),
+        NewEvent(first, "li.wei", "note", {"n": 2, "documents": ["发票", "诊断证明"]}),
+        NewEvent(first, "zhao.min", "escalated", {"level": 1, "due": None}),
+    ]
+
+
+def test_many_events_are_chained_per_case_in_the_order_given(engine: Engine) -> None:
+    first, second = _file(engine), _file(engine)
+    later = NOW + timedelta(hours=1)
+    with session_scope(engine) as session:
+        links = append_events(session, _batch(first, second), now=later)
+    assert [(link.sequence, link.data.get("n")) for link in links] == [(2, 1), (2, None), (3, 2), (4, None)]
+    assert links[2].prev_hash == links[0].hash and links[3].prev_hash == links[2].hash
+    with Session(engine) as session:
+        report = verify_cases(session)
+        events = events_of(session, first)
+        tips = chain_tips(session, [first.id, second.id, 999])
+    assert report.ok and report.events_checked == 6
+    assert [e.type for e in events] == ["filed", "note", "note", "escalated"]
+    assert events[1].data == {"n": 1, "amount": "12.50"} and events[1].at == later
+    assert (tips[first.id].sequence, tips[first.id].hash) == (4, events[-1].hash)
+    assert tips[second.id].sequence == 2 and 999 not in tips
+
+
+def test_many_events_at_once_write_what_one_at_a_time_writes(engine: Engine) -> None:
+    first, second = _file(engine), _file(engine)
+    later = NOW + timedelta(hours=1)
+    batch = _batch(first, second)
+    with Session(engine) as session:
+        one_by_one = [
+            append_event(session, case=e.case, actor=e.actor, type=e.type, data=e.data, now=later) for e in batch
+        ]
+        expected = table_rows(session, "event")
+        session.rollback()
+        rewind_ids(session, "event")
+    with session_scope(engine) as session:
+        links = append_events(session, batch, now=later)
+    with Session(engine) as session:
+        assert table_rows(session, "event") == expected
+    assert [(e.sequence, e.data, e.prev_hash, e.hash) for e in one_by_one] == [
+        (link.sequence, link.data, link.prev_hash, link.hash) for link in links
+    ]
+
+
+def test_no_events_write_nothing(engine: Engine) -> None:
+    _file(engine)
+    with session_scope(engine) as session:
+        assert append_events(session, [], now=NOW) == []
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 1
+
+
+# --- many rows in one statement ---------------------------------------------------------------------------------
+
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def _message_row(key: str, **values: Any) -> dict[str, Any]:
+    row = {"case_id": None, "channel": "staff", "recipient": "role:supervisor", "template": "staff_reminder",
+           "language": "zh-CN", "context": {"note": "审核", "n": 1.5, "list": [1, None]}, "status": "pending",
+           "attempts": 0, "next_attempt_at": NOW.astimezone(SHANGHAI), "idempotency_key": key, "created_at": NOW}  # fmt: skip
+    return {**row, **values}
+
+
+def test_rows_are_inserted_in_the_order_given_with_their_values_as_one_by_one(engine: Engine) -> None:
+    rows = [_message_row(f"k{i}", attempts=i, next_attempt_at=None if i == 2 else NOW) for i in range(4)]
+    rows[0]["next_attempt_at"] = NOW.astimezone(SHANGHAI)
+    with session_scope(engine) as session:
+        written = insert_rows(session, OUTBOX, rows, returning=(OUTBOX.c.id, OUTBOX.c.idempotency_key))
+    assert [key for _, key in written] == ["k0", "k1", "k2", "k3"]
+    assert [i for i, _ in written] == sorted(i for i, _ in written)
+    with Session(engine) as session:
+        stored = list(session.exec(select(Outbox).order_by(Outbox.id)))
+    assert [(o.idempotency_key, o.attempts) for o in stored] == [("k0", 0), ("k1", 1), ("k2", 2), ("k3", 3)]
+    assert stored[0].next_attempt_at == NOW and stored[0].next_attempt_at.tzinfo is not None
+    assert stored[2].next_attempt_at is None
+    assert stored[3].context == {"note": "审核", "n": 1.5, "list": [1, None]}
+
+
+def test_rows_whose_key_is_taken_are_skipped(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        insert_rows(session, OUTBOX, [_message_row("taken")])
+    with session_scope(engine) as session:
+        written = insert_rows(
+            session, OUTBOX, [_message_row("taken", attempts=9), _message_row("free")],
+            returning=(OUTBOX.c.idempotency_key,), skip_conflicts_on=("idempotency_key",),
+        )  # fmt: skip
+        assert insert_rows(session, OUTBOX, []) == []
+    assert written == [("free",)]
+    with Session(engine) as session:
+        assert session.exec(select(Outbox.attempts).where(Outbox.idempotency_key == "taken")).one() == 0
+
+
+def test_a_naive_time_is_refused_in_a_batch_as_in_one_row(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"), session_scope(engine) as session:
+        insert_rows(session, OUTBOX, [_message_row("a"), _message_row("b", created_at=datetime(2026, 1, 1))])
+    with Session(engine) as session:
+        assert session.exec(select(Outbox)).all() == []
+
+
+def test_rows_are_updated_each_with_its_own_values(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ids = [i for (i,) in insert_rows(session, OUTBOX, [_message_row(f"k{i}") for i in range(3)],
+                                         returning=(OUTBOX.c.id,))]  # fmt: skip
+    later = (NOW + timedelta(hours=1)).astimezone(SHANGHAI)
+    with session_scope(engine) as session:
+        update_rows(session, OUTBOX, [{"id": ids[0], "attempts": 5, "next_attempt_at": later},
+                                      {"id": ids[2], "attempts": 7, "next_attempt_at": None}])  # fmt: skip
+        update_rows(session, OUTBOX, [])
+    with Session(engine) as session:
+        stored = {o.id: (o.attempts, o.next_attempt_at) for o in session.exec(select(Outbox))}
+    assert stored == {ids[0]: (5, later), ids[1]: (0, NOW), ids[2]: (7, None)}

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
+import tasks.escalations
 from claimflow.db import session_scope
 from models.otp import code_at
 from models.tables import Approval, Escalation, Outbox, Staff
+from tasks.audit import verify_cases
+from tasks.cases import append_event
 from tasks.escalations import decide_escalation, escalation_view, watch_pass
+from tasks.outbox import enqueue
+from tests.tasks.test_cases import rewind_ids, table_rows
 
 REVIEW_DUE = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)  # 3 working days after Monday 2 March 2026 (Shanghai)
 
@@ -218,8 +225,6 @@ def test_one_pass_over_steps_in_different_states_records_each_as_the_rule_says(w
 
 
 def test_a_pass_reads_cases_staff_and_escalations_once_whatever_is_due(world) -> None:
-    from sqlalchemy import event
-
     reads: list[str] = []
 
     def count(_conn, _cursor, statement: str, *_args) -> None:
@@ -243,3 +248,100 @@ def test_a_pass_reads_cases_staff_and_escalations_once_whatever_is_due(world) ->
     five = reads_in_a_pass(REVIEW_DUE + timedelta(minutes=1))
     assert (one[0], five[0]) == (1, 5)
     assert five[1] == one[1] <= 3
+
+
+# --- a batched pass writes what the per-row path writes ---------------------------------------------------------
+
+WRITTEN = ("event", "outbox", "escalation", "step")
+
+
+def _one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass writing each event and each message on its own, through ``append_event`` and ``enqueue``."""
+
+    def append_each(session, events, *, now):
+        for e in events:
+            append_event(session, case=e.case, actor=e.actor, type=e.type, data=e.data, now=now)
+
+    def enqueue_each(session, messages, *, now, actor="system", config=None):
+        for m in messages:
+            enqueue(session, template=m.template, recipient=m.recipient, context=m.context, now=now, case=m.case,
+                    idempotency_key=m.idempotency_key, language=m.language, actor=actor, config=config)  # fmt: skip
+
+    monkeypatch.setattr(tasks.escalations, "append_events", append_each)
+    monkeypatch.setattr(tasks.escalations, "enqueue_many", enqueue_each)
+
+
+def _steps_in_every_state(world) -> datetime:
+    """Five cases; returns the time of a pass that meets, in the order of their checks: both levels at once
+    (never watched before), a breach, a first reminder, and the manager (supervisor undecided); and one case
+    with nothing due yet."""
+    world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))  # reminders and the supervisor
+    for filed in (-timedelta(days=4), -timedelta(days=3), -timedelta(days=2), timedelta(hours=1)):
+        world.now = REVIEW_DUE + filed
+        world.file(product_line="motor")
+    return datetime(2026, 3, 6, 16, 1, tzinfo=UTC)
+
+
+def test_a_batched_pass_writes_what_the_per_row_path_writes(world, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _steps_in_every_state(world)
+    with monkeypatch.context() as patched, Session(world.engine) as session:
+        _one_at_a_time(patched)
+        per_row = watch_pass(session, now=at)
+        expected = table_rows(session, *WRITTEN)
+        session.rollback()
+        rewind_ids(session, *WRITTEN)
+    batched = _watch(world, at)
+    with Session(world.engine) as session:
+        assert table_rows(session, *WRITTEN) == expected
+        assert not verify_cases(session).breaks
+    assert batched == per_row
+    assert batched.steps_checked == 4
+    assert [r[2] for r in batched.reminders] == [0.5, 0.75, 0.5, 0.75, 0.5]
+    escalations = _escalations(world)
+    assert [(e.level, e.decision) for e in escalations] == [
+        (1, "superseded"),  # the first case's supervisor, from the earlier pass
+        (1, "superseded"), (2, None),  # both levels at once: the lower one is superseded as it is raised
+        (1, None),  # the breach
+        (2, None),  # the first case's manager
+    ]  # fmt: skip
+    assert batched.escalations == [e.id for e in escalations[1:]]
+    with Session(world.engine) as session:
+        keys = {o.idempotency_key for o in session.exec(select(Outbox))}
+    assert {f"escalation:{e.id}" for e in escalations} <= keys
+
+
+def test_a_repeated_pass_writes_nothing(world) -> None:
+    at = _steps_in_every_state(world)
+    assert _watch(world, at).steps_checked == 4
+    with Session(world.engine) as session:
+        written = table_rows(session, *WRITTEN)
+    again = _watch(world, at)
+    assert (again.steps_checked, again.reminders, again.escalations, again.lines) == (0, [], [], [])
+    with Session(world.engine) as session:
+        assert table_rows(session, *WRITTEN) == written
+
+
+def test_the_statements_of_a_pass_do_not_grow_with_what_is_due(world) -> None:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            statements.append(statement)
+
+    def statements_in_a_pass(at: datetime) -> tuple[int, int, int]:
+        statements.clear()
+        event.listen(world.engine, "before_cursor_execute", count)
+        try:
+            report = _watch(world, at)
+        finally:
+            event.remove(world.engine, "before_cursor_execute", count)
+        return report.steps_checked, len(report.escalations), len(statements)
+
+    world.file(product_line="motor")
+    one = statements_in_a_pass(REVIEW_DUE + timedelta(minutes=1))
+    for _ in range(6):
+        world.file(product_line="motor")
+    seven = statements_in_a_pass(REVIEW_DUE + timedelta(minutes=1))
+    assert (one[:2], seven[:2]) == ((1, 1), (6, 6))
+    assert seven[2] == one[2] <= 12

@@ -32,16 +32,20 @@ from models.wording import load_rules, parse_rules
 from tasks.cases import file_case
 from tasks.outbox import (
     OUTBOX_ID_HEADER,
+    Message,
     OutboxConfig,
+    Queued,
     claim_due,
     deliver_batch,
     drain,
     enqueue,
+    enqueue_many,
     mask_secrets,
     record_result,
     retry,
 )
 from tasks.outbox import _environment as shared_environment
+from tests.tasks.test_cases import rewind_ids, table_rows
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
@@ -588,3 +592,77 @@ def test_a_customer_message_needs_a_customer_and_its_case(engine: Engine, config
                 now=T0,
                 config=config,
             )
+
+
+# --- many messages at once ----------------------------------------------------------------------------------
+
+
+def _messages(case: Case) -> list[Message]:
+    """A customer acknowledgement, a staff message, a rejection the wording rules hold back, a key given twice
+    and a key queued before."""
+    customer = f"customer:{case.customer_id}"
+    ack = {**CATALOGUE["acknowledgement_claim"].sample, "case_number": case.number}
+    rejection = {**CATALOGUE["decision"].sample, "case_number": case.number, "outcome": "rejected", "clause": ""}
+    assignment = {**CATALOGUE["staff_new_assignment"].sample, "case_number": case.number, "due_at": T0}
+    return [
+        Message("acknowledgement_claim", customer, ack, f"ack:{case.number}", case=case),
+        Message("staff_new_assignment", "department:claims-motor", assignment, f"assigned:{case.number}", case=case),
+        Message("decision", customer, rejection, f"decision:{case.number}", case=case),
+        Message("staff_new_assignment", "staff:li.wei", assignment, f"assigned:{case.number}", case=case),
+        Message("acknowledgement_claim", customer, ack, "queued-before", case=case, language="en"),
+    ]
+
+
+def _enqueue_each(session: Session, messages: list[Message], config: OutboxConfig) -> list[Queued]:
+    results = []
+    for m in messages:
+        one = enqueue(session, template=m.template, recipient=m.recipient, context=m.context, now=T0, case=m.case,
+                      idempotency_key=m.idempotency_key, language=m.language, config=config)  # fmt: skip
+        results.append(Queued(one.outbox.id if one.outbox else None, one.duplicate, one.violations))
+    return results
+
+
+def test_many_messages_at_once_write_what_one_at_a_time_writes(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    before = _queue(engine, case, config, key="queued-before")
+    tables = ("outbox", "event", "step")
+    with Session(engine) as session:
+        expected = _enqueue_each(session, _messages(case), config)
+        written = table_rows(session, *tables)
+        session.rollback()
+        rewind_ids(session, *tables)
+    with session_scope(engine) as session:
+        results = enqueue_many(session, _messages(case), now=T0, config=config)
+    with Session(engine) as session:
+        assert table_rows(session, *tables) == written
+    assert results == expected
+    ack, staff, held, twice, again = results
+    assert not ack.duplicate and not staff.duplicate and held.outbox_id is None
+    assert [v.rule_id for v in held.violations] == ["rejection-states-reasons-and-clause"]
+    assert twice == Queued(staff.outbox_id, duplicate=True)
+    assert again == Queued(before.outbox.id, duplicate=True)
+    assert [e.type for e in _events(engine, case)] == ["filed", "wording_check_failed"]
+
+
+def test_many_messages_queued_again_write_nothing(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    with session_scope(engine) as session:
+        first = enqueue_many(session, _messages(case)[:2], now=T0, config=config)
+    with session_scope(engine) as session:
+        second = enqueue_many(session, _messages(case)[:2], now=T0 + timedelta(hours=1), config=config)
+    assert [q.duplicate for q in first] == [False, False]
+    assert second == [Queued(q.outbox_id, duplicate=True) for q in first]
+    assert [r.created_at for r in _rows(engine)] == [T0, T0]
+
+
+def test_one_wrong_message_queues_none_of_the_batch(engine: Engine, config: OutboxConfig) -> None:
+    case = _file(engine)
+    wrong = Message("staff_reminder", "li.wei", {}, "c")
+    with pytest.raises(InvalidInput, match="not a reference"), session_scope(engine) as session:
+        enqueue_many(session, [*_messages(case)[:2], wrong], now=T0, config=config)
+    missing = Message("staff_reminder", "staff:li.wei", {"case_number": case.number}, "d")
+    with pytest.raises(InvalidInput, match="needs step, percent"), session_scope(engine) as session:
+        enqueue_many(session, [*_messages(case)[:2], missing], now=T0, config=config)
+    with session_scope(engine) as session:
+        assert enqueue_many(session, [], now=T0, config=config) == []
+    assert _rows(engine) == []
