@@ -7,16 +7,35 @@ PostgreSQL: psycopg 3, pre-ping, plain READ COMMITTED; concurrency-critical stat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Integer,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    create_engine,
+    event,
+    func,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models.errors import DatabaseUnavailable, InvalidInput
 
@@ -106,3 +125,107 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# --- many rows in one statement ---------------------------------------------------------------------------
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: Sequence[Any] = (),
+    skip_conflicts_on: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert many rows (each with the same keys) in one statement, in the order given.
+
+    PostgreSQL gets ``INSERT ... SELECT`` from the rows sent as one JSON document (``_as_table``): one
+    parameter whatever the number of rows, where a multi-row ``VALUES`` has one per value for the driver and
+    the server to parse. SQLite gets SQLAlchemy's batched insert.
+
+    Args:
+        session: the open session.
+        table: the table.
+        rows: the rows, column name to value.
+        returning: columns to return for each row written.
+        skip_conflicts_on: the columns of a unique key; a row whose key is already taken is skipped.
+
+    Returns:
+        The ``returning`` columns of the rows written (a skipped row returns nothing).
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    statement: Any
+    parameters: Sequence[Mapping[str, Any]] | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        source = _as_table(session, table, rows, names)
+        ordered = select(*(source.c[name] for name in names)).order_by(source.c[_POSITION])
+        statement = pg_insert(table).from_select(names, ordered)
+    else:
+        statement, parameters = sqlite_insert(table), rows
+    if skip_conflicts_on:
+        statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+    if returning:
+        return [tuple(row) for row in session.execute(statement.returning(*returning), parameters)]
+    session.execute(statement, parameters)
+    return []
+
+
+def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id") -> None:
+    """Update many rows, found by ``key``, each with its own values (every row sets the same columns), in one
+    statement (PostgreSQL: ``UPDATE ... FROM`` the rows as in ``insert_rows``; SQLite: an executemany)."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != key]
+    if session.get_bind().dialect.name == "postgresql":
+        source = _as_table(session, table, rows, [key, *names])
+        session.execute(
+            update(table).where(table.c[key] == source.c[key]).values({name: source.c[name] for name in names})
+        )
+        return
+    # bound names differ from the columns': SQLAlchemy keeps those for the SET clause
+    statement = update(table).where(table.c[key] == bindparam(f"new_{key}"))
+    statement = statement.values({name: bindparam(f"new_{name}") for name in names})
+    session.execute(statement, [{f"new_{name}": value for name, value in row.items()} for row in rows])
+
+
+_POSITION = "position"
+
+
+def _as_table(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Any:
+    """PostgreSQL's ``jsonb_to_recordset``: the rows sent as one JSON document and read back as a table with
+    the columns' own types, plus their ``position`` in ``rows``.
+
+    Each value is first processed as its column processes a bound value (an aware time is put in UTC, a naive
+    one refused); JSON columns hold their documents as they are. One text parameter, serialised and parsed
+    in C: an array parameter per column would have the driver escape every element in Python.
+    """
+    dialect = session.get_bind().dialect
+    processed = [(name, process) for name in names if (process := _processor(table.c[name].type, dialect))]
+    document = []
+    for position, row in enumerate(rows):
+        record = {name: row[name] for name in names}
+        for name, process in processed:
+            record[name] = process(record[name])
+        record[_POSITION] = position
+        document.append(record)
+    text = json.dumps(document, default=_json_scalar, ensure_ascii=False)
+    columns = [column(name, table.c[name].type) for name in names] + [column(_POSITION, Integer)]
+    records = func.jsonb_to_recordset(cast(bindparam("rows", text, type_=Text), JSONB))
+    return records.table_valued(*columns).render_derived(with_types=True)
+
+
+def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a column processes a bound value (None: as it is); a JSON column's document goes in as it is."""
+    if isinstance(column_type.dialect_impl(dialect), JSON):
+        return None
+    processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return processor
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be sent in a batch of rows (only JSON values and times)")

@@ -493,6 +493,7 @@ def render_message(
     context: Mapping[str, Any],
     timezone: str = "Asia/Shanghai",
     desk: Mapping[str, Any] | None = None,
+    html: bool = True,
 ) -> RenderedMessage:
     """Render one message in one language.
 
@@ -503,6 +504,8 @@ def render_message(
         context: the message's values; every key the catalogue requires must be present.
         timezone: the office time zone in which dates are shown.
         desk: the desk's own contact details (``phone``, ``email``), shown in customer messages.
+        html: also lay the text out as HTML; False for a check at queue time (the layout only ever sees the
+            rendered text, so it cannot fail on a message's values), and ``html`` is then empty.
 
     Returns:
         Subject, plain text and HTML.
@@ -531,10 +534,14 @@ def render_message(
     try:
         subject = " ".join(_render_block(template, "subject", values).split())
         text = _tidy(_render_block(template, "body", values))
-        html = env.get_template("_layout.html.j2").render(subject=subject, blocks=text_blocks(text), lang=language)
+        laid_out = (
+            env.get_template("_layout.html.j2").render(subject=subject, blocks=text_blocks(text), lang=language)
+            if html
+            else ""
+        )
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"message {name!r}: {exc}") from exc
-    return RenderedMessage(subject=subject, text=text, html=html)
+    return RenderedMessage(subject=subject, text=text, html=laid_out)
 
 
 def _render_block(template: Any, block: str, values: Mapping[str, Any]) -> str:

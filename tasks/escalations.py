@@ -17,13 +17,14 @@ from sqlalchemy.orm import load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from claimflow.db import insert_rows, update_rows
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, what_is_due
-from tasks.cases import NewEvent, append_event, append_events, insert_rows, update_rows
+from tasks.cases import NewEvent, append_event, append_events
 from tasks.outbox import Message, default_config, enqueue, enqueue_many
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
 

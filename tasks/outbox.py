@@ -43,6 +43,7 @@ from pydantic import SecretStr
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from claimflow.db import insert_rows
 from models.audit import normalise_data
 from models.delivery import DeadLetter, DeliveryPolicy, after_failure, lease_until
 from models.enums import ContactChannel, OutboxStatus, StepStatus
@@ -59,7 +60,6 @@ from models.messages import (
 )
 from models.tables import Case, Customer, Outbox, Staff, Step
 from models.wording import Violation, WordingRules, check_wording, load_rules
-from tasks.cases import insert_rows
 
 logger = logging.getLogger("claimflow.outbox")
 
@@ -121,9 +121,9 @@ class OutboxConfig:
             batch_size=settings.outbox_batch_size,
         )
 
-    def render(self, template: str, *, language: str, context: Mapping[str, Any]) -> RenderedMessage:
+    def render(self, template: str, *, language: str, context: Mapping[str, Any], html: bool = True) -> RenderedMessage:
         return render_message(
-            self.env, template, language=language, context=context, timezone=self.timezone, desk=self.desk
+            self.env, template, language=language, context=context, timezone=self.timezone, desk=self.desk, html=html
         )
 
 
@@ -368,7 +368,9 @@ def _prepared(
     violations: list[Violation] = []
     if spec.audience == "customer":
         assert customer is not None
-        rendered = config.render(template, language=chosen, context={**stored, "customer_name": customer.name})
+        rendered = config.render(
+            template, language=chosen, context={**stored, "customer_name": customer.name}, html=False
+        )
         violations = check_wording(
             config.rules,
             template=template,
@@ -377,7 +379,7 @@ def _prepared(
             context=stored,
         )
     else:
-        config.render(template, language=chosen, context=stored)  # a missing value fails now, not at 3 a.m.
+        config.render(template, language=chosen, context=stored, html=False)  # a missing value fails now, not at 3 a.m.
     row = {
         "case_id": case.id if case is not None else None,
         "channel": channel,

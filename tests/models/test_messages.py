@@ -39,6 +39,9 @@ def test_every_message_renders_in_every_language_from_its_declared_context(name:
     assert spec.sample["case_number"] in message.text if spec.sample.get("case_number") else True
     # the HTML part says what the text part says
     assert " ".join(html_to_text(message.html).split()).endswith(" ".join(message.text.split()[-3:]))
+    # the check at queue time renders the same subject and text without the HTML layout
+    checked = render_message(ENV, name, language=language, context=spec.sample, html=False)
+    assert (checked.subject, checked.text, checked.html) == (message.subject, message.text, "")
 
 
 @pytest.mark.parametrize(("name", "language"), EVERY_MESSAGE)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, select
 
-from claimflow.db import session_scope
+from claimflow.db import insert_rows, session_scope, update_rows
 from models.enums import CaseKind, Channel
 from models.errors import IllegalTransition, MissingTransitionData, NotFound
 from models.tables import Case, CaseCreate, Customer, CustomerCreate, Event, Outbox
@@ -25,9 +25,7 @@ from tasks.cases import (
     events_of,
     file_case,
     get_case,
-    insert_rows,
     list_cases,
-    update_rows,
 )
 
 NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
