@@ -3,6 +3,8 @@
     python bench/flow_runs.py                                  # 40 inquiries, 20 in flight; serve: 10
     python bench/flow_runs.py --cases 40 --concurrency 20 --serve-cases 10 --runner-limit 10 --poll 0.2
     python bench/flow_runs.py --no-serve --no-scale-out        # the desk runner only
+    python bench/flow_runs.py --compare observer+task-read+stock-server,default --rounds 2   # before / now
+    python bench/flow_runs.py --server-workers 2 --compare default    # Prefect's scale-out (prefect-redis)
 
 A *leg* is one stretch of a case's flow run: its start up to the first suspension, or a resume up to the
 next suspension or the end. An inquiry has two: start -> suspended for the answer; resumed with the answer
@@ -12,7 +14,9 @@ What the script sets up (and removes at the end, also on Ctrl-C or an error):
 
 * two throwaway PostgreSQL databases beside ``--postgres-url``: one for the Prefect server
   (``postgresql+asyncpg``) and one for the cases (migrated with ``claimflow.migrate.upgrade``);
-* a Prefect server (``prefect server start`` on a free port, ``PREFECT_HOME`` in a temporary folder);
+* a Prefect server (``prefect server start`` on a free port, ``PREFECT_HOME`` in a temporary folder) with the
+  tuning ``claimflow.orchestrator.server_environment`` gives the embedded server (its ``PREFECT_SERVER_SERVICES_*``,
+  ``PREFECT_SERVER_EVENTS_*`` and ``PREFECT_SERVER_DATABASE_SQLALCHEMY_*`` keys), plus any ``--server-setting``;
 * the sample staff plus a generated directory: ``--signers`` supervisors who sign the answers and 40
   health handlers the inquiries are routed among, all enrolled with fresh TOTP secrets. An approval code is
   accepted once per person and time step (30 s), so the driver signs each answer with the next supervisor
@@ -32,14 +36,67 @@ Phases (each on fresh cases, the same driver):
    poll every 10 s), ``--serve-cases`` cases (no ``--no-serve``).
 
 The driver (this process) files the inquiries through ``intake``, starts their runs with
-``tasks.runs.launch_case`` keeping ``--concurrency`` cases in flight, polls the runs' states every 0.2 s,
-resumes every suspended run at once with ``prefect.flow_runs.aresume_flow_run`` and a valid answer, and
-launches the next case when one completes. Times come from the server's state timestamps (suspended,
-completed) and the case's event log (answer applied), not from the driver's polling.
+``tasks.runs.launch_case`` keeping ``--concurrency`` cases in flight, polls every ``--driver-poll`` s (0.2) for
+the runs that are suspended or done, resumes every suspended run with ``prefect.flow_runs.aresume_flow_run``
+and a valid answer, and launches the next case when one completes. It uses one Prefect client, and sends the
+launches and the answers of a poll at once (intake and the people answering are many callers; a serial
+driver paced the desk by its own round trips). An answer that reaches its run after the code's window (serve:
+a 10 s poll and a new process) is refused; the run asks again and is answered again, one more leg (noted).
+Times come from the server's state timestamps (suspended, completed) and the case's event log (answer
+applied), not from the driver's polling.
 
 Printed per phase: legs/s, start-to-suspended and resume-to-applied / resume-to-completed (median, p90),
 and the CPU seconds per leg of each party (runner or serve, the Prefect server, the PostgreSQL backends of
-the two databases, the driver) next to the machine's busy CPU (the machine may be shared).
+the two databases, the driver) next to the machine's busy CPU, and how much of that was none of them (the
+machine may be shared: compare variants within one ``--compare`` run, which alternates them).
+
+Variants (``--compare A,B`` with ``+`` to combine; ``--runner-variant`` for the phases):
+
+* the runner: ``task-read`` (read_case a Prefect task, as before), ``observer`` (Prefect's per-run
+  suspension watcher on, as before), ``no-heartbeat``, ``poll-1s`` (the desk's default poll), ``limit-20``;
+* the server: ``stock-server`` (Prefect's defaults, none of claimflow's tuning), ``recorder-batch`` and
+  ``persister-batch`` (each part of that tuning, to add to ``stock-server``), ``pool-20``;
+* ``--server-workers N``: Prefect's scale-out on this machine (``PrefectServer``: N web processes, one services
+  process, a Redis of the bench's own; needs ``pip install prefect-redis``).
+
+Figures (2 cores shared with the server, PostgreSQL 15 and the driver; prefect 3.9.1; 2026-12-03; 40 inquiries,
+20 in flight, runner limit 10, poll 0.2 s; each line two alternated rounds of one ``--compare`` run, the
+machine partly busy with other work, so +-10 %):
+
+| variant (what changed)                                   | legs/s | server ms/leg | runner ms/leg |
+|----------------------------------------------------------|--------|---------------|---------------|
+| ``observer+task-read+stock-server`` (the desk as before)  | 1.54   | 526           | 197           |
+| ``task-read+stock-server`` (no per-run watcher)           | 2.32   | 379           | 111           |
+| ``stock-server`` (+ reads plain calls)                    | 2.88   | 290           | 92            |
+| ``default`` then (+ task-run recorder batches)            | 2.85   | 263           | 99            |
+| ``default`` now (+ event persister batches)               | 3.78   | 208           | 82            |
+| ``default`` (other runs: 3.25, 3.14)                      | 3.2-3.8| 208-248       | 82-94         |
+| ``poll-1s`` (beside a ``default`` at 3.25 / 245)           | 3.26   | 233           | 89            |
+| ``no-heartbeat`` (same run)                               | 3.43   | 239           | 91            |
+| ``limit-20`` (same run)                                   | 2.87   | 264           | 101           |
+| ``pool-20`` (beside a ``default`` at 3.14 / 248)          | 3.44   | 238           | 94            |
+| ``--server-workers 2`` (default, Redis)                   | 3.92   | 302           | 90            |
+
+Where the rest goes (server CPU per call, measured alone): each accepted state change 20-27 ms (a leg has
+three: the runner's Pending claim, Running, Suspended or Completed), a resume 30 ms, creating a run 38 ms,
+the engine's per-leg read of the run, of the default result storage and its PATCH 7-10 ms each, a run input
+9 ms, the runner's poll (``get_scheduled_flow_runs_for_deployments``, which also marks the deployments ready)
+20 ms and the driver's 10-26 ms, each poll. One ``prefect server`` process runs on one core: at about 0.8 of
+it the desk runner is at 3.2-3.8 legs/s and the server is the bound (machine 1.5 of 2 cores). Its per-request
+CPU is Prefect's (FastAPI, pydantic, SQLAlchemy ORM, the orchestration rules, the events pipeline);
+``--server-workers 2`` spreads it over both cores, then the machine itself is full (1.9 of 2 cores).
+
+Scale-out settings for the Prefect server (beyond the embedded default): PostgreSQL
+(``PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://...``); the tuning above
+(``PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=100``, ``..._TASK_RUN_RECORDER_FLUSH_INTERVAL=1``,
+``PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE=200``); ``prefect server start --workers N`` (web only)
+beside one ``prefect server services start``, with Redis for events, leases and Docket
+(``PREFECT_MESSAGING_BROKER=prefect_redis.messaging``, ``PREFECT_MESSAGING_CACHE=prefect_redis.messaging``,
+``PREFECT_SERVER_EVENTS_CAUSAL_ORDERING=prefect_redis.ordering``,
+``PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect_redis.lease_storage``,
+``PREFECT_REDIS_MESSAGING_URL=redis://HOST:6379/0``, ``PREFECT_SERVER_DOCKET_URL=redis://HOST:6379/1``); on a
+fresh database start one process first (N processes migrate and register block types at once and fail); and
+one ``claimflow runner`` per machine with cores to spare (a second runner on these two cores adds nothing).
 """
 
 from __future__ import annotations
@@ -72,6 +129,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DRIVER_POLL = 0.2
+ANSWER = "Yes, physiotherapy is covered."
 SETTLE = 3.0  # seconds to let a runner finish what follows a suspension (heartbeat threads stop within 1 s)
 
 
@@ -226,9 +284,11 @@ def backend_pids(admin_url: str, names: tuple[str, ...]) -> list[int]:
         admin.dispose()
 
 
-def start_server(env: dict[str, str], port: int, logdir: Path) -> Child:
+def start_server(env: dict[str, str], port: int, logdir: Path, name: str = "prefect-server", workers: int = 1) -> Child:
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server = Child("prefect-server", argv, env=env, logdir=logdir)
+    if workers > 1:
+        argv += ["--workers", str(workers)]  # web server only: the services run in a process of their own
+    server = Child(name, argv, env=env, logdir=logdir)
     started = time.monotonic()
 
     def healthy() -> bool:
@@ -313,8 +373,11 @@ class Track:
     case_id: int
     run_id: str | None = None
     launched: datetime | None = None
-    suspended: datetime | None = None  # the server's timestamp of the Suspended state
-    resumed: datetime | None = None
+    suspended: datetime | None = None  # the server's timestamp of the first Suspended state
+    last_suspended: datetime | None = None  # ... of the latest one (a refused answer suspends the run again)
+    suspensions: int = 0
+    awaiting: bool = False  # suspended, not yet answered
+    resumed: datetime | None = None  # the latest resume
     resumed_count: int = 0
     applied: datetime | None = None  # the 'answer' event in the case's log
     completed: datetime | None = None  # the server's timestamp of the Completed state
@@ -363,10 +426,13 @@ def _quantiles(values: list[float]) -> str:
 class Driver:
     """Files inquiries, starts their runs, answers every suspended run, and times it all."""
 
-    def __init__(self, engine: Any, signers: Signers, usage_parties: dict[str, Callable[[], float]]) -> None:
+    def __init__(
+        self, engine: Any, signers: Signers, usage_parties: dict[str, Callable[[], float]], poll: float = DRIVER_POLL
+    ) -> None:
         self.engine = engine
         self.signers = signers
         self.parties = usage_parties
+        self.poll = poll
 
     def file(self, count: int) -> list[int]:
         from claimflow.db import session_scope
@@ -413,9 +479,17 @@ class Driver:
     ) -> Phase:
         """Drive ``count`` fresh inquiries to closure, ``concurrency`` at a time. With ``when_all_waiting``,
         answer none until all of them are suspended, then call it (in a thread) and answer them all."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
         from prefect.client.schemas.objects import StateType
+        from prefect.context import AsyncClientContext
+
+        final = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+        actionable = [StateType.PAUSED, *final]
         from prefect.flow_runs import aresume_flow_run
 
         from tasks.runs import launch_case
@@ -431,16 +505,40 @@ class Driver:
         usage.begin()
         started = time.perf_counter()
         deadline = started + timeout
-        async with get_client() as client:
+
+        async def launch(track: Track) -> None:
+            track.run_id = await launch_case(self.engine, case_id=track.case_id)
+
+        async def resume(track: Track, answer: dict[str, str]) -> bool:
+            try:
+                await aresume_flow_run(uuid.UUID(track.run_id or ""), run_input=answer)
+            except RuntimeError as exc:
+                # Prefect sets Suspended before it stores the form's schema: a resume in between is refused
+                # ("Run input schema not found"); try again at the next poll
+                if "schema not found" not in str(exc):
+                    raise
+                return False
+            return True
+
+        # one client for the driver's calls (launch_case and aresume_flow_run find it in the context), and the
+        # launches and answers of a poll sent at once: intake and the people answering are many independent
+        # callers, and a serial driver would pace the desk by its own round trips
+        async with AsyncClientContext.get_or_create() as context:
+            client = context.client
             while todo or flying:
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"{name}: timed out with {len(flying)} runs in flight")
-                while todo and len(flying) < concurrency:
-                    track = Track(todo.popleft(), launched=datetime.now(UTC))
-                    track.run_id = await launch_case(self.engine, case_id=track.case_id)
-                    flying[track.run_id] = tracks[track.run_id] = track
-                runs = await client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(r) for r in flying])),
+                launching = []
+                while todo and len(flying) + len(launching) < concurrency:
+                    launching.append(Track(todo.popleft(), launched=datetime.now(UTC)))
+                await asyncio.gather(*(launch(t) for t in launching))
+                for track in launching:
+                    flying[track.run_id or ""] = tracks[track.run_id or ""] = track
+                runs = await client.read_flow_runs(  # only the runs that wait for the driver or are done
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=[uuid.UUID(r) for r in flying]),
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=actionable)),
+                    ),
                     limit=len(flying),
                 )
                 paused = []
@@ -448,9 +546,12 @@ class Driver:
                     track, state = flying[str(run.id)], run.state
                     if state is None:
                         continue
-                    if state.type == StateType.PAUSED and track.suspended is None:
-                        track.suspended = state.timestamp
-                    if state.type == StateType.PAUSED and track.resumed is None:
+                    if state.type == StateType.PAUSED and state.timestamp != track.last_suspended:
+                        track.suspended = track.suspended or state.timestamp
+                        track.last_suspended = state.timestamp
+                        track.suspensions += 1
+                        track.awaiting = True
+                    if state.type == StateType.PAUSED and track.awaiting:
                         paused.append(track)
                     elif state.type == StateType.COMPLETED:
                         track.completed = state.timestamp
@@ -459,22 +560,20 @@ class Driver:
                 if hold and len(paused) == len(flying) and not todo:
                     await asyncio.to_thread(when_all_waiting)  # type: ignore[arg-type]
                     hold = False
-                if not hold:
-                    for track in paused:
+                if not hold and paused:
+                    answers = []
+                    for _ in paused:
                         who, code = self.signers.sign()
-                        resumed = datetime.now(UTC)
-                        answer = {"staff": who, "approval_code": code, "answer": "Yes, physiotherapy is covered."}
-                        try:
-                            await aresume_flow_run(uuid.UUID(track.run_id or ""), run_input=answer)
-                        except RuntimeError as exc:
-                            # Prefect sets Suspended before it stores the form's schema: a resume in between is
-                            # refused ("Run input schema not found"); try again at the next poll
-                            if "schema not found" not in str(exc):
-                                raise
+                        answers.append({"staff": who, "approval_code": code, "answer": ANSWER})
+                    resumed = datetime.now(UTC)
+                    results = await asyncio.gather(*(resume(t, a) for t, a in zip(paused, answers, strict=True)))
+                    for track, ok in zip(paused, results, strict=True):
+                        if not ok:
                             early += 1
                             continue
                         track.resumed = resumed
                         track.resumed_count += 1
+                        track.awaiting = False
                 self._applied(list(flying.values()))
                 for run_id, track in list(flying.items()):
                     if track.completed or track.failed:
@@ -485,19 +584,23 @@ class Driver:
                 polls += 1
                 if polls % 5 == 0:
                     self.parties["PostgreSQL (both DBs)"]()  # catch backends that come and go
-                await asyncio.sleep(DRIVER_POLL)
+                await asyncio.sleep(self.poll)
         seconds = time.perf_counter() - started
         usage.end()
         self._applied(done)
-        legs = sum(1 for t in done if t.suspended) + sum(1 for t in done if t.completed)
+        legs = sum(t.suspensions for t in done) + sum(1 for t in done if t.completed)
         phase = Phase(name, count, done, seconds, legs, usage.used, peak)
         failed = [t for t in done if t.failed]
         if failed:
             phase.notes.append(f"{len(failed)} runs failed, e.g. {failed[0].failed}")
         if early:
             phase.notes.append(f"{early} resumes came before Prefect stored the form's schema; retried")
-        if any(t.resumed_count > 1 for t in done):
-            phase.notes.append("some runs suspended again (a refused answer?)")
+        if again := sum(t.suspensions - 1 for t in done if t.suspensions > 1):
+            # an answer is signed when it is given and checked when the run applies it: a runner that takes
+            # longer than the code's window (serve: a poll of 10 s and a new process) gets it refused; the
+            # run asks again (one more leg, counted) and is answered again
+            phase.notes.append(f"{again} answers were refused (approval code expired before the run applied it) "
+                               "and given again; each refusal is one more leg")  # fmt: skip
         return phase
 
 
@@ -517,7 +620,10 @@ def report(phase: Phase) -> None:
     parts = ", ".join(f"{name} {used:.1f} s ({1000 * used / legs:.0f} ms/leg)" for name, used in phase.usage.items())
     print(f"   CPU: {parts}")
     busy = phase.usage.get("machine (all)", 0.0)
-    print(f"   machine busy {busy / phase.seconds:.2f} of {os.cpu_count()} cores on average")
+    ours = sum(used for name, used in phase.usage.items() if name != "machine (all)")
+    print(f"   machine busy {busy / phase.seconds:.2f} of {os.cpu_count()} cores on average, of which "
+          f"{max(busy - ours, 0.0) / phase.seconds:.2f} not the parties above (other processes: the machine may be "
+          "shared)")  # fmt: skip
     for note in phase.notes:
         print(f"   NOTE: {note}")
 
@@ -550,7 +656,7 @@ IDLE_LEAVES = ("EpollSelector.select", "Condition.wait", "Event.wait", "Thread.j
 RUNNER_AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("poll for due runs (get_scheduled_flow_runs_for_deployments)", ("get_scheduled_flow_runs_for_deployments",)),
     ("claim a run (propose Pending)", ("poll_once;propose_state",)),
-    ("flow engine: run_flow_async (all of a leg)", ("run_flow_async",)),
+    ("flow engine: run_flow_async (all of a leg)", ("run_flow_async", "run_desk_flow_async")),
     ("  flow engine set-up/teardown (initialize_run, begin_run, start)", ("initialize_run", "begin_run",
                                                                           "AsyncFlowRunEngine.start")),
     ("  flow run state changes (set_state, propose_state)", ("AsyncFlowRunEngine.set_state",)),
@@ -655,38 +761,108 @@ class Profiler:
 # --- the runner and serve roles (child processes) -------------------------------------------------------------
 
 
-VARIANTS = {
-    "default": "flows.runner.DeskRunner as it is",
-    "plain-read": "read_case called as a plain coroutine, not a Prefect task (5 of the 6 task runs of an inquiry "
-    "are reads)",
+VARIANTS = {  # the desk runner's side
+    "default": "the desk as it is (flows.runner.DeskRunner, flows.case)",
+    "task-read": "read_case as a Prefect task again (as before: 4 more task runs per inquiry, 12 more task-run "
+    "state events)",
+    "observer": "Prefect's own per-run watcher for outside suspensions on (DeskRunner(observe_suspension=True), as "
+    "before): a thread, a client and an events websocket per leg",
+    "no-heartbeat": "flow run heartbeats off in the runner (PREFECT_FLOWS_HEARTBEAT_FREQUENCY None; default 180 s, "
+    "one event at every leg's start)",
+    "poll-1s": "the runner polls every second (the desk's default, CLAIMFLOW_RUNNER_POLL_SECONDS) instead of --poll",
+    "limit-20": "the runner executes up to 20 runs at once instead of --runner-limit",
 }
+TUNING_PREFIXES = ("PREFECT_SERVER_SERVICES_", "PREFECT_SERVER_EVENTS_", "PREFECT_SERVER_DATABASE_SQLALCHEMY_")
+SERVER_VARIANTS: dict[str, tuple[dict[str, str], str]] = {  # the Prefect server's environment
+    "stock-server": ({}, "the Prefect server with Prefect's defaults, without the tuning of claimflow.orchestrator"),
+    # the two parts of that tuning, to measure each on its own (stock-server+recorder-batch, ...)
+    "recorder-batch": (
+        {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1"},
+        "task-run recorder writes up to 100 task-run events per transaction, at least every second (Prefect: 1)",
+    ),
+    "persister-batch": (
+        {"PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200"},
+        "event persister writes up to 200 events per transaction (Prefect: 20), at least every 5 s as before",
+    ),
+    "pool-20": (
+        {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20"},
+        "the server keeps 20 database connections (Prefect: 5, and up to 10 more opened and closed as needed)",
+    ),
+}  # fmt: skip
+
+
+def server_tuning() -> dict[str, str]:
+    """What ``claimflow.orchestrator.server_environment`` sets to tune the embedded Prefect server (not where it
+    is, its database or who may call it): the bench's server runs with the same."""
+    from claimflow.orchestrator import server_environment
+    from claimflow.settings import get_settings
+
+    return {k: v for k, v in server_environment(get_settings()).items() if k.startswith(TUNING_PREFIXES)}
 
 
 def variant_parts(text: str) -> set[str]:
     parts = set(text.split("+"))
-    if not parts <= set(VARIANTS):
-        raise SystemExit(f"unknown runner variant {text!r}: combine {', '.join(VARIANTS)} with '+'")
+    known = set(VARIANTS) | set(SERVER_VARIANTS)
+    if not parts <= known:
+        raise SystemExit(f"unknown variant {text!r}: combine {', '.join(sorted(known))} with '+'")
     return parts
 
 
+def describe_variant(text: str) -> str:
+    parts = variant_parts(text)
+    described = [VARIANTS[p] for p in sorted(parts) if p in VARIANTS]
+    described += [SERVER_VARIANTS[p][1] for p in sorted(parts) if p in SERVER_VARIANTS]
+    return "; ".join(described)
+
+
+def server_variant_env(text: str) -> dict[str, str]:
+    """The server environment of a variant (claimflow's tuning unless ``stock-server``, then its server parts), on
+    top of the bench's base environment."""
+    env: dict[str, str] = {} if "stock-server" in variant_parts(text) else server_tuning()
+    for part in sorted(variant_parts(text)):
+        if part in SERVER_VARIANTS:
+            env.update(SERVER_VARIANTS[part][0])
+    return env
+
+
 def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") -> None:
+    parts = variant_parts(variant)
 
     async def main() -> None:
         from flows.deployments import UNSCHEDULED, register
         from flows.runner import DeskRunner
 
-        if "plain-read" in variant_parts(variant):
+        if "task-read" in parts:
+            from prefect import task
+            from prefect.cache_policies import NO_CACHE
+
             import flows.case
 
-            flows.case.read_case = flows.case.read_case.fn  # type: ignore[assignment]  # drive_case looks it up
+            plain = flows.case.read_case
+
+            @task(name="read-case", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
+            async def read_case(case_id: int) -> Any:
+                return await plain(case_id)
+
+            flows.case.read_case = lambda case_id, logger=None: read_case(case_id)  # type: ignore[assignment]
 
         flows = await register(**UNSCHEDULED)
-        runner = DeskRunner(flows, limit=limit, poll_seconds=poll)
+        runner = DeskRunner(
+            flows,
+            limit=20 if "limit-20" in parts else limit,
+            poll_seconds=1.0 if "poll-1s" in parts else poll,
+            observe_suspension="observer" in parts,
+        )
         # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)
         await runner.run_until_signalled(started=lambda: ready.write_text(str(os.getpid())))
 
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    heartbeat = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if "no-heartbeat" in parts else {}
     try:
-        asyncio.run(main())
+        with temporary_settings(heartbeat):
+            asyncio.run(main())
     finally:
         from flows.runner import drain_prefect_clients
 
@@ -738,7 +914,7 @@ class BackendCpu:
         self.calls = 0
 
     def __call__(self) -> float:
-        for pid in self.pids():
+        for pid in self.pids():  # (len(self.last): the backends seen since the start: connections opened)
             value = cpu_seconds(pid)
             if pid not in self.last:
                 self.base[pid] = value if self.calls == 0 else 0.0
@@ -747,10 +923,80 @@ class BackendCpu:
         return sum(self.last[p] - self.base[p] for p in self.last)
 
 
-def parties(workers: Callable[[], list[int]], server: Child, backends: Callable[[], list[int]]) -> dict[str, Any]:
+class PrefectServer:
+    """The bench's Prefect server: restarted (same database, same port) when a variant needs other settings.
+
+    With ``workers`` > 1 (``--server-workers``): Prefect's scale-out on one machine, ``prefect server start
+    --workers N`` (N web server processes) beside ``prefect server services start`` (the services: event
+    persister, task-run recorder, triggers, scheduler ...), the events and the Docket queue on a Redis of the
+    bench's own (``prefect-redis`` must be installed). Its CPU counts all of them.
+    """
+
+    def __init__(self, env: dict[str, str], port: int, logdir: Path, children: list[Child], workers: int = 1) -> None:
+        self.env, self.port, self.logdir, self.children, self.workers = env, port, logdir, children, workers
+        self.child: Child | None = None
+        self.helpers: list[Child] = []  # the services process, Redis
+        self.extra: dict[str, str] | None = None
+        self.starts = 0
+        self.redis: dict[str, str] = {}
+        if workers > 1:
+            redis_port = free_port()
+            redis = Child("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no"], env=env, logdir=logdir)  # fmt: skip
+            children.append(redis)
+            self.helpers.append(redis)
+            self.redis = {
+                "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+                "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+                "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+                "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+                "PREFECT_REDIS_MESSAGING_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:{redis_port}/1",
+            }
+
+    @property
+    def pid(self) -> int:
+        assert self.child is not None
+        return self.child.pid
+
+    def cpu(self) -> float:
+        return sum(tree_cpu(c.pid) for c in [self.child, *self.helpers] if c is not None)
+
+    def ensure(self, extra: dict[str, str]) -> None:
+        """Have a server running with the base environment plus ``extra``."""
+        if self.child is not None and self.child.alive() and extra == self.extra:
+            return
+        if self.child is not None:
+            for child in [self.child, *self.helpers[1:]]:
+                child.stop()
+                self.children.remove(child)
+            del self.helpers[1:]
+        name = "prefect-server" if not self.starts else f"prefect-server-{self.starts}"
+        env = {**self.env, **self.redis, **extra}
+        if self.workers > 1 and not self.starts:
+            # on a fresh database the processes would all migrate it and register the block types at once (and
+            # fail on each other's rows): one process does it first
+            start_server(env, self.port, self.logdir, name=f"{name}-init").stop()
+        self.child = start_server(env, self.port, self.logdir, name=name, workers=self.workers)
+        self.children.append(self.child)
+        if self.workers > 1:
+            argv = [sys.executable, "-m", "prefect", "server", "services", "start"]
+            services = Child(f"{name}-services", argv, env=env, logdir=self.logdir)
+            self.children.append(services)
+            self.helpers.append(services)
+            log(f"Prefect server: {self.workers} web server processes, the services in one more (pid {services.pid})")
+        self.extra = dict(extra)
+        self.starts += 1
+        if extra:
+            log(f"Prefect server settings on top of the bench's: {' '.join(f'{k}={v}' for k, v in extra.items())}")
+
+
+def parties(
+    workers: Callable[[], list[int]], server: PrefectServer, backends: Callable[[], list[int]]
+) -> dict[str, Any]:
     return {
         "runner side": lambda: sum(tree_cpu(p) for p in workers()),
-        "Prefect server": lambda: tree_cpu(server.pid),
+        "Prefect server": server.cpu,
         "PostgreSQL (both DBs)": BackendCpu(backends),
         "driver": lambda: cpu_seconds(os.getpid()),
         "machine (all)": machine_busy,
@@ -809,8 +1055,7 @@ def main(args: argparse.Namespace) -> int:
             upgrade(engine)
             signers = Signers(load_staff(engine, signers=args.signers, handlers=40))
             log(f"case database migrated; {len(signers.secrets)} signing supervisors and 40 handlers enrolled")
-            server = start_server(env, port, workdir)
-            children.append(server)
+            server = PrefectServer(env, port, workdir, children, workers=args.server_workers)
             phases = asyncio.run(run_phases(args, env, workdir, engine, signers, server, backends, children))
     except KeyboardInterrupt:
         log("interrupted: cleaned up")
@@ -830,21 +1075,27 @@ async def run_phases(
     workdir: Path,
     engine: Any,
     signers: Signers,
-    server: Child,
+    server: PrefectServer,
     backends: Callable[[], list[int]],
     children: list[Child],
 ) -> list[Phase]:
     phases: list[Phase] = []
     n, k = args.cases, args.concurrency
+    settings = dict(item.split("=", 1) for item in args.server_setting)
+
+    def make_driver(workers: Callable[[], list[int]]) -> Driver:
+        return Driver(engine, signers, parties(workers, server, backends), poll=args.driver_poll)
+
     if args.compare:
         variants = args.compare.split(",")
         for variant in variants:
             variant_parts(variant)
         for round_ in range(1, args.rounds + 1):
             for variant in variants:
+                server.ensure({**settings, **server_variant_env(variant)})
                 (runner,) = start_runners(1, args, env, workdir, variant)
                 children.append(runner)
-                driver = Driver(engine, signers, parties(lambda r=runner: [r.pid], server, backends))
+                driver = make_driver(lambda r=runner: [r.pid])
                 await driver.run("warm-up", 2, 2)
                 phases.append(await driver.run(f"{variant} #{round_}", n, k))
                 report(phases[-1])
@@ -854,18 +1105,23 @@ async def run_phases(
             mine = [p for p in phases if p.name.startswith(f"{variant} #")]
             legs, seconds = sum(p.legs for p in mine), sum(p.seconds for p in mine)
             cpu = sum(p.usage["runner side"] for p in mine) / max(legs, 1)
-            server = sum(p.usage["Prefect server"] for p in mine) / max(legs, 1)
-            what = "; ".join(VARIANTS[v] for v in sorted(variant_parts(variant)))
+            on_server = sum(p.usage["Prefect server"] for p in mine) / max(legs, 1)
+            others = sum(p.usage["machine (all)"] - sum(u for m, u in p.usage.items() if m != "machine (all)")
+                         for p in mine) / seconds  # fmt: skip
+            what = describe_variant(variant)
             print(f"   {variant}: {legs / seconds:.2f} legs/s over {len(mine)} rounds; runner {1000 * cpu:.0f} ms/leg, "
-                  f"server {1000 * server:.0f} ms/leg  ({what})")  # fmt: skip
+                  f"server {1000 * on_server:.0f} ms/leg; others {max(others, 0):.2f} cores  ({what})")  # fmt: skip
         return phases
 
     # 1-3: one desk runner
-    runners = start_runners(1, args, env, workdir)
+    server.ensure({**settings, **server_variant_env(args.runner_variant)})
+    if args.runner_variant != "default":
+        log(f"variant {args.runner_variant}: {describe_variant(args.runner_variant)}")
+    runners = start_runners(1, args, env, workdir, args.runner_variant)
     children.extend(runners)
     runner = runners[0]
     log(f"desk runner up (pid {runner.pid}, limit {args.runner_limit}, poll {args.poll} s)")
-    driver = Driver(engine, signers, parties(lambda: [runner.pid], server, backends))
+    driver = make_driver(lambda: [runner.pid])
     before_any = held(runner.pid)
     await driver.run("warm-up", 2, 2)
     await asyncio.sleep(SETTLE)
@@ -911,10 +1167,10 @@ async def run_phases(
 
     # 4: two desk runners
     if not args.no_scale_out:
-        runners = start_runners(2, args, env, workdir)
+        runners = start_runners(2, args, env, workdir, args.runner_variant)
         children.extend(runners)
         log(f"2 desk runners up (pids {', '.join(str(r.pid) for r in runners)})")
-        driver2 = Driver(engine, signers, parties(lambda: [r.pid for r in runners], server, backends))
+        driver2 = make_driver(lambda: [r.pid for r in runners])
         await driver2.run("warm-up", 4, 4)
         phases.append(await driver2.run("2 desk runners", n, k))
         report(phases[-1])
@@ -935,7 +1191,7 @@ async def run_phases(
 
         wait_until("serve to start", serving, timeout=120)
         log(f"serve up (pid {serve.pid}): {args.serve_cases} inquiries, {min(k, args.serve_cases)} in flight")
-        driver3 = Driver(engine, signers, parties(lambda: [serve.pid], server, backends))
+        driver3 = make_driver(lambda: [serve.pid])
         phases.append(
             await driver3.run("plain serve()", args.serve_cases, min(k, args.serve_cases), watch=lambda: [serve.pid])
         )
@@ -972,6 +1228,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve-cases", type=int, default=10, help="inquiries for plain serve (default 10)")
     parser.add_argument("--runner-limit", type=int, default=10, help="DeskRunner limit (default 10)")
     parser.add_argument("--poll", type=float, default=0.2, help="DeskRunner poll seconds (default 0.2)")
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="Prefect web server processes (default 1); more: Prefect's scale-out with Redis (see PrefectServer)",
+    )
+    parser.add_argument(
+        "--driver-poll", type=float, default=DRIVER_POLL, help=f"the driver's poll seconds (default {DRIVER_POLL})"
+    )
     parser.add_argument("--signers", type=int, default=150, help="generated supervisors who sign answers")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a PostgreSQL database to start from")
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
@@ -982,13 +1247,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runner-variant",
         default="default",
-        help="the desk runner as it is, or an experiment (see --compare)",
+        help="the desk runner and server as they are, or an experiment (see --compare) for the phases",
+    )
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the Prefect server (repeatable), e.g. PREFECT_SERVER_LOGGING_LEVEL=INFO "
+        "to log every request",
     )
     parser.add_argument(
         "--compare",
         metavar="A,B",
-        help="instead of the phases: desk-runner variants A and B "
-        f"(of: {', '.join(VARIANTS)}), alternated over --rounds rounds, one runner each",
+        help="instead of the phases: variants A and B (combinations with '+' of: "
+        f"{', '.join([*VARIANTS, *SERVER_VARIANTS])}), alternated over --rounds rounds, one runner each; the "
+        "server is restarted when the server settings change",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --compare (default 2)")
     parser.add_argument("--role", choices=["main", "runner", "serve"], default="main", help=argparse.SUPPRESS)

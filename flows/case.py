@@ -4,25 +4,51 @@ A run is a loop over the case's state in the database: an automatic move, or a s
 decides (the run's process and thread are gone while it waits), or the end. Restarted from its first line,
 a run reads where the case is and carries on; decisions already applied are not applied again (each is
 keyed by case, step and attempt, and the database refuses a key that was answered).
+
+The moves and the decisions are Prefect tasks (they change the case: each shows in the UI with its retries);
+reading the case is not. Reads are most of a run's steps (four of an inquiry's six), and every task run
+costs the Prefect server three state events and their task-run writes: as plain calls (with the same
+retries, in code) they took about a quarter of the server's CPU per leg off (``bench/flow_runs.py``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import anyio
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import asuspend_flow_run
 
 from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
 from flows.inputs import FORMS
+from models.errors import ClaimflowError
 from models.plan import Ask, Auto, Finished
 from tasks.workflow import CaseView, DecisionResult, advance, decide, view
 
+READ_RETRY_DELAYS = (1.0, 5.0, 20.0)  # seconds: the database may be restarting or failing over
 
-@task(name="read-case", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
-async def read_case(case_id: int) -> CaseView:
-    return await transaction(view, desk=desk(), case_id=case_id, now=now())
+
+async def read_case(case_id: int, *, logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> CaseView:
+    """Where the case is and its next move: one transaction, retried like the tasks (not a task run itself).
+
+    ``view`` writes only to open the step of a decision that has none yet, once (the step is found the
+    next time), so a retry cannot do anything twice. The desk's typed errors (no such case, no next move)
+    are not retried: they would fail the same way.
+    """
+    for delay in (*READ_RETRY_DELAYS, None):
+        try:
+            return await transaction(view, desk=desk(), case_id=case_id, now=now())
+        except ClaimflowError:
+            raise
+        except Exception as exc:
+            if delay is None:
+                raise
+            if logger is not None:
+                logger.warning("reading case %s failed (%r); again in %.0f s", case_id, exc, delay)
+            await anyio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 @task(name="automatic-move", task_run_name="{action}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
@@ -39,7 +65,7 @@ async def drive_case(case_id: int) -> str:
     """Drive the case until it is closed, suspending whenever a person must decide."""
     logger = get_run_logger()
     for _ in range(MAX_LEGS):
-        current = await read_case(case_id)
+        current = await read_case(case_id, logger=logger)
         move = current.move
         if isinstance(move, Finished):
             logger.info("%s is closed", current.number)

@@ -9,27 +9,80 @@ next poll after a resume picks it up again.
 
 Several desk runners may run against one server (on several machines): a run is claimed by proposing the
 Pending state, which the server grants to one of them only.
+
+Each run executes with Prefect's own flow engine, less one thing by default: Prefect 3.9 watches every
+deployment run for a suspension made from outside the run (``suspend_flow_run(flow_run_id=...)`` by another
+process) with a thread, an event loop, a new API client and an events websocket of its own per run, which
+the server answers with a backfill query and then filters every event of the workspace against. The desk's
+runs only ever suspend themselves (``asuspend_flow_run`` in the run raises at once), so the runner leaves
+that watcher out (``observe_suspension=False``): it was about 40 % of the runner's CPU per leg and a quarter of
+the server's (``bench/flow_runs.py``, variant ``observer``).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import anyio
 from prefect import Flow
-from prefect.client.schemas.objects import FlowRun
+from prefect._flow_run_suspension import FlowRunSuspensionRequest, register_flow_run_suspension_request
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import Abort, Pause
-from prefect.flow_engine import run_flow, run_flow_async
+from prefect.flow_engine import AsyncFlowRunEngine, FlowRunEngine, run_flow, run_flow_async
 from prefect.states import Pending
 from prefect.utilities.engine import propose_state
 
 logger = logging.getLogger("claimflow.runner")
+
+
+@contextmanager
+def _own_suspensions_only(engine: AsyncFlowRunEngine[Any, Any] | FlowRunEngine[Any, Any]) -> Generator[Any]:
+    """Prefect's ``setup_flow_run_suspension_request`` without ``observe_flow_run_suspension``: the request
+    is registered (a suspension from inside the run, or from a task of it, still ends the run), but no
+    watcher thread and events websocket look for suspensions made from outside."""
+    if engine.flow_run is None:
+        raise ValueError("Flow run not set")
+    request: FlowRunSuspensionRequest = engine._get_flow_run_suspension_request()
+    with register_flow_run_suspension_request(engine.flow_run.id, request):
+        request.raise_if_requested()
+        yield request
+
+
+class _DeskAsyncEngine(AsyncFlowRunEngine[Any, Any]):
+    def setup_flow_run_suspension_request(self) -> Any:
+        return _own_suspensions_only(self)
+
+
+class _DeskSyncEngine(FlowRunEngine[Any, Any]):
+    def setup_flow_run_suspension_request(self) -> Any:
+        return _own_suspensions_only(self)
+
+
+async def run_desk_flow_async(flow: Flow[Any, Any], run: FlowRun) -> State | None:
+    """``prefect.flow_engine.run_flow_async(flow, flow_run=run, return_type="state")`` with the desk's engine."""
+    engine = _DeskAsyncEngine(flow=flow, parameters=run.parameters, flow_run=run)
+    async with engine.start():
+        while engine.is_running():
+            async with engine.run_context():
+                _ = await engine.call_flow_fn()  # Prefect types the awaited value as a coroutine
+    return engine.state
+
+
+def run_desk_flow_sync(flow: Flow[Any, Any], run: FlowRun) -> State | None:
+    """``prefect.flow_engine.run_flow_sync(flow, flow_run=run, return_type="state")`` with the desk's engine."""
+    engine = _DeskSyncEngine(flow=flow, parameters=run.parameters, flow_run=run)
+    with engine.start():
+        while engine.is_running():
+            with engine.run_context():
+                engine.call_flow_fn()
+    return engine.state
 
 
 class DeskRunner:
@@ -39,12 +92,22 @@ class DeskRunner:
         flows: deployment id -> the flow it runs.
         limit: how many runs execute at once.
         poll_seconds: how often to ask the server for runs that are due.
+        observe_suspension: run Prefect's per-run watcher for suspensions made from outside the run (off:
+            the desk's runs suspend themselves only; see the module's docstring).
     """
 
-    def __init__(self, flows: Mapping[UUID, Flow[Any, Any]], *, limit: int = 10, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        flows: Mapping[UUID, Flow[Any, Any]],
+        *,
+        limit: int = 10,
+        poll_seconds: float = 1.0,
+        observe_suspension: bool = False,
+    ) -> None:
         self.flows = dict(flows)
         self.limit = limit
         self.poll_seconds = poll_seconds
+        self.observe_suspension = observe_suspension
         self.running: set[UUID] = set()
         self.finished = 0
         self._slots = anyio.CapacityLimiter(limit)
@@ -95,12 +158,16 @@ class DeskRunner:
         flow = self.flows[run.deployment_id]  # type: ignore[index]
         try:
             async with self._slots:
-                if flow.isasync:
+                if self.observe_suspension and flow.isasync:
                     await run_flow_async(flow, flow_run=run, parameters=run.parameters, return_type="state")
-                else:
+                elif self.observe_suspension:
                     await anyio.to_thread.run_sync(
                         lambda: run_flow(flow, flow_run=run, parameters=run.parameters, return_type="state")
                     )
+                elif flow.isasync:
+                    await run_desk_flow_async(flow, run)
+                else:
+                    await anyio.to_thread.run_sync(lambda: run_desk_flow_sync(flow, run))
         except (Pause, Abort):
             pass  # suspended (waits for a person) or taken away by the server: nothing is held
         except Exception:
