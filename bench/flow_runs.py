@@ -59,23 +59,29 @@ Variants (``--compare A,B`` with ``+`` to combine; ``--runner-variant`` for the 
 * ``--server-workers N``: Prefect's scale-out on this machine (``PrefectServer``: N web processes, one services
   process, a Redis of the bench's own; needs ``pip install prefect-redis``).
 
-Figures (2 cores shared with the server, PostgreSQL 15 and the driver; prefect 3.9.1; 2026-12-03; 40 inquiries,
-20 in flight, runner limit 10, poll 0.2 s; each line two alternated rounds of one ``--compare`` run, the
-machine partly busy with other work, so +-10 %):
+Figures (prefect 3.9.1, PostgreSQL 15, 2 cores shared by the server, the runner, PostgreSQL and the driver,
+2026-12-03; 40 inquiries, 20 in flight, runner limit 10, poll 0.2 s). Each ``--compare`` run alternates its
+variants over two rounds; the machine was shared with other work (``others``: cores busy outside the parties),
+which moves a figure by 10-20 %: compare within a run. legs/s / server ms per leg / runner ms per leg:
 
-| variant (what changed)                                   | legs/s | server ms/leg | runner ms/leg |
-|----------------------------------------------------------|--------|---------------|---------------|
-| ``observer+task-read+stock-server`` (the desk as before)  | 1.54   | 526           | 197           |
-| ``task-read+stock-server`` (no per-run watcher)           | 2.32   | 379           | 111           |
-| ``stock-server`` (+ reads plain calls)                    | 2.88   | 290           | 92            |
-| ``default`` then (+ task-run recorder batches)            | 2.85   | 263           | 99            |
-| ``default`` now (+ event persister batches)               | 3.78   | 208           | 82            |
-| ``default`` (other runs: 3.25, 3.14)                      | 3.2-3.8| 208-248       | 82-94         |
-| ``poll-1s`` (beside a ``default`` at 3.25 / 245)           | 3.26   | 233           | 89            |
-| ``no-heartbeat`` (same run)                               | 3.43   | 239           | 91            |
-| ``limit-20`` (same run)                                   | 2.87   | 264           | 101           |
-| ``pool-20`` (beside a ``default`` at 3.14 / 248)          | 3.44   | 238           | 94            |
-| ``--server-workers 2`` (default, Redis)                   | 3.92   | 302           | 90            |
+| variant                                   | run A (others ~0.3)  | run B (others 0.6-1.0) |
+|-------------------------------------------|----------------------|------------------------|
+| ``observer+task-read+stock-server``: before | 1.54 / 526 / 197   | 1.36 / 532 / 198       |
+| ``task-read+stock-server``: no watcher     | 2.32 / 379 / 111     |                        |
+| ``stock-server``: + reads plain calls      | 2.88 / 290 / 92      | 2.79 / 261 / 83        |
+| ``stock-server+recorder-batch``            | 2.85 / 263 / 99      | 2.64 / 264 / 98        |
+| ``stock-server+persister-batch``           |                      | 2.12 / 306 / 96        |
+| ``default``: + both batches (now)          | 3.78 / 208 / 82      | 2.35 / 270 / 101       |
+
+Run C: ``default`` 3.25 / 245 / 93, ``poll-1s`` 3.26 / 233 / 89, ``no-heartbeat`` 3.43 / 239 / 91, ``limit-20``
+2.87 / 264 / 101. Run D: ``default`` 3.14 / 248 / 94, ``pool-20`` 3.44 / 238 / 94. ``--server-workers 2 --compare
+default``: 3.92 / 302 (web processes, services and Redis together) / 90, the machine 1.9 of 2 cores busy. The
+phases (``python bench/flow_runs.py``): desk runner 3.06 legs/s (server 252, runner 93 ms/leg), 2 desk runners
+2.65, plain ``serve()`` 0.29 (its runner side 4.9 s of CPU per leg): 10.7x; 0 processes and 0 threads per
+waiting case. Before these changes the same phases gave 1.35 (server 523, runner 196 ms/leg), 1.24 with 2
+runners, and serve() stalled (its answers were refused once their codes expired, and the driver never answered
+again). The watcher and the plain reads are the clear gains; the batches are within the noise here (they
+write fewer, larger transactions: the embedded SQLite default's lock is where that counts most).
 
 Where the rest goes (server CPU per call, measured alone): each accepted state change 20-27 ms (a leg has
 three: the runner's Pending claim, Running, Suspended or Completed), a resume 30 ms, creating a run 38 ms,

@@ -100,10 +100,11 @@ def server_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database} if database else {}),
-        # fewer, larger writes of events and task runs: the server's CPU per case leg from about 290 ms to 210-250 ms
-        # (bench/flow_runs.py, variants stock-server, recorder-batch, persister-batch). The task-run recorder
-        # writes each task-run event in a transaction of its own by default: up to 100 per transaction, at least
-        # every second (a task run shows in the UI up to a second later). The event persister writes 20 events per
+        # fewer, larger write transactions for task runs and events (the SQLite default's lock is where that counts
+        # most; on PostgreSQL up to a fifth of the server's CPU per case leg, within the noise of a shared machine:
+        # bench/flow_runs.py, variants stock-server, recorder-batch, persister-batch). The task-run recorder writes
+        # each task-run event in a transaction of its own by default: up to 100 per transaction, at least every
+        # second (a task run shows in the UI up to a second later). The event persister writes 20 events per
         # transaction by default: up to 200, at least every 5 s as before (automations read the event stream,
         # not these rows)
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
