@@ -83,7 +83,9 @@ class ApiThread:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                reason = f": {self.error}" if self.error else " (port in use?)"
+                # uvicorn exits (SystemExit 3) when it cannot bind: the port is taken or not allowed
+                bound = self.error is None or isinstance(self.error, SystemExit)
+                reason = " (is the port in use? set CLAIMFLOW_API_PORT)" if bound else f": {self.error}"
                 raise InvalidInput(f"the intake API could not listen on {self.host}:{self.port}{reason}")
             time.sleep(0.05)
         _describe(self.settings, self.host, self.port)
