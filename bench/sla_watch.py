@@ -27,7 +27,8 @@ At each size it measures, ``--repeat`` times after one warm-up, and prints media
   put back, the touched tables vacuumed), so every run does the same work;
 * a noise probe (``SELECT 1`` round trips and a fixed piece of Python), since the machine may be shared:
   the ratios 1M/100k are only meaningful if the probe did not move between the two sizes;
-* with ``--profile N``: one more pass under cProfile, its ``N`` costliest entries (cumulative time).
+* with ``--profile N``: one more pass under cProfile, its ``N`` costliest entries (cumulative time, then own
+  time), and each statement it sent with its time in the driver and the server.
 
 Target (the issue): a full pass on 1,000 due steps in <= 200 ms at 1,000,000 open steps, and a ratio
 large/small close to 1.
@@ -36,6 +37,7 @@ large/small close to 1.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -387,15 +389,35 @@ def profile_pass(engine: Engine, state: DueState, due: int, top: int) -> str:
     import io
     import pstats
 
+    statements: list[tuple[float, str]] = []
+    started: list[float] = []
+
+    def before(*_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(((time.perf_counter() - started.pop()) * 1000, " ".join(statement.split())[:90]))
+
     profiler = cProfile.Profile()
-    with Session(engine, expire_on_commit=False) as session:
-        profiler.enable()
-        watch_pass(session, now=NOW, limit=due)
-        session.commit()
-        profiler.disable()
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            profiler.enable()
+            watch_pass(session, now=NOW, limit=due)
+            session.commit()
+            profiler.disable()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
     state.restore()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(top)
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    out.write(f"statements sent ({sum(ms for ms, _ in statements):.1f} ms in the driver and the server):\n")
+    for ms, statement in statements:
+        out.write(f"  {ms:7.1f} ms  {statement}\n")
     return out.getvalue().strip()
 
 
@@ -437,6 +459,7 @@ def main() -> None:
     if make_url(args.database_url).get_backend_name() != "postgresql":
         parser.error("this benchmark needs PostgreSQL")
 
+    gc.freeze()  # as the desk runner does at start-up (flows/runner.py): a full collection skips the libraries
     with throwaway_database(args.database_url) as url:
         engine = create_db_engine(url)
         try:

@@ -7,19 +7,21 @@ PostgreSQL: psycopg 3, pre-ping, plain READ COMMITTED; concurrency-critical stat
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Engine,
     Integer,
     Table,
     Text,
+    any_,
     bindparam,
     cast,
     column,
@@ -29,7 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
@@ -194,6 +196,15 @@ def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 _POSITION = "position"
 
 
+def one_of(session: Session, column_: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """``column IN values`` as one parameter: PostgreSQL gets ``= ANY(array)``, whatever the number of values
+    (an ``IN`` list has one placeholder per value for SQLAlchemy, the driver and the server to handle);
+    SQLite gets the ``IN`` list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column_ == any_(bindparam(None, list(values), type_=ARRAY(column_.type)))
+    return column_.in_(values)
+
+
 def _as_table(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Any:
     """PostgreSQL's ``jsonb_to_recordset``: the rows sent as one JSON document and read back as a table with
     the columns' own types, plus their ``position`` in ``rows``.
@@ -211,7 +222,7 @@ def _as_table(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
             record[name] = process(record[name])
         record[_POSITION] = position
         document.append(record)
-    text = json.dumps(document, default=_json_scalar, ensure_ascii=False)
+    text = orjson.dumps(document, default=_json_scalar).decode()
     columns = [column(name, table.c[name].type) for name in names] + [column(_POSITION, Integer)]
     records = func.jsonb_to_recordset(cast(bindparam("rows", text, type_=Text), JSONB))
     return records.table_valued(*columns).render_derived(with_types=True)

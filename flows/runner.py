@@ -21,6 +21,7 @@ the server's (``bench/flow_runs.py``, variant ``observer``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import Callable, Generator, Mapping
@@ -117,7 +118,12 @@ class DeskRunner:
 
         One Prefect client (sync and async) is shared by every run this runner executes: a new client per
         run costs a TLS context and a settings read each time, most of the runner's CPU per leg.
+
+        What exists at start-up (Prefect, SQLAlchemy, the flows, about 130,000 objects) is moved out of the
+        garbage collector's reach (``gc.freeze``): a full collection then walks only what was made since,
+        about 10 ms instead of 130 ms in the middle of an SLA watcher pass.
         """
+        gc.freeze()
         with SyncClientContext.get_or_create():
             async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
                 await self._loop(context.client, group, stop)

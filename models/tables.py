@@ -201,7 +201,7 @@ class Step(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="case.id", index=True)
+    case_id: int = Field(foreign_key="case.id")  # looked up through uq_step_case_name_attempt
     name: str = Field(max_length=32)
     attempt: int = 1
     status: StepStatus = Field(default=StepStatus.open, sa_type=String(16))
@@ -228,7 +228,7 @@ class Escalation(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("step_id", "level", name="uq_escalation_step_level"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    step_id: int = Field(foreign_key="step.id", index=True)
+    step_id: int = Field(foreign_key="step.id")  # looked up through uq_escalation_step_level
     case_id: int = Field(foreign_key="case.id", index=True)
     level: int = Field(ge=1)
     role: StaffRole = Field(sa_type=String(16))

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func
+from sqlalchemy import Integer, bindparam, func, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -112,8 +113,19 @@ def file_case(
     return case
 
 
+class CaseRef(Protocol):
+    """What appending an event or queueing a message needs of its case: a ``Case``, or any row with its id and
+    number (the SLA watcher reads those two columns, not whole cases)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def number(self) -> str: ...
+
+
 def append_event(
-    session: Session, *, case: Case, actor: str, type: str, data: Mapping[str, Any], now: datetime
+    session: Session, *, case: CaseRef, actor: str, type: str, data: Mapping[str, Any], now: datetime
 ) -> Event:
     """Append one event to the case's hash chain. Never updates or deletes an event.
 
@@ -133,7 +145,7 @@ def append_event(
 class NewEvent:
     """One event for ``append_events``: what ``append_event`` takes besides the session and the time."""
 
-    case: Case
+    case: CaseRef
     actor: str
     type: str
     data: Mapping[str, Any]
@@ -165,21 +177,34 @@ def append_events(session: Session, events: Sequence[NewEvent], *, now: datetime
 
 
 def chain_tips(session: Session, case_ids: Collection[int]) -> dict[int, ChainTip]:
-    """The last event of each of these cases that has one (one query, on the (case, sequence) index)."""
+    """The last event of each of these cases that has one (one query, one descent of the (case, sequence)
+    index per case: PostgreSQL reads each case's last event through a lateral ``LIMIT 1``, however long its
+    chain)."""
     if not case_ids:
         return {}
+    if session.get_bind().dialect.name == "postgresql":
+        cases = func.unnest(bindparam(None, list(case_ids), type_=ARRAY(Integer))).table_valued("id").render_derived()
+        tip = (
+            select(Event.sequence, Event.hash)
+            .where(col(Event.case_id) == cases.c.id)
+            .order_by(col(Event.sequence).desc())
+            .limit(1)
+            .lateral()
+        )
+        rows = session.execute(select(cases.c.id, tip.c.sequence, tip.c.hash).join(tip, true()))
+        return {case_id: ChainTip(sequence, digest) for case_id, sequence, digest in rows}
     last = (
         select(Event.case_id, func.max(Event.sequence).label("sequence"))
         .where(col(Event.case_id).in_(case_ids))
         .group_by(col(Event.case_id))
         .subquery()
     )
-    rows = session.exec(
+    joined = session.exec(
         select(Event.case_id, Event.sequence, Event.hash).join(
             last, (col(Event.case_id) == last.c.case_id) & (col(Event.sequence) == last.c.sequence)
         )
     )
-    return {case_id: ChainTip(sequence, digest) for case_id, sequence, digest in rows}
+    return {case_id: ChainTip(sequence, digest) for case_id, sequence, digest in joined}
 
 
 def _event_row(case_id: int, link: NewLink, *, actor: str, type: str, now: datetime) -> dict[str, Any]:

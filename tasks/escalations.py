@@ -13,11 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.orm import load_only
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from claimflow.db import insert_rows, update_rows
+from claimflow.db import insert_rows, one_of, update_rows
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
@@ -38,57 +36,89 @@ class WatchReport:
     lines: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class DueStep:
+    """What a pass reads of a due step, with its case's number and its assignee's username: one row of one
+    query, not a ``Step``, a ``Case`` and a ``Staff`` loaded as objects."""
+
+    id: int
+    case_id: int
+    name: str
+    attempt: int
+    assignee_id: int | None
+    due_at: datetime | None
+    policy_rule: str
+    schedule: dict[str, Any]
+    reminders_done: int
+    escalation_level: int
+    next_check_at: datetime | None
+    number: str
+    """The case's number."""
+    assignee: str | None
+    """The assignee's username."""
+    case: _CaseKey = field(init=False)
+    """The step's case, as its events and messages name it."""
+
+    def __post_init__(self) -> None:
+        self.case = _CaseKey(self.case_id, self.number)
+
+
+@dataclass(frozen=True, slots=True)
+class _CaseKey:
+    id: int
+    number: str
+
+
 _WATCHED = (Step.id, Step.case_id, Step.name, Step.attempt, Step.assignee_id, Step.due_at, Step.policy_rule,
             Step.schedule, Step.reminders_done, Step.escalation_level, Step.next_check_at)  # fmt: skip
 """What a pass reads of a step: its pauses, extensions and the rest are not decoded for every due step."""
 
 
-def due_steps(session: Session, *, now: datetime, limit: int) -> list[Step]:
-    """Open steps whose next reminder or deadline has come, oldest first, locked against other watchers.
-
-    Only the columns a pass reads are loaded (``_WATCHED``); any other attribute loads when it is first used.
-    """
+def due_steps(session: Session, *, now: datetime, limit: int) -> list[DueStep]:
+    """Open steps whose next reminder or deadline has come, oldest first, locked against other watchers
+    (PostgreSQL: ``FOR UPDATE OF step SKIP LOCKED``; a second watcher takes the steps the first left)."""
     statement = (
-        select(Step)
-        .options(load_only(*_WATCHED))  # type: ignore[arg-type]
+        select(*_WATCHED, Case.number, Staff.username)  # type: ignore[call-overload]
+        .join(Case, col(Case.id) == col(Step.case_id))
+        .outerjoin(Staff, col(Staff.id) == col(Step.assignee_id))
         .where(Step.status == StepStatus.open, col(Step.next_check_at) <= now)
         .order_by(col(Step.next_check_at))
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    return list(session.exec(statement))
+        statement = statement.with_for_update(of=Step.__table__, skip_locked=True)  # type: ignore[attr-defined]
+    return [DueStep(*row) for row in session.execute(statement)]
 
 
-def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, Escalation]:
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """An escalation raised before: what a pass needs to know of it."""
+
+    id: int
+    level: int
+    decided: bool
+
+
+def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, _Raised]:
     """The highest escalation raised so far for each of these steps (one query for the whole pass)."""
-    last: dict[int, Escalation] = {}
+    last: dict[int, _Raised] = {}
     if step_ids:
-        for escalation in session.exec(select(Escalation).where(col(Escalation.step_id).in_(step_ids))):
-            if escalation.step_id not in last or escalation.level > last[escalation.step_id].level:
-                last[escalation.step_id] = escalation
+        rows = session.execute(
+            select(Escalation.id, Escalation.step_id, Escalation.level, Escalation.decision).where(
+                one_of(session, col(Escalation.step_id), step_ids)
+            )
+        )
+        for escalation_id, step_id, level, decision in rows:
+            if step_id not in last or level > last[step_id].level:
+                last[step_id] = _Raised(escalation_id, level, decision is not None)
     return last
-
-
-def _cases(session: Session, case_ids: set[int]) -> dict[int | None, Case]:
-    """The due steps' cases. A pass uses only their ids and numbers: the rest of each wide row stays unread."""
-    only = load_only(Case.id, Case.number)  # type: ignore[arg-type]
-    return {case.id: case for case in session.exec(select(Case).options(only).where(col(Case.id).in_(case_ids)))}
-
-
-def _usernames(session: Session, staff_ids: set[int]) -> dict[int, str]:
-    if not staff_ids:
-        return {}
-    rows = session.exec(select(Staff.id, Staff.username).where(col(Staff.id).in_(staff_ids)))
-    return {staff_id: username for staff_id, username in rows if staff_id is not None}
 
 
 @dataclass
 class _Due:
     """One due step in a pass: what the rule says, and the escalations it raises (ids once inserted)."""
 
-    step: Step
-    case: Case
+    step: DueStep
     outcome: WatchOutcome
     raised: list[dict[str, Any]] = field(default_factory=list)
 
@@ -96,27 +126,25 @@ class _Due:
 def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchReport:
     """One pass of the watcher at ``now``; the caller commits, then starts the escalation runs.
 
-    Its cost follows what is due, and the number of statements does not: one query each for the due
-    steps, their cases, their last escalations and their assignees; one insert each for the escalations,
-    the events (chained per case in the order below) and the messages; one update each for the superseded
-    escalations and the steps' progress. Per step, in order: its reminders (event, message to the
-    assignee), then each escalation level that came due (event, message to the role), as the rule
-    ``what_is_due`` says.
+    Its cost follows what is due, and the number of statements does not: one query for the due steps with
+    their cases' numbers and their assignees, one for their last escalations; one insert each for the
+    escalations, the events (chained per case in the order below) and the messages; one update each for
+    the superseded escalations and the steps' progress. Per step, in order: its reminders (event, message
+    to the assignee), then each escalation level that came due (event, message to the role), as the rule
+    ``what_is_due`` says. The rows are read and written as rows, not loaded as ORM objects; steps and
+    escalations the session already holds are expired, so they read what the pass wrote.
     """
     steps = due_steps(session, now=now, limit=limit)
     report = WatchReport(steps_checked=len(steps))
     if not steps:
         return report
-    cases = _cases(session, {s.case_id for s in steps})
-    last_escalations = _last_escalations(session, [s.id for s in steps if s.id is not None])
-    usernames = _usernames(session, {s.assignee_id for s in steps if s.assignee_id is not None})
-    due, superseded = _decide(steps, cases, last_escalations, now=now)
+    last_escalations = _last_escalations(session, [s.id for s in steps])
+    due, superseded = _decide(steps, last_escalations, now=now)
     _insert_escalations(session, [row for d in due for row in d.raised])
     events: list[NewEvent] = []
     messages: list[Message] = []
     for d in due:
-        step, case = d.step, d.case
-        assignee = usernames.get(step.assignee_id) if step.assignee_id is not None else None
+        step, case, assignee = d.step, d.step.case, d.step.assignee
         for reminder in d.outcome.reminders:
             percent = round(reminder.fraction * 100)
             events.append(NewEvent(case, "sla-watch", "reminder", {"step": step.name, "percent": percent,
@@ -150,42 +178,42 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
     enqueue_many(session, messages, now=now, config=default_config())
     _supersede(session, superseded, now=now)
     _record_progress(session, due)
+    _expire_held(session, {s.id for s in steps})
     return report
 
 
 def _decide(
-    steps: list[Step], cases: Mapping[int | None, Case], last_escalations: Mapping[int, Escalation], *, now: datetime
-) -> tuple[list[_Due], list[Escalation]]:
-    """What the rule says for each step, the escalation rows to raise, and the earlier escalations they supersede.
+    steps: list[DueStep], last_escalations: Mapping[int, _Raised], *, now: datetime
+) -> tuple[list[_Due], list[int]]:
+    """What the rule says for each step, the escalation rows to raise, and the ids of the earlier escalations
+    they supersede.
 
     A step that climbs two levels in one pass raises both; the lower one is superseded at once, as the
     higher one is raised.
     """
     due: list[_Due] = []
-    superseded: list[Escalation] = []
+    superseded: list[int] = []
     for step in steps:
-        case = cases.get(step.case_id)
-        assert case is not None
-        last = last_escalations.get(step.id or 0)
+        last = last_escalations.get(step.id)
         schedule = Schedule.from_json(step.schedule)
         outcome = what_is_due(
             schedule,
             reminders_done=step.reminders_done,
             escalation_level=step.escalation_level,
             now=now,
-            last_escalation_decided=last is not None and last.decision is not None,
+            last_escalation_decided=last is not None and last.decided,
         )
-        item = _Due(step, case, outcome)
+        item = _Due(step, outcome)
         open_row: dict[str, Any] | None = None
         for point in outcome.escalations:
             if open_row is not None:
                 open_row.update(decision="superseded", decided_at=now)
-            elif last is not None and last.decision is None:
-                superseded.append(last)
+            elif last is not None and not last.decided:
+                superseded.append(last.id)
             following = [e.at for e in schedule.escalations if e.level > point.level]
             due_at = step.due_at.isoformat() if step.due_at else "-"
             open_row = {
-                "step_id": step.id or 0, "case_id": case.id or 0, "level": point.level,
+                "step_id": step.id, "case_id": step.case_id, "level": point.level,
                 "role": StaffRole(point.role).value, "reason": f"{step.name} due {due_at} passed ({step.policy_rule})",
                 "raised_at": now, "decide_by": min(following, default=None), "decided_by_id": None,
                 "decision": None, "decided_at": None, "flow_run_id": None,
@@ -204,31 +232,31 @@ def _insert_escalations(session: Session, rows: list[dict[str, Any]]) -> None:
         row["id"] = ids[(row["step_id"], row["level"])]
 
 
-def _supersede(session: Session, escalations: list[Escalation], *, now: datetime) -> None:
-    """Mark undecided escalations superseded by a higher level (one update; the session's rows follow)."""
-    if not escalations:
-        return
-    session.execute(
-        update(Escalation.__table__)  # type: ignore[attr-defined]
-        .where(col(Escalation.id).in_([e.id for e in escalations]))
-        .values(decision="superseded", decided_at=now)
-    )
-    for escalation in escalations:
-        set_committed_value(escalation, "decision", "superseded")
-        set_committed_value(escalation, "decided_at", now)
+def _supersede(session: Session, escalation_ids: list[int], *, now: datetime) -> None:
+    """Mark undecided escalations superseded by a higher level (one update)."""
+    if escalation_ids:
+        session.execute(
+            update(Escalation.__table__)  # type: ignore[attr-defined]
+            .where(one_of(session, col(Escalation.id), escalation_ids))
+            .values(decision="superseded", decided_at=now)
+        )
 
 
 _PROGRESS = ("reminders_done", "escalation_level", "next_check_at")
 
 
 def _record_progress(session: Session, due: list[_Due]) -> None:
-    """Move every due step on: what it has recorded and when to look again (one update; the session's steps
-    follow without a second write)."""
+    """Move every due step on: what it has recorded and when to look again (one update)."""
     progress = [{"id": d.step.id, **{name: getattr(d.outcome, name) for name in _PROGRESS}} for d in due]
     update_rows(session, Step.__table__, progress)  # type: ignore[attr-defined]
-    for d in due:
-        for name in _PROGRESS:
-            set_committed_value(d.step, name, getattr(d.outcome, name))
+
+
+def _expire_held(session: Session, step_ids: set[int]) -> None:
+    """The pass wrote rows, not objects: any of these steps (and any escalation) the session holds is expired,
+    so it reads the rows again when next used."""
+    for held in list(session.identity_map.values()):
+        if (isinstance(held, Step) and held.id in step_ids) or isinstance(held, Escalation):
+            session.expire(held)
 
 
 # --- a supervisor's decision -------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.audit import (
     GENESIS,
@@ -141,3 +143,40 @@ def test_next_link_continues_from_the_tip_it_is_given() -> None:
     new = next_link("C", tip, at=T0, actor="a", type="t", data={})
     assert (new.sequence, new.prev_hash) == (42, "a" * 64)
     assert new.tip == ChainTip(42, new.hash) != tip
+
+
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))])),
+)  # fmt: skip
+_values = st.recursive(
+    _json_scalars | st.decimals(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), _values, max_size=6))
+def test_normalised_data_is_what_the_json_round_trip_gives(data: dict) -> None:
+    """Flat data takes a shortcut; whatever the shape, the result is the round trip's."""
+    import json
+
+    from models.audit import _plain, normalise_data
+
+    assert normalise_data(data) == json.loads(json.dumps(data, default=_plain, ensure_ascii=False))
+
+
+def test_normalised_data_turns_enums_and_times_into_text() -> None:
+    from models.audit import normalise_data
+    from models.enums import CaseKind
+
+    at = datetime(2026, 3, 2, 17, 30, tzinfo=timezone(timedelta(hours=8)))
+    stored = normalise_data({"kind": CaseKind.claim, "at": at, "amount": Decimal("12.50"), "n": 3})
+    assert stored == {"kind": "claim", "at": "2026-03-02T09:30:00.000000Z", "amount": "12.50", "n": 3}
+    assert type(stored["kind"]) is str
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))])))
+def test_the_canonical_time_is_strftimes_spelling(at: datetime) -> None:
+    """The fast spelling is the one the chains were hashed with (years before 1000 take strftime itself)."""
+    assert canonical_time(at) == at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
