@@ -64,7 +64,7 @@ def note(
         member = session.exec(select(Staff).where(Staff.username == by)).first()
         if member is None or not member.active:
             raise NotFound(f"no active staff member {by!r}")
-        case = get_case(session, number.strip().upper())
+        case = get_case(session, number.strip().upper(), for_update=True)
         outcome = record(session, _desk(), case=case, channel=channel, text=text, score=score, solved=_solved(solved),
                          source=by, actor=by, now=_shell()._now())  # fmt: skip
         shown = _describe(outcome)

@@ -206,7 +206,9 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
     def record_posted(source: str, posted: FeedbackIn, key: str | None) -> tuple[dict[str, Any], bool]:
         origin = f"webhook {source}" + (f" {key}" if key else "")
         with session_scope(intake.engine) as session:
-            case = get_case(session, posted.case_number.strip().upper())
+            # the case's row is held until the commit: a retry racing under the same key waits and then finds
+            # the first one's feedback, and the events of concurrent posts chain one after the other
+            case = get_case(session, posted.case_number.strip().upper(), for_update=True)
             if key is not None:
                 earlier = session.exec(
                     select(Feedback).where(Feedback.case_id == case.id, Feedback.source == origin[:200])

@@ -280,7 +280,7 @@ def finish_follow_up(session: Session, *, number: str, username: str, note: str,
         raise InvalidInput("--note: say what was agreed with the customer")
     if len(note) > MAX_COMMENT_CHARS:
         raise InvalidInput(f"--note: at most {MAX_COMMENT_CHARS} characters")
-    case = get_case(session, number)
+    case = get_case(session, number, for_update=True)
     member = session.exec(select(Staff).where(Staff.username == username)).first()
     if member is None or not member.active:
         raise NotFound(f"no active staff member {username!r}")

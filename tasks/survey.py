@@ -132,6 +132,6 @@ def open_invitation(
         now=now,
     )
     assert invitation is not None
-    case = session.get(Case, invitation.case_id)
+    case = session.get(Case, invitation.case_id, with_for_update=lock)  # answering appends to the case's chain
     assert case is not None  # a foreign key
     return OpenInvitation(invitation, case)

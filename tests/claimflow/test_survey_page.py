@@ -288,6 +288,36 @@ def test_a_complaint_posted_about_a_claim_files_a_complaint_once_per_idempotency
     assert count_feedback(world) == 2
 
 
+def test_racing_posts_of_feedback_about_one_case_record_each_once(world: Any, client: TestClient) -> None:
+    """Eight posts at once: four retries under one key and four without; the case's row is held while each is
+    recorded, so the key answers once and the chain of events stays whole."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.audit import verify_cases
+
+    case, _ = settled(world, "zh-CN")
+    before = count_feedback(world)
+    barrier = threading.Barrier(8)
+
+    def post(index: int) -> tuple[int, Any]:
+        payload = {"case_number": case.number, "text": f"谢谢 {index}", "score": 4}
+        barrier.wait()
+        response = post_feedback(client, world, payload if index % 2 else {**payload, "text": "谢谢"},
+                                 key=None if index % 2 else "crm-ticket-9")  # fmt: skip
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    keyed = [answer for index, answer in enumerate(answers) if index % 2 == 0]
+    assert sorted(status for status, _ in keyed) == [200, 200, 200, 202], answers
+    assert all(body == keyed[0][1] for _, body in keyed)
+    assert all(status == 202 for index, (status, _) in enumerate(answers) if index % 2), answers
+    assert count_feedback(world) == before + 5
+    with Session(world.engine) as session:
+        assert not verify_cases(session).breaks
+
+
 def test_feedback_posts_that_cannot_be_recorded_are_refused_and_store_nothing(world: Any, client: TestClient) -> None:
     case, _ = settled(world, "en")
     unknown = problem(post_feedback(client, world, {"case_number": "CLM-2026-999999", "score": 3}), 422)
