@@ -75,8 +75,12 @@ _WATCHED = (Step.id, Step.case_id, Step.name, Step.attempt, Step.assignee_id, St
 
 
 def due_steps(session: Session, *, now: datetime, limit: int) -> list[DueStep]:
-    """Open steps whose next reminder or deadline has come, oldest first, locked against other watchers
-    (PostgreSQL: ``FOR UPDATE OF step SKIP LOCKED``; a second watcher takes the steps the first left)."""
+    """Open steps whose next reminder or deadline has come, oldest first, each locked with its case.
+
+    PostgreSQL: ``FOR UPDATE OF step, case SKIP LOCKED``. A second watcher takes the steps the first left; a
+    step whose case someone holds now (a decision, a reply being filed) waits for the next pass, a minute
+    later, instead of racing them for the case's next event or waiting on them.
+    """
     statement = (
         select(*_WATCHED, Case.number, Staff.username)  # type: ignore[call-overload]
         .join(Case, col(Case.id) == col(Step.case_id))
@@ -86,7 +90,7 @@ def due_steps(session: Session, *, now: datetime, limit: int) -> list[DueStep]:
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(of=Step.__table__, skip_locked=True)  # type: ignore[attr-defined]
+        statement = statement.with_for_update(of=[Step.__table__, Case.__table__], skip_locked=True)  # type: ignore[attr-defined]
     return [DueStep(*row) for row in session.execute(statement)]
 
 
@@ -323,14 +327,18 @@ def decide_escalation(
     Every decision is an ``Approval`` and an ``Event``; the approver is never the case's handler. A refused
     attempt is recorded and the run waits again under a new key.
     """
-    escalation = session.get(Escalation, escalation_id, with_for_update=True)
-    if escalation is None:
+    raised = session.get(Escalation, escalation_id)
+    if raised is None:
         raise NotFound(f"no escalation {escalation_id}")
+    # the case's row first, then the escalation's: the order the watcher takes them in (a decision on the
+    # case and a watcher pass never wait on each other crosswise), and the case's events chain in turn
+    case = session.get(Case, raised.case_id, with_for_update=True)
+    escalation = session.get(Escalation, escalation_id, with_for_update=True, populate_existing=True)
+    assert case is not None and escalation is not None
     if escalation.decision is not None or key != escalation_key(session, escalation):
         return EscalationResult(applied=False, stale=True)
-    case = session.get(Case, escalation.case_id)
     step = session.get(Step, escalation.step_id)
-    assert case is not None and step is not None
+    assert step is not None
     who = str(answer.get("staff", ""))
     try:
         member = authenticate(session, desk, username=who, code=str(answer.get("approval_code", "")), now=now)

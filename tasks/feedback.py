@@ -356,7 +356,7 @@ def periodic_survey(session: Session, desk: Desk, *, now: datetime) -> SampleRep
     )
     invited = []
     for pick in chosen:
-        case = session.get(Case, pick.case_id)
+        case = session.get(Case, pick.case_id, with_for_update=True)  # feedback may be arriving for it
         if case is not None and invite(session, settings, case=case, reason="periodic", now=now) is not None:
             invited.append(case.number)
     return SampleReport(closed=len(population), invited=tuple(invited))

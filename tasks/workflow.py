@@ -47,7 +47,7 @@ from models.tables import (
     Step,
 )
 from models.watch import NO_SCHEDULE, Schedule, progress_after_reschedule
-from tasks.cases import append_event, apply_transition, file_case
+from tasks.cases import append_event, apply_transition, file_case, get_case
 from tasks.deadlines import DeskRules, desk_rules
 from tasks.outbox import enqueue
 from tasks.survey import invite
@@ -394,6 +394,7 @@ def route_deferred(session: Session, *, now: datetime, limit: int = 100) -> list
         .where(col(Case.handler_id).is_(None), col(Case.closed_at).is_(None))
         .order_by(col(Case.opened_at))
         .limit(limit)
+        .with_for_update(skip_locked=True)  # a case someone is working on now is assigned on the next pass
     ).all()
     assigned = []
     for case in waiting:
@@ -534,9 +535,7 @@ def record_home_visit(session: Session, *, number: str, username: str, outcome: 
         raise InvalidInput(f"outcome {outcome!r}: one of {', '.join(VISIT_OUTCOMES)}")
     if not note.strip():
         raise InvalidInput("--note: say what was done or agreed")
-    case = session.exec(select(Case).where(Case.number == number)).first()
-    if case is None:
-        raise NotFound(f"no case numbered {number!r}")
+    case = get_case(session, number, for_update=True)
     member = session.exec(select(Staff).where(Staff.username == username)).first()
     if member is None or not member.active:
         raise NotFound(f"no active staff member {username!r}")
@@ -585,8 +584,12 @@ def _pending_approval(session: Session, case_id: int) -> Approval | None:
 
 
 def view(session: Session, desk: Desk, *, case_id: int, now: datetime) -> CaseView:
-    """Read the case, work out the next move and, for a decision, make sure its step is open."""
-    case = session.get(Case, case_id)
+    """Read the case, work out the next move and, for a decision, make sure its step is open.
+
+    The case's row is held until the caller commits: opening the step appends to the case's chain, and two
+    runs of one case (a restarted run beside a late one) open it once.
+    """
+    case = session.get(Case, case_id, with_for_update=True)
     if case is None:
         raise NotFound(f"no case with id {case_id}")
     paused = session.exec(select(Step).where(Step.case_id == case_id, Step.status == StepStatus.paused)).first()

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 import tasks.escalations
 from claimflow.db import session_scope
 from models.otp import code_at
-from models.tables import Approval, Escalation, Outbox, Staff
+from models.tables import Approval, Escalation, Event, Outbox, Staff
 from tasks.audit import verify_cases
 from tasks.cases import append_event
 from tasks.escalations import decide_escalation, escalation_view, watch_pass
@@ -345,3 +345,70 @@ def test_the_statements_of_a_pass_do_not_grow_with_what_is_due(world) -> None:
     seven = statements_in_a_pass(REVIEW_DUE + timedelta(minutes=1))
     assert (one[:2], seven[:2]) == ((1, 1), (6, 6))
     assert seven[2] == one[2] <= 12
+
+
+# --- the watcher beside other writers of the same case (PostgreSQL's row locks) ------------------------------
+
+
+def _postgres_only(world) -> None:
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (BEGIN IMMEDIATE): there is no row lock to skip")
+
+
+def test_a_due_step_whose_case_someone_holds_waits_for_the_next_pass(world) -> None:
+    """A person deciding on the case holds its row: the watcher skips the step instead of racing them for the
+    case's next event, and takes it on the pass after they commit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.cases import get_case
+
+    _postgres_only(world)
+    busy, free = world.file(product_line="motor"), world.file(product_line="motor")
+    at = REVIEW_DUE + timedelta(minutes=1)
+    with ThreadPoolExecutor(1) as pool, Session(world.engine) as person:  # the person's rollback, then the pool
+        held = get_case(person, busy.number, for_update=True)
+        append_event(person, case=held, actor="li.wei", type="note", data={"text": "calling the garage"}, now=at)
+        # in a thread: a pass that waited on the person would otherwise hang the test (it fails after 30 s)
+        report = pool.submit(_watch, world, at).result(timeout=30)
+        assert {number for number, *_ in report.reminders} == {free.number}
+        person.commit()
+    later = _watch(world, at + timedelta(minutes=1))
+    assert {number for number, *_ in later.reminders} == {busy.number}
+    with Session(world.engine) as session:
+        assert not verify_cases(session).breaks
+
+
+def test_a_decision_and_a_watcher_pass_on_one_case_at_once_both_land(world) -> None:
+    """The supervisor decides the level-1 escalation while a pass raises level 2 on the same step: the two
+    take the case's row in turn (no deadlock, no broken chain), whichever comes first."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    _postgres_only(world)
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [first] = _escalations(world)
+    barrier = threading.Barrier(2)
+    later = first.decide_by + timedelta(minutes=1)
+
+    def decide() -> object:
+        barrier.wait()
+        return _decide(world, first.id, "zhao.min", later, decision="extend", reason="Assessor's report due")
+
+    def watch() -> object:
+        barrier.wait()
+        return _watch(world, later)
+
+    with ThreadPoolExecutor(2) as pool:
+        decided, watched = pool.submit(decide), pool.submit(watch)
+        result, _ = decided.result(timeout=60), watched.result(timeout=60)
+    escalations = [(e.level, e.decision) for e in _escalations(world)]
+    if result.applied:  # the decision first: the deadline moved, so nothing was due for the manager
+        assert escalations == [(1, "extend")]
+    else:  # the pass first: the manager's escalation supersedes the supervisor's, whose answer comes too late
+        assert result.stale and escalations == [(1, "superseded"), (2, None)]
+    with Session(world.engine) as session:
+        assert not verify_cases(session).breaks
+        assert [e.type for e in session.exec(select(Event).where(Event.case_id == case.id))].count("escalated") == (
+            1 if result.applied else 2
+        )

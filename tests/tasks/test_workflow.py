@@ -234,3 +234,37 @@ def test_the_home_visit_is_recorded_by_whoever_went_and_closes_its_step(world) -
     with session_scope(world.engine) as session, pytest.raises(NotFound, match="no home visit open"):
         record_home_visit(session, number=case.number, username="li.wei", outcome="visited", note="again",
                           now=world.now)  # fmt: skip
+
+
+def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(world) -> None:
+    """A restarted run beside a late one: both read the case as the payment is due; the case's row makes them
+    take turns, so the step opens once and the chain stays whole (PostgreSQL; SQLite has one writer)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlmodel import col
+
+    from models.tables import Step
+    from tasks.audit import verify_cases
+
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (BEGIN IMMEDIATE): nothing to race")
+    case = world.file(product_line="motor", amount_claimed=Decimal("3000"))
+    with Session(world.engine) as session:
+        who = session.get(Staff, world.case(case).handler_id).username
+    assert world.decide(case, who, decision="approve", amount="3000").applied
+    barrier = threading.Barrier(2)
+
+    def read(_: int):
+        barrier.wait()
+        return world.view(case)
+
+    with ThreadPoolExecutor(2) as pool:
+        views = list(pool.map(read, range(2)))
+    assert [v.move for v in views] == [Ask(InputKind.payment, "payment")] * 2
+    assert views[0].waiting_key == views[1].waiting_key
+    with Session(world.engine) as session:
+        steps = session.exec(select(Step).where(Step.case_id == case.id, col(Step.name) == "payment")).all()
+        assert len(steps) == 1
+        assert not verify_cases(session).breaks
+    assert world.events(case).count("step_opened") == 2  # review, then payment once
