@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +236,5 @@ def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
 
 
 def _json_scalar(value: Any) -> str:
-    if isinstance(value, date | datetime):
-        return value.isoformat()
+    """orjson writes JSON values, dates and times itself (times as ``isoformat`` spells them); nothing else."""
     raise TypeError(f"{type(value).__name__} cannot be sent in a batch of rows (only JSON values and times)")

@@ -141,13 +141,12 @@ class OutboxConfig:
         template, language and key-to-type shape: a batch of 1,000 reminders is one render, not 1,000. A
         context holding lists or mappings is rendered every time, since a template may look inside them.
         """
-        shape: tuple[Any, ...] | None = (template, language, *sorted((k, type(v).__name__) for k, v in context.items()))
         if any(type(v) not in _PLAIN for v in context.values()):
-            shape = None
-        if shape is not None and shape in self._rendered:
+            self.render(template, language=language, context=context, html=False)
             return
-        self.render(template, language=language, context=context, html=False)
-        if shape is not None:
+        shape = (template, language, *sorted((k, type(v).__name__) for k, v in context.items()))
+        if shape not in self._rendered:
+            self.render(template, language=language, context=context, html=False)
             self._rendered.add(shape)
 
 
@@ -437,7 +436,8 @@ def _customers(session: Session, ids: Collection[int]) -> dict[int, Customer]:
             found[customer_id] = held
     missing = [customer_id for customer_id in ids if customer_id not in found]
     if missing:
-        found.update((c.id, c) for c in session.exec(select(Customer).where(col(Customer.id).in_(missing))) if c.id)
+        rows = session.exec(select(Customer).where(one_of(session, col(Customer.id), missing)))
+        found.update((c.id, c) for c in rows if c.id)
     return found
 
 

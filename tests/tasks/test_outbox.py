@@ -666,3 +666,30 @@ def test_one_wrong_message_queues_none_of_the_batch(engine: Engine, config: Outb
     with session_scope(engine) as session:
         assert enqueue_many(session, [], now=T0, config=config) == []
     assert _rows(engine) == []
+
+
+def test_a_batch_of_staff_messages_is_rendered_once_per_shape_and_a_new_shape_still_fails(
+    engine: Engine, config: OutboxConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = _file(engine)
+    rendered: list[str] = []
+    real = OutboxConfig.render
+
+    def counted(self: OutboxConfig, template: str, **kwargs: Any) -> Any:
+        rendered.append(template)
+        return real(self, template, **kwargs)
+
+    monkeypatch.setattr(OutboxConfig, "render", counted)
+    reminder = {"case_number": case.number, "step": "review", "percent": 50, "handler_name": "li.wei", "due_at": T0,
+                "case_url": "claimflow case show"}  # fmt: skip
+    batch = [
+        Message("staff_reminder", "staff:li.wei", {**reminder, "percent": p}, f"r{p}", case=case) for p in range(50)
+    ]
+    with session_scope(engine) as session:
+        assert all(q.outbox_id for q in enqueue_many(session, batch, now=T0, config=config))
+    assert rendered == ["staff_reminder"]  # fifty of one shape: one render
+    no_due = {k: v for k, v in reminder.items() if k != "due_at"}
+    with pytest.raises(InvalidInput, match="due_at"), session_scope(engine) as session:
+        enqueue_many(session, [Message("staff_reminder", "staff:li.wei", no_due, "r-missing", case=case)], now=T0,
+                     config=config)  # fmt: skip
+    assert len(_rows(engine)) == 50
