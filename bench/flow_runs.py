@@ -57,7 +57,7 @@ Variants (``--compare A,B`` with ``+`` to combine; ``--runner-variant`` for the 
 * the server: ``stock-server`` (Prefect's defaults, none of claimflow's tuning), ``recorder-batch`` and
   ``persister-batch`` (each part of that tuning, to add to ``stock-server``), ``pool-20``;
 * ``--server-workers N``: Prefect's scale-out on this machine (``PrefectServer``: N web processes, one services
-  process, a Redis of the bench's own; needs ``pip install prefect-redis``).
+  process, a Redis of the bench's own; needs ``pip install -e '.[bench]'``).
 
 Figures (prefect 3.9.1, PostgreSQL 15, 2 cores shared by the server, the runner, PostgreSQL and the driver,
 2026-12-03; 40 inquiries, 20 in flight, runner limit 10, poll 0.2 s). Each ``--compare`` run alternates its
@@ -735,6 +735,12 @@ def summarise_profile(path: Path, title: str, rate: int, areas: list[tuple[str, 
             print(f"     {100 * count / total:5.1f} %  {name}")
 
 
+def py_spy() -> str | None:
+    """The py-spy executable: on the PATH or beside this Python (a virtual environment's bin)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def _stack_text(frames: list[tuple[str, str]]) -> str:
     return ";".join(func for func, _ in frames)
 
@@ -745,7 +751,7 @@ class Profiler:
         self.outputs = {name: outdir / f"profile-{name}.txt" for name in pids}
         self.spies = [
             subprocess.Popen(
-                [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                [py_spy() or "py-spy", "record", "--pid",
                  str(pid), "--rate", str(rate), "--nonblocking", "--format", "raw", "-o", str(self.outputs[name])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )
@@ -777,6 +783,8 @@ VARIANTS = {  # the desk runner's side
     "one event at every leg's start)",
     "poll-1s": "the runner polls every second (the desk's default, CLAIMFLOW_RUNNER_POLL_SECONDS) instead of --poll",
     "limit-20": "the runner executes up to 20 runs at once instead of --runner-limit",
+    "storage-read": "the engine reads the server's default result storage at every leg (as before; the runner pins "
+    "it once at start)",
 }
 TUNING_PREFIXES = ("PREFECT_SERVER_SERVICES_", "PREFECT_SERVER_EVENTS_", "PREFECT_SERVER_DATABASE_SQLALCHEMY_")
 SERVER_VARIANTS: dict[str, tuple[dict[str, str], str]] = {  # the Prefect server's environment
@@ -854,6 +862,13 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
             flows.case.read_case = lambda case_id, logger=None: read_case(case_id)  # type: ignore[assignment]
 
         flows = await register(**UNSCHEDULED)
+        if "storage-read" in parts:
+            import flows.runner as desk_runner
+
+            async def unpinned(given: Any) -> Any:
+                return dict(given)
+
+            desk_runner.with_result_storage_pinned = unpinned
         runner = DeskRunner(
             flows,
             limit=20 if "limit-20" in parts else limit,
@@ -1138,7 +1153,9 @@ async def run_phases(
     phases.append(await driver.run("desk runner", n, k, watch=lambda: [runner.pid]))
     report(phases[-1])
 
-    if not args.no_profile:
+    if not args.no_profile and not py_spy():
+        log("desk, profiled: skipped, py-spy is not installed (pip install -e '.[bench]')")
+    elif not args.no_profile:
         log("desk, profiled: py-spy on the runner and the Prefect server")
         profiler = Profiler({"runner": runner.pid, "server": server.pid}, workdir, args.profile_rate)
         try:

@@ -27,6 +27,7 @@ import signal
 from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -36,7 +37,10 @@ from prefect._flow_run_suspension import FlowRunSuspensionRequest, register_flow
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import Abort, Pause
+from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import AsyncFlowRunEngine, FlowRunEngine, run_flow, run_flow_async
+from prefect.results import aget_default_result_storage
+from prefect.settings import get_current_settings
 from prefect.states import Pending
 from prefect.utilities.engine import propose_state
 
@@ -119,13 +123,17 @@ class DeskRunner:
         One Prefect client (sync and async) is shared by every run this runner executes: a new client per
         run costs a TLS context and a settings read each time, most of the runner's CPU per leg.
 
+        The server's default result storage is read once here (``with_result_storage_pinned``), not by
+        Prefect's engine at every leg, where it is a blocking request on this event loop.
+
         What exists at start-up (Prefect, SQLAlchemy, the flows, about 130,000 objects) is moved out of the
         garbage collector's reach (``gc.freeze``): a full collection then walks only what was made since,
         about 10 ms instead of 130 ms in the middle of an SLA watcher pass.
         """
-        gc.freeze()
         with SyncClientContext.get_or_create():
             async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
+                self.flows = await with_result_storage_pinned(self.flows)
+                gc.freeze()
                 await self._loop(context.client, group, stop)
 
     async def _loop(self, client: Any, group: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
@@ -198,6 +206,34 @@ class DeskRunner:
                 started()
             await self.run(stop)
             group.cancel_scope.cancel()
+
+
+async def with_result_storage_pinned(flows: Mapping[UUID, Flow[Any, Any]]) -> dict[UUID, Flow[Any, Any]]:
+    """The flows, each given the server's default result storage as read now, unless it names its own.
+
+    Prefect's engine asks the server for its default result storage at every run (a blocking request per
+    leg, and one more for a flow that leaves ``persist_result`` unset); a flow that names its storage and
+    whether it persists skips both. Local storage (no default block on the server) is named by its folder, a
+    default block by the block. ``persist_result`` keeps the value the engine would give it: the flow's own,
+    else Prefect's setting, else whether the server names a default block.
+    """
+    storage = await aget_default_result_storage()
+    server_block = getattr(storage, "_block_document_id", None) is not None
+    if server_block:
+        pinned: Any = storage
+    elif isinstance(storage, LocalFileSystem) and storage.basepath:
+        pinned = Path(storage.basepath)
+    else:
+        return dict(flows)
+    by_default = get_current_settings().results.persist_by_default or server_block
+    return {
+        deployment: flow
+        if flow.result_storage is not None
+        else flow.with_options(
+            result_storage=pinned, persist_result=by_default if flow.persist_result is None else flow.persist_result
+        )
+        for deployment, flow in flows.items()
+    }
 
 
 def drain_prefect_clients() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
+from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import prefect.flow_engine
 import pytest
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 
@@ -26,6 +28,17 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
         raise AssertionError("the suspension watcher was started")
 
     monkeypatch.setattr(prefect.flow_engine, "observe_flow_run_suspension", watcher)
+    # the runner reads the server's default result storage once, as it starts (maybe while this test begins);
+    # Prefect's engine would read it at every leg
+    storage_reads: list[str] = []
+    for client_class in (PrefectClient, SyncPrefectClient):
+        real = client_class.read_server_default_result_storage
+
+        def counted(self: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            storage_reads.append("".join(traceback.format_stack()))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(client_class, "read_server_default_result_storage", counted)
     world = live
     case = world.file(kind=CaseKind.inquiry, product_line="health", description="Is physiotherapy covered?")
     run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
@@ -34,6 +47,7 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
     kit.wait_for("the run to finish", lambda: kit.run_state(run_id) == StateType.COMPLETED)
     assert world.case(case).status == "closed"
     assert started == []
+    assert all("with_result_storage_pinned" in stack for stack in storage_reads), storage_reads
 
     async def task_run_names() -> list[str]:
         async with get_client() as client:
@@ -45,3 +59,28 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
         "the task runs to be recorded", lambda: (n := asyncio.run(task_run_names())) and len(n) >= 2 and n
     )
     assert len(names) == 2 and "finish" in names and not any(n.startswith("read-case") for n in names)
+
+
+def test_the_result_storage_is_read_once_and_each_flow_keeps_whether_it_persists(prefect_server: None) -> None:
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    from flows.runner import with_result_storage_pinned
+
+    @flow(persist_result=False)
+    def quiet() -> None: ...
+
+    @flow
+    def unset() -> None: ...
+
+    @flow(persist_result=True, result_storage=Path("/tmp/elsewhere"))
+    def own() -> None: ...
+
+    ids = [uuid4() for _ in range(3)]
+    pinned = asyncio.run(with_result_storage_pinned(dict(zip(ids, (quiet, unset, own), strict=True))))
+    local = Path(get_current_settings().results.local_storage_path)
+    # no default block on the test server: Prefect's local storage folder, named so the engine need not ask
+    assert [pinned[i].result_storage for i in ids] == [local, local, Path("/tmp/elsewhere")]
+    # what the engine would have decided: the flow's own choice, else Prefect's default (off)
+    assert [pinned[i].persist_result for i in ids] == [False, False, True]
+    assert [pinned[i].name for i in ids] == ["quiet", "unset", "own"]
