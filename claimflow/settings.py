@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     runner_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the desk runner asks the Prefect server for due runs."
     )
+    stranded_run_minutes: float = Field(
+        default=15,
+        gt=0,
+        description="A case run Pending or Running for longer than this has lost its runner (killed mid-leg): "
+        "the reconciler marks it crashed and starts a new one. A leg takes seconds; keep this well above the "
+        "longest database outage the tasks' retries ride out.",
+    )
     jurisdiction_packs: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "CN": ["cn-regulatory"],

@@ -5,7 +5,7 @@
 | ``claim-process/claim-process`` (and complaint, inquiry) | one run per case, named by its number | started at intake |
 | ``escalation/escalation`` | one run per raised escalation | started by sla-watch |
 | ``sla-watch/sla-watch`` | reminders and escalations that are due | every minute |
-| ``reconcile/reconcile`` | runs that are missing or dead | every minute |
+| ``reconcile/reconcile`` | runs that are missing, dead or stranded | every minute |
 | ``deliver-outbox/deliver-outbox`` | the notification outbox | every few seconds and after intake |
 | ``mail-intake/mail-intake`` | the intake mailbox (IMAP) | every minute |
 | ``quality-report/quality-report`` | quality artifacts | daily 06:00, Monday 06:30 (office time) |

@@ -3,24 +3,27 @@
 ``sla-watch`` records reminders and escalations in one transaction, then starts an escalation run for each
 escalation raised. ``reconcile`` assigns the cases that no handler had room for when they were filed, and
 starts the runs that are missing (Prefect was down when a case was filed, an escalation run could not be
-created) or dead (crashed, cancelled, or finished while the case is open): a new run reads the case from the
-database and carries on where it is.
+created), dead (crashed, cancelled, or finished while the case is open) or stranded (Pending or Running for
+longer than ``CLAIMFLOW_STRANDED_RUN_MINUTES``: the runner that held it died mid-leg, and nothing else moves a
+run on from there; it is marked crashed first): a new run reads the case from the database and carries on
+where it is. Every open case is checked, a page of ``RECONCILE_PAGE`` at a time.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from claimflow.settings import get_settings
 from flows.common import now as clock
 from flows.common import transaction
 from models.tables import Case, Escalation
 from tasks.escalations import WatchReport, watch_pass
 from tasks.runs import (
-    DEAD,
+    mark_crashed,
     open_with_runs,
     record_case_run,
     record_escalation_run,
@@ -30,6 +33,8 @@ from tasks.runs import (
     unstarted,
 )
 from tasks.workflow import route_deferred
+
+RECONCILE_PAGE = 500  # open cases whose runs are checked with one request to the Prefect server
 
 
 @task(name="watch-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -73,11 +78,13 @@ async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
 
 
 @flow(name="reconcile", persist_result=False)
-async def reconcile() -> dict[str, int]:
+async def reconcile(now: datetime | None = None) -> dict[str, int]:
     """Assign cases nobody could take when filed, and start every run that should exist and does not (missing,
-    or dead while its case is open)."""
+    dead while its case is open, or stranded: held by a runner that died mid-leg). ``now`` (default: the current
+    time) is when a held run is judged stranded."""
     logger = get_run_logger()
-    assigned = await assign_deferred(clock())
+    at = now or clock()
+    assigned = await assign_deferred(at)
     if assigned:
         logger.info("assigned %d case(s) that waited for a handler with room", len(assigned))
     missing = await transaction(unstarted)
@@ -88,13 +95,25 @@ async def reconcile() -> dict[str, int]:
     for escalation, case in missing.escalations:
         await start_escalation(escalation, case)
         started += 1
-    running = await transaction(open_with_runs)
-    states = await run_states([c.flow_run_id for c in running if c.flow_run_id])
-    restarted = 0
-    for case in running:
-        state = states.get(case.flow_run_id or "")
-        if state is None or state in DEAD:
-            logger.warning("%s: its run %s is %s; starting a new one", case.number, case.flow_run_id, state)
+    stranded_after = timedelta(minutes=get_settings().stranded_run_minutes)
+    restarted = checked = 0
+    after_id = 0
+    while page := await transaction(open_with_runs, after_id=after_id, limit=RECONCILE_PAGE):
+        after_id = page[-1].id or after_id
+        checked += len(page)
+        states = await run_states([c.flow_run_id for c in page if c.flow_run_id])
+        for case in page:
+            state = states.get(case.flow_run_id or "")
+            if state is not None and state.stranded(now=at, after=stranded_after):
+                logger.warning("%s: its run %s has been %s since %s, longer than %s: its runner is gone; "
+                               "starting a new one", case.number, case.flow_run_id, state.type.value,
+                               state.since, stranded_after)  # fmt: skip
+                await mark_crashed(case.flow_run_id or "", f"stranded: {state.type.value} for over {stranded_after}")
+            elif state is not None and not state.dead():
+                continue
+            else:
+                logger.warning("%s: its run %s is %s; starting a new one", case.number, case.flow_run_id,
+                               state.type.value if state else "unknown to the server")  # fmt: skip
             await start_case(case)
             restarted += 1
-    return {"assigned": len(assigned), "started": started, "restarted": restarted}
+    return {"assigned": len(assigned), "started": started, "restarted": restarted, "checked": checked}

@@ -4,6 +4,7 @@ Prefect API). The database records which run drives what; the reconciler starts 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.deployments.flow_runs import arun_deployment
+from prefect.states import Crashed
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -20,6 +22,7 @@ from models.tables import Case, Escalation, Step
 from tasks.cases import get_case
 
 DEAD = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
+HELD = {StateType.RUNNING, StateType.PENDING}  # a runner holds the run: stranded if it has died meanwhile
 ESCALATION_DEPLOYMENT = "escalation/escalation"
 
 
@@ -60,16 +63,39 @@ async def start_escalation_run(escalation: Escalation, case: Case) -> str:
     return str(run.id)
 
 
-async def run_states(run_ids: list[str]) -> dict[str, StateType | None]:
-    """The state type of each run id (None where the server does not know the run)."""
+@dataclass(frozen=True)
+class RunState:
+    """Where a flow run is, as the Prefect server says: its state's type and since when."""
+
+    type: StateType
+    since: datetime | None = None
+
+    def dead(self) -> bool:
+        return self.type in DEAD
+
+    def stranded(self, *, now: datetime, after: timedelta) -> bool:
+        """Held by a runner (Pending or Running) for longer than any leg takes: the runner died mid-leg (killed,
+        restarted, its machine lost) and nobody else will move the run on. A case leg is a few transactions:
+        seconds, or minutes while the database is away and the tasks retry."""
+        return self.type in HELD and self.since is not None and now - self.since >= after
+
+
+async def run_states(run_ids: list[str]) -> dict[str, RunState | None]:
+    """The state of each run id (None where the server does not know the run)."""
     if not run_ids:
         return {}
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in run_ids])), limit=len(run_ids)
         )
-    found = {str(r.id): (r.state.type if r.state else None) for r in runs}
+    found = {str(r.id): RunState(r.state.type, r.state.timestamp) for r in runs if r.state}
     return {r: found.get(r) for r in run_ids}
+
+
+async def mark_crashed(run_id: str, message: str) -> None:
+    """Record on the server that a run's process is gone (what Prefect records when it sees one die)."""
+    async with get_client() as client:
+        await client.set_flow_run_state(UUID(run_id), Crashed(message=message), force=True)
 
 
 @dataclass
@@ -93,9 +119,15 @@ def unstarted(session: Session, *, limit: int = 200) -> Unstarted:
     return Unstarted(cases, escalations)
 
 
-def open_with_runs(session: Session, *, limit: int = 500) -> list[Case]:
+def open_with_runs(session: Session, *, after_id: int = 0, limit: int = 500) -> list[Case]:
+    """Open cases that have a run, in id order from ``after_id`` (a page: the reconciler walks all of them)."""
     return list(
-        session.exec(select(Case).where(col(Case.flow_run_id).is_not(None), col(Case.closed_at).is_(None)).limit(limit))
+        session.exec(
+            select(Case)
+            .where(col(Case.flow_run_id).is_not(None), col(Case.closed_at).is_(None), col(Case.id) > after_id)
+            .order_by(col(Case.id))
+            .limit(limit)
+        )
     )
 
 

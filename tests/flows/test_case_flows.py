@@ -13,7 +13,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed
+from prefect.states import Crashed, Running
 from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
@@ -95,7 +95,7 @@ def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:
 
     asyncio.run(crash())
     result = asyncio.run(reconcile())
-    assert result == {"assigned": 0, "started": 0, "restarted": 1}
+    assert result == {"assigned": 0, "started": 0, "restarted": 1, "checked": 1}
     new_run = world.case(case).flow_run_id
     assert new_run != run_id
     kit.wait_for("the new run to suspend", lambda: kit.run_state(new_run) == StateType.PAUSED)
@@ -104,6 +104,33 @@ def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:
     kit.wait_for("the new run to finish", lambda: kit.run_state(new_run) == StateType.COMPLETED)
     assert world.case(case).status == "closed"
     assert kit.events(world, case).count("start_investigation") == 1
+
+
+def test_a_run_stranded_by_a_dead_runner_is_marked_crashed_and_replaced_once_it_is_overdue(live, kit) -> None:
+    world = live
+    case = world.file(product_line="motor")
+    run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    before = kit.events(world, case)
+
+    async def strand() -> None:  # a runner took the run and was killed mid-leg: nobody moves it on
+        async with get_client() as client:
+            await client.set_flow_run_state(UUID(run_id), Running(), force=True)
+
+    asyncio.run(strand())
+    # a leg in progress is left alone
+    assert asyncio.run(reconcile())["restarted"] == 0
+    assert kit.run_state(run_id) == StateType.RUNNING
+    # past the stranded limit (15 minutes by default) it is the runner's death, not a slow leg
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    result = asyncio.run(reconcile(now=later))
+    assert result["restarted"] == 1 and result["checked"] >= 1
+    assert kit.run_state(run_id) == StateType.CRASHED
+    new_run = world.case(case).flow_run_id
+    assert new_run != run_id
+    kit.wait_for("the new run to suspend", lambda: kit.run_state(new_run) == StateType.PAUSED)
+    assert kit.events(world, case) == before  # the new run read the case and repeated nothing
+    assert asyncio.run(reconcile(now=later))["restarted"] == 0  # the new run waits for a person: alive
 
 
 def test_a_breach_is_escalated_extended_and_the_next_level_reached_when_nobody_decides(live, kit) -> None:
