@@ -53,7 +53,8 @@ machine may be shared: compare variants within one ``--compare`` run, which alte
 Variants (``--compare A,B`` with ``+`` to combine; ``--runner-variant`` for the phases):
 
 * the runner: ``task-read`` (read_case a Prefect task, as before), ``observer`` (Prefect's per-run
-  suspension watcher on, as before), ``no-heartbeat``, ``poll-1s`` (the desk's default poll), ``limit-20``;
+  suspension watcher on, as before), ``heartbeat`` and ``storage-read`` (as before), ``poll-1s`` (the desk's
+  default poll), ``limit-20``;
 * the server: ``stock-server`` (Prefect's defaults, none of claimflow's tuning), ``recorder-batch`` and
   ``persister-batch`` (each part of that tuning, to add to ``stock-server``), ``pool-20``;
 * ``--server-workers N``: Prefect's scale-out on this machine (``PrefectServer``: N web processes, one services
@@ -779,8 +780,8 @@ VARIANTS = {  # the desk runner's side
     "state events)",
     "observer": "Prefect's own per-run watcher for outside suspensions on (DeskRunner(observe_suspension=True), as "
     "before): a thread, a client and an events websocket per leg",
-    "no-heartbeat": "flow run heartbeats off in the runner (PREFECT_FLOWS_HEARTBEAT_FREQUENCY None; default 180 s, "
-    "one event at every leg's start)",
+    "heartbeat": "Prefect's flow run heartbeats on in the runner (DeskRunner(heartbeats=True), as before: every "
+    "180 s, one event at every leg's start)",
     "poll-1s": "the runner polls every second (the desk's default, CLAIMFLOW_RUNNER_POLL_SECONDS) instead of --poll",
     "limit-20": "the runner executes up to 20 runs at once instead of --runner-limit",
     "storage-read": "the engine reads the server's default result storage at every leg (as before; the runner pins "
@@ -874,16 +875,13 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
             limit=20 if "limit-20" in parts else limit,
             poll_seconds=1.0 if "poll-1s" in parts else poll,
             observe_suspension="observer" in parts,
+            heartbeats="heartbeat" in parts,
         )
         # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)
         await runner.run_until_signalled(started=lambda: ready.write_text(str(os.getpid())))
 
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    heartbeat = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if "no-heartbeat" in parts else {}
     try:
-        with temporary_settings(heartbeat):
-            asyncio.run(main())
+        asyncio.run(main())
     finally:
         from flows.runner import drain_prefect_clients
 

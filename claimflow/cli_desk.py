@@ -82,7 +82,7 @@ def up(
     try:
         intake_api.start()
         out.print("press Ctrl-C to stop")
-        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
+        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds, settings.runner_heartbeats))
     except KeyboardInterrupt:
         pass
     finally:
@@ -109,7 +109,7 @@ def runner() -> None:
         f"desk runner for {os.environ['PREFECT_API_URL']} (up to {settings.runner_limit} runs at once); Ctrl-C stops"
     )
     try:
-        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds))
+        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds, settings.runner_heartbeats))
     except KeyboardInterrupt:
         pass
     finally:
@@ -122,11 +122,11 @@ def _drain_prefect_clients() -> None:
     drain_prefect_clients()
 
 
-async def _serve(limit: int, poll: float) -> None:
+async def _serve(limit: int, poll: float, heartbeats: bool) -> None:
     from flows.deployments import register
     from flows.runner import DeskRunner
 
-    await DeskRunner(await register(), limit=limit, poll_seconds=poll).run_until_signalled()
+    await DeskRunner(await register(), limit=limit, poll_seconds=poll, heartbeats=heartbeats).run_until_signalled()
 
 
 # --- demo -------------------------------------------------------------------------------------------------

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     runner_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the desk runner asks the Prefect server for due runs."
     )
+    runner_heartbeats: bool = Field(
+        default=False,
+        description="Send Prefect's flow-run heartbeats from the desk runner (for a Prefect automation that "
+        "watches them); off: a leg lasts seconds and the reconciler finds stranded runs by their age.",
+    )
     stranded_run_minutes: float = Field(
         default=15,
         gt=0,

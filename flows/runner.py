@@ -40,7 +40,7 @@ from prefect.exceptions import Abort, Pause
 from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import AsyncFlowRunEngine, FlowRunEngine, run_flow, run_flow_async
 from prefect.results import aget_default_result_storage
-from prefect.settings import get_current_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 from prefect.states import Pending
 from prefect.utilities.engine import propose_state
 
@@ -99,6 +99,11 @@ class DeskRunner:
         poll_seconds: how often to ask the server for runs that are due.
         observe_suspension: run Prefect's per-run watcher for suspensions made from outside the run (off:
             the desk's runs suspend themselves only; see the module's docstring).
+        heartbeats: Prefect's flow-run heartbeats (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, 180 s by default).
+            Off by default: a desk leg lasts seconds, so a heartbeat is one more event at every leg's start
+            telling the server what the Running state just told it (about a seventh of a leg's events); the
+            reconciler finds runs a dead runner left behind by their age (``CLAIMFLOW_STRANDED_RUN_MINUTES``).
+            On for a Prefect automation that watches heartbeats.
     """
 
     def __init__(
@@ -108,8 +113,10 @@ class DeskRunner:
         limit: int = 10,
         poll_seconds: float = 1.0,
         observe_suspension: bool = False,
+        heartbeats: bool = False,
     ) -> None:
         self.flows = dict(flows)
+        self.heartbeats = heartbeats
         self.limit = limit
         self.poll_seconds = poll_seconds
         self.observe_suspension = observe_suspension
@@ -130,7 +137,8 @@ class DeskRunner:
         garbage collector's reach (``gc.freeze``): a full collection then walks only what was made since,
         about 10 ms instead of 130 ms in the middle of an SLA watcher pass.
         """
-        with SyncClientContext.get_or_create():
+        no_heartbeats = {} if self.heartbeats else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(no_heartbeats), SyncClientContext.get_or_create():
             async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
                 self.flows = await with_result_storage_pinned(self.flows)
                 gc.freeze()

@@ -84,3 +84,26 @@ def test_the_result_storage_is_read_once_and_each_flow_keeps_whether_it_persists
     # what the engine would have decided: the flow's own choice, else Prefect's default (off)
     assert [pinned[i].persist_result for i in ids] == [False, False, True]
     assert [pinned[i].name for i in ids] == ["quiet", "unset", "own"]
+
+
+@pytest.mark.parametrize(("heartbeats", "seen"), [(False, None), (True, 60)])
+def test_the_runs_of_a_desk_runner_send_no_heartbeats_unless_asked(
+    prefect_server: None, heartbeats: bool, seen: int | None
+) -> None:
+    import anyio
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from flows.runner import DeskRunner
+
+    frequencies: list[int | None] = []
+
+    class Recording(DeskRunner):
+        async def poll_once(self, client: Any, group: Any) -> int:  # what a run started here would read
+            frequencies.append(get_current_settings().flows.heartbeat_frequency)
+            stop.set()
+            return 0
+
+    stop = anyio.Event()
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}):  # an operator's (or Prefect's) setting
+        anyio.run(Recording({}, heartbeats=heartbeats).run, stop)
+    assert frequencies == [seen]
