@@ -84,6 +84,16 @@ runners, and serve() stalled (its answers were refused once their codes expired,
 again). The watcher and the plain reads are the clear gains; the batches are within the noise here (they
 write fewer, larger transactions: the embedded SQLite default's lock is where that counts most).
 
+Later on 2026-12-03 (``heartbeat+storage-read`` is the desk before the last two changes; ``default`` the desk
+now: no flow-run heartbeats, the default result storage read once per runner). ``--compare
+default,heartbeat+storage-read --rounds 3``: 5.28 / 5.27 / 5.48 legs/s against 5.17 / 4.49 / 5.12, 5.34 against
+4.91 over the rounds (server 156 against 164 ms per leg, runner 62 against 67). The phases: desk runner 5.28
+legs/s (server 137, runner 50 ms/leg), hold then burst 5.05, 2 desk runners 4.19, plain ``serve()`` 0.35: 15.1x.
+The same host moves the same code by up to 2x within minutes (one ``--compare`` run gave the older desk 8.4
+legs/s at 93 ms of server CPU per leg in two rounds and 4.1 at 199 ms in the third): compare variants within a
+run. The threads counted while cases wait are the runner's worker-thread pool (database transactions run
+there), which grows with load: 7 before, 8 with 40 cases waiting, 9 after they all closed.
+
 Where the rest goes (server CPU per call, measured alone): each accepted state change 20-27 ms (a leg has
 three: the runner's Pending claim, Running, Suspended or Completed), a resume 30 ms, creating a run 38 ms,
 the engine's per-leg read of the run, of the default result storage and its PATCH 7-10 ms each, a run input
