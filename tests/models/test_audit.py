@@ -180,3 +180,62 @@ def test_normalised_data_turns_enums_and_times_into_text() -> None:
 def test_the_canonical_time_is_strftimes_spelling(at: datetime) -> None:
     """The fast spelling is the one the chains were hashed with (years before 1000 take strftime itself)."""
     assert canonical_time(at) == at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_flat_values = (
+    st.text()
+    | st.booleans()
+    | st.none()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.integers()  # beyond 64 bits: json.dumps spells them
+    | st.floats(allow_nan=False, allow_infinity=False)  # orjson spells some differently: json.dumps does them
+    | st.lists(st.integers() | st.text(), max_size=3)
+)
+
+
+@given(
+    st.text(),
+    st.integers(min_value=1, max_value=10**6),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))])),
+    st.text(),
+    st.text(),
+    st.dictionaries(st.text(), _flat_values, max_size=6),
+)
+def test_the_canonical_text_is_json_dumps_sorted_and_compact_whatever_path_it_takes(
+    case: str, sequence: int, at: datetime, actor: str, type_: str, stored: dict
+) -> None:
+    """The chains already stored were hashed over ``json.dumps``'s text: the orjson path must write the same."""
+    import json
+
+    from models.audit import _canonical
+
+    expected = json.dumps(
+        {"case": case, "seq": sequence, "at": canonical_time(at), "actor": actor, "type": type_, "data": stored},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    assert _canonical(case, sequence, at, actor, type_, stored) == expected
+
+
+def test_control_characters_quotes_and_non_ascii_text_are_spelled_as_json_dumps_spells_them() -> None:
+    import json
+
+    from models.audit import _canonical
+
+    tricky = {"k": "\x00\x1f\x7f\b\f\n\r\t\"\\/\u2028\u00e9\u5f20\U0001f600", "\u00e9": "z", "Z": "a", "10": 1}
+    at = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    text = _canonical("CLM-1", 1, at, "test", "t", tricky)
+    assert text == json.dumps(
+        {"case": "CLM-1", "seq": 1, "at": canonical_time(at), "actor": "test", "type": "t", "data": tricky},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def test_equal_instants_in_different_zones_share_one_spelling() -> None:
+    shanghai = datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=8)))
+    utc = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    assert canonical_time(shanghai) == canonical_time(utc) == "2026-03-02T01:30:00.000000Z"
+    assert canonical_time(utc + timedelta(microseconds=1)) == "2026-03-02T01:30:00.000001Z"
