@@ -223,7 +223,7 @@ def test_control_characters_quotes_and_non_ascii_text_are_spelled_as_json_dumps_
 
     from models.audit import _canonical
 
-    tricky = {"k": "\x00\x1f\x7f\b\f\n\r\t\"\\/\u2028\u00e9\u5f20\U0001f600", "\u00e9": "z", "Z": "a", "10": 1}
+    tricky = {"k": '\x00\x1f\x7f\b\f\n\r\t"\\/\u2028\u00e9\u5f20\U0001f600', "\u00e9": "z", "Z": "a", "10": 1}
     at = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
     text = _canonical("CLM-1", 1, at, "test", "t", tricky)
     assert text == json.dumps(
