@@ -218,24 +218,13 @@ _POSITION = "position"
 def one_of(session: Session, column_: Any, values: Collection[Any]) -> ColumnElement[bool]:
     """``column IN values`` as one parameter: PostgreSQL gets ``= ANY(array)``, whatever the number of values
     (an ``IN`` list has one placeholder per value for SQLAlchemy, the driver and the server to handle);
-    SQLite gets the ``IN`` list."""
+    SQLite gets the ``IN`` list.
+
+    (Sending the array as one text literal, cast, saved the driver's Python per element but cost the server
+    as much again: measured with ``bench/sla_watch.py``'s CPU figures, no gain.)"""
     if session.get_bind().dialect.name == "postgresql":
-        return column_ == any_(pg_array(values, column_.type))
+        return column_ == any_(bindparam(None, list(values), type_=ARRAY(column_.type)))
     return column_.in_(values)
-
-
-def pg_array(values: Collection[Any], element_type: Any) -> Any:
-    """A PostgreSQL array parameter of ``element_type``. Integers and texts go as one array literal
-    (``'{1,2,3}'``, cast), written here with ``join``: the driver would dump a list element by element in
-    Python (a twentieth of a watcher pass, for its four lists of a thousand). Other values go as a list."""
-    array_type = ARRAY(element_type)
-    if all(type(value) is int for value in values):
-        literal = "{" + ",".join(map(str, values)) + "}"
-    elif all(type(value) is str for value in values):
-        literal = "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
-    else:
-        return bindparam(None, list(values), type_=array_type)
-    return cast(bindparam(None, literal, type_=Text), array_type)
 
 
 def _as_table(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> Any:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, func, true
+from sqlalchemy import Integer, bindparam, func, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from claimflow.db import insert_rows, pg_array
+from claimflow.db import insert_rows
 from models.audit import GENESIS, ChainTip, NewLink, next_link
 from models.enums import CaseKind
 from models.errors import InvalidInput, NotFound
@@ -182,7 +183,7 @@ def chain_tips(session: Session, case_ids: Collection[int]) -> dict[int, ChainTi
     if not case_ids:
         return {}
     if session.get_bind().dialect.name == "postgresql":
-        cases = func.unnest(pg_array(case_ids, Integer)).table_valued("id").render_derived()
+        cases = func.unnest(bindparam(None, list(case_ids), type_=ARRAY(Integer))).table_valued("id").render_derived()
         tip = (
             select(Event.sequence, Event.hash)
             .where(col(Event.case_id) == cases.c.id)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import JSON, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -52,33 +51,3 @@ def test_a_json_column_reads_through_the_engines_loader(database_url: str) -> No
                 assert connection.execute(query, {"doc": json.dumps(document)}).scalar_one() == document
     finally:
         engine.dispose()
-
-
-@pytest.mark.postgres
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.lists(st.text(st.characters(exclude_characters="\x00"), max_size=12), max_size=8)
-    | st.lists(st.integers(min_value=-(2**31), max_value=2**31 - 1), max_size=8)
-)
-def test_an_array_parameter_reads_back_as_the_values_it_was_given(postgres_url: str, values: list) -> None:
-    """Texts and integers go as one array literal written here: quotes, backslashes, braces, commas, blanks
-    and the word NULL must come back as they went."""
-    from sqlalchemy import Integer, String, func, select
-
-    from claimflow.db import get_engine, pg_array
-
-    element = Integer if values and type(values[0]) is int else String
-    with get_engine(postgres_url).connect() as connection:
-        back = connection.execute(select(func.unnest(pg_array(values, element)))).scalars().all()
-    assert back == values
-
-
-@pytest.mark.postgres
-def test_awkward_texts_in_an_array_parameter(postgres_url: str) -> None:
-    from sqlalchemy import String, func, select
-
-    from claimflow.db import get_engine, pg_array
-
-    values = ['a"b', "c\\\\d", "{e,f}", " g ", "NULL", "", "张三", "x\\"]
-    with get_engine(postgres_url).connect() as connection:
-        assert connection.execute(select(func.unnest(pg_array(values, String)))).scalars().all() == values
