@@ -38,8 +38,16 @@ with each due step locked with its case): a pass (1,000 steps: 1,300 events, 1,3
 escalations) took 476 / 294 / 466 ms at 100,000 open and 458 / 414 / 381 ms at 1,000,000 (x0.96 / x1.41 /
 x0.82, the noise probe moving by up to x1.35 within a run; the due query 50-70 ms at either size). The cost
 follows what is due, within the machine's noise. The 200 ms target is not met.
-A later run the same day (after the stranded-run and runner changes, nothing in the pass changed): 313 ms at
-100,000 open, 274 ms at 1,000,000 (min 225; x0.88, the probe x1.26 / x1.14); 5,000 / 20,000 open: 267 / 279 ms.
+A later run the same day (nothing in the pass changed): 313 ms at 100,000 open, 274 ms at 1,000,000 (min 225;
+x0.88, the probe x1.26 / x1.14). Then JSON columns read with orjson, the events' canonical text written by
+orjson where it spells it as ``json.dumps`` does, and an instant's spelling remembered: 244 ms at 100,000 open,
+270 ms at 1,000,000 (min 186 / 257; x1.11), a pass's CPU 122 / 150 ms in this process and 120 / 110 ms in the
+database server. The wall time is about the sum of the two CPU times (the client and the server take turns on
+one connection). The same bench on the commit before (b7430eb) and after, alternating, at 5,000 / 20,000 open:
+this process's CPU 185 / 175 and 164 / 141 ms before, 113 / 133 and 144 / 130 ms after; the server's 100-140 ms
+either way. Reaching 200 ms needs the server's ~120 ms (inserting 4,100 rows with their indexes and foreign
+keys) to overlap the client's Python, or fewer rows (one reminder digest per handler and pass: a change to what
+staff receive).
 Of run 1's 458 ms at 1,000,000, the nine statements took 199 ms in the driver and the server; in the
 server alone (``auto_explain`` with triggers) the inserts of events, messages and escalations are about 37,
 37 and 23 ms, a third of it the per-row foreign-key checks against ``case`` and ``step``; the step update
