@@ -3,16 +3,18 @@
 ``sla-watch`` records reminders and escalations in one transaction, then starts an escalation run for each
 escalation raised. ``reconcile`` assigns the cases that no handler had room for when they were filed, and
 starts the runs that are missing (Prefect was down when a case was filed, an escalation run could not be
-created), dead (crashed, cancelled, or finished while the case is open) or stranded (Pending or Running for
-longer than ``CLAIMFLOW_STRANDED_RUN_MINUTES``: the runner that held it died mid-leg, and nothing else moves a
-run on from there; it is marked crashed first): a new run reads the case from the database and carries on
-where it is. Every open case is checked, a page of ``RECONCILE_PAGE`` at a time.
+created), dead (crashed, cancelled, or finished while the case is open or the escalation undecided) or
+stranded (Pending or Running for longer than ``CLAIMFLOW_STRANDED_RUN_MINUTES``: the runner that held it died
+mid-leg, and nothing else moves a run on from there; it is marked crashed first): a new run reads the case or
+the escalation from the database and carries on where it is. Every open case and undecided escalation is
+checked, a page of ``RECONCILE_PAGE`` at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -30,10 +32,12 @@ from tasks.runs import (
     run_states,
     start_case_run,
     start_escalation_run,
+    undecided_with_runs,
     unstarted,
 )
 from tasks.workflow import route_deferred
 
+T = TypeVar("T")
 RECONCILE_PAGE = 500  # open cases whose runs are checked with one request to the Prefect server
 
 
@@ -96,24 +100,53 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
         await start_escalation(escalation, case)
         started += 1
     stranded_after = timedelta(minutes=get_settings().stranded_run_minutes)
-    restarted = checked = 0
-    after_id = 0
-    while page := await transaction(open_with_runs, after_id=after_id, limit=RECONCILE_PAGE):
-        after_id = page[-1].id or after_id
+    cases = await _replace_dead_runs(
+        lambda after_id: transaction(open_with_runs, after_id=after_id, limit=RECONCILE_PAGE),
+        lambda case: (case.id, case.flow_run_id, case.number),
+        start_case,
+        now=at,
+        stranded_after=stranded_after,
+    )
+    escalations = await _replace_dead_runs(
+        lambda after_id: transaction(undecided_with_runs, after_id=after_id, limit=RECONCILE_PAGE),
+        lambda pair: (pair[0].id, pair[0].flow_run_id, f"{pair[1].number} escalation {pair[0].id}"),
+        lambda pair: start_escalation(*pair),
+        now=at,
+        stranded_after=stranded_after,
+    )
+    return {"assigned": len(assigned), "started": started, "restarted": cases[0] + escalations[0],
+            "checked": cases[1] + escalations[1]}  # fmt: skip
+
+
+async def _replace_dead_runs(
+    page_after: Callable[[int], Awaitable[list[T]]],
+    run_of: Callable[[T], tuple[int | None, str | None, str]],
+    start: Callable[[T], Awaitable[str]],
+    *,
+    now: datetime,
+    stranded_after: timedelta,
+) -> tuple[int, int]:
+    """Walk the open cases (or undecided escalations) a page at a time and start a new run for each whose run is
+    dead, unknown to the server, or stranded (marked crashed first). Returns (restarted, checked)."""
+    logger = get_run_logger()
+    restarted = checked = after_id = 0
+    while page := await page_after(after_id):
+        after_id = run_of(page[-1])[0] or after_id
         checked += len(page)
-        states = await run_states([c.flow_run_id for c in page if c.flow_run_id])
-        for case in page:
-            state = states.get(case.flow_run_id or "")
-            if state is not None and state.stranded(now=at, after=stranded_after):
+        states = await run_states([run_id for item in page if (run_id := run_of(item)[1])])
+        for item in page:
+            _, run_id, label = run_of(item)
+            state = states.get(run_id or "")
+            if state is not None and state.stranded(now=now, after=stranded_after):
                 logger.warning("%s: its run %s has been %s since %s, longer than %s: its runner is gone; "
-                               "starting a new one", case.number, case.flow_run_id, state.type.value,
-                               state.since, stranded_after)  # fmt: skip
-                await mark_crashed(case.flow_run_id or "", f"stranded: {state.type.value} for over {stranded_after}")
+                               "starting a new one", label, run_id, state.type.value, state.since,
+                               stranded_after)  # fmt: skip
+                await mark_crashed(run_id or "", f"stranded: {state.type.value} for over {stranded_after}")
             elif state is not None and not state.dead():
                 continue
             else:
-                logger.warning("%s: its run %s is %s; starting a new one", case.number, case.flow_run_id,
+                logger.warning("%s: its run %s is %s; starting a new one", label, run_id,
                                state.type.value if state else "unknown to the server")  # fmt: skip
-            await start_case(case)
+            await start(item)
             restarted += 1
-    return {"assigned": len(assigned), "started": started, "restarted": restarted, "checked": checked}
+    return restarted, checked

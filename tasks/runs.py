@@ -131,6 +131,20 @@ def open_with_runs(session: Session, *, after_id: int = 0, limit: int = 500) -> 
     )
 
 
+def undecided_with_runs(session: Session, *, after_id: int = 0, limit: int = 500) -> list[tuple[Escalation, Case]]:
+    """Undecided escalations that have a run, with their cases, in id order from ``after_id`` (a page)."""
+    rows = session.exec(
+        select(Escalation, Case)
+        .join(Case, col(Case.id) == col(Escalation.case_id))
+        .where(
+            col(Escalation.flow_run_id).is_not(None), col(Escalation.decision).is_(None), col(Escalation.id) > after_id
+        )
+        .order_by(col(Escalation.id))
+        .limit(limit)
+    )
+    return [(escalation, case) for escalation, case in rows]
+
+
 def record_case_run(session: Session, *, case_id: int, run_id: str | None) -> None:
     case = session.get(Case, case_id)
     if case is not None:

@@ -133,6 +133,36 @@ def test_a_run_stranded_by_a_dead_runner_is_marked_crashed_and_replaced_once_it_
     assert asyncio.run(reconcile(now=later))["restarted"] == 0  # the new run waits for a person: alive
 
 
+def test_an_escalation_run_stranded_by_a_dead_runner_is_replaced_and_still_waits_for_the_supervisor(live, kit) -> None:
+    world = live
+    case = world.file(product_line="motor")
+    case_run = asyncio.run(launch_case(world.engine, case_id=case.id))
+    kit.wait_for("the case run to suspend", lambda: kit.run_state(case_run) == StateType.PAUSED)
+    asyncio.run(sla_watch(now=world.step(case, "review").due_at + timedelta(minutes=1)))
+    with Session(world.engine) as session:
+        [raised] = session.exec(select(Escalation)).all()
+    old = raised.flow_run_id
+    assert old
+    kit.wait_for("the escalation run to suspend", lambda: kit.run_state(old) == StateType.PAUSED)
+
+    async def strand() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(UUID(old), Running(), force=True)
+
+    asyncio.run(strand())
+    assert asyncio.run(reconcile())["restarted"] == 0  # a leg in progress
+    result = asyncio.run(reconcile(now=datetime.now(UTC) + timedelta(minutes=16)))
+    assert result["restarted"] == 1 and result["checked"] == 2  # the escalation's run; the case's waits, alive
+    assert kit.run_state(old) == StateType.CRASHED
+    with Session(world.engine) as session:
+        again = session.get(Escalation, raised.id)
+        assert again is not None and again.decision is None
+        new = again.flow_run_id
+    assert new and new != old
+    kit.wait_for("the new escalation run to suspend", lambda: kit.run_state(new) == StateType.PAUSED)
+    assert world.case(case).flow_run_id == case_run
+
+
 def test_a_breach_is_escalated_extended_and_the_next_level_reached_when_nobody_decides(live, kit) -> None:
     world = live
     first = world.file(product_line="motor")
