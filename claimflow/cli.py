@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,11 +58,13 @@ config_app = typer.Typer(help="Show the settings in force.", no_args_is_help=Tru
 staff_app = typer.Typer(help="Departments and staff.", no_args_is_help=True)
 case_app = typer.Typer(help="File, inspect and move cases.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the hash-chained audit log.", no_args_is_help=True)
+attachments_app = typer.Typer(help="Documents stored with the cases.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
 app.add_typer(case_app, name="case")
 app.add_typer(audit_app, name="audit")
+app.add_typer(attachments_app, name="attachments")
 app.add_typer(calendar_app, name="calendar", help="Working days and rest days per region.")
 app.add_typer(sla_app, name="sla", help="Deadlines from the SLA policy packs.")
 app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
@@ -505,6 +507,39 @@ def audit_verify(
     raise ClaimflowError(
         f"audit log broken in {len(report.breaks)} of {report.cases_checked} case(s); first: {report.breaks[0]}"
     )
+
+
+@attachments_app.command("orphans")
+def attachments_orphans(
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the orphans older than --older-than.")] = False,
+    older_than: Annotated[
+        int, typer.Option(min=1, help="Minutes: a younger file may belong to a filing not yet committed.")
+    ] = 60,
+) -> None:
+    """Attachment files no case points to (a crash between writing a document and committing its case)."""
+    from tasks.intake import find_orphans, sweep_orphans
+
+    settings = get_settings()
+    with _session() as session:
+        orphans = find_orphans(
+            session, data_dir=settings.data_dir, now=datetime.now(UTC), grace=timedelta(minutes=older_than)
+        )
+    if not orphans:
+        out.print(f"no orphan attachment files under {settings.data_dir / 'attachments'}")
+        return
+    table = Table("file", "bytes", "modified (UTC)", f"older than {older_than} min")
+    for orphan in orphans:
+        table.add_row(str(orphan.path.relative_to(settings.data_dir)), str(orphan.size),
+                      orphan.modified.strftime("%Y-%m-%d %H:%M"), "yes" if orphan.sweepable else "no")  # fmt: skip
+    out.print(table)
+    young = sum(1 for orphan in orphans if not orphan.sweepable)
+    if not delete:
+        out.print(
+            f"{len(orphans)} orphan file(s); --delete removes the {len(orphans) - young} older than {older_than} min"
+        )
+        return
+    deleted = sweep_orphans(orphans)
+    out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min")
 
 
 # --- entry point ------------------------------------------------------------------------------------------

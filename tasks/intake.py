@@ -12,7 +12,8 @@ the row. Either way the caller rolls back and replays the stored answer, so one 
 Attachments are written (and fsynced) *before* the commit, each under a fresh name, and deleted again if the
 transaction rolls back: a committed row always has its bytes. The opposite order (rename after the commit)
 would lose accepted documents when the process dies between commit and rename. A crash between write and
-commit leaves a file no row points to, which is harmless (``orphan_files`` lists them).
+commit leaves a file no row points to, which is harmless: ``claimflow attachments orphans`` lists them and
+``--delete`` removes those older than a grace period (``find_orphans``, ``sweep_orphans``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,38 @@ def orphan_files(session: Session, *, data_dir: Path) -> list[Path]:
         return []
     known = set(session.exec(select(Attachment.storage_path)).all())
     return sorted(p for p in root.rglob("*") if p.is_file() and str(p.relative_to(data_dir)) not in known)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """An attachment file no row points to, and whether it is old enough to be swept."""
+
+    path: Path
+    size: int
+    modified: datetime
+    sweepable: bool
+
+
+def find_orphans(session: Session, *, data_dir: Path, now: datetime, grace: timedelta) -> list[Orphan]:
+    """The orphan files, each marked sweepable once it is older than ``grace``: a younger one may belong to a
+    filing whose transaction has not committed yet (the bytes are written first)."""
+    found = []
+    for path in orphan_files(session, data_dir=data_dir):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue  # removed meanwhile (a filing rolled back, another sweep)
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        found.append(Orphan(path, stat.st_size, modified, now - modified >= grace))
+    return found
+
+
+def sweep_orphans(orphans: Sequence[Orphan]) -> list[Path]:
+    """Delete the sweepable orphan files; returns those deleted (one already gone is not an error)."""
+    deleted = []
+    for orphan in orphans:
+        if orphan.sweepable:
+            with contextlib.suppress(FileNotFoundError):
+                orphan.path.unlink()
+                deleted.append(orphan.path)
+    return deleted

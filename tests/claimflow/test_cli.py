@@ -275,3 +275,39 @@ def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: D
     assert "secret:" in desk("staff", "enroll", "zhao.min", "--force")
     assert "no staff member 'nobody'" in desk("staff", "enroll", "nobody", code=3)
     assert (Path(get_settings().data_dir) / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_orphan_attachment_files_are_listed_and_only_the_old_ones_deleted(
+    desk: Desk, world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sqlmodel import Session
+
+    from models.tables import Attachment
+
+    monkeypatch.setenv("CLAIMFLOW_DATA_DIR", str(tmp_path))
+    assert "no orphan attachment files" in desk("attachments", "orphans")
+    case = world.file(product_line="motor")
+    folder = tmp_path / "attachments" / case.number
+    folder.mkdir(parents=True)
+    kept, old, young = folder / "invoice.pdf", folder / "crashed.pdf", folder / "filing-now.pdf"
+    for path in (kept, old, young):
+        path.write_bytes(b"%PDF-1.4 " + path.name.encode())
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    for path in (kept, old):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    with Session(world.engine) as session:
+        session.add(Attachment(case_id=case.id, filename="invoice.pdf", content_type="application/pdf", size=1,
+                               sha256="0" * 64, storage_path=str(kept.relative_to(tmp_path)), source="webhook",
+                               received_at=datetime.now(UTC)))  # fmt: skip
+        session.commit()
+    listed = desk("attachments", "orphans")
+    assert "crashed.pdf" in listed and "filing-now.pdf" in listed and "invoice.pdf" not in listed
+    assert "2 orphan file(s); --delete removes the 1 older than 60 min" in listed
+    assert kept.exists() and old.exists() and young.exists()  # listing deletes nothing
+    assert "deleted 1 orphan file(s); kept 1 younger than 60 min" in desk("attachments", "orphans", "--delete")
+    assert kept.exists() and not old.exists() and young.exists()
+    refused = desk("attachments", "orphans", "--older-than", "0", "--delete", code=2)
+    assert "--older-than" in refused and "greater than or equal to 1" in refused
+    assert young.exists()
