@@ -538,8 +538,11 @@ def attachments_orphans(
             f"{len(orphans)} orphan file(s); --delete removes the {len(orphans) - young} older than {older_than} min"
         )
         return
-    deleted = sweep_orphans(orphans)
-    out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min")
+    with _session() as session:
+        deleted = sweep_orphans(session, orphans, data_dir=settings.data_dir)
+    out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min"
+              + (f", {len(orphans) - young - len(deleted)} taken up by a filing meanwhile"
+                 if len(orphans) - young - len(deleted) else ""))  # fmt: skip
 
 
 # --- entry point ------------------------------------------------------------------------------------------

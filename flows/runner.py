@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable, Generator, Mapping
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from prefect.states import Pending
 from prefect.utilities.engine import propose_state
 
 logger = logging.getLogger("claimflow.runner")
+HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 
 
 @contextmanager
@@ -103,7 +105,8 @@ class DeskRunner:
             Off by default: a desk leg lasts seconds, so a heartbeat is one more event at every leg's start
             telling the server what the Running state just told it (about a seventh of a leg's events); the
             reconciler finds runs a dead runner left behind by their age (``CLAIMFLOW_STRANDED_RUN_MINUTES``).
-            On for a Prefect automation that watches heartbeats.
+            On for a Prefect automation that watches heartbeats; ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` set in
+            the environment is used as it is.
     """
 
     def __init__(
@@ -137,7 +140,8 @@ class DeskRunner:
         garbage collector's reach (``gc.freeze``): a full collection then walks only what was made since,
         about 10 ms instead of 130 ms in the middle of an SLA watcher pass.
         """
-        no_heartbeats = {} if self.heartbeats else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        explicit = any(name in os.environ for name in HEARTBEAT_VARIABLES)  # an operator's own setting wins
+        no_heartbeats = {} if self.heartbeats or explicit else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
         with temporary_settings(no_heartbeats), SyncClientContext.get_or_create():
             async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
                 self.flows = await with_result_storage_pinned(self.flows)

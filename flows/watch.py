@@ -25,7 +25,8 @@ from flows.common import transaction
 from models.tables import Case, Escalation
 from tasks.escalations import WatchReport, watch_pass
 from tasks.runs import (
-    mark_crashed,
+    PREFECT_PAGE,
+    crash_if_still,
     open_with_runs,
     record_case_run,
     record_escalation_run,
@@ -38,7 +39,7 @@ from tasks.runs import (
 from tasks.workflow import route_deferred
 
 T = TypeVar("T")
-RECONCILE_PAGE = 500  # open cases whose runs are checked with one request to the Prefect server
+RECONCILE_PAGE = PREFECT_PAGE  # open cases whose runs are checked with one request to the Prefect server
 
 
 @task(name="watch-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -138,10 +139,11 @@ async def _replace_dead_runs(
             _, run_id, label = run_of(item)
             state = states.get(run_id or "")
             if state is not None and state.stranded(now=now, after=stranded_after):
-                logger.warning("%s: its run %s has been %s since %s, longer than %s: its runner is gone; "
-                               "starting a new one", label, run_id, state.type.value, state.since,
+                if not await crash_if_still(run_id or "", state, f"stranded: {state.type.value} over {stranded_after}"):
+                    continue  # it moved meanwhile: alive after all, or another reconciler took it
+                logger.warning("%s: its run %s had been %s since %s, longer than %s: its runner is gone; marked "
+                               "crashed, starting a new one", label, run_id, state.type.value, state.since,
                                stranded_after)  # fmt: skip
-                await mark_crashed(run_id or "", f"stranded: {state.type.value} for over {stranded_after}")
             elif state is not None and not state.dead():
                 continue
             else:

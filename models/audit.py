@@ -64,14 +64,20 @@ def canonical_time(at: datetime) -> str:
     """UTC, microseconds, a ``Z``: one spelling per instant, whatever the database returns."""
     if at.tzinfo is None:
         raise ValueError("event times must be timezone-aware")
+    if at.tzinfo is UTC:
+        return _utc_spelling(at)
     return _spelling(at)
 
 
 @lru_cache(maxsize=4096)
+def _utc_spelling(at: datetime) -> str:
+    """``_spelling`` of a UTC time, remembered: the events appended together mostly share their time (a watcher
+    pass writes a thousand at one ``now``). Only UTC times: two equal times of another zone may be an hour
+    apart (``fold``, the hour a clock repeats), and a cache keyed on equality would give both one spelling."""
+    return _spelling(at)
+
+
 def _spelling(at: datetime) -> str:
-    """``canonical_time`` of an aware time, remembered: the events appended together mostly share their time
-    (a watcher pass writes a thousand at one ``now``). Equal times are one instant, whatever their zones,
-    so they share one spelling."""
     utc = at.astimezone(UTC)
     if utc.year >= 1000:  # isoformat is the same text, several times faster; strftime does not pad the year
         return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

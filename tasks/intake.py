@@ -285,12 +285,17 @@ def find_orphans(session: Session, *, data_dir: Path, now: datetime, grace: time
     return found
 
 
-def sweep_orphans(orphans: Sequence[Orphan]) -> list[Path]:
-    """Delete the sweepable orphan files; returns those deleted (one already gone is not an error)."""
+def sweep_orphans(session: Session, orphans: Sequence[Orphan], *, data_dir: Path) -> list[Path]:
+    """Delete the sweepable orphan files that are still orphans (the rows are read again just before: a filing
+    may have committed one meanwhile) and still as old (not reused since); returns those deleted."""
+    known = set(session.exec(select(Attachment.storage_path)).all())
     deleted = []
     for orphan in orphans:
-        if orphan.sweepable:
-            with contextlib.suppress(FileNotFoundError):
-                orphan.path.unlink()
-                deleted.append(orphan.path)
+        if not orphan.sweepable or str(orphan.path.relative_to(data_dir)) in known:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if datetime.fromtimestamp(orphan.path.stat().st_mtime, tz=UTC) != orphan.modified:
+                continue  # touched since it was listed: a filing is using it
+            orphan.path.unlink()
+            deleted.append(orphan.path)
     return deleted

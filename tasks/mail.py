@@ -155,10 +155,13 @@ def case_for_reply(session: Session, *, mail: ParsedMail) -> Case | None:
 
 def _store_file(directory: Path, name: str, data: bytes) -> Path:
     """Write ``data`` under a name prefixed by its digest (the same bytes land on the same file, so a rolled
-    back and repeated intake rewrites nothing); atomic, never a half-written file."""
+    back and repeated intake rewrites nothing); atomic, never a half-written file. A file reused is touched:
+    its age is that of the filing now using it, which the orphan sweep's grace period protects."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
-    if not path.exists():
+    if path.exists():
+        path.touch()
+    else:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".incoming-")
         try:
             with os.fdopen(handle, "wb") as stream:

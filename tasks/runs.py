@@ -80,22 +80,32 @@ class RunState:
         return self.type in HELD and self.since is not None and now - self.since >= after
 
 
+PREFECT_PAGE = 200  # the most runs the Prefect server returns for one request (PREFECT_SERVER_API_DEFAULT_LIMIT)
+
+
 async def run_states(run_ids: list[str]) -> dict[str, RunState | None]:
-    """The state of each run id (None where the server does not know the run)."""
-    if not run_ids:
-        return {}
+    """The state of each run id (None where the server does not know the run), in requests of ``PREFECT_PAGE``."""
+    found: dict[str, RunState] = {}
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in run_ids])), limit=len(run_ids)
-        )
-    found = {str(r.id): RunState(r.state.type, r.state.timestamp) for r in runs if r.state}
+        for start in range(0, len(run_ids), PREFECT_PAGE):
+            batch = run_ids[start : start + PREFECT_PAGE]
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in batch])), limit=len(batch)
+            )
+            found.update((str(r.id), RunState(r.state.type, r.state.timestamp)) for r in runs if r.state)
     return {r: found.get(r) for r in run_ids}
 
 
-async def mark_crashed(run_id: str, message: str) -> None:
-    """Record on the server that a run's process is gone (what Prefect records when it sees one die)."""
+async def crash_if_still(run_id: str, held: RunState, message: str) -> bool:
+    """Mark a stranded run crashed, unless it has moved since ``held`` was read (the state read again first,
+    and the change proposed under the server's rules, not forced); True if the run is now crashed. A run
+    that suspended, finished or was taken up again meanwhile is left as it is."""
     async with get_client() as client:
-        await client.set_flow_run_state(UUID(run_id), Crashed(message=message), force=True)
+        run = await client.read_flow_run(UUID(run_id))
+        if run.state is None or RunState(run.state.type, run.state.timestamp) != held:
+            return False
+        result: Any = await client.set_flow_run_state(UUID(run_id), Crashed(message=message))
+    return result.state is not None and result.state.type == StateType.CRASHED
 
 
 @dataclass

@@ -311,3 +311,34 @@ def test_orphan_attachment_files_are_listed_and_only_the_old_ones_deleted(
     refused = desk("attachments", "orphans", "--older-than", "0", "--delete", code=2)
     assert "--older-than" in refused and "greater than or equal to 1" in refused
     assert young.exists()
+
+
+def test_the_sweep_keeps_an_orphan_a_filing_took_up_after_it_was_listed(world, tmp_path: Path) -> None:
+    import os
+
+    from sqlmodel import Session
+
+    from models.tables import Attachment
+    from tasks.intake import find_orphans, sweep_orphans
+
+    case = world.file(product_line="motor")
+    folder = tmp_path / "attachments" / case.number
+    folder.mkdir(parents=True)
+    committed, reused, gone = folder / "committed.pdf", folder / "reused.pdf", folder / "gone.pdf"
+    old = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    for path in (committed, reused, gone):
+        path.write_bytes(b"%PDF-1.4")
+        os.utime(path, (old, old))
+    with Session(world.engine) as session:
+        listed = find_orphans(session, data_dir=tmp_path, now=datetime.now(UTC), grace=timedelta(hours=1))
+    assert sorted(o.path.name for o in listed if o.sweepable) == ["committed.pdf", "gone.pdf", "reused.pdf"]
+    # meanwhile a filing commits a row for one file, and a mail intake reuses (touches) another
+    with Session(world.engine) as session:
+        session.add(Attachment(case_id=case.id, filename="committed.pdf", content_type="application/pdf", size=8,
+                               sha256="0" * 64, storage_path=str(committed.relative_to(tmp_path)), source="email",
+                               received_at=datetime.now(UTC)))  # fmt: skip
+        session.commit()
+    reused.touch()
+    with Session(world.engine) as session:
+        assert sweep_orphans(session, listed, data_dir=tmp_path) == [gone]
+    assert committed.exists() and reused.exists() and not gone.exists()

@@ -23,7 +23,7 @@ from models.enums import CaseKind
 from models.survey import SurveyAnswer
 from models.tables import Case, Escalation, Outbox, SurveyInvitation
 from tasks.feedback import answer_survey
-from tasks.runs import give_input, launch_case
+from tasks.runs import RunState, crash_if_still, give_input, launch_case, run_states
 from tasks.survey import link_token
 
 
@@ -120,6 +120,12 @@ def test_a_run_stranded_by_a_dead_runner_is_marked_crashed_and_replaced_once_it_
     asyncio.run(strand())
     # a leg in progress is left alone
     assert asyncio.run(reconcile())["restarted"] == 0
+    assert kit.run_state(run_id) == StateType.RUNNING
+    # a state read before the run moved on is not acted on
+    [held] = asyncio.run(run_states([run_id])).values()
+    assert held is not None and held.type == StateType.RUNNING
+    stale = RunState(StateType.RUNNING, held.since - timedelta(minutes=30) if held.since else None)
+    assert asyncio.run(crash_if_still(run_id, stale, "test")) is False
     assert kit.run_state(run_id) == StateType.RUNNING
     # past the stranded limit (15 minutes by default) it is the runner's death, not a slow leg
     later = datetime.now(UTC) + timedelta(minutes=16)

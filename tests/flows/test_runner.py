@@ -86,10 +86,15 @@ def test_the_result_storage_is_read_once_and_each_flow_keeps_whether_it_persists
     assert [pinned[i].name for i in ids] == ["quiet", "unset", "own"]
 
 
-@pytest.mark.parametrize(("heartbeats", "seen"), [(False, None), (True, 60)])
+@pytest.mark.parametrize(
+    ("heartbeats", "environment", "seen"), [(False, False, None), (True, False, 60), (False, True, 60)]
+)
 def test_the_runs_of_a_desk_runner_send_no_heartbeats_unless_asked(
-    prefect_server: None, heartbeats: bool, seen: int | None
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch, heartbeats: bool, environment: bool, seen: int | None
 ) -> None:
+    """Asked by CLAIMFLOW_RUNNER_HEARTBEATS, or by an operator who sets Prefect's own variable."""
+    if environment:
+        monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
     import anyio
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
@@ -107,3 +112,10 @@ def test_the_runs_of_a_desk_runner_send_no_heartbeats_unless_asked(
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}):  # an operator's (or Prefect's) setting
         anyio.run(Recording({}, heartbeats=heartbeats).run, stop)
     assert frequencies == [seen]
+
+
+def test_run_states_asks_in_pages_the_server_accepts(prefect_server: None) -> None:
+    from tasks.runs import PREFECT_PAGE, run_states
+
+    unknown = [str(uuid4()) for _ in range(PREFECT_PAGE + 50)]  # the server refuses a limit above 200
+    assert asyncio.run(run_states(unknown)) == dict.fromkeys(unknown)

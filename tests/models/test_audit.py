@@ -239,3 +239,16 @@ def test_equal_instants_in_different_zones_share_one_spelling() -> None:
     utc = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
     assert canonical_time(shanghai) == canonical_time(utc) == "2026-03-02T01:30:00.000000Z"
     assert canonical_time(utc + timedelta(microseconds=1)) == "2026-03-02T01:30:00.000001Z"
+
+
+def test_the_hour_a_clock_repeats_is_spelled_twice_even_when_remembered() -> None:
+    """Two times of one zone that differ only in ``fold`` compare equal but are an hour apart."""
+    from zoneinfo import ZoneInfo
+
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # clocks go back at 03:00
+    second = first.replace(fold=1)
+    assert first == second
+    assert canonical_time(first) == "2026-10-25T00:30:00.000000Z"
+    assert canonical_time(second) == "2026-10-25T01:30:00.000000Z"
+    for at in (first.astimezone(UTC), second.astimezone(UTC)):  # UTC times take the remembered path
+        assert canonical_time(at) == canonical_time(at.astimezone(UTC)) == at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
