@@ -23,6 +23,7 @@ from claimflow.settings import get_settings
 from flows.common import now as clock
 from flows.common import transaction
 from models.tables import Case, Escalation
+from models.watch import at_most
 from tasks.escalations import WatchReport, watch_pass
 from tasks.runs import (
     PREFECT_PAGE,
@@ -39,6 +40,7 @@ from tasks.runs import (
 from tasks.workflow import route_deferred
 
 T = TypeVar("T")
+LOGGED_LINES = 100  # of a watcher pass's lines, in the run's log (each line is a log record sent to Prefect)
 RECONCILE_PAGE = PREFECT_PAGE  # open cases whose runs are checked with one request to the Prefect server
 
 
@@ -71,7 +73,7 @@ async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
     """One watcher pass at ``now`` (default: the current time): reminders, escalations, escalation runs."""
     at = now or clock()
     report = await watch_once(at)
-    for line in report.lines:
+    for line in at_most(report.lines, LOGGED_LINES):
         get_run_logger().info(line)
     if report.escalations:
         pending = await transaction(lambda session: unstarted(session).escalations)

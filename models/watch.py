@@ -131,3 +131,12 @@ def progress_after_reschedule(schedule: Schedule, *, now: datetime) -> tuple[int
     first_escalation = min((e.at for e in schedule.escalations), default=None)
     candidates = [t for t in (outcome.next_check_at, first_escalation) if t is not None]
     return done, min(candidates, default=None)
+
+
+def at_most(lines: list[str], limit: int) -> list[str]:
+    """The first ``limit`` lines and, when there are more, one line saying how many were left out: what a
+    run's log shows of a watcher pass (a burst after an outage can be thousands of lines; each case's own
+    events record every reminder and escalation)."""
+    if len(lines) <= limit:
+        return list(lines)
+    return [*lines[:limit], f"... and {len(lines) - limit} more (each case's events list them)"]

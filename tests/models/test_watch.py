@@ -71,3 +71,14 @@ def test_a_reschedule_does_not_resend_past_reminders_and_restarts_the_ladder() -
     )
     assert progress_after_reschedule(extended, now=T + 12 * H) == (1, T + 15 * H)
     assert progress_after_reschedule(extended, now=T + 16 * H) == (2, T + 20 * H)
+
+
+def test_a_pass_logs_at_most_the_limit_and_says_how_many_more() -> None:
+    from models.watch import at_most
+
+    lines = [f"CLM-{n} review: reminder at 50% to li.wei" for n in range(250)]
+    shown = at_most(lines, 100)
+    assert shown[:100] == lines[:100] and len(shown) == 101
+    assert shown[-1] == "... and 150 more (each case's events list them)"
+    assert at_most(lines[:100], 100) == lines[:100]
+    assert at_most([], 100) == []
