@@ -540,9 +540,9 @@ def attachments_orphans(
         return
     with _session() as session:
         deleted = sweep_orphans(session, orphans, data_dir=settings.data_dir)
-    out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min"
-              + (f", {len(orphans) - young - len(deleted)} taken up by a filing meanwhile"
-                 if len(orphans) - young - len(deleted) else ""))  # fmt: skip
+    taken = len(orphans) - young - len(deleted)  # a filing committed or reused them since they were listed
+    taken_note = f", {taken} taken up by a filing meanwhile" if taken else ""
+    out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min{taken_note}")
 
 
 # --- entry point ------------------------------------------------------------------------------------------

@@ -350,11 +350,11 @@ def test_the_statements_of_a_pass_do_not_grow_with_what_is_due(world) -> None:
 # --- the watcher beside other writers of the same case (PostgreSQL's row locks) ------------------------------
 
 
-def _postgres_only(world) -> None:
-    if world.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs one writer at a time (BEGIN IMMEDIATE): there is no row lock to skip")
+# SQLite runs one writer at a time (BEGIN IMMEDIATE): there is no row lock to race for, so these run on PostgreSQL
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
+@POSTGRES_ONLY
 def test_a_due_step_whose_case_someone_holds_waits_for_the_next_pass(world) -> None:
     """A person deciding on the case holds its row: the watcher skips the step instead of racing them for the
     case's next event, and takes it on the pass after they commit."""
@@ -362,7 +362,6 @@ def test_a_due_step_whose_case_someone_holds_waits_for_the_next_pass(world) -> N
 
     from tasks.cases import get_case
 
-    _postgres_only(world)
     busy, free = world.file(product_line="motor"), world.file(product_line="motor")
     at = REVIEW_DUE + timedelta(minutes=1)
     with ThreadPoolExecutor(1) as pool, Session(world.engine) as person:  # the person's rollback, then the pool
@@ -378,13 +377,13 @@ def test_a_due_step_whose_case_someone_holds_waits_for_the_next_pass(world) -> N
         assert not verify_cases(session).breaks
 
 
+@POSTGRES_ONLY
 def test_a_decision_and_a_watcher_pass_on_one_case_at_once_both_land(world) -> None:
     """The supervisor decides the level-1 escalation while a pass raises level 2 on the same step: the two
     take the case's row in turn (no deadlock, no broken chain), whichever comes first."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    _postgres_only(world)
     case = world.file(product_line="motor")
     _watch(world, REVIEW_DUE + timedelta(minutes=1))
     [first] = _escalations(world)

@@ -236,6 +236,7 @@ def test_the_home_visit_is_recorded_by_whoever_went_and_closes_its_step(world) -
                           now=world.now)  # fmt: skip
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has one writer: nothing to race
 def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(world) -> None:
     """A restarted run beside a late one: both read the case as the payment is due; the case's row makes them
     take turns, so the step opens once and the chain stays whole (PostgreSQL; SQLite has one writer)."""
@@ -247,8 +248,6 @@ def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(w
     from models.tables import Step
     from tasks.audit import verify_cases
 
-    if world.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs one writer at a time (BEGIN IMMEDIATE): nothing to race")
     case = world.file(product_line="motor", amount_claimed=Decimal("3000"))
     with Session(world.engine) as session:
         who = session.get(Staff, world.case(case).handler_id).username
