@@ -68,7 +68,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -490,6 +490,41 @@ def measure(engine: Engine, state: DueState, *, due: int, repeat: int, show_plan
     return result
 
 
+@contextmanager
+def each_write_waited_for() -> Iterator[None]:
+    """The pass as it ran before ``deferred_writes``: each write waited for before the next step."""
+    import tasks.escalations
+
+    original = tasks.escalations.deferred_writes
+    tasks.escalations.deferred_writes = lambda session: nullcontext()  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        tasks.escalations.deferred_writes = original
+
+
+VARIANTS: dict[str, Callable[[], Any]] = {"deferred": nullcontext, "waited": each_write_waited_for}
+"""``--compare``: the pass as it is, and with each write waited for."""
+
+
+def compare(engine: Engine, state: DueState, *, due: int, repeat: int, rounds: int) -> None:
+    """The variants' passes, alternating in rounds of ``repeat`` passes each, so the machine's load falls on
+    all alike; prints each variant's medians (wall time, CPU here and in the server)."""
+    runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, dict[str, list[float]]] = {name: {"client": [], "server": []} for name in VARIANTS}
+    for _ in range(rounds):
+        for name, variant in VARIANTS.items():
+            with variant():
+                runs[name] += measure_pass(engine, state, due, repeat, cpu[name])[0]
+    for name in VARIANTS:
+        here, server = median_of(cpu[name]["client"]), median_of(cpu[name]["server"])
+        print(f"    compare {name:<10} pass median {median_of(runs[name]):6.1f} ms (min {min(runs[name]):6.1f}); "
+              f"CPU here {here:6.1f} ms, server {server:6.1f} ms")  # fmt: skip
+    first, *others = VARIANTS
+    for name in others:
+        print(f"    compare {first} / {name}: x{median_of(runs[first]) / median_of(runs[name]):.2f}")
+
+
 def summary(name: str, runs: list[float]) -> str:
     return f"median {median_of(runs):8.1f} ms  (min {min(runs):7.1f}, max {max(runs):7.1f})"
 
@@ -508,6 +543,9 @@ def main() -> None:
     parser.add_argument("--plan", action="store_true", help="print the whole query plan at each size")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="at each size, profile one more pass and print its N costliest entries")  # fmt: skip
+    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                        help="at each size, also run the pass as it is and with each write waited for, "
+                        "alternating in ROUNDS rounds of --repeat passes")  # fmt: skip
     args = parser.parse_args()
     if not 0 < args.due < args.small < args.large:
         parser.error("need 0 < due < small < large")
@@ -539,6 +577,8 @@ def main() -> None:
                 print(f"    CPU of a pass: this process median {median_of(cpu['client']):.1f} ms, the database server "
                       f"median {median_of(cpu['server']):.1f} ms")  # fmt: skip
                 print(f"    ({results[size]['work']})")
+                if args.compare:
+                    compare(engine, state, due=args.due, repeat=args.repeat, rounds=args.compare)
                 if args.profile:
                     print("    " + profile_pass(engine, state, args.due, args.profile).replace("\n", "\n    "))
         finally:

@@ -212,6 +212,40 @@ def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     session.execute(statement, [{f"new_{name}": value for name, value in row.items()} for row in rows])
 
 
+@contextmanager
+def deferred_writes(session: Session) -> Iterator[None]:
+    """Writes in this block are sent without waiting for the database to carry them out, so it works on them
+    while this process goes on preparing the next ones; the block ends when all are done.
+
+    PostgreSQL: psycopg's pipeline mode on the session's connection. A write that fails raises (as
+    SQLAlchemy's error, naming what the database refused) at the next statement or, at the latest, as the
+    block ends; the caller rolls the transaction back as for any failed statement. SQLite: every statement
+    runs at once, as outside the block.
+
+    Only writes that return nothing may run in the block (SQLAlchemy's ``insert``, ``update`` and ``delete``
+    without ``RETURNING``): a query's rows would not have arrived when SQLAlchemy looks for them, and it would
+    answer with no rows. Any other statement (a query, text SQL, an ORM flush that returns new ids) is
+    refused with ``RuntimeError`` before it is sent, on either database, so a misuse fails in every test.
+    """
+    connection = session.connection()
+
+    def only_writes(_conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool) -> None:
+        compiled = getattr(context, "compiled", None)
+        if not getattr(context, "is_crud", False) or compiled is None or compiled.effective_returning:
+            raise RuntimeError(f"only writes that return nothing may run in deferred_writes: {statement[:80]!r}")
+
+    event.listen(connection, "before_cursor_execute", only_writes)
+    try:
+        driver = connection.connection.driver_connection
+        if connection.dialect.name == "postgresql" and driver is not None:
+            with driver.pipeline():
+                yield
+        else:
+            yield
+    finally:
+        event.remove(connection, "before_cursor_execute", only_writes)
+
+
 _POSITION = "position"
 
 

@@ -151,18 +151,27 @@ class NewEvent:
     data: Mapping[str, Any]
 
 
-def append_events(session: Session, events: Sequence[NewEvent], *, now: datetime) -> list[NewLink]:
+def append_events(
+    session: Session, events: Sequence[NewEvent], *, now: datetime, tips: Mapping[int, ChainTip] | None = None
+) -> list[NewLink]:
     """Append many events, to one case or many, in one query for the chains' tips and one bulk insert.
 
     The events of each case follow each other in the order given, after the case's last event, exactly as
     ``append_event`` called once per event in that order would chain them. The same rules hold: the caller
     holds the cases' rows, and the unique (case, sequence) constraint is the last guard.
 
+    Args:
+        tips: the cases' chain tips, read by the caller with ``chain_tips`` (while it held the rows, and
+            with no event appended to them since); then the insert is the only statement, and may run in
+            ``deferred_writes``.
+
     Returns:
         Each event's place on its chain (sequence, stored data, hashes), in the order given.
     """
     assert all(e.case.id is not None for e in events), "the cases must be flushed before events are appended"
-    tips = chain_tips(session, {e.case.id for e in events if e.case.id is not None})
+    if tips is None:
+        tips = chain_tips(session, {e.case.id for e in events if e.case.id is not None})
+    tips = dict(tips)
     links: list[NewLink] = []
     rows: list[dict[str, Any]] = []
     for new in events:

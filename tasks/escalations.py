@@ -15,15 +15,15 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from claimflow.db import insert_rows, one_of, update_rows
+from claimflow.db import deferred_writes, insert_rows, one_of, update_rows
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, what_is_due
-from tasks.cases import NewEvent, append_event, append_events
-from tasks.outbox import Message, default_config, enqueue, enqueue_many
+from tasks.cases import NewEvent, append_event, append_events, chain_tips
+from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, write_messages
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
 
 
@@ -130,21 +130,40 @@ class _Due:
 def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchReport:
     """One pass of the watcher at ``now``; the caller commits, then starts the escalation runs.
 
-    Its cost follows what is due, and the number of statements does not: one query for the due steps with
-    their cases' numbers and their assignees, one for their last escalations; one insert each for the
-    escalations, the events (chained per case in the order below) and the messages; one update each for
-    the superseded escalations and the steps' progress. Per step, in order: its reminders (event, message
-    to the assignee), then each escalation level that came due (event, message to the role), as the rule
-    ``what_is_due`` says. The rows are read and written as rows, not loaded as ORM objects; steps and
-    escalations the session already holds are expired, so they read what the pass wrote.
+    Its cost follows what is due, and the number of statements does not: one query each for the due steps
+    with their cases' numbers and their assignees, their last escalations, their cases' chain tips and the
+    message keys already used; one insert each for the escalations, the events (chained per case in the order
+    below) and the messages; one update each for the superseded escalations and the steps' progress. Per
+    step, in order: its reminders (event, message to the assignee), then each escalation level that came due
+    (event, message to the role), as the rule ``what_is_due`` says. The rows are read and written as rows,
+    not loaded as ORM objects; steps and escalations the session already holds are expired, so they read
+    what the pass wrote.
+
+    The writes that return nothing run in ``deferred_writes``: on PostgreSQL the database updates the steps
+    while this process chains the events, and inserts the events while it renders the messages.
     """
     steps = due_steps(session, now=now, limit=limit)
     report = WatchReport(steps_checked=len(steps))
     if not steps:
         return report
     last_escalations = _last_escalations(session, [s.id for s in steps])
+    tips = chain_tips(session, {s.case_id for s in steps})
     due, superseded = _decide(steps, last_escalations, now=now)
     _insert_escalations(session, [row for d in due for row in d.raised])
+    events, messages = _notices(due, report)
+    looked_up = look_up(session, messages)
+    with deferred_writes(session):
+        _supersede(session, superseded, now=now)
+        _record_progress(session, due)
+        append_events(session, events, now=now, tips=tips)
+        prepared = prepare_messages(looked_up, now=now, config=default_config())
+    write_messages(session, prepared, now=now)
+    _expire_held(session, {s.id for s in steps})
+    return report
+
+
+def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list[Message]]:
+    """The events and messages of a pass's due steps, in order; each noted in the report."""
     events: list[NewEvent] = []
     messages: list[Message] = []
     for d in due:
@@ -178,12 +197,7 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
             ))  # fmt: skip
             report.escalations.append(escalation_id)
             report.lines.append(f"{case.number} {step.name}: breached, escalated to level {level} ({role})")
-    append_events(session, events, now=now)
-    enqueue_many(session, messages, now=now, config=default_config())
-    _supersede(session, superseded, now=now)
-    _record_progress(session, due)
-    _expire_held(session, {s.id for s in steps})
-    return report
+    return events, messages
 
 
 def _decide(

@@ -302,6 +302,10 @@ def enqueue_many(
     does; the database sees one query for the keys already used, one for the customers, and one bulk insert.
     A key given twice is queued once: the later message is its duplicate.
 
+    It runs in three parts a caller may also call apart, to let the database write something else while the
+    messages are rendered: ``look_up`` (the queries), ``prepare_messages`` (no database) and
+    ``write_messages``.
+
     Returns:
         What was done with each message, in the order given.
 
@@ -310,27 +314,74 @@ def enqueue_many(
         first, for every message); nothing is queued then, and the caller's transaction is to be rolled back.
     """
     config = config or default_config()
+    return write_messages(session, prepare_messages(look_up(session, messages), now=now, config=config),
+                          now=now, actor=actor)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LookedUp:
+    """What queueing these messages needs from the database: the rows already queued under their keys, and
+    their customers."""
+
+    messages: Sequence[Message]
+    addressed: list[tuple[MessageSpec, str, str]]
+    already: dict[str, Outbox]
+    customers: dict[int, Customer]
+
+
+def look_up(session: Session, messages: Sequence[Message]) -> LookedUp:
+    """The first part of ``enqueue_many``: the checks that need no database, for every message, then the
+    two queries."""
     addressed = [_addressed(message) for message in messages]
     already = _queued_under(session, {message.idempotency_key for message in messages})
     customers = _customers(session, {int(name) for message, (spec, kind, name) in zip(messages, addressed, strict=True)
                                      if spec.audience == "customer" and kind == "customer"
                                      and message.idempotency_key not in already})  # fmt: skip
-    held: dict[int, tuple[Violation, ...]] = {}
+    return LookedUp(messages, addressed, already, customers)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The messages of a ``LookedUp``, rendered and checked: the rows to write, by key, and the messages the
+    wording check held back."""
+
+    looked_up: LookedUp
+    rows: dict[str, dict[str, Any]]
+    writer: dict[str, int]
+    """Key: the index of the message whose row is written under it."""
+    held: dict[int, tuple[str, tuple[Violation, ...]]]
+    """Index: the language the message was rendered in and the wording rules it broke."""
+
+
+def prepare_messages(looked_up: LookedUp, *, now: datetime, config: OutboxConfig) -> Prepared:
+    """The second part of ``enqueue_many``: each message not queued before rendered and checked, without the
+    database."""
+    held: dict[int, tuple[str, tuple[Violation, ...]]] = {}
     rows: dict[str, dict[str, Any]] = {}
-    writer: dict[str, int] = {}  # key: the message whose row is written under it
-    for index, (message, (spec, kind, name)) in enumerate(zip(messages, addressed, strict=True)):
+    writer: dict[str, int] = {}
+    for index, (message, (spec, kind, name)) in enumerate(zip(looked_up.messages, looked_up.addressed, strict=True)):
         key = message.idempotency_key
-        if key in already or key in writer:
+        if key in looked_up.already or key in writer:
             continue
-        customer = customers.get(int(name)) if kind == "customer" else None
+        customer = looked_up.customers.get(int(name)) if kind == "customer" else None
         row, violations = _prepared(spec, kind, name, message, customer=customer, now=now, config=config)
         if violations:
-            assert isinstance(message.case, Case)  # a customer message, which _prepared checked has its case
-            _hold_back(session, case=message.case, template=message.template, language=row["language"],
-                       violations=violations, actor=actor, now=now)  # fmt: skip
-            held[index] = tuple(violations)
+            held[index] = (row["language"], tuple(violations))
         else:
             rows[key], writer[key] = row, index
+    return Prepared(looked_up, rows, writer, held)
+
+
+def write_messages(session: Session, prepared: Prepared, *, now: datetime, actor: str = "system") -> list[Queued]:
+    """The last part of ``enqueue_many``: the held-back messages recorded on their cases, the rows inserted
+    (one statement), and what was done with each message."""
+    messages = prepared.looked_up.messages
+    for index, (language, violations) in prepared.held.items():
+        message = messages[index]
+        assert isinstance(message.case, Case)  # a customer message, which _prepared checked has its case
+        _hold_back(session, case=message.case, template=message.template, language=language,
+                   violations=violations, actor=actor, now=now)  # fmt: skip
+    rows, writer = prepared.rows, prepared.writer
     ids = _insert_messages(session, list(rows.values()))
     raced = _queued_under(session, {key for key in rows if key not in ids})  # concurrent transactions were first
     for key, outbox_id in ids.items():
@@ -340,12 +391,12 @@ def enqueue_many(
     results: list[Queued] = []
     for index, message in enumerate(messages):
         key = message.idempotency_key
-        if index in held:
-            results.append(Queued(None, violations=held[index]))
+        if index in prepared.held:
+            results.append(Queued(None, violations=prepared.held[index][1]))
         elif key in ids:
             results.append(Queued(ids[key], duplicate=writer[key] != index))
         else:
-            results.append(Queued((already.get(key) or raced[key]).id, duplicate=True))
+            results.append(Queued((prepared.looked_up.already.get(key) or raced[key]).id, duplicate=True))
     return results
 
 

@@ -1,16 +1,23 @@
-"""Reading JSON columns: orjson where it reads the same, ``json.loads`` for what it refuses."""
+"""Reading JSON columns (orjson where it reads the same, ``json.loads`` for what it refuses), and writes
+sent without waiting for them (``deferred_writes``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import JSON, text
+from sqlalchemy import JSON, func, insert, literal, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
 
-from claimflow.db import create_db_engine, json_loads
+from claimflow.db import create_db_engine, deferred_writes, insert_rows, json_loads
+from models.tables import Department
 
 _numbers = (
     st.integers()
@@ -49,5 +56,92 @@ def test_a_json_column_reads_through_the_engines_loader(database_url: str) -> No
         with engine.connect() as connection:
             for document in ({"n": 1, "at": "2026-03-02T01:30:00Z"}, {"big": 123456789012345678901234567890}):
                 assert connection.execute(query, {"doc": json.dumps(document)}).scalar_one() == document
+    finally:
+        engine.dispose()
+
+
+def _department(code: str) -> dict[str, object]:
+    return {"code": code, "name": f"Department {code}", "active": True}
+
+
+def test_writes_in_deferred_writes_are_done_when_the_block_ends(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    table = Department.__table__  # type: ignore[attr-defined]
+    try:
+        with Session(engine) as session:
+            with deferred_writes(session):
+                session.execute(insert(table), [_department("a"), _department("b")])
+                session.execute(update(table).where(table.c.code == "a").values(name="renamed"))
+                insert_rows(session, table, [_department("c")])
+            session.commit()
+        with Session(engine) as session:
+            rows = session.execute(select(table.c.code, table.c.name).order_by(table.c.code)).all()
+        assert [tuple(row) for row in rows] == [("a", "renamed"), ("b", "Department b"), ("c", "Department c")]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite runs each statement at once
+def test_a_deferred_write_runs_while_this_process_goes_on(database_url: str) -> None:
+    """On PostgreSQL the statement is sent and the call returns; the block's end waits for the database."""
+    engine = create_db_engine(database_url)
+    table = Department.__table__  # type: ignore[attr-defined]
+    slow = insert(table).from_select(
+        ["code", "name", "active"],
+        select(literal("slow"), literal("Slow"), literal(True)).where(func.pg_sleep(1.0).isnot(None)),
+    )
+    try:
+        with Session(engine) as session:
+            started = time.monotonic()
+            with deferred_writes(session):
+                session.execute(slow)
+                sent = time.monotonic() - started
+            done = time.monotonic() - started
+            session.commit()
+        assert sent < 0.5 <= 1.0 <= done, (sent, done)
+        with Session(engine) as session:
+            assert session.execute(select(table.c.name).where(table.c.code == "slow")).scalar_one() == "Slow"
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_deferred_write_raises_by_the_end_of_the_block_and_nothing_stays(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    table = Department.__table__  # type: ignore[attr-defined]
+    try:
+        with Session(engine) as session:
+            session.execute(insert(table), [_department("taken")])
+            session.commit()
+        with Session(engine) as session:
+            with pytest.raises(IntegrityError, match="department"), deferred_writes(session):
+                insert_rows(session, table, [_department("new")])
+                insert_rows(session, table, [_department("taken")])  # the unique code
+                session.execute(update(table).values(name="changed"))
+            session.rollback()
+            rows = session.execute(select(table.c.code, table.c.name)).all()
+        assert [tuple(row) for row in rows] == [("taken", "Department taken")]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        select(Department.id),  # type: ignore[call-overload]
+        insert(Department.__table__).returning(Department.__table__.c.id),  # type: ignore[attr-defined]
+        text("UPDATE department SET name = 'x'"),
+    ],
+    ids=["query", "returning", "text"],
+)
+def test_a_statement_that_returns_rows_is_refused_in_deferred_writes(database_url: str, statement: Any) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        with Session(engine) as session:
+            parameters = [_department("x")] if "INSERT" in str(statement) else None
+            with pytest.raises(RuntimeError, match="only writes that return nothing"), deferred_writes(session):
+                session.execute(statement, parameters)
+            session.rollback()
+            # the guard is gone after the block: the same session reads again
+            assert session.execute(select(func.count()).select_from(Department)).scalar_one() == 0
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -256,19 +257,21 @@ WRITTEN = ("event", "outbox", "escalation", "step")
 
 
 def _one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pass writing each event and each message on its own, through ``append_event`` and ``enqueue``."""
+    """The pass writing each event and each message on its own, through ``append_event`` and ``enqueue``, each
+    write waited for."""
 
-    def append_each(session, events, *, now):
+    def append_each(session, events, *, now, tips=None):
         for e in events:
             append_event(session, case=e.case, actor=e.actor, type=e.type, data=e.data, now=now)
 
-    def enqueue_each(session, messages, *, now, actor="system", config=None):
-        for m in messages:
+    def enqueue_each(session, prepared, *, now, actor="system"):
+        for m in prepared.looked_up.messages:
             enqueue(session, template=m.template, recipient=m.recipient, context=m.context, now=now, case=m.case,
-                    idempotency_key=m.idempotency_key, language=m.language, actor=actor, config=config)  # fmt: skip
+                    idempotency_key=m.idempotency_key, language=m.language, actor=actor)  # fmt: skip
 
+    monkeypatch.setattr(tasks.escalations, "deferred_writes", lambda session: nullcontext())
     monkeypatch.setattr(tasks.escalations, "append_events", append_each)
-    monkeypatch.setattr(tasks.escalations, "enqueue_many", enqueue_each)
+    monkeypatch.setattr(tasks.escalations, "write_messages", enqueue_each)
 
 
 def _steps_in_every_state(world) -> datetime:
