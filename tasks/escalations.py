@@ -23,7 +23,7 @@ from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, what_is_due
 from tasks.cases import NewEvent, append_event, append_events, chain_tips
-from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, write_messages
+from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, queue_messages
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
 
 
@@ -139,8 +139,9 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
     not loaded as ORM objects; steps and escalations the session already holds are expired, so they read
     what the pass wrote.
 
-    The writes that return nothing run in ``deferred_writes``: on PostgreSQL the database updates the steps
-    while this process chains the events, and inserts the events while it renders the messages.
+    The writes after the reads return nothing and run in ``deferred_writes``: on PostgreSQL the database
+    updates the steps while this process renders the messages, and inserts the messages while it chains the
+    events (the slowest part of the pass was each side waiting for the other on one connection).
     """
     steps = due_steps(session, now=now, limit=limit)
     report = WatchReport(steps_checked=len(steps))
@@ -155,9 +156,8 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
     with deferred_writes(session):
         _supersede(session, superseded, now=now)
         _record_progress(session, due)
+        queue_messages(session, prepare_messages(looked_up, now=now, config=default_config()), now=now)
         append_events(session, events, now=now, tips=tips)
-        prepared = prepare_messages(looked_up, now=now, config=default_config())
-    write_messages(session, prepared, now=now)
     _expire_held(session, {s.id for s in steps})
     return report
 

@@ -376,11 +376,7 @@ def write_messages(session: Session, prepared: Prepared, *, now: datetime, actor
     """The last part of ``enqueue_many``: the held-back messages recorded on their cases, the rows inserted
     (one statement), and what was done with each message."""
     messages = prepared.looked_up.messages
-    for index, (language, violations) in prepared.held.items():
-        message = messages[index]
-        assert isinstance(message.case, Case)  # a customer message, which _prepared checked has its case
-        _hold_back(session, case=message.case, template=message.template, language=language,
-                   violations=violations, actor=actor, now=now)  # fmt: skip
+    _record_held(session, prepared, now=now, actor=actor)
     rows, writer = prepared.rows, prepared.writer
     ids = _insert_messages(session, list(rows.values()))
     raced = _queued_under(session, {key for key in rows if key not in ids})  # concurrent transactions were first
@@ -398,6 +394,26 @@ def write_messages(session: Session, prepared: Prepared, *, now: datetime, actor
         else:
             results.append(Queued((prepared.looked_up.already.get(key) or raced[key]).id, duplicate=True))
     return results
+
+
+def queue_messages(session: Session, prepared: Prepared, *, now: datetime, actor: str = "system") -> None:
+    """The last part of ``enqueue_many`` for a caller that needs nothing back: the rows inserted in one statement
+    that returns nothing, so it may run in ``deferred_writes``. A key another transaction took meanwhile is
+    skipped, as ``write_messages`` skips it. Messages the wording check held back are recorded first; that
+    reads their cases' chains, so it cannot run in ``deferred_writes`` (the watcher queues staff messages
+    only, which the wording rules do not hold back)."""
+    _record_held(session, prepared, now=now, actor=actor)
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    insert_rows(session, table, list(prepared.rows.values()), skip_conflicts_on=("idempotency_key",))
+
+
+def _record_held(session: Session, prepared: Prepared, *, now: datetime, actor: str) -> None:
+    """Each message the wording check held back, recorded on its case (``_hold_back``)."""
+    for index, (language, violations) in prepared.held.items():
+        message = prepared.looked_up.messages[index]
+        assert isinstance(message.case, Case)  # a customer message, which _prepared checked has its case
+        _hold_back(session, case=message.case, template=message.template, language=language,
+                   violations=violations, actor=actor, now=now)  # fmt: skip
 
 
 def _addressed(message: Message) -> tuple[MessageSpec, str, str]:

@@ -271,7 +271,7 @@ def _one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tasks.escalations, "deferred_writes", lambda session: nullcontext())
     monkeypatch.setattr(tasks.escalations, "append_events", append_each)
-    monkeypatch.setattr(tasks.escalations, "write_messages", enqueue_each)
+    monkeypatch.setattr(tasks.escalations, "queue_messages", enqueue_each)
 
 
 def _steps_in_every_state(world) -> datetime:
