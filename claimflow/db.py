@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
@@ -163,7 +164,8 @@ def insert_rows(
 
     PostgreSQL gets ``INSERT ... SELECT`` from the rows sent as one JSON document (``_as_table``): one
     parameter whatever the number of rows, where a multi-row ``VALUES`` has one per value for the driver and
-    the server to parse. SQLite gets SQLAlchemy's batched insert.
+    the server to parse. A column that holds the same plain value in every row (a time, a status, an actor)
+    is sent once, as its own parameter, not once per row. SQLite gets SQLAlchemy's batched insert.
 
     Args:
         session: the open session.
@@ -181,8 +183,11 @@ def insert_rows(
     statement: Any
     parameters: Sequence[Mapping[str, Any]] | None = None
     if session.get_bind().dialect.name == "postgresql":
-        source = _as_table(session, table, rows, names)
-        ordered = select(*(source.c[name] for name in names)).order_by(source.c[_POSITION])
+        constant = _constant_columns(rows, names)
+        source = _as_table(session, table, rows, [name for name in names if name not in constant])
+        values = [cast(bindparam(None, constant[name], type_=table.c[name].type), table.c[name].type)
+                  if name in constant else source.c[name] for name in names]  # fmt: skip
+        ordered = select(*values).select_from(source).order_by(source.c[_POSITION])
         statement = pg_insert(table).from_select(names, ordered)
     else:
         statement, parameters = sqlite_insert(table), rows
@@ -238,8 +243,12 @@ def deferred_writes(session: Session) -> Iterator[None]:
     try:
         driver = connection.connection.driver_connection
         if connection.dialect.name == "postgresql" and driver is not None:
-            with driver.pipeline():
-                yield
+            dbapi_error = connection.dialect.loaded_dbapi.Error
+            try:
+                with driver.pipeline():
+                    yield
+            except dbapi_error as error:  # raised as the block ends: the driver's own, as SQLAlchemy's would be
+                raise DBAPIError.instance(None, None, error, dbapi_error) from error
         else:
             yield
     finally:
@@ -247,6 +256,19 @@ def deferred_writes(session: Session) -> Iterator[None]:
 
 
 _POSITION = "position"
+_PLAIN = (str, int, bool, type(None), datetime)
+"""The values a column may be sent once for (never a JSON document: ``{"a": 1} == {"a": True}``)."""
+
+
+def _constant_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """The columns whose value is the same plain value, of the same type, in every row; with that value."""
+    first = rows[0]
+    constant: dict[str, Any] = {}
+    for name in names:
+        value, kind = first[name], type(first[name])
+        if kind in _PLAIN and all(type(row[name]) is kind and row[name] == value for row in rows):
+            constant[name] = value
+    return constant
 
 
 def one_of(session: Session, column_: Any, values: Collection[Any]) -> ColumnElement[bool]:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from claimflow.db import create_db_engine, deferred_writes, insert_rows, json_loads
-from models.tables import Department
+from models.tables import Department, Staff
 
 _numbers = (
     st.integers()
@@ -105,7 +105,12 @@ def test_a_deferred_write_runs_while_this_process_goes_on(database_url: str) -> 
         engine.dispose()
 
 
-def test_a_failed_deferred_write_raises_by_the_end_of_the_block_and_nothing_stays(database_url: str) -> None:
+@pytest.mark.parametrize("last", [True, False], ids=["failing-write-last", "more-after-it"])
+def test_a_failed_deferred_write_raises_by_the_end_of_the_block_and_nothing_stays(
+    database_url: str, last: bool
+) -> None:
+    """SQLAlchemy's error either way: raised by a later statement, or by the block's end (the driver's own
+    error, wrapped as SQLAlchemy wraps it)."""
     engine = create_db_engine(database_url)
     table = Department.__table__  # type: ignore[attr-defined]
     try:
@@ -116,7 +121,8 @@ def test_a_failed_deferred_write_raises_by_the_end_of_the_block_and_nothing_stay
             with pytest.raises(IntegrityError, match="department"), deferred_writes(session):
                 insert_rows(session, table, [_department("new")])
                 insert_rows(session, table, [_department("taken")])  # the unique code
-                session.execute(update(table).values(name="changed"))
+                if not last:
+                    session.execute(update(table).values(name="changed"))
             session.rollback()
             rows = session.execute(select(table.c.code, table.c.name)).all()
         assert [tuple(row) for row in rows] == [("taken", "Department taken")]
@@ -143,5 +149,39 @@ def test_a_statement_that_returns_rows_is_refused_in_deferred_writes(database_ur
             session.rollback()
             # the guard is gone after the block: the same session reads again
             assert session.execute(select(func.count()).select_from(Department)).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_column_with_one_value_in_every_row_is_written_as_given(database_url: str) -> None:
+    """``insert_rows`` sends such a column once; JSON documents are always sent per row, since ``[1]`` and
+    ``[True]`` compare equal in Python but are different documents."""
+    engine = create_db_engine(database_url)
+    table = Staff.__table__  # type: ignore[attr-defined]
+
+    def member(username: str, skills: list[object]) -> dict[str, object]:
+        return {"username": username, "name": "Same Name", "email": None, "role": "handler", "department_id": None,
+                "skills": skills, "languages": ["en"], "active": True, "totp_secret": None}  # fmt: skip
+
+    try:
+        with Session(engine) as session:
+            columns = {c.name for c in table.columns} - {"id"}
+            rows = [member("a", [1]), member("b", [True]), member("c", [1])]
+            assert set(rows[0]) <= columns
+            insert_rows(session, table, rows)
+            insert_rows(session, table, [member("d", [])])  # one row: every column holds one value
+            session.commit()
+            read = session.execute(
+                select(table.c.username, table.c.name, table.c.email, table.c.skills, table.c.active).order_by(
+                    table.c.username
+                )
+            ).all()
+        # the documents compared as JSON text: in Python, [1] == [True]
+        assert [(*row[:3], json.dumps(row[3]), row[4]) for row in read] == [
+            ("a", "Same Name", None, "[1]", True),
+            ("b", "Same Name", None, "[true]", True),
+            ("c", "Same Name", None, "[1]", True),
+            ("d", "Same Name", None, "[]", True),
+        ]
     finally:
         engine.dispose()
