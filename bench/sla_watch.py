@@ -30,24 +30,50 @@ At each size it measures, ``--repeat`` times after one warm-up, and prints media
 * with ``--profile N``: one more pass under cProfile, its ``N`` costliest entries (cumulative time, then own
   time), and each statement it sent with its time in the driver and the server.
 
+With ``--compare ROUNDS``, at each size the pass is also run as it is (``deferred``) and with each write
+waited for (``waited``: ``deferred_writes`` replaced by a block that sends each statement and waits, as the
+pass did before), alternating, and each variant's medians are printed with their ratio.
+
 Target (the issue): a full pass on 1,000 due steps in <= 200 ms at 1,000,000 open steps, and a ratio
 large/small close to 1.
 
-Figures (PostgreSQL 15, 2 shared cores, 2026-12-03, ``python bench/sla_watch.py``, three runs, the last two
-with each due step locked with its case): a pass (1,000 steps: 1,300 events, 1,300 staff messages, 500
-escalations) took 476 / 294 / 466 ms at 100,000 open and 458 / 414 / 381 ms at 1,000,000 (x0.96 / x1.41 /
-x0.82, the noise probe moving by up to x1.35 within a run; the due query 50-70 ms at either size). The cost
-follows what is due, within the machine's noise. The 200 ms target is not met.
-A later run the same day (nothing in the pass changed): 313 ms at 100,000 open, 274 ms at 1,000,000 (min 225;
-x0.88, the probe x1.26 / x1.14). Then JSON columns read with orjson, the events' canonical text written by
-orjson where it spells it as ``json.dumps`` does, and an instant's spelling remembered: 244 ms at 100,000 open,
-270 ms at 1,000,000 (min 186 / 257; x1.11), a pass's CPU 122 / 150 ms in this process and 120 / 110 ms in the
-database server. The wall time is about the sum of the two CPU times (the client and the server take turns on
-one connection). The same bench on the commit before (b7430eb) and after, alternating, at 5,000 / 20,000 open:
-this process's CPU 185 / 175 and 164 / 141 ms before, 113 / 133 and 144 / 130 ms after; the server's 100-140 ms
-either way. Reaching 200 ms needs the server's ~120 ms (inserting 4,100 rows with their indexes and foreign
-keys) to overlap the client's Python, or fewer rows (one reminder digest per handler and pass: a change to what
-staff receive).
+Figures now (2026-12-04, after ``deferred_writes``; ``python bench/sla_watch.py --compare 2``, two runs,
+each followed by the same bench on the code before these changes, commit 18af77f):
+
+==============  =================  =================  ========================================
+open steps      this code          18af77f            deferred / waited (``--compare``)
+==============  =================  =================  ========================================
+100,000         192 / 213 ms       198 / 259 ms       207 / 228 and 194 / 208 ms (x0.91, x0.94)
+1,000,000       178 / 177 ms       244 / 220 ms       162 / 203 and 161 / 209 ms (x0.80, x0.77)
+==============  =================  =================  ========================================
+
+A pass's CPU is 100-135 ms in this process and 80-110 ms in the server, as before; what changed is that the
+two now overlap. The first figures at each size tend to be the slowest of a run (the machine is shared).
+What the pass does, in order: four reads (the due steps, their last escalations, their cases' chain tips,
+the message keys already used), the rule (about 10 us a step), the escalations inserted (their ids are
+needed), the events and messages built; then, sent without waiting (psycopg's pipeline mode), the
+superseded escalations and the steps' progress updated, the messages rendered and inserted, the events
+chained and inserted; the commit. On the server the writes are about 20 ms each for the step update, the
+events and the messages (half of each the JSON document's parse, a quarter the foreign-key checks) and
+12 ms for the escalations; the rendering and chaining in this process are shorter than those, so the
+block ends waiting for the server. A column with one value in every row (a time, a status, the actor) is
+sent once, not in every row of the document (the messages' document went from 713 to 510 KB).
+
+Earlier figures, before ``deferred_writes`` (PostgreSQL 15, 2 shared cores, 2026-12-03, ``python
+bench/sla_watch.py``, three runs, the last two with each due step locked with its case): a pass (1,000 steps: 1,300
+events, 1,300 staff messages, 500 escalations) took 476 / 294 / 466 ms at 100,000 open and 458 / 414 / 381 ms at
+1,000,000 (x0.96 / x1.41 / x0.82, the noise probe moving by up to x1.35 within a run; the due query 50-70 ms at
+either size). The cost follows what is due, within the machine's noise. The 200 ms target was not met. A later run
+the same day (nothing in the pass changed): 313 ms at 100,000 open, 274 ms at 1,000,000 (min 225; x0.88, the probe
+x1.26 / x1.14). Then JSON columns read with orjson, the events' canonical text written by orjson where it spells it
+as ``json.dumps`` does, and an instant's spelling remembered: 244 ms at 100,000 open, 270 ms at 1,000,000 (min 186
+/ 257; x1.11), a pass's CPU 122 / 150 ms in this process and 120 / 110 ms in the database server. The wall time is
+about the sum of the two CPU times (the client and the server take turns on one connection). The same bench on the
+commit before (b7430eb) and after, alternating, at 5,000 / 20,000 open: this process's CPU 185 / 175 and 164 / 141
+ms before, 113 / 133 and 144 / 130 ms after; the server's 100-140 ms either way. Reaching 200 ms needed the
+server's ~120 ms (inserting 4,100 rows with their indexes and foreign keys) to overlap the client's Python, which
+``deferred_writes`` then did; fewer rows (one reminder digest per handler and pass) would be a change to what staff
+receive and was not made.
 Of run 1's 458 ms at 1,000,000, the nine statements took 199 ms in the driver and the server; in the
 server alone (``auto_explain`` with triggers) the inserts of events, messages and escalations are about 37,
 37 and 23 ms, a third of it the per-row foreign-key checks against ``case`` and ``step``; the step update
