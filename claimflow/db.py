@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     JSON,
+    Boolean,
     ColumnElement,
+    Connection,
+    DateTime,
     Engine,
     Integer,
+    String,
     Table,
     Text,
     any_,
@@ -183,10 +187,12 @@ def insert_rows(
     statement: Any
     parameters: Sequence[Mapping[str, Any]] | None = None
     if session.get_bind().dialect.name == "postgresql":
-        constant = _constant_columns(rows, names)
+        constant = _constant_columns(table, rows, names)
         source = _as_table(session, table, rows, [name for name in names if name not in constant])
-        values = [cast(bindparam(None, constant[name], type_=table.c[name].type), table.c[name].type)
-                  if name in constant else source.c[name] for name in names]  # fmt: skip
+        # not cast to the column's type: a cast to varchar(n) would cut a longer text short, where the insert
+        # refuses it, as it refuses it in the document
+        values = [bindparam(None, constant[name], type_=table.c[name].type) if name in constant else source.c[name]
+                  for name in names]  # fmt: skip
         ordered = select(*values).select_from(source).order_by(source.c[_POSITION])
         statement = pg_insert(table).from_select(names, ordered)
     else:
@@ -223,15 +229,18 @@ def deferred_writes(session: Session) -> Iterator[None]:
     while this process goes on preparing the next ones; the block ends when all are done.
 
     PostgreSQL: psycopg's pipeline mode on the session's connection. A write that fails raises (as
-    SQLAlchemy's error, naming what the database refused) at the next statement or, at the latest, as the
-    block ends; the caller rolls the transaction back as for any failed statement. SQLite: every statement
-    runs at once, as outside the block.
+    SQLAlchemy's error, naming what the database refused; the statement it names may be a later one) at the
+    next statement or, at the latest, as the block ends; the caller rolls the transaction back as for any
+    failed statement. SQLite: every statement runs at once, as outside the block.
 
     Only writes that return nothing may run in the block (SQLAlchemy's ``insert``, ``update`` and ``delete``
-    without ``RETURNING``): a query's rows would not have arrived when SQLAlchemy looks for them, and it would
-    answer with no rows. Any other statement (a query, text SQL, an ORM flush that returns new ids) is
-    refused with ``RuntimeError`` before it is sent, on either database, so a misuse fails in every test.
+    without ``RETURNING``): a query's rows would not have arrived when SQLAlchemy looks for them, and a
+    write's row count is not known (-1). Any other statement (a query, text SQL, ``RETURNING``) is refused
+    with ``RuntimeError`` before it is sent, on either database, so a misuse fails in every test; so are an
+    ORM flush (it checks row counts) and a commit. What the session holds unflushed is flushed as the block
+    starts, and nothing is flushed automatically inside it.
     """
+    session.flush()
     connection = session.connection()
 
     def only_writes(_conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool) -> None:
@@ -239,34 +248,84 @@ def deferred_writes(session: Session) -> Iterator[None]:
         if not getattr(context, "is_crud", False) or compiled is None or compiled.effective_returning:
             raise RuntimeError(f"only writes that return nothing may run in deferred_writes: {statement[:80]!r}")
 
-    event.listen(connection, "before_cursor_execute", only_writes)
+    def no_flush(*_: Any) -> None:
+        raise RuntimeError("an ORM flush cannot run in deferred_writes (it checks the row counts)")
+
+    def no_commit(*_: Any) -> None:
+        raise RuntimeError("the transaction cannot be committed in deferred_writes: commit after the block")
+
+    hooks = [(connection, "before_cursor_execute", only_writes), (session, "before_flush", no_flush),
+             (session, "before_commit", no_commit)]  # fmt: skip
+    for target, name, hook in hooks:
+        event.listen(target, name, hook)
     try:
-        driver = connection.connection.driver_connection
-        if connection.dialect.name == "postgresql" and driver is not None:
-            dbapi_error = connection.dialect.loaded_dbapi.Error
-            try:
-                with driver.pipeline():
+        with session.no_autoflush:
+            driver = connection.connection.driver_connection
+            if connection.dialect.name == "postgresql" and driver is not None:
+                with _pipeline(connection, driver):
                     yield
-            except dbapi_error as error:  # raised as the block ends: the driver's own, as SQLAlchemy's would be
-                raise DBAPIError.instance(None, None, error, dbapi_error) from error
-        else:
-            yield
+            else:
+                yield
     finally:
-        event.remove(connection, "before_cursor_execute", only_writes)
+        for target, name, hook in hooks:
+            event.remove(target, name, hook)
+
+
+@contextmanager
+def _pipeline(connection: Connection, driver: Any) -> Iterator[None]:
+    """psycopg's pipeline mode; a driver error raised as it ends (a write that failed, a lost connection)
+    comes out as SQLAlchemy's error, as one raised by a statement would, a lost connection invalidated."""
+    dialect = connection.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        with driver.pipeline():
+            yield
+    except dbapi_error as error:
+        lost = dialect.is_disconnect(error, driver, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            None, None, error, dbapi_error, connection_invalidated=lost, dialect=dialect
+        ) from error
 
 
 _POSITION = "position"
-_PLAIN = (str, int, bool, type(None), datetime)
-"""The values a column may be sent once for (never a JSON document: ``{"a": 1} == {"a": True}``)."""
 
 
-def _constant_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The columns whose value is the same plain value, of the same type, in every row; with that value."""
+def _foldable(column_type: Any) -> type | None:
+    """The one Python type whose value a column of this SQL type may be sent once for, or None.
+
+    Only where sending the value once stores exactly what sending it in every row stores: text in text
+    columns, integers in integer columns, booleans in boolean columns, times in time-zone-aware time columns
+    (the instant is the value), the first row's time with a fixed offset such as UTC: two times in a zone
+    with a repeated hour compare equal and can be different instants. Never a JSON document (``[1] == [True]``
+    in Python; a ``None`` is a JSON null there, not SQL NULL), a number with decimals or a date.
+    """
+    impl = getattr(column_type, "impl_instance", column_type)  # a TypeDecorator's own type
+    if isinstance(impl, Boolean):
+        return bool
+    if isinstance(impl, Integer):
+        return int
+    if isinstance(impl, String):
+        return str
+    if isinstance(impl, DateTime) and impl.timezone:
+        return datetime
+    return None
+
+
+def _constant_columns(table: Table, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """The columns that hold one value in every row, of the type ``_foldable`` allows them (or ``None``);
+    with that value."""
     first = rows[0]
     constant: dict[str, Any] = {}
     for name in names:
-        value, kind = first[name], type(first[name])
-        if kind in _PLAIN and all(type(row[name]) is kind and row[name] == value for row in rows):
+        allowed, value = _foldable(table.c[name].type), first[name]
+        if allowed is None or not (value is None or type(value) is allowed):
+            continue
+        if isinstance(value, datetime) and not isinstance(value.tzinfo, timezone):
+            continue  # a zone with a repeated hour: equal times may be two instants (compared to this one, not)
+        kind = type(value)
+        if all(type(row[name]) is kind and row[name] == value for row in rows):
             constant[name] = value
     return constant
 

@@ -405,6 +405,9 @@ def queue_messages(session: Session, prepared: Prepared, *, now: datetime, actor
     _record_held(session, prepared, now=now, actor=actor)
     table = Outbox.__table__  # type: ignore[attr-defined]
     insert_rows(session, table, list(prepared.rows.values()), skip_conflicts_on=("idempotency_key",))
+    if prepared.rows:  # one line for the batch: the rows' ids are not read back
+        templates = sorted({row["template"] for row in prepared.rows.values()})
+        logger.info("queued %d messages (%s), each once under its key", len(prepared.rows), ", ".join(templates))
 
 
 def _record_held(session: Session, prepared: Prepared, *, now: datetime, actor: str) -> None:

@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import JSON, func, insert, literal, text, update
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, insert, literal, text, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, select
 
 from claimflow.db import create_db_engine, deferred_writes, insert_rows, json_loads
 from models.tables import Department, Staff
+from models.types import UTCDateTime
 
 _numbers = (
     st.integers()
@@ -183,5 +186,60 @@ def test_a_column_with_one_value_in_every_row_is_written_as_given(database_url: 
             ("c", "Same Name", None, "[1]", True),
             ("d", "Same Name", None, "[]", True),
         ]
+    finally:
+        engine.dispose()
+
+
+def test_deferred_writes_flushes_what_the_session_holds_first_and_refuses_a_flush_or_commit_inside(
+    database_url: str,
+) -> None:
+    """An ORM flush checks the rows it changed, which pipeline mode does not report; a commit inside would end
+    the transaction the block's writes belong to."""
+    engine = create_db_engine(database_url)
+    table = Department.__table__  # type: ignore[attr-defined]
+    try:
+        with Session(engine) as session:
+            session.add(Department(code="held", name="Held"))  # pending: flushed as the block starts
+            with deferred_writes(session):
+                session.execute(update(table).where(table.c.code == "held").values(name="changed"))
+            session.commit()
+            assert session.execute(select(table.c.name)).scalar_one() == "changed"
+            member = session.exec(select(Department)).one()
+            for action in (session.flush, session.commit):
+                with pytest.raises(RuntimeError, match="deferred_writes"), deferred_writes(session):
+                    member.name = "again"
+                    action()
+                session.rollback()
+            assert session.execute(select(table.c.name)).scalar_one() == "changed"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite does not hold text to a length
+def test_a_text_too_long_for_its_column_is_refused_in_a_batch_of_one(database_url: str) -> None:
+    """A single row has one value per column: sent once, it is refused as it is in the document, not cut."""
+    engine = create_db_engine(database_url)
+    table = Department.__table__  # type: ignore[attr-defined]
+    try:
+        with Session(engine) as session, pytest.raises(DataError, match="too long"):
+            insert_rows(session, table, [{"code": "c" * 65, "name": "Long", "active": True}])
+    finally:
+        engine.dispose()
+
+
+def test_times_that_compare_equal_but_are_different_instants_are_each_stored(database_url: str) -> None:
+    """02:30 in Berlin on the night clocks go back is two instants an hour apart, equal in Python."""
+    engine = create_db_engine(database_url)
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+    berlin = ZoneInfo("Europe/Berlin")
+    first, second = (datetime(2026, 10, 25, 2, 30, fold=fold, tzinfo=berlin) for fold in (0, 1))
+    assert first == second
+    try:
+        with Session(engine) as session:
+            table.create(session.connection())
+            insert_rows(session, table, [{"at": first}, {"at": second}])
+            stored = session.execute(select(table.c.at).order_by(table.c.id)).scalars().all()
+            session.rollback()
+        assert stored == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)]
     finally:
         engine.dispose()
