@@ -47,7 +47,12 @@ open steps      this code          18af77f            deferred / waited (``--com
 1,000,000       178 / 177 ms       244 / 220 ms       162 / 203 and 161 / 209 ms (x0.80, x0.77)
 ==============  =================  =================  ========================================
 
-A pass's CPU is 100-135 ms in this process and 80-110 ms in the server, as before; what changed is that the
+A third run after fixes from review (a column sent once is not cast to its length; see
+``claimflow.db._foldable``): 128.5 ms at 100,000 open, 188.1 ms at 1,000,000 (x1.46; the machine got busier
+between the two sizes: the probe's round trips x1.76 and this process's CPU for the same work x1.76); the
+``--compare`` medians 134 / 167 (x0.80) at 100,000 and 167 / 155 (x1.07) at 1,000,000.
+
+A pass's CPU is 75-135 ms in this process and 80-110 ms in the server, as before; what changed is that the
 two now overlap. The first figures at each size tend to be the slowest of a run (the machine is shared).
 What the pass does, in order: four reads (the due steps, their last escalations, their cases' chain tips,
 the message keys already used), the rule (about 10 us a step), the escalations inserted (their ids are
