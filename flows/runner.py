@@ -8,7 +8,8 @@ time. A suspended run still holds nothing while it waits: its coroutine ends at 
 next poll after a resume picks it up again.
 
 Several desk runners may run against one server (on several machines): a run is claimed by proposing the
-Pending state, which the server grants to one of them only.
+Pending state, which the server grants to one of them only (``claim``); a runner that loses the race to
+another (which may already have run it to its next suspension) leaves the run alone.
 
 Each run executes with Prefect's own flow engine, less one thing by default: Prefect 3.9 watches every
 deployment run for a suspension made from outside the run (``suspend_flow_run(flow_run_id=...)`` by another
@@ -36,6 +37,7 @@ import anyio
 from prefect import Flow
 from prefect._flow_run_suspension import FlowRunSuspensionRequest, register_flow_run_suspension_request
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.exceptions import Abort, Pause
 from prefect.filesystems import LocalFileSystem
@@ -43,7 +45,6 @@ from prefect.flow_engine import AsyncFlowRunEngine, FlowRunEngine, run_flow, run
 from prefect.results import aget_default_result_storage
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 from prefect.states import Pending
-from prefect.utilities.engine import propose_state
 
 logger = logging.getLogger("claimflow.runner")
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
@@ -152,7 +153,8 @@ class DeskRunner:
         while not stop.is_set():
             try:
                 await self.poll_once(client, group)
-            except Exception:  # the server may be restarting: keep polling
+            except (Exception, Abort, Pause):  # the server may be restarting; Prefect's run signals are
+                # BaseExceptions, and one escaping here would end the runner with every run it executes
                 logger.exception("desk runner: polling the Prefect server failed")
             with anyio.move_on_after(self.poll_seconds):
                 await stop.wait()
@@ -169,12 +171,8 @@ class DeskRunner:
         for run in runs:
             if run.id in self.running or run.deployment_id not in self.flows:
                 continue
-            try:
-                state = await propose_state(client, Pending(), flow_run_id=run.id)
-            except Abort:
-                continue  # another runner claimed it first (Abort is a BaseException: caught here, not above)
-            if not state.is_pending():
-                continue  # another runner took it
+            if not await claim(client, run.id):
+                continue
             self.running.add(run.id)
             group.start_soon(self._execute, run)
             started += 1
@@ -218,6 +216,23 @@ class DeskRunner:
                 started()
             await self.run(stop)
             group.cancel_scope.cancel()
+
+
+async def claim(client: Any, run_id: UUID) -> bool:
+    """Propose the Pending state for a run this runner read as due; True if the server granted it to us.
+
+    Between the read and the proposal another runner may have claimed the run (the server aborts the
+    proposal), run it to its next suspension (rejected: the run is Paused) or to its end, or the server may
+    ask to wait (a concurrency limit). None of these is an error: the run is someone else's or not due, and
+    the next poll reads again. Prefect's ``propose_state`` turns the first two into ``Abort`` and ``Pause``,
+    BaseExceptions that would end the runner and every run it executes, and sleeps through a wait inside
+    the poll, so the runner reads the server's answer itself.
+    """
+    response = await client.set_flow_run_state(run_id, Pending())
+    if response.status == SetStateStatus.ACCEPT and response.state is not None and response.state.is_pending():
+        return True
+    logger.debug("desk runner: run %s not claimed (%s: %s)", run_id, response.status.value, response.details)
+    return False
 
 
 async def with_result_storage_pinned(flows: Mapping[UUID, Flow[Any, Any]]) -> dict[UUID, Flow[Any, Any]]:

@@ -122,3 +122,67 @@ def test_run_states_asks_in_pages_the_server_accepts(prefect_server: None) -> No
 
     unknown = [str(uuid4()) for _ in range(PREFECT_PAGE + 50)]  # the server refuses a limit above 200
     assert asyncio.run(run_states(unknown)) == dict.fromkeys(unknown)
+
+
+def test_a_runner_that_lost_the_race_for_a_run_leaves_it_alone_and_keeps_polling(live, kit) -> None:
+    """Two runners read the same due run; one claims it and runs it to its suspension before the other
+    proposes Pending. The server then rejects the late claim (the run is Paused) or aborts it (already
+    claimed); Prefect's ``propose_state`` raised both as BaseExceptions, which ended the losing runner and
+    crashed every run it was executing (``bench/flow_runs.py``, two runners)."""
+    import anyio
+    from prefect.client.schemas.objects import FlowRun
+
+    from flows.runner import DeskRunner, claim
+
+    world = live
+    case = world.file(kind=CaseKind.inquiry, product_line="health", description="Is dental covered?")
+    run_id = UUID(asyncio.run(launch_case(world.engine, case_id=case.id)))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(str(run_id)) == StateType.PAUSED)
+
+    class Stale:
+        """The server as the late runner saw it: the run still due (its claim goes to the real server)."""
+
+        def __init__(self, client: Any, run: FlowRun) -> None:
+            self.client, self.run = client, run
+
+        async def get_scheduled_flow_runs_for_deployments(self, **_: Any) -> list[FlowRun]:
+            return [self.run]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.client, name)
+
+    async def late_runner() -> tuple[int, bool, StateType | None, str]:
+        async with get_client() as client:
+            run = await client.read_flow_run(run_id)
+            assert run.deployment_id is not None
+            late = DeskRunner({run.deployment_id: object()})  # type: ignore[dict-item]  # never executed here
+            async with anyio.create_task_group() as group:
+                started = await late.poll_once(Stale(client, run), group)
+            again = await claim(client, run_id)  # the same answer, asked directly
+            after = await client.read_flow_run(run_id)
+            return started, again, after.state.type if after.state else None, after.state_name or ""
+
+    started, again, state, name = asyncio.run(late_runner())
+    assert (started, again, state) == (0, False, StateType.PAUSED), name
+    # the run is still the first runner's: answered, it goes on to its end
+    kit.give(world, case, kit.handler_of(world, case), answer="Yes, twice a year.")
+    kit.wait_for("the run to finish", lambda: kit.run_state(str(run_id)) == StateType.COMPLETED)
+    assert world.case(case).status == "closed"
+
+
+def test_a_second_claim_on_a_claimed_run_is_refused(prefect_server: None) -> None:
+    """Two runners proposing Pending for the same scheduled run: the server grants it to the first only."""
+    from prefect import flow
+    from prefect.states import Scheduled
+
+    from flows.runner import claim
+
+    @flow
+    def nothing() -> None: ...
+
+    async def race() -> list[bool]:
+        async with get_client() as client:
+            run = await client.create_flow_run(nothing, state=Scheduled())
+            return [await claim(client, run.id), await claim(client, run.id)]
+
+    assert asyncio.run(race()) == [True, False]
