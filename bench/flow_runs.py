@@ -94,6 +94,12 @@ legs/s at 93 ms of server CPU per leg in two rounds and 4.1 at 199 ms in the thi
 run. The threads counted while cases wait are the runner's worker-thread pool (database transactions run
 there), which grows with load: 7 before, 8 with 40 cases waiting, 9 after they all closed.
 
+On 2026-12-04 two desk runners lost 3-4 runs a phase: a runner that read a run as due after the other had
+already run it to its suspension got Prefect's ``Pause`` from its Pending claim, which ended that runner and
+crashed the runs it was executing (now ``flows.runner.claim``; the summary counts failed runs per phase).
+After the fix, ``python bench/flow_runs.py``: desk runner 7.63 legs/s, profiled 7.66, hold then burst 6.66,
+2 desk runners 7.22 (0 failed), plain ``serve()`` 0.37: 20.6x; 0 processes and 0.03 threads per waiting case.
+
 Where the rest goes (server CPU per call, measured alone): each accepted state change 20-27 ms (a leg has
 three: the runner's Pending claim, Running, Suspended or Completed), a resume 30 ms, creating a run 38 ms,
 the engine's per-leg read of the run, of the default result storage and its PATCH 7-10 ms each, a run input
