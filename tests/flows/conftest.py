@@ -7,6 +7,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +90,33 @@ def live_desk(database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: ty
         yield world
     finally:
         runner.close()
+        # in a thread of its own: the browser tests' Playwright keeps an event loop running in this one
+        context = contextvars.copy_context()
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(context.run, asyncio.run, cancel_unfinished_runs()).result()
+
+
+async def cancel_unfinished_runs() -> None:
+    """Cancel the runs a test leaves scheduled, running or suspended on the session's Prefect server: ids start
+    again in every test's database, so the next test's runner would execute them against its own cases."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.states import Cancelled
+
+    unfinished = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+            )
+        )
+    )
+    async with get_client() as client:
+        for _ in range(20):  # pages of 200; bounded, so a run the server will not cancel cannot hang teardown
+            runs = await client.read_flow_runs(flow_run_filter=unfinished, limit=200)
+            if not runs:
+                return
+            for run in runs:
+                await client.set_flow_run_state(run.id, Cancelled(), force=True)
+        raise AssertionError("runs left unfinished on the test server could not be cancelled")
 
 
 @pytest.fixture
@@ -135,8 +163,8 @@ class FlowKit:
     @staticmethod
     def give(world, case, who: str, **answer: Any) -> str:
         """What a person does: wait until the run asks, answer it, and wait until the case has taken it."""
-        before = len(FlowKit.events(world, case))
         run_id, _ = FlowKit.wait_for("the run to wait for a decision", lambda: FlowKit.waiting(world, case))
+        before = len(FlowKit.events(world, case))  # counted once it waits: the leg before writes until then
         asyncio.run(give_input(run_id, {"staff": who, "approval_code": world.live_code(who), **answer}))
         FlowKit.wait_for("the decision to be applied", lambda: len(FlowKit.events(world, case)) > before)
         assert "decision_refused" not in FlowKit.events(world, case)[before:], "the decision was refused"

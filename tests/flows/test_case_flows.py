@@ -174,12 +174,17 @@ def test_a_breach_is_escalated_extended_and_the_next_level_reached_when_nobody_d
     first = world.file(product_line="motor")
     second = world.file(product_line="motor")
     for case in (first, second):
-        asyncio.run(launch_case(world.engine, case_id=case.id))
+        run = asyncio.run(launch_case(world.engine, case_id=case.id))
+        # on PostgreSQL the watcher skips a case whose row a run holds (until its next pass): wait until the
+        # runs wait for their reviews, as a breach a day later finds them
+        kit.wait_for("the case run to suspend", lambda run=run: kit.run_state(run) == StateType.PAUSED)
     due = world.step(first, "review").due_at
     asyncio.run(sla_watch(now=due + timedelta(minutes=1)))
     with Session(world.engine) as session:
-        raised = list(session.exec(select(Escalation).order_by(col(Escalation.id))))
-    assert [(e.level, e.role) for e in raised] == [(1, "supervisor"), (1, "supervisor")]
+        escalations = list(session.exec(select(Escalation).order_by(col(Escalation.id))))
+    assert [(e.level, e.role) for e in escalations] == [(1, "supervisor"), (1, "supervisor")]
+    # both steps are due at the same time: which escalation is raised first is not a rule
+    raised = sorted(escalations, key=lambda e: [first.id, second.id].index(e.case_id))
     runs = [e.flow_run_id for e in raised]
     assert all(runs)
     for run in runs:
@@ -206,7 +211,11 @@ def test_a_breach_is_escalated_extended_and_the_next_level_reached_when_nobody_d
             (e.case_id, e.level, e.role, e.decision)
             for e in session.exec(select(Escalation).order_by(col(Escalation.id)))
         ]
-    assert levels[1:] == [(second.id, 1, "supervisor", "superseded"), (second.id, 2, "manager", None)]
+    assert [level for level in levels if level[0] == second.id] == [
+        (second.id, 1, "supervisor", "superseded"),
+        (second.id, 2, "manager", None),
+    ]
+    assert [level for level in levels if level[0] == first.id] == [(first.id, 1, "supervisor", "extend")]
 
 
 def test_the_satisfaction_survey_flow_invites_a_sample_of_closed_cases(live, kit) -> None:

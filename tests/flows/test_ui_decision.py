@@ -232,7 +232,9 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
     page.screenshot(path=str(tmp_path / "form.png"))
 
     # the case's own handler tries to decide it: refused, and the run asks again
-    fill_and_resume(page, form, staff=handler, code=world.live_code(handler), decision="extend", reason="More time")
+    fill_and_resume(
+        page, form, staff=handler, code=world.live_code(handler, lasting=True), decision="extend", reason="More time"
+    )
     kit.wait_for("the refusal", lambda: "decision_refused" in kit.events(world, case), timeout=APPLIED_SECONDS)
     kit.wait_for(
         "the run to ask again", lambda: aside(kit.run_state, run_id) == StateType.PAUSED, timeout=APPLIED_SECONDS
@@ -249,7 +251,7 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
         page,
         form,
         staff="zhao.min",
-        code=world.live_code("zhao.min"),
+        code=world.live_code("zhao.min", lasting=True),
         decision="extend",
         reason="Waiting for the assessor's report",
     )

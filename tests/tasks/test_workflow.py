@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
 from models.enums import CaseKind, Channel, StepStatus
@@ -47,7 +47,9 @@ def test_a_claim_from_review_to_closure_with_documents_and_payment(world) -> Non
     assert review.status == StepStatus.paused and review.next_check_at is None
     assert world.view(case).move == Ask(InputKind.documents, "review")
     with Session(world.engine) as session:
-        asked = [d.document_type for d in session.exec(select(DocumentRequirement))]
+        asked = [
+            d.document_type for d in session.exec(select(DocumentRequirement).order_by(col(DocumentRequirement.id)))
+        ]
     assert "repair invoice" in asked and "driving licence" in asked  # the full motor list, asked once
 
     world.now += timedelta(days=7)
@@ -173,7 +175,9 @@ def test_an_elderly_customer_gets_the_simplified_list(world) -> None:
         who = session.get(Staff, world.case(case).handler_id).username
     world.decide(case, who, decision="request_documents")
     with Session(world.engine) as session:
-        asked = [d.document_type for d in session.exec(select(DocumentRequirement))]
+        asked = [
+            d.document_type for d in session.exec(select(DocumentRequirement).order_by(col(DocumentRequirement.id)))
+        ]
     assert asked == ["claim form", "repair invoice", "bank account details"]
     assert world.step(case, "home_visit").status == StepStatus.open  # offered to the elderly customer
     assert "care_plan" in world.events(case)
@@ -242,8 +246,6 @@ def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(w
     take turns, so the step opens once and the chain stays whole (PostgreSQL; SQLite has one writer)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    from sqlmodel import col
 
     from models.tables import Step
     from tasks.audit import verify_cases
