@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from claimflow.settings import Settings, get_settings
 from models.tables import Attachment, Case, Event, IntakeRequest, Outbox
 from tasks.intake import body_digest
 from tests.conftest import NOW
+from tests.ports import free_port
 
 SECRETS = {"webform": ["new-secret", "old-secret"], "partner": ["partner-secret"]}
 
@@ -382,12 +382,6 @@ def test_openapi_is_served(client: TestClient) -> None:
 
 
 # --- a real server -----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_end_to_end_over_http_with_uvicorn(world: Any, engine: Engine, database_url: str) -> None:

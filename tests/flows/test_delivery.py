@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -23,15 +22,14 @@ from models.messages import CATALOGUE
 from models.tables import CaseCreate, CustomerCreate, Outbox
 from tasks.cases import file_case
 from tasks.outbox import enqueue
+from tests.ports import free_port
 
 NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
 
 class SmtpSink:
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 

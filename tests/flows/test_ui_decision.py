@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
-import socket
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,18 +36,13 @@ from flows.watch import sla_watch
 from models.tables import Escalation
 from tasks.runs import launch_case
 from tests.browser import chromium
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
 SERVER_START_SECONDS = 120  # about 20 s on a first start (database set-up), under 10 s after
 UI_SECONDS = 30  # any one thing the page is expected to show
 APPLIED_SECONDS = 90  # from "Resume" pressed to the decision applied by the desk runner
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -70,7 +64,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
 
     home = tmp_path_factory.mktemp("desk-prefect")
     settings = Settings(
-        data_dir=home / "data", prefect_port=_free_port(), prefect_auth=SecretStr("desk:supervisor-ui-test")
+        data_dir=home / "data", prefect_port=free_port(), prefect_auth=SecretStr("desk:supervisor-ui-test")
     )
     server = EmbeddedServer(settings, log=home / "server.log")
     server.start(timeout=SERVER_START_SECONDS)

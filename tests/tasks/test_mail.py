@@ -11,7 +11,6 @@ import imaplib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -54,6 +53,7 @@ from tasks.mail import (
     take_mail,
 )
 from tasks.workflow import Desk
+from tests.ports import free_port, free_ports
 
 REQUIRE_IMAP = os.environ.get("CLAIMFLOW_REQUIRE_IMAP") == "1"
 
@@ -359,12 +359,6 @@ def test_unusable_mail_is_recorded_as_rejected_with_its_reason(world) -> None:
 # --- a real IMAP server ---------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -472,7 +466,7 @@ def dovecot() -> Iterator[Dovecot]:
         internal = login = me.pw_name
         uid, gid = me.pw_uid, me.pw_gid
     cert, key = _self_signed(folder)
-    server = Dovecot(plain_port=_free_port(), tls_port=_free_port(), ca_file=cert)
+    server = Dovecot(*free_ports(2), ca_file=cert)
     (folder / "dovecot.conf").write_text(
         f"""
 base_dir = {folder}/run
@@ -656,7 +650,7 @@ def test_a_wrong_password_or_a_closed_port_is_a_clear_error(world, dovecot: Dove
     wrong = mail_desk(world, dovecot, imap_user, mail_imap_password=SecretStr("nope"))
     with pytest.raises(MailboxUnavailable, match=r"AUTHENTICATIONFAILED|Authentication failed"):
         poll(world.engine, wrong, now=lambda: world.now)
-    closed = mail_desk(world, dovecot, imap_user, mail_imap_port=_free_port())
+    closed = mail_desk(world, dovecot, imap_user, mail_imap_port=free_port())
     with pytest.raises(MailboxUnavailable, match="ConnectionRefusedError"):
         poll(world.engine, closed, now=lambda: world.now)
 

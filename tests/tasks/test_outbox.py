@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -45,18 +44,13 @@ from tasks.outbox import (
     retry,
 )
 from tasks.outbox import _environment as shared_environment
+from tests.ports import free_port
 from tests.tasks.test_cases import rewind_ids, table_rows
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
 
 # --- real receivers -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SmtpSink:
