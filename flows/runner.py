@@ -63,6 +63,28 @@ def _own_suspensions_only(engine: AsyncFlowRunEngine[Any, Any] | FlowRunEngine[A
         yield request
 
 
+class SuspensionIsNotAnError(logging.Filter):
+    """Prefect's async flow engine logs the end of every leg that is not Completed at ERROR, so each case
+    that stops to wait for a person (the desk's normal day) put "Finished in state Suspended(type=PAUSED)"
+    among the errors an operator watches, in the run's log in the UI too. This filter, on Prefect's flow-run
+    logger, lowers those lines (and Paused ones) to INFO before any handler sees them; a run that fails or
+    crashes is still logged at ERROR."""
+
+    WAITING = ("Finished in state Suspended(", "Finished in state Paused(")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and isinstance(record.msg, str) and record.msg.startswith(self.WAITING):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+def quiet_suspensions() -> None:
+    """Install ``SuspensionIsNotAnError`` on Prefect's flow-run logger (once)."""
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, SuspensionIsNotAnError) for f in flow_runs.filters):
+        flow_runs.addFilter(SuspensionIsNotAnError())
+
+
 class _DeskAsyncEngine(AsyncFlowRunEngine[Any, Any]):
     def setup_flow_run_suspension_request(self) -> Any:
         return _own_suspensions_only(self)
@@ -146,6 +168,7 @@ class DeskRunner:
         with temporary_settings(no_heartbeats), SyncClientContext.get_or_create():
             async with AsyncClientContext.get_or_create() as context, anyio.create_task_group() as group:
                 self.flows = await with_result_storage_pinned(self.flows)
+                quiet_suspensions()
                 gc.freeze()
                 await self._loop(context.client, group, stop)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import traceback
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
     case = world.file(kind=CaseKind.inquiry, product_line="health", description="Is physiotherapy covered?")
     run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
     assert kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    # the run's log in the UI tells that it waits, as information, not as an error
+    suspended = kit.wait_for(
+        "the suspension in the run's log",
+        lambda: [level for message, level in run_log(run_id) if message.startswith("Finished in state Suspended")],
+    )
+    assert suspended == [logging.INFO]
     kit.give(world, case, kit.handler_of(world, case), answer="Yes, with a referral.")
     kit.wait_for("the run to finish", lambda: kit.run_state(run_id) == StateType.COMPLETED)
     assert world.case(case).status == "closed"
@@ -62,6 +69,36 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
         lambda: (n := asyncio.run(task_run_names())) and len(n) >= 2 and "finish" in n and n,
     )
     assert len(names) == 2 and "finish" in names and not any(n.startswith("read-case") for n in names)
+
+
+def run_log(run_id: str) -> list[tuple[str, int]]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> list[tuple[str, int]]:
+        async with get_client() as client:
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])))
+            return [(log.message, log.level) for log in logs]
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("level", "message", "logged"),
+    [
+        (logging.ERROR, "Finished in state Suspended(type=PAUSED)", logging.INFO),
+        (logging.ERROR, "Finished in state Paused()", logging.INFO),
+        (logging.ERROR, "Finished in state Failed('Flow run encountered an exception.')", logging.ERROR),
+        (logging.ERROR, "Finished in state Crashed('Execution was cancelled by the runtime environment.')", 40),
+        (logging.ERROR, "Suspended(type=PAUSED) somewhere else in the text", logging.ERROR),
+        (logging.WARNING, "Finished in state Suspended(type=PAUSED)", logging.WARNING),
+    ],
+)
+def test_only_a_run_that_waits_for_a_person_is_lowered_from_error(level: int, message: str, logged: int) -> None:
+    from flows.runner import SuspensionIsNotAnError
+
+    record = logging.LogRecord("prefect.flow_runs", level, __file__, 1, message, None, None)
+    assert SuspensionIsNotAnError().filter(record) is True  # nothing is dropped
+    assert (record.levelno, record.levelname) == (logged, logging.getLevelName(logged))
 
 
 def test_the_result_storage_is_read_once_and_each_flow_keeps_whether_it_persists(prefect_server: None) -> None:
