@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.cli_deadlines import sla_app
 from claimflow.console import out, parse_now
-from claimflow.settings import get_settings
+from claimflow.settings import Settings, get_settings
 from models.errors import ClaimflowError, InvalidInput, describe_validation_error
 from models.tables import Case, Escalation, Event, Staff, Step
 
@@ -75,6 +75,7 @@ def up(
     out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation, sla-watch (every "
               "minute), reconcile (every minute), deliver-outbox, mail-intake, quality-report, "
               "satisfaction-survey")  # fmt: skip
+    out.print(f"delivery:     {describe_delivery(settings)}")
     out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
     from claimflow.cli_api import ApiThread
 
@@ -354,3 +355,23 @@ def sla_tick(
         out.print("dry run: nothing was recorded")
     elif report.escalations:
         out.print("their escalation runs are started by the reconciler of 'claimflow up' within a minute")
+
+
+def describe_delivery(settings: Settings) -> str:
+    """Where the desk's messages go, for ``claimflow up``'s banner: a desk with no channel dead-letters every
+    message (an ERROR line each), which a newcomer should read here first rather than in the log."""
+    channels = [
+        name
+        for name, configured in (
+            ("customers by e-mail", settings.customer_email_url),
+            ("customers by SMS", settings.customer_sms_url),
+        )
+        if configured
+    ] + [f"staff {reference}" for reference in sorted(settings.staff_channels)]
+    if not channels:
+        return (
+            "no channel configured: messages are dead-lettered (set CLAIMFLOW_CUSTOMER_EMAIL_URL and "
+            "CLAIMFLOW_STAFF_CHANNELS; 'claimflow outbox list' shows them, 'claimflow outbox retry ID' queues one "
+            "again)"
+        )
+    return ", ".join(channels)

@@ -21,4 +21,28 @@ def test_up_runs_the_desk_the_demo_plays_it_and_ctrl_c_stops_it(
     journey = up_journey()
     data = tmp_path / "data"
     assert f"case database: sqlite:///{data / 'claimflow.db'}" in journey.output
+    assert "delivery:     no channel configured: messages are dead-lettered" in journey.output
     assert (data / "prefect" / "prefect.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({}, "no channel configured: messages are dead-lettered"),
+        ({"customer_email_url": "mailtos://u:p@smtp.example.com"}, "customers by e-mail"),
+        (
+            {
+                "customer_sms_url": "json://sms.internal/send?-to={phone}",
+                "staff_channels": {"role:supervisor": ["mailto://a"], "department:claims-motor": ["json://b"]},
+            },
+            "customers by SMS, staff department:claims-motor, staff role:supervisor",
+        ),
+    ],
+)
+def test_the_banner_says_where_messages_go(settings: dict[str, object], said: str, tmp_path: Path) -> None:
+    from claimflow.cli_desk import describe_delivery
+    from claimflow.settings import Settings
+
+    described = describe_delivery(Settings(data_dir=tmp_path, **settings))  # type: ignore[arg-type]
+    assert described.startswith(said)
+    assert "u:p@" not in described and "mailto" not in described  # where, never the secrets in the URLs
