@@ -223,3 +223,32 @@ def test_a_second_claim_on_a_claimed_run_is_refused(prefect_server: None) -> Non
             return [await claim(client, run.id), await claim(client, run.id)]
 
     assert asyncio.run(race()) == [True, False]
+
+
+def test_two_runners_share_the_desk_and_lose_no_run(live, kit) -> None:
+    """Scale-out on one server: a second runner beside the desk's, both polling often, so both read the same
+    due runs and race for them; every case still ends, no run fails or crashes, and neither runner stops."""
+    from tests.flows.conftest import RunnerThread
+
+    world = live
+    second = RunnerThread()
+    second.start()
+    try:
+        cases = [
+            world.file(kind=CaseKind.inquiry, product_line="health", description=f"Question {n}") for n in range(6)
+        ]
+        runs = [asyncio.run(launch_case(world.engine, case_id=case.id)) for case in cases]
+        for run in runs:
+            kit.wait_for("the run to suspend", lambda run=run: kit.run_state(run) == StateType.PAUSED)
+        # a person's approval codes are accepted once each and in rising order (about two a minute): the
+        # answers are shared between the handler and two supervisors (who may answer any inquiry)
+        for n, case in enumerate(cases):
+            who = [kit.handler_of(world, case), "zhao.min", "sun.li"][n % 3]
+            kit.give(world, case, who, answer="Yes.")
+        for run in runs:
+            kit.wait_for("the run to finish", lambda run=run: kit.run_state(run) == StateType.COMPLETED)
+        assert [world.case(case).status for case in cases] == ["closed"] * len(cases)
+        assert second.thread.is_alive(), "the second runner stopped"
+    finally:
+        second.close()
+    assert not second.thread.is_alive()
