@@ -90,10 +90,27 @@ def live_desk(database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: ty
         yield world
     finally:
         runner.close()
-        # in a thread of its own: the browser tests' Playwright keeps an event loop running in this one
-        context = contextvars.copy_context()
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(context.run, asyncio.run, cancel_unfinished_runs()).result()
+        aside(asyncio.run, cancel_unfinished_runs())  # the browser tests run this teardown in Playwright's loop
+
+
+def aside(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``call`` in a thread of its own with this context's Prefect settings: Playwright's sync API keeps an
+    event loop running in the test's thread, where ``asyncio.run`` (the flow helpers) is refused."""
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(context.run, call, *args, **kwargs).result()
+
+
+def run_log_levels(run_id: str) -> list[tuple[str, int]]:
+    """A run's log as the server has it (what its page shows): each message with its level."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> list[tuple[str, int]]:
+        async with get_client() as client:
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])))
+            return [(log.message, log.level) for log in logs]
+
+    return asyncio.run(read())
 
 
 async def cancel_unfinished_runs() -> None:

@@ -17,6 +17,7 @@ from prefect.client.schemas.objects import StateType
 
 from models.enums import CaseKind
 from tasks.runs import launch_case
+from tests.flows.conftest import run_log_levels
 
 
 def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes_as_task_runs(
@@ -47,7 +48,9 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
     # the run's log in the UI tells that it waits, as information, not as an error
     suspended = kit.wait_for(
         "the suspension in the run's log",
-        lambda: [level for message, level in run_log(run_id) if message.startswith("Finished in state Suspended")],
+        lambda: [
+            level for message, level in run_log_levels(run_id) if message.startswith("Finished in state Suspended")
+        ],
     )
     assert suspended == [logging.INFO]
     kit.give(world, case, kit.handler_of(world, case), answer="Yes, with a referral.")
@@ -69,17 +72,6 @@ def test_an_inquiry_is_suspended_and_resumed_with_no_watcher_and_only_its_writes
         lambda: (n := asyncio.run(task_run_names())) and len(n) >= 2 and "finish" in n and n,
     )
     assert len(names) == 2 and "finish" in names and not any(n.startswith("read-case") for n in names)
-
-
-def run_log(run_id: str) -> list[tuple[str, int]]:
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    async def read() -> list[tuple[str, int]]:
-        async with get_client() as client:
-            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])))
-            return [(log.message, log.level) for log in logs]
-
-    return asyncio.run(read())
 
 
 @pytest.mark.parametrize(

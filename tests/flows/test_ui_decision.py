@@ -15,11 +15,9 @@ Needs ``apt-get install chromium`` (``/usr/bin/chromium``, or ``CLAIMFLOW_TEST_C
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +34,7 @@ from flows.watch import sla_watch
 from models.tables import Escalation
 from tasks.runs import launch_case
 from tests.browser import chromium
+from tests.flows.conftest import aside, run_log_levels
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -126,27 +125,9 @@ def ui_live(ui_server: UIServer, database_url: str, monkeypatch: pytest.MonkeyPa
         yield world
 
 
-def aside(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ``call`` in a thread of its own with this context's Prefect settings: Playwright's sync API keeps an
-    event loop running in the test's thread, where ``asyncio.run`` (the flow helpers) is refused."""
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(context.run, call, *args, **kwargs).result()
-
-
 def run_log(run_id: str) -> list[str]:
     """The messages of a run's log as the server has them (what its page shows)."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    async def read() -> list[str]:
-        async with get_client() as client:
-            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])))
-            return [log.message for log in logs]
-
-    return aside(asyncio.run, read())
+    return [message for message, _ in aside(run_log_levels, run_id)]
 
 
 def open_resume_form(page: Any) -> Any:
