@@ -349,8 +349,11 @@ def sla_tick(
             report = watch_pass(session, now=at)
     for line in report.lines:
         out.print(line)
+    for line in report.failures:
+        out.print(line)
     out.print(f"checked {report.steps_checked} step(s): {len(report.reminders)} reminder(s), "
-              f"{len(report.escalations)} escalation(s)")  # fmt: skip
+              f"{len(report.escalations)} escalation(s)"
+              + (f", {len(report.failures)} not watched" if report.failures else ""))  # fmt: skip
     if dry_run:
         out.print("dry run: nothing was recorded")
     elif report.escalations:

@@ -73,15 +73,18 @@ async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
     """One watcher pass at ``now`` (default: the current time): reminders, escalations, escalation runs."""
     at = now or clock()
     report = await watch_once(at)
+    logger = get_run_logger()
     for line in at_most(report.lines, LOGGED_LINES):
-        get_run_logger().info(line)
+        logger.info(line)
+    for line in at_most(report.failures, LOGGED_LINES):  # the pass went on without them: someone must look
+        logger.error(line)
     if report.escalations:
         pending = await transaction(lambda session: unstarted(session).escalations)
         for escalation, case in pending:
             if escalation.id in report.escalations:
                 await start_escalation(escalation, case)
     return {"steps_checked": report.steps_checked, "reminders": len(report.reminders),
-            "escalations": len(report.escalations)}  # fmt: skip
+            "escalations": len(report.escalations), "failures": len(report.failures)}  # fmt: skip
 
 
 @flow(name="reconcile", persist_result=False)

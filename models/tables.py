@@ -219,17 +219,28 @@ class Step(SQLModel, table=True):
     """Reminder and escalation times computed from the SLA pack: {"reminders": [...], "escalations": [...]}."""
     reminders_done: int = 0
     escalation_level: int = 0
+    """The highest level of the escalation ladder raised in the step's current round (0: none yet)."""
+    ladder_round: int = 0
+    """How many times the step's ladder started afresh after it had escalated (an extension, a resumed clock):
+    each round's escalations are its own rows, so a second breach calls the supervisor again."""
     extensions: list[str] = _json_list()
     waiting_key: str | None = Field(default=None, max_length=100)
     """Key of the decision the case's flow run is suspended on, while it waits for a person."""
 
 
 class Escalation(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("step_id", "level", name="uq_escalation_step_level"),)
+    """A level of a breached step's ladder, raised by the SLA watcher, decided by a supervisor or manager.
+
+    One row per step, ladder round and level: a step that breaches again after an extension starts a new round.
+    """
+
+    __table_args__ = (UniqueConstraint("step_id", "round", "level", name="uq_escalation_step_round_level"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    step_id: int = Field(foreign_key="step.id")  # looked up through uq_escalation_step_level
+    step_id: int = Field(foreign_key="step.id")  # looked up through uq_escalation_step_round_level
     case_id: int = Field(foreign_key="case.id", index=True)
+    round: int = 0
+    """The step's ``ladder_round`` when this was raised."""
     level: int = Field(ge=1)
     role: StaffRole = Field(sa_type=String(16))
     reason: str = Field(max_length=500)

@@ -140,6 +140,13 @@ def progress_after_reschedule(schedule: Schedule, *, now: datetime) -> tuple[int
     return done, min(candidates, default=None)
 
 
+def escalation_run_name(case_number: str, *, level: int, ladder_round: int) -> str:
+    """The name of an escalation's flow run: the case and the level, and the round from the second breach of the
+    same step on (``CLM-2026-000001-escalation-1``, ``CLM-2026-000001-escalation-1-round-2``)."""
+    name = f"{case_number}-escalation-{level}"
+    return f"{name}-round-{ladder_round + 1}" if ladder_round else name
+
+
 def at_most(lines: list[str], limit: int) -> list[str]:
     """The first ``limit`` lines and, when there are more, one line saying how many were left out: what a
     run's log shows of a watcher pass (a burst after an outage can be thousands of lines; each case's own

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from claimflow.db import deferred_writes, insert_rows, one_of, update_rows
@@ -21,7 +22,7 @@ from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
-from models.watch import Schedule, WatchOutcome, what_is_due
+from models.watch import Schedule, WatchOutcome, escalation_run_name, what_is_due
 from tasks.cases import NewEvent, append_event, append_events, chain_tips
 from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, queue_messages
 from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
@@ -34,6 +35,16 @@ class WatchReport:
     escalations: list[int] = field(default_factory=list)
     """Ids of the escalations raised in this pass (their runs start after the commit)."""
     lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    """The steps that could not be watched in this pass, a line each (case number, step, a reason free of
+    personal data, when it is tried again): what an operator must look at."""
+
+    def add(self, other: WatchReport) -> None:
+        """Take in what another part of the same pass recorded (the steps it checked are counted already)."""
+        self.reminders += other.reminders
+        self.escalations += other.escalations
+        self.lines += other.lines
+        self.failures += other.failures
 
 
 @dataclass(slots=True)
@@ -51,6 +62,7 @@ class DueStep:
     schedule: dict[str, Any]
     reminders_done: int
     escalation_level: int
+    ladder_round: int
     next_check_at: datetime | None
     number: str
     """The case's number."""
@@ -70,7 +82,8 @@ class _CaseKey:
 
 
 _WATCHED = (Step.id, Step.case_id, Step.name, Step.attempt, Step.assignee_id, Step.due_at, Step.policy_rule,
-            Step.schedule, Step.reminders_done, Step.escalation_level, Step.next_check_at)  # fmt: skip
+            Step.schedule, Step.reminders_done, Step.escalation_level, Step.ladder_round,
+            Step.next_check_at)  # fmt: skip
 """What a pass reads of a step: its pauses, extensions and the rest are not decoded for every due step."""
 
 
@@ -99,22 +112,26 @@ class _Raised:
     """An escalation raised before: what a pass needs to know of it."""
 
     id: int
+    round: int
     level: int
     decided: bool
 
 
+_NONE = _Raised(0, 0, 0, decided=True)
+
+
 def _last_escalations(session: Session, step_ids: list[int]) -> dict[int, _Raised]:
-    """The highest escalation raised so far for each of these steps (one query for the whole pass)."""
+    """The last escalation raised so far for each of these steps, the highest level of its latest round (one
+    query for the whole pass)."""
     last: dict[int, _Raised] = {}
     if step_ids:
+        columns = (Escalation.id, Escalation.step_id, Escalation.round, Escalation.level, Escalation.decision)
         rows = session.execute(
-            select(Escalation.id, Escalation.step_id, Escalation.level, Escalation.decision).where(
-                one_of(session, col(Escalation.step_id), step_ids)
-            )
+            select(*columns).where(one_of(session, col(Escalation.step_id), step_ids))  # type: ignore[call-overload]
         )
-        for escalation_id, step_id, level, decision in rows:
-            if step_id not in last or level > last[step_id].level:
-                last[step_id] = _Raised(escalation_id, level, decision is not None)
+        for escalation_id, step_id, ladder_round, level, decision in rows:
+            if step_id not in last or (ladder_round, level) > (last[step_id].round, last[step_id].level):
+                last[step_id] = _Raised(escalation_id, ladder_round, level, decision is not None)
     return last
 
 
@@ -125,6 +142,10 @@ class _Due:
     step: DueStep
     outcome: WatchOutcome
     raised: list[dict[str, Any]] = field(default_factory=list)
+
+
+RETRY_FAILED_AFTER = timedelta(minutes=15)
+"""A due step that could not be watched is looked at again this much later (not in every pass)."""
 
 
 def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchReport:
@@ -142,14 +163,43 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
     The writes after the reads return nothing and run in ``deferred_writes``: on PostgreSQL the database
     updates the steps while this process renders the messages, and inserts the messages while it chains the
     events (the slowest part of the pass was each side waiting for the other on one connection).
+
+    One step never stops the pass: a step whose schedule cannot be read is left out of the batch, and when the
+    database refuses the batch's writes (a row someone wrote meanwhile, a constraint) they are undone (a
+    savepoint) and the steps are written again one at a time, each in its own savepoint. A step that fails is
+    recorded on its case (a ``watch_failed`` event naming the step and the kind of fault, no values), looked at
+    again ``RETRY_FAILED_AFTER`` later, and listed in the report's ``failures``; the rest of the pass is written.
     """
     steps = due_steps(session, now=now, limit=limit)
     report = WatchReport(steps_checked=len(steps))
     if not steps:
         return report
     last_escalations = _last_escalations(session, [s.id for s in steps])
-    tips = chain_tips(session, {s.case_id for s in steps})
-    due, superseded = _decide(steps, last_escalations, now=now)
+    due, superseded, unreadable = _decide(steps, last_escalations, now=now)
+    try:
+        with session.begin_nested():
+            batch = _write_pass(session, due, superseded, now=now)
+    except SQLAlchemyError:
+        batch = WatchReport()
+        for one in due:
+            one.raised = [{key: value for key, value in row.items() if key != "id"} for row in one.raised]
+            try:
+                with session.begin_nested():
+                    mine = [i for i in superseded if i == last_escalations.get(one.step.id, _NONE).id]
+                    batch.add(_write_pass(session, [one], mine, now=now))
+            except SQLAlchemyError as refused:
+                unreadable.append((one.step, refused))
+    report.add(batch)
+    for step, error in unreadable:
+        _record_failure(session, step, error, report, now=now)
+    _expire_held(session, {s.id for s in steps})
+    return report
+
+
+def _write_pass(session: Session, due: list[_Due], superseded: list[int], *, now: datetime) -> WatchReport:
+    """Write what a pass decided for these steps: escalations, events, messages, progress."""
+    report = WatchReport()
+    tips = chain_tips(session, {d.step.case_id for d in due})
     _insert_escalations(session, [row for d in due for row in d.raised])
     events, messages = _notices(due, report)
     looked_up = look_up(session, messages)
@@ -158,8 +208,38 @@ def watch_pass(session: Session, *, now: datetime, limit: int = 1000) -> WatchRe
         _record_progress(session, due)
         queue_messages(session, prepare_messages(looked_up, now=now, config=default_config()), now=now)
         append_events(session, events, now=now, tips=tips)
-    _expire_held(session, {s.id for s in steps})
     return report
+
+
+def _record_failure(session: Session, step: DueStep, error: Exception, report: WatchReport, *, now: datetime) -> None:
+    """A step that could not be watched: an event on its case, its next look ``RETRY_FAILED_AFTER`` later, and a
+    line in the report. The reason names the kind of fault only (a database error's text quotes values)."""
+    reason = failure_reason(error)
+    retry_at = now + RETRY_FAILED_AFTER
+    report.failures.append(f"{step.number} {step.name}: not watched ({reason}); tried again at {retry_at:%H:%M} UTC")
+    try:
+        with session.begin_nested():
+            session.execute(update(Step.__table__).where(col(Step.id) == step.id)  # type: ignore[attr-defined]
+                            .values(next_check_at=retry_at))  # fmt: skip
+            append_events(session, [NewEvent(step.case, "sla-watch", "watch_failed",
+                                             {"step": step.name, "error": reason, "retry_at": retry_at})],
+                          now=now, tips=chain_tips(session, {step.case_id}))  # fmt: skip
+    except SQLAlchemyError as unrecorded:  # the case's own rows refuse it too: the next pass tries the step again
+        report.failures.append(f"{step.number} {step.name}: the failure could not be recorded on the case "
+                               f"({failure_reason(unrecorded)}); tried again in the next pass")  # fmt: skip
+
+
+def failure_reason(error: BaseException) -> str:
+    """What went wrong, in words free of the data involved: the error's kind and, for a database error, the
+    constraint it names (never the statement's parameters or the row's values)."""
+    if isinstance(error, DBAPIError):
+        original = error.orig
+        constraint = getattr(getattr(original, "diag", None), "constraint_name", None)
+        kind = type(original).__name__
+        return f"the database refused the writes: {kind}" + (f" on {constraint}" if constraint else "")
+    if isinstance(error, SQLAlchemyError):
+        return f"the database refused the writes: {type(error).__name__}"
+    return f"its stored schedule cannot be read: {type(error).__name__}"
 
 
 def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list[Message]]:
@@ -190,7 +270,8 @@ def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list
                 "staff_breach_escalation", f"role:{role}",
                 {"case_number": case.number, "step": step.name, "handler_name": assignee or "-",
                  "supervisor_name": role, "due_at": step.due_at,
-                 "approval_url": f"Prefect UI: flow run {case.number}-escalation-{level}",
+                 "approval_url": "Prefect UI: flow run "
+                 + escalation_run_name(case.number, level=level, ladder_round=step.ladder_round),
                  "approval_command": f"claimflow escalation decide {escalation_id} --staff USERNAME "
                  "--code CODE --decision extend|reassign|take_over"},
                 f"escalation:{escalation_id}", case=case,
@@ -202,24 +283,30 @@ def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list
 
 def _decide(
     steps: list[DueStep], last_escalations: Mapping[int, _Raised], *, now: datetime
-) -> tuple[list[_Due], list[int]]:
-    """What the rule says for each step, the escalation rows to raise, and the ids of the earlier escalations
-    they supersede.
+) -> tuple[list[_Due], list[int], list[tuple[DueStep, Exception]]]:
+    """What the rule says for each step, the escalation rows to raise, the ids of the earlier escalations
+    they supersede, and the steps whose stored schedule cannot be read (with the error).
 
     A step that climbs two levels in one pass raises both; the lower one is superseded at once, as the
     higher one is raised.
     """
     due: list[_Due] = []
     superseded: list[int] = []
+    unreadable: list[tuple[DueStep, Exception]] = []
     for step in steps:
         last = last_escalations.get(step.id)
-        schedule = Schedule.from_json(step.schedule)
+        try:
+            schedule = Schedule.from_json(step.schedule)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            unreadable.append((step, error))
+            continue
         outcome = what_is_due(
             schedule,
             reminders_done=step.reminders_done,
             escalation_level=step.escalation_level,
             now=now,
-            last_escalation_decided=last is not None and last.decided,
+            # a decision in an earlier round (the extension that started this one) does not stop this round
+            last_escalation_decided=last is not None and last.round == step.ladder_round and last.decided,
         )
         item = _Due(step, outcome)
         open_row: dict[str, Any] | None = None
@@ -231,14 +318,14 @@ def _decide(
             following = [e.at for e in schedule.escalations if e.level > point.level]
             due_at = step.due_at.isoformat() if step.due_at else "-"
             open_row = {
-                "step_id": step.id, "case_id": step.case_id, "level": point.level,
+                "step_id": step.id, "case_id": step.case_id, "round": step.ladder_round, "level": point.level,
                 "role": StaffRole(point.role).value, "reason": f"{step.name} due {due_at} passed ({step.policy_rule})",
                 "raised_at": now, "decide_by": min(following, default=None), "decided_by_id": None,
                 "decision": None, "decided_at": None, "flow_run_id": None,
             }  # fmt: skip
             item.raised.append(open_row)
         due.append(item)
-    return due, superseded
+    return due, superseded, unreadable
 
 
 def _insert_escalations(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -358,8 +445,9 @@ def decide_escalation(
         member = authenticate(session, desk, username=who, code=str(answer.get("approval_code", "")), now=now)
         check_decider(Decider(member.id or 0, member.username, member.role, member.active),
                       kind=DecisionKind.escalation, handler_id=case.handler_id, level=escalation.level)  # fmt: skip
-        _apply_escalation(session, desk, case=case, step=step, escalation=escalation, member=member,
-                          answer=answer, now=now)  # fmt: skip
+        with session.begin_nested():  # a refusal part-way (an extension the packs do not allow) undoes it all
+            _apply_escalation(session, desk, case=case, step=step, escalation=escalation, member=member,
+                              answer=answer, now=now)  # fmt: skip
     except (CodeRefused, NotAllowed, InvalidInput, IllegalTransition) as refused:
         append_event(session, case=case, actor=who[:64] or "unknown", type="decision_refused",
                      data={"step": step.name, "key": key, "reason": str(refused)}, now=now)  # fmt: skip

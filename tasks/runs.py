@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from claimflow.db import session_scope
 from models.errors import InvalidInput, NotFound
 from models.tables import Case, Escalation, Step
+from models.watch import escalation_run_name
 from tasks.cases import get_case
 
 DEAD = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
@@ -55,7 +56,7 @@ async def start_escalation_run(escalation: Escalation, case: Case) -> str:
     run = await arun_deployment(
         ESCALATION_DEPLOYMENT,
         parameters={"escalation_id": escalation.id},
-        flow_run_name=f"{case.number}-escalation-{escalation.level}",
+        flow_run_name=escalation_run_name(case.number, level=escalation.level, ladder_round=escalation.round),
         tags=[*case_tags(case), f"escalation:level-{escalation.level}"],
         timeout=0,
         as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)

@@ -136,6 +136,8 @@ def _apply_schedule(step: Step, schedule: Schedule, *, now: datetime) -> None:
     step.due_at = schedule.due
     step.policy_rule = schedule.rule[:200]
     step.reminders_done = done
+    if step.escalation_level:  # the ladder starts afresh: a new round, whose escalations are rows of their own
+        step.ladder_round += 1
     step.escalation_level = 0
     step.next_check_at = next_check if step.status == StepStatus.open else None
 
@@ -732,7 +734,8 @@ def decide(
             assignee_id=step.assignee_id,
             requester_id=approval.requested_by_id if approval else None,
         )
-        _apply(session, desk, Given(case, step, member, answer, now), input_kind)
+        with session.begin_nested():  # a refusal part-way undoes what the decision had changed (the code stays used)
+            _apply(session, desk, Given(case, step, member, answer, now), input_kind)
     except (CodeRefused, NotAllowed, IllegalTransition, InvalidInput) as refused:
         _refuse(session, case=case, step=step, key=key, who=str(answer.get("staff", "")), reason=str(refused), now=now)
         return DecisionResult(applied=False, refused=str(refused))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from claimflow.db import create_db_engine
@@ -48,5 +50,54 @@ def test_the_migrated_schema_matches_the_models(empty_database_url: str) -> None
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
         assert diff == []
+    finally:
+        engine.dispose()
+
+
+def _insert(connection, table: str, **values: object) -> None:
+    """A row of ``table`` as the schema stands: these values, and a plain value of its type for every other
+    column that must have one (no default, not null)."""
+    from sqlalchemy import Integer, MetaData, Table
+    from sqlalchemy.types import JSON, Boolean, DateTime, Numeric
+
+    columns = Table(table, MetaData(), autoload_with=connection).columns
+    for column in columns:
+        if column.name in values or column.nullable or column.server_default is not None or column.primary_key:
+            continue
+        kind = column.type
+        values[column.name] = (
+            datetime(2026, 3, 2, tzinfo=UTC) if isinstance(kind, DateTime)
+            else False if isinstance(kind, Boolean)
+            else 0 if isinstance(kind, Integer | Numeric)
+            else "[]" if isinstance(kind, JSON) or "json" in str(kind).lower()
+            else "x"
+        )  # fmt: skip
+    names = ", ".join(f'"{name}"' for name in values)
+    connection.execute(text(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(f":{n}" for n in values)})'), values)
+
+
+def test_a_step_that_escalated_and_was_rescheduled_before_0006_starts_a_new_round(empty_database_url: str) -> None:
+    """Before 0006 an extension set the step's level back to 0, and its next breach could not be raised (the
+    escalation was unique by step and level). After the upgrade such a step is in the round after its escalations,
+    so its next breach is a row of its own; a step still escalated stays in round 0."""
+    engine = create_db_engine(empty_database_url, pool=False)
+    try:
+        upgrade(engine, "0005")
+        with engine.begin() as connection:
+            _insert(connection, "customer", id=1)
+            _insert(connection, "case", id=1, customer_id=1, number="CLM-2026-000001")
+            for step_id, level in ((1, 0), (2, 1), (3, 0)):  # extended after its escalation; escalated; never
+                _insert(connection, "step", id=step_id, case_id=1, name=f"s{step_id}", escalation_level=level)
+            for step_id in (1, 2):
+                _insert(connection, "escalation", step_id=step_id, case_id=1, level=1, role="supervisor")
+        upgrade(engine)
+        inspector = inspect(engine)
+        uniques = {u["name"]: u["column_names"] for u in inspector.get_unique_constraints("escalation")}
+        assert uniques["uq_escalation_step_round_level"] == ["step_id", "round", "level"]
+        assert "uq_escalation_step_level" not in uniques
+        with engine.connect() as connection:
+            rounds = dict(connection.execute(text("SELECT id, ladder_round FROM step ORDER BY id")).all())
+            assert rounds == {1: 1, 2: 0, 3: 0}
+            assert connection.execute(text("SELECT DISTINCT round FROM escalation")).scalars().all() == [0]
     finally:
         engine.dispose()

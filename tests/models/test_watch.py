@@ -82,3 +82,10 @@ def test_a_pass_logs_at_most_the_limit_and_says_how_many_more() -> None:
     assert shown[-1] == "... and 150 more (each case's events list them)"
     assert at_most(lines[:100], 100) == lines[:100]
     assert at_most([], 100) == []
+
+
+def test_an_escalation_run_is_named_by_case_level_and_round_from_the_second_breach_on() -> None:
+    from models.watch import escalation_run_name
+
+    assert escalation_run_name("CLM-2026-000001", level=1, ladder_round=0) == "CLM-2026-000001-escalation-1"
+    assert escalation_run_name("CLM-2026-000001", level=2, ladder_round=1) == "CLM-2026-000001-escalation-2-round-2"

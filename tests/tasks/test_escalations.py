@@ -414,3 +414,91 @@ def test_a_decision_and_a_watcher_pass_on_one_case_at_once_both_land(world) -> N
         assert [e.type for e in session.exec(select(Event).where(Event.case_id == case.id))].count("escalated") == (
             1 if result.applied else 2
         )
+
+
+# --- a breach after an extension, and one bad step among many ------------------------------------------------
+
+
+def test_an_extended_step_that_breaches_again_is_escalated_again_and_the_pass_goes_on(world) -> None:
+    """An extension restarts the step's ladder: when the new deadline passes too, the supervisor is called again
+    (a new round of the ladder, not the first round's level 1 a second time), and other cases' steps in the same
+    pass are watched as usual."""
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [first] = _escalations(world)
+    at = REVIEW_DUE + timedelta(hours=1)
+    assert _decide(world, first.id, "zhao.min", at, decision="extend", reason="The assessor's report is due").applied
+    new_due = world.step(case, "review").due_at
+    assert new_due == datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
+    world.now = REVIEW_DUE - timedelta(days=1)
+    other = world.file(product_line="motor")  # due later: its reminder falls in the same pass as the new breach
+    breach = _watch(world, new_due + timedelta(minutes=1))
+    assert {number for number, *_ in breach.reminders} >= {other.number}
+    assert f"{case.number} review: breached, escalated to level 1 (supervisor)" in breach.lines
+    first, again = _escalations(world)
+    assert (first.level, first.decision, again.level, again.decision) == (1, "extend", 1, None)
+    assert breach.escalations == [again.id]
+    assert world.step(case, "review").escalation_level == 1
+    # the second round climbs to the manager when nobody decides, as the first round would have
+    manager = _watch(world, again.decide_by + timedelta(minutes=1))
+    assert f"{case.number} review: breached, escalated to level 2 (manager)" in manager.lines
+    ladder = [(e.level, e.decision) for e in _escalations(world) if e.case_id == first.case_id]
+    assert ladder == [(1, "extend"), (1, "superseded"), (2, None)]
+    with Session(world.engine) as session:
+        assert not verify_cases(session).breaks
+
+
+def test_a_refused_extension_changes_nothing_on_the_step(world) -> None:
+    """An extension the packs do not allow (here: the same named extension twice) is refused and leaves the step
+    as it was: deadline, extensions, ladder; the next pass raises nothing twice."""
+    case = world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [first] = _escalations(world)
+    at = REVIEW_DUE + timedelta(hours=1)
+    before = world.step(case, "review")
+    refused = _decide(world, first.id, "zhao.min", at, decision="extend", extension="no-such-extension",
+                      reason="Waiting for the police report")  # fmt: skip
+    assert refused.refused and "does not move the deadline" in refused.refused
+    after = world.step(case, "review")
+    assert (after.due_at, after.extensions, after.escalation_level, after.next_check_at, after.schedule) == (
+        before.due_at, before.extensions, before.escalation_level, before.next_check_at, before.schedule
+    )  # fmt: skip
+    assert "decision_refused" in world.events(case)
+    assert _watch(world, at + timedelta(minutes=1)).escalations == []
+    # the manager is still called when the supervisor's time passes undecided
+    manager = _watch(world, first.decide_by + timedelta(minutes=1))
+    assert manager.lines == [f"{case.number} review: breached, escalated to level 2 (manager)"]
+
+
+@pytest.mark.parametrize("fault", ["schedule", "escalation"])
+def test_one_step_that_cannot_be_watched_is_recorded_on_its_case_and_the_pass_goes_on(world, fault: str) -> None:
+    """A step whose schedule cannot be read, or whose escalation the database refuses (a row someone else wrote),
+    does not stop the pass: every other due step is watched, the failure is an event on that case (the step and
+    the kind of fault, no personal data), the step is looked at again later, and the next pass goes on too."""
+    from models.tables import Step
+
+    broken, fine = world.file(product_line="motor"), world.file(product_line="motor")
+    step_id = world.step(broken, "review").id
+    with session_scope(world.engine) as session:
+        step = session.get(Step, step_id)
+        if fault == "schedule":
+            step.schedule = {**step.schedule, "escalations": [{"level": "one", "role": "supervisor", "at": "soon"}]}
+        else:  # an escalation of this step at level 1 in its current round, raised by someone else meanwhile
+            session.add(Escalation(step_id=step_id, case_id=step.case_id, level=1, role="supervisor",
+                                   reason="written by hand", raised_at=REVIEW_DUE, round=step.ladder_round))  # fmt: skip
+        session.add(step)
+    at = REVIEW_DUE + timedelta(minutes=1)
+    report = _watch(world, at)
+    assert {number for number, *_ in report.reminders} == {fine.number}
+    assert world.step(fine, "review").escalation_level == 1
+    [failure] = report.failures
+    assert failure.startswith(f"{broken.number} review: not watched (")
+    with Session(world.engine) as session:
+        [failed] = session.exec(select(Event).where(Event.case_id == world.case(broken).id,
+                                                    Event.type == "watch_failed")).all()  # fmt: skip
+        assert failed.data["step"] == "review" and failed.data["error"]
+        assert not {"张三", "zhang.san@example.com"} & set(str(failed.data).split("'"))
+        assert not verify_cases(session).breaks
+    retried = world.step(broken, "review").next_check_at
+    assert retried is not None and retried > at  # looked at again later, not in every pass
+    assert _watch(world, at + timedelta(minutes=1)).steps_checked == 0
