@@ -40,7 +40,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
@@ -65,7 +65,8 @@ def create_db_engine(url: str, *, pool: bool = True) -> Engine:
         raise InvalidInput(f"database URL {url!r} is not a valid SQLAlchemy URL") from exc
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    kwargs: dict[str, Any] = {"json_deserializer": json_loads}
+    # a failed statement's parameters are a customer's data: never in an error message, a traceback or a log
+    kwargs: dict[str, Any] = {"json_deserializer": json_loads, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +140,19 @@ def check_reachable(engine: Engine) -> None:
         raise DatabaseUnavailable(
             f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {reason}"
         ) from exc
+
+
+def describe_failure(error: BaseException) -> str:
+    """What went wrong, in words free of the data involved, for a record or a log line about one item of a batch:
+    the error's kind and, for a database error, the driver's error and the constraint it names (never the
+    statement's parameters or the row's values, which a database error's text quotes)."""
+    if isinstance(error, DBAPIError):
+        original = error.orig
+        constraint = getattr(getattr(original, "diag", None), "constraint_name", None)
+        return f"the database refused it: {type(original).__name__}" + (f" on {constraint}" if constraint else "")
+    if isinstance(error, SQLAlchemyError):
+        return f"the database refused it: {type(error).__name__}"
+    return type(error).__name__
 
 
 @contextmanager

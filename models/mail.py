@@ -15,7 +15,9 @@ What the intake does with a mail:
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
+import email.utils
 import hashlib
 import mimetypes
 import re
@@ -197,6 +199,90 @@ def automatic_reason(message: Message) -> str | None:
     return None
 
 
+# --- text the database takes ----------------------------------------------------------------------------------
+
+# A charset label and the superset mailers mean by it: a GBK character under a GB2312 label, HKSCS under Big5,
+# Windows-1252 under Latin-1 (what browsers and mail readers do, WHATWG Encoding Standard).
+CHARSET_SUPERSETS: dict[str, str] = {
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030", "euc-cn": "gb18030",
+    "hz-gb-2312": "gb18030", "big5": "big5hkscs", "x-big5": "big5hkscs", "cn-big5": "big5hkscs",
+    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "shift_jis": "cp932", "x-sjis": "cp932",
+    "iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "utf-8", "ascii": "utf-8",
+}  # fmt: skip
+# What an undeclared 8-bit text is tried as when it is not UTF-8: the detector chooses among these.
+DETECTED_CHARSETS = ("gb18030", "big5hkscs", "cp932", "cp949", "cp1252")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_ESCAPED_BYTES = re.compile(r"[\udc80-\udcff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _charset(label: str | None) -> str | None:
+    if not label:
+        return None
+    name = label.strip().strip('"').lower()
+    return CHARSET_SUPERSETS.get(name, name)
+
+
+def decode_bytes(data: bytes, declared: str | None = None, *, hints: Sequence[str] = ()) -> str:
+    """Text from bytes whose charset may be missing, wrong or a subset of the one used.
+
+    Tried in order, each strictly: the declared charset read as its superset (GB2312 as GB18030, Big5 as
+    Big5-HKSCS, Latin-1 as Windows-1252, US-ASCII as UTF-8), UTF-8, the ``hints`` (another part of the same
+    mail's charset), then a detector among ``DETECTED_CHARSETS``; last, the first candidate with replacement
+    characters. The result is ``clean_text``'d.
+
+    Args:
+        data: the bytes.
+        declared: the charset the mail declares for them, if any.
+        hints: charsets to try before the detector.
+
+    Returns:
+        The text, without NUL or lone surrogates.
+    """
+    candidates = [c for c in (_charset(declared), "utf-8", *(_charset(h) for h in hints)) if c]
+    for charset in dict.fromkeys(candidates):
+        try:
+            return clean_text(data.decode(charset))
+        except (LookupError, UnicodeDecodeError):
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data, cp_isolation=list(DETECTED_CHARSETS)).best()
+    if best is not None:
+        return clean_text(str(best))
+    try:
+        return clean_text(data.decode(candidates[0], errors="replace"))
+    except LookupError:  # an unknown label
+        return clean_text(data.decode("utf-8", errors="replace"))
+
+
+def clean_text(text: str, *, hints: Sequence[str] = ()) -> str:
+    """Text every database takes: no NUL (PostgreSQL refuses it in text and JSON) and no lone surrogates.
+
+    Python's mail parser keeps bytes it could not decode (raw 8-bit headers, a wrong charset) as surrogate
+    escapes: those runs are decoded again (``decode_bytes``: UTF-8, the ``hints``, a detector); any other
+    surrogate becomes U+FFFD.
+
+    Args:
+        text: the text as parsed.
+        hints: charsets the rest of the mail uses.
+
+    Returns:
+        The text, cleaned.
+    """
+    text = text.replace("\x00", "")
+    if _SURROGATE.search(text) is None:
+        return text
+    if _ESCAPED_BYTES.search(text) and not _SURROGATE.search(_ESCAPED_BYTES.sub("", text)):
+        return decode_bytes(text.encode("utf-8", errors="surrogateescape"), hints=hints)
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def one_line(text: str) -> str:
+    """A header's text on one line: control characters dropped, runs of white space as one space."""
+    return " ".join(_CONTROL.sub("", text).split())
+
+
 # --- parsing ------------------------------------------------------------------------------------------------
 
 
@@ -273,7 +359,11 @@ def synthetic_message_id(raw: bytes) -> str:
 
 
 def _message_ids(value: object) -> tuple[str, ...]:
-    return tuple(m for m in _MSG_ID.findall(str(value or "")) if len(m) <= MESSAGE_ID_MAX)
+    """The Message-IDs in a header; one holding a control character or an undecodable byte is no usable id."""
+    return tuple(
+        m for m in _MSG_ID.findall(str(value or ""))
+        if len(m) <= MESSAGE_ID_MAX and not _CONTROL.search(m) and not _SURROGATE.search(m)
+    )  # fmt: skip
 
 
 def _message_id(message: Message, raw: bytes) -> str:
@@ -297,12 +387,88 @@ def header_message_id(header: bytes) -> str:
 
 
 def _first_address(message: Message) -> tuple[str, str] | None:
-    header = message.get("from")
-    addresses = getattr(header, "addresses", None)
-    if not addresses:
-        return None
-    first = addresses[0]
-    return (first.addr_spec or "").strip(), (first.display_name or "").strip()
+    found = _addresses(message, "from")
+    return found[0] if found else None
+
+
+_NO_REPLY = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|noreply|donotreply)(?:[-+_.].*)?@", re.IGNORECASE)
+SENDER_HEADERS = ("from", "reply-to", "sender")
+
+
+def _raw_header(message: Message, name: str) -> str:
+    for key, value in message.raw_items():
+        if key.lower() == name:
+            return str(value)
+    return ""
+
+
+def decode_header_value(raw: str, *, hints: Sequence[str] = ()) -> str:
+    """A header's raw value as text: RFC 2047 encoded words each decoded with ``decode_bytes`` (the label's
+    superset, then fallbacks) and raw 8-bit text (surrogate escapes) decoded again with the ``hints``."""
+    try:
+        chunks = email.header.decode_header(raw)
+    except Exception:  # a broken encoded word: the raw text, cleaned
+        return clean_text(raw, hints=hints)
+    parts = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            parts.append(clean_text(chunk, hints=hints))
+        elif charset is None:  # text between encoded words, kept by the decoder as raw-unicode-escape bytes
+            parts.append(clean_text(chunk.decode("raw-unicode-escape"), hints=hints))
+        else:
+            parts.append(decode_bytes(chunk, charset, hints=hints))
+    return "".join(parts)
+
+
+def _unreadable(text: str) -> bool:
+    return "\ufffd" in text or _SURROGATE.search(text) is not None
+
+
+def header_text(message: Message, name: str, *, hints: Sequence[str] = ()) -> str:
+    """A header as one line of text. Where the parser could not decode it (an undeclared 8-bit header, a
+    character outside its label's charset) it is decoded again from the raw value (``decode_header_value``)."""
+    try:
+        text = str(message.get(name, "") or "")
+    except Exception:
+        text = "\ufffd"
+    if _unreadable(text):
+        text = decode_header_value(_raw_header(message, name), hints=hints)
+    return one_line(clean_text(text))
+
+
+def _addresses(message: Message, name: str, *, hints: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The usable (address, display name) pairs of an address header, in order."""
+    try:
+        parsed = [(a.addr_spec or "", a.display_name or "") for a in getattr(message.get(name), "addresses", ())]
+    except Exception:
+        parsed = [("", "\ufffd")]
+    if any(_unreadable(address + display) for address, display in parsed):
+        decoded = decode_header_value(_raw_header(message, name), hints=hints)
+        parsed = [(address, display) for display, address in email.utils.getaddresses([decoded])]
+    pairs = [(one_line(clean_text(address)), one_line(clean_text(display))) for address, display in parsed]
+    return [(address, display) for address, display in pairs if _EMAIL.match(address)]
+
+
+def find_sender(message: Message, *, hints: Sequence[str] = ()) -> tuple[str, str, str] | None:
+    """Whom to answer: (address, display name, the header it came from), or None when no header names anyone.
+
+    From, else Reply-To, else Sender; a no-reply From (a web form, a notification service) with a Reply-To
+    names the customer in the Reply-To.
+
+    Args:
+        message: the parsed mail.
+        hints: the charsets the mail's parts declare (for undeclared 8-bit headers).
+
+    Returns:
+        The address, the name (may be empty) and the header's name, lower case.
+    """
+    found = {name: _addresses(message, name, hints=hints) for name in SENDER_HEADERS}
+    if found["from"] and _NO_REPLY.match(found["from"][0][0]) and found["reply-to"]:
+        return (*found["reply-to"][0], "reply-to")
+    for name in SENDER_HEADERS:
+        if found[name]:
+            return (*found[name][0], name)
+    return None
 
 
 def parse_message(raw: bytes, limits: MailLimits | None = None) -> ParsedMail:
@@ -333,19 +499,21 @@ def parse_message(raw: bytes, limits: MailLimits | None = None) -> ParsedMail:
     except MailRejected:
         raise
     except Exception as exc:  # any mail, however broken, ends as a recorded rejection, never a crashed poll
-        raise MailRejected(f"unparseable: {type(exc).__name__}: {exc}"[:500], message_id=message_id) from exc
+        # the kind of fault only: a parser's message can quote the mail's text
+        raise MailRejected(f"unparseable: {type(exc).__name__}", message_id=message_id) from exc
 
 
 def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> ParsedMail:
-    sender = _first_address(message)
-    if sender is None or not _EMAIL.match(sender[0]):
+    hints = [c for c in message.get_charsets() if c]
+    sender = find_sender(message, hints=hints)
+    if sender is None:
         raise MailRejected("no usable From address", message_id=message_id)
-    address, name = sender
-    subject = " ".join(str(message.get("subject", "") or "").split())
+    address, name, _header = sender
+    subject = header_text(message, "subject", hints=hints)
     body_part = message.get_body(preferencelist=("plain", "html"))
     text = ""
     if body_part is not None:
-        text = _part_text(body_part)
+        text = _part_text(body_part, hints)
         if body_part.get_content_type() == "text/html":
             text = html_to_text(text)
     attachments: list[MailAttachment] = []
@@ -354,36 +522,52 @@ def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> Parsed
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             data = bytes(str(part.get_payload()), "utf-8", errors="replace")
-        content_type = part.get_content_type()
-        filename = safe_filename(part.get_filename() or f"attachment-{number}{_extension(content_type)}")
+        content_type = one_line(clean_text(part.get_content_type()))
+        filename = safe_filename(_filename(part, hints) or f"attachment-{number}{_extension(content_type)}")
         if len(data) > limits.max_attachment_bytes:
             skipped.append(f"{filename}: {len(data)} bytes, limit {limits.max_attachment_bytes}")
         elif len(attachments) >= limits.max_attachments:
             skipped.append(f"{filename}: more than {limits.max_attachments} attachments")
         else:
             attachments.append(MailAttachment(filename, content_type, data))
+    automatic = automatic_reason(message)
     return ParsedMail(
         message_id=message_id,
         subject=subject,
         from_address=address,
         from_name=name or address.split("@", 1)[0],
-        text=trim_text(text, limits.max_description_chars),
+        text=trim_text(clean_text(text), limits.max_description_chars),
         in_reply_to=_message_ids(message.get("in-reply-to")),
         references=_message_ids(message.get("references")),
         attachments=tuple(attachments),
         skipped_attachments=tuple(skipped),
-        automatic=automatic_reason(message),
+        automatic=one_line(clean_text(automatic)) if automatic else None,
         defects=tuple(type(d).__name__ for d in message.defects),
     )
 
 
-def _part_text(part: MIMEPart) -> str:
+def _filename(part: EmailMessage, hints: Sequence[str]) -> str:
+    """An attachment's name, decoded (RFC 2231, RFC 2047, or raw 8-bit bytes under the mail's charsets)."""
     try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):  # an unknown or lying charset: keep what can be read
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else str(payload)
-    return content if isinstance(content, str) else ""
+        name = part.get_filename() or ""
+    except Exception:
+        name = ""
+    if _unreadable(name):  # raw 8-bit bytes in the parameter: read them from the raw header
+        for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
+            found = re.search(rf'(?i)\b{parameter}\s*=\s*(?:"([^"]*)"|([^;\s]+))', _raw_header(part, header))
+            if found:
+                return decode_header_value(found.group(1) or found.group(2), hints=hints)
+    return clean_text(name, hints=hints)
+
+
+def _part_text(part: MIMEPart, hints: Sequence[str] = ()) -> str:
+    """A text part's content: its bytes decoded with ``decode_bytes`` (the declared charset's superset, UTF-8,
+    the mail's other charsets, a detector), so an undeclared or wrong charset does not become replacement
+    characters."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return clean_text(str(part.get_payload() or ""))
+    return decode_bytes(payload, part.get_content_charset(), hints=hints)
 
 
 def _attachment_parts(message: EmailMessage, body_part: Message | None) -> list[EmailMessage]:

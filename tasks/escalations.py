@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from claimflow.db import deferred_writes, insert_rows, one_of, update_rows
+from claimflow.db import deferred_writes, describe_failure, insert_rows, one_of, update_rows
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
@@ -214,7 +214,9 @@ def _write_pass(session: Session, due: list[_Due], superseded: list[int], *, now
 def _record_failure(session: Session, step: DueStep, error: Exception, report: WatchReport, *, now: datetime) -> None:
     """A step that could not be watched: an event on its case, its next look ``RETRY_FAILED_AFTER`` later, and a
     line in the report. The reason names the kind of fault only (a database error's text quotes values)."""
-    reason = failure_reason(error)
+    reason = describe_failure(error)
+    if not isinstance(error, SQLAlchemyError):
+        reason = f"its stored schedule cannot be read: {reason}"
     retry_at = now + RETRY_FAILED_AFTER
     report.failures.append(f"{step.number} {step.name}: not watched ({reason}); tried again at {retry_at:%H:%M} UTC")
     try:
@@ -226,20 +228,7 @@ def _record_failure(session: Session, step: DueStep, error: Exception, report: W
                           now=now, tips=chain_tips(session, {step.case_id}))  # fmt: skip
     except SQLAlchemyError as unrecorded:  # the case's own rows refuse it too: the next pass tries the step again
         report.failures.append(f"{step.number} {step.name}: the failure could not be recorded on the case "
-                               f"({failure_reason(unrecorded)}); tried again in the next pass")  # fmt: skip
-
-
-def failure_reason(error: BaseException) -> str:
-    """What went wrong, in words free of the data involved: the error's kind and, for a database error, the
-    constraint it names (never the statement's parameters or the row's values)."""
-    if isinstance(error, DBAPIError):
-        original = error.orig
-        constraint = getattr(getattr(original, "diag", None), "constraint_name", None)
-        kind = type(original).__name__
-        return f"the database refused the writes: {kind}" + (f" on {constraint}" if constraint else "")
-    if isinstance(error, SQLAlchemyError):
-        return f"the database refused the writes: {type(error).__name__}"
-    return f"its stored schedule cannot be read: {type(error).__name__}"
+                               f"({describe_failure(unrecorded)}); tried again in the next pass")  # fmt: skip
 
 
 def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list[Message]]:

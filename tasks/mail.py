@@ -38,10 +38,10 @@ from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from claimflow.db import session_scope
+from claimflow.db import describe_failure, session_scope
 from claimflow.settings import Settings
 from models.enums import Channel, ContactChannel
 from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 ACTOR = "mail-intake"
 SOURCE = "email"
 FILED, APPENDED, SKIPPED, REJECTED, DUPLICATE = "filed", "appended", "skipped", "rejected", "duplicate"
+FAILED = "failed"
+"""Counted, never recorded: a mail whose rejection the database refused too (it stays unseen)."""
 
 
 class MailboxUnavailable(ClaimflowError):
@@ -591,30 +593,50 @@ def poll_mailbox(
     engine: Engine, desk: Desk, *, source: MailSource, now: Callable[[], datetime], limit: int
 ) -> PollReport:
     """Take up to ``limit`` unseen mails from ``source``, each in its own transaction, flagging each seen only
-    after its transaction committed. A database failure stops the poll with the current mail still unseen."""
+    after its transaction committed.
+
+    One mail never stops the poll: whatever fails while one mail is taken (a value the database refuses, a bug)
+    is rolled back and the mail is recorded as rejected with the kind of fault (no values: the reason is
+    listed and logged), flagged seen, and the poll goes on; ``claimflow mail list --status rejected`` shows it
+    and ``claimflow mail retry`` takes it again after a fix. Only the mailbox or the database being unreachable
+    stops the poll, with the current mail still unseen (every mail after it would fail the same way). A mail
+    whose rejection cannot be recorded either stays unseen, is counted as ``failed``, and the poll goes on.
+    """
     report = PollReport()
-    max_bytes = desk.settings.mail_max_message_bytes
     for uid in source.unseen(limit):
-        size = source.size(uid)
-        if size > max_bytes:
-            # Not downloaded: its header is enough to record it by its Message-ID.
-            message_id = header_message_id(source.header(uid))
-            outcome = reject(
-                engine,
-                message_id=message_id,
-                reason=f"message too big: {size} bytes, limit {max_bytes}",
-                mailbox=source.name,
-                uid=uid,
-                now=now(),
-            )
-        else:
-            outcome = take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now())
+        try:
+            outcome = _take_uid(engine, desk, source=source, uid=uid, now=now())
+        except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
+            raise
+        except Exception as failed:
+            reason = f"failed in intake: {describe_failure(failed)}"
+            log.error("mail uid %s: %s; recorded as rejected", uid, reason)
+            try:
+                outcome = reject(engine, message_id=header_message_id(source.header(uid)), reason=reason,
+                                 mailbox=source.name, uid=uid, now=now())  # fmt: skip
+            except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
+                raise
+            except Exception as unrecorded:
+                log.error("mail uid %s: left unseen, its rejection could not be recorded either (%s)", uid,
+                          describe_failure(unrecorded))  # fmt: skip
+                report.counts[FAILED] = report.counts.get(FAILED, 0) + 1
+                continue
         source.mark_seen(uid)
         log.info(
             "mail uid %s: %s%s", uid, outcome.disposition, f" ({outcome.case_number})" if outcome.case_number else ""
         )
         report.add(outcome)
     return report
+
+
+def _take_uid(engine: Engine, desk: Desk, *, source: MailSource, uid: int, now: datetime) -> MailOutcome:
+    size = source.size(uid)
+    max_bytes = desk.settings.mail_max_message_bytes
+    if size > max_bytes:  # not downloaded: its header is enough to record it by its Message-ID
+        return reject(engine, message_id=header_message_id(source.header(uid)),
+                      reason=f"message too big: {size} bytes, limit {max_bytes}", mailbox=source.name, uid=uid,
+                      now=now)  # fmt: skip
+    return take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now)
 
 
 @contextmanager

@@ -1,0 +1,159 @@
+"""Mail as real mailers and attackers send it: each is filed, appended, skipped or rejected on its own, and no
+mail stops the poll or blocks the mail behind it. On both databases (PostgreSQL refuses NUL in text and JSON)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from sqlmodel import Session, col, select
+
+import tasks.mail as mail_tasks
+from models.enums import CaseKind
+from models.tables import Attachment, Case, Customer, MailMessage
+from tasks.mail import FILED, REJECTED, poll, take_mail
+from tests.imap import Dovecot, mail_desk
+
+
+def _b64(text: str, charset: str) -> str:
+    return base64.b64encode(text.encode(charset)).decode()
+
+
+def _mail(headers: bytes, body: bytes = b"hello\r\n") -> bytes:
+    return headers + b"To: service@insurer.example\r\n\r\n" + body
+
+
+# name, the mail, then what the desk must make of it: (disposition, customer's address, customer's name, kind)
+CORPUS: list[tuple[str, bytes, tuple[str, str | None, str | None, CaseKind | None]]] = [
+    ("nul-everywhere", _mail(
+        b"From: =?UTF-8?B?" + base64.b64encode("张\x00三".encode()) + b"?= <nul@example.com>\r\n"
+        b"Subject: car claim\x00 accident\r\nMessage-ID: <nul\x00-1@example.com>\r\n",
+        b"my car\x00 was hit\r\n"), (FILED, "nul@example.com", "张三", CaseKind.claim)),
+    ("gbk-name-under-gb2312-label", _mail(
+        f"From: =?GB2312?B?{_b64('張三堃', 'gbk')}?= <kun@example.com>\r\n"
+        f"Subject: =?GB2312?B?{_b64('理赔申请', 'gbk')}?=\r\nMessage-ID: <gbk-1@example.com>\r\n".encode()),
+        (FILED, "kun@example.com", "張三堃", CaseKind.claim)),
+    ("raw-8bit-gbk-headers", _mail(
+        "From: 王五 <wang.wu@example.com>\r\nSubject: 我要投诉理赔太慢\r\nMessage-ID: <raw-1@example.com>\r\n"
+        "Content-Type: text/plain; charset=gbk\r\n".encode("gbk"), "等了一个月了\r\n".encode("gbk")),
+        (FILED, "wang.wu@example.com", "王五", CaseKind.complaint)),
+    ("8bit-body-no-charset", _mail(
+        b"From: zhao@example.com\r\nSubject: hello\r\nMessage-ID: <nocs-1@example.com>\r\n",
+        "我的车被撞了，需要理赔，请尽快处理\r\n".encode("gbk")), (FILED, "zhao@example.com", None, CaseKind.claim)),
+    ("web-form-no-reply-from", _mail(
+        b"From: Website <no-reply@insurer.example>\r\nReply-To: Chen Liu <chen.liu@example.com>\r\n"
+        b"Subject: Contact form: question about my policy\r\nMessage-ID: <form-1@insurer.example>\r\n"),
+        (FILED, "chen.liu@example.com", "Chen Liu", CaseKind.inquiry)),
+    ("no-from-but-reply-to", _mail(
+        b"Reply-To: sun@example.com\r\nSubject: question\r\nMessage-ID: <rt-1@example.com>\r\n"),
+        (FILED, "sun@example.com", None, CaseKind.inquiry)),
+    ("raw-gbk-attachment-name", _mail(
+        b"From: zhou@example.com\r\nSubject: claim documents\r\nMessage-ID: <att-1@example.com>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n",
+        b"--XX\r\nContent-Type: text/plain; charset=gbk\r\n\r\n" + "附件是驾驶证".encode("gbk") + b"\r\n"
+        b"--XX\r\nContent-Type: image/jpeg\r\nContent-Disposition: attachment; filename=\"" + "驾驶证.jpg".encode("gbk")
+        + b"\"\r\nContent-Transfer-Encoding: base64\r\n\r\n/9j/4AAQ\r\n--XX--\r\n"),
+        (FILED, "zhou@example.com", None, CaseKind.claim)),
+    ("no-sender-at-all", _mail(b"Subject: anonymous\r\nMessage-ID: <anon-1@example.com>\r\n"),
+     (REJECTED, None, None, None)),
+]  # fmt: skip
+
+
+def _customer(session: Session, case_id: int) -> Customer:
+    case = session.get(Case, case_id)
+    assert case is not None
+    customer = session.get(Customer, case.customer_id)
+    assert customer is not None
+    return customer
+
+
+@pytest.mark.parametrize(("raw", "expected"), [pytest.param(raw, want, id=name) for name, raw, want in CORPUS])
+def test_each_mail_of_the_corpus_gets_what_the_desk_owes_it(world, raw: bytes, expected: tuple) -> None:
+    disposition, address, name, kind = expected
+    outcome = take_mail(world.engine, world.desk, raw=raw, mailbox="test/INBOX", uid=1, now=world.now)
+    assert outcome.disposition == disposition, outcome.reason
+    if disposition != FILED:
+        return
+    with Session(world.engine) as session:
+        customer = _customer(session, outcome.case_id)
+        case = session.get(Case, outcome.case_id)
+        assert customer.email == address
+        if name is not None:
+            assert customer.name == name
+        assert case.kind == kind
+        assert "\x00" not in (case.description or "") and "\ufffd" not in (case.description or "")
+        names = [a.filename for a in session.exec(select(Attachment).where(Attachment.case_id == case.id))]
+    assert "\ufffd" not in "".join(names)
+    if "att-1@" in outcome.message_id:
+        assert "驾驶证.jpg" in names
+
+
+def test_one_mail_that_fails_in_intake_is_recorded_and_the_poll_goes_on(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole corpus in one mailbox, with a mail that trips a fault in the middle (an injected bug): every
+    other mail is taken, the faulty one is rejected with the kind of fault and no values, all are flagged seen,
+    and a second poll finds nothing left."""
+    faulty = _mail(b"From: bug@example.com\r\nSubject: trips a bug\r\nMessage-ID: <bug-1@example.com>\r\n")
+    dovecot.deliver(imap_user, *(raw for _, raw, _ in CORPUS[:4]), faulty, *(raw for _, raw, _ in CORPUS[4:]))
+    real = mail_tasks.file_mail
+
+    def buggy(session, desk, **kwargs):
+        if kwargs["mail"].message_id == "<bug-1@example.com>":
+            session.add(Attachment(case_id=10**9, filename="x", content_type="x", size=0, sha256="x",
+                                   storage_path="x", source="email", received_at=world.now))  # fmt: skip
+            session.flush()  # a foreign key the database refuses: a fault of this mail only
+        return real(session, desk, **kwargs)
+
+    monkeypatch.setattr(mail_tasks, "file_mail", buggy)
+    desk = mail_desk(world, dovecot, imap_user)
+    report = poll(world.engine, desk, now=lambda: world.now)
+    wanted = [want[0] for _, _, want in CORPUS]
+    assert [o.disposition for o in report.outcomes] == [*wanted[:4], REJECTED, *wanted[4:]]
+    assert all(dovecot.flags(imap_user).values())
+    with Session(world.engine) as session:
+        row = session.exec(select(MailMessage).where(MailMessage.message_id == "<bug-1@example.com>")).one()
+        filed = session.exec(select(Case).order_by(col(Case.id))).all()
+    assert row.disposition == REJECTED
+    assert row.reason.startswith("failed in intake: the database refused it: ") and "bug@" not in row.reason
+    assert len(filed) == wanted.count(FILED)
+    assert poll(world.engine, desk, now=lambda: world.now).outcomes == []
+
+
+# --- any bytes at all -------------------------------------------------------------------------------------------
+
+
+def _spliced(draw, base: bytes) -> bytes:
+    """A corpus mail with arbitrary bytes put in at arbitrary places (headers, boundaries, bodies)."""
+    from hypothesis import strategies as st
+
+    raw = bytearray(base)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(raw)))
+        raw[at:at] = draw(st.binary(min_size=1, max_size=6) | st.sampled_from([b"\x00", b"\xff\xfe", b"\r\n", b"=?"]))
+    return bytes(raw)
+
+
+def test_no_bytes_as_a_mail_escape_as_an_error_and_each_is_recorded_once(world) -> None:
+    """Whatever bytes arrive as a mail (a corpus mail with bytes spliced in, or noise), taking it ends in an
+    outcome recorded in the database (filed, appended, skipped, rejected, or a duplicate of one recorded): it
+    never raises, so it can neither stop a poll nor stay unseen to block the mail behind it."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    mails = st.one_of(
+        st.sampled_from([raw for _, raw, _ in CORPUS]).flatmap(lambda base: st.composite(_spliced)(base)),
+        st.binary(max_size=400),
+    )
+    taken: list[str] = []
+
+    @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(raw=mails)
+    def take_any(raw: bytes) -> None:
+        outcome = take_mail(world.engine, world.desk, raw=raw, mailbox="fuzz/INBOX", uid=None, now=world.now)
+        taken.append(outcome.message_id)
+        with Session(world.engine) as session:
+            assert session.exec(select(MailMessage).where(MailMessage.message_id == outcome.message_id)).one()
+
+    take_any()
+    assert taken
