@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from claimflow.cli_deadlines import sla_app
 from claimflow.console import out, parse_now
 from claimflow.settings import Settings, get_settings
-from models.errors import ClaimflowError, InvalidInput, describe_validation_error
+from models.errors import ClaimflowError, DecisionRefused, InvalidInput, describe_validation_error
 from models.tables import Case, Escalation, Event, Staff, Step
 
 escalation_app = typer.Typer(help="Breached steps waiting for a supervisor's decision.", no_args_is_help=True)
@@ -259,7 +259,7 @@ def _give_and_report(engine: Any, number: str, give: Any, wait: float) -> None:
         if new:
             refused = [e for e in new if e.type == "decision_refused"]
             if refused:
-                raise ClaimflowError(f"refused: {refused[0].data.get('reason')}")
+                raise DecisionRefused(f"refused: {refused[0].data.get('reason')}")
             out.print(f"{case.number}: {', '.join(e.type for e in new)}; now {status}")
             return
         time.sleep(0.5)

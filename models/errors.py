@@ -71,3 +71,10 @@ def describe_validation_error(exc: Exception, *, source: str = "") -> str:
     more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
     where = ": ".join(p for p in (source, path) if p)
     return f"{where}: {message}{shown}{more}" if where else f"{message}{shown}{more}"
+
+
+class DecisionRefused(ClaimflowError):
+    """A decision the desk refused (a wrong or used approval code, a role that may not decide, the four-eyes
+    rule, an answer the rules do not allow): recorded on the case, the run asks again."""
+
+    exit_code = 6

@@ -8,6 +8,7 @@ returned and must be stored; a code at or before the stored counter is refused (
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from datetime import datetime
 
 import pyotp
@@ -39,6 +40,21 @@ def code_at(secret: str, when: datetime) -> str:
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).at(when)
 
 
+def ascii_digits(code: str) -> str:
+    """What was typed, without spaces, with every decimal digit as its ASCII digit: a code typed in full width
+    (an IME's ``１２３４５６``) or in Arabic-Indic digits is the code the person meant, and a digit outside ASCII
+    never reaches the comparison (which takes ASCII only).
+
+    Args:
+        code: as typed.
+
+    Returns:
+        The normalised text; characters that are not decimal digits are kept as they are (and then refused).
+    """
+    return "".join(str(unicodedata.decimal(c)) if unicodedata.decimal(c, None) is not None else c
+                   for c in code if not c.isspace())  # fmt: skip
+
+
 def verify_code(secret: str, code: str, *, now: datetime, last_counter: int | None, window: int = 1) -> int:
     """Check ``code`` at ``now``.
 
@@ -55,8 +71,8 @@ def verify_code(secret: str, code: str, *, now: datetime, last_counter: int | No
     Raises:
         CodeRefused: not six digits, no match within the window, or a counter already used.
     """
-    typed = code.replace(" ", "")
-    if len(typed) != DIGITS or not typed.isdigit():
+    typed = ascii_digits(code)
+    if len(typed) != DIGITS or not (typed.isascii() and typed.isdigit()):
         raise CodeRefused(f"an approval code is {DIGITS} digits")
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS)
     current = int(now.timestamp()) // STEP_SECONDS

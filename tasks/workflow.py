@@ -698,7 +698,14 @@ def authenticate(session: Session, desk: Desk, *, username: str, code: str, now:
     """The staff member behind a form: enrolled, active, and holding their current code (used once)."""
     from claimflow.secrets import decrypt
 
-    member = session.exec(select(Staff).where(Staff.username == username.strip())).first()
+    # the member's row is locked until the decision commits: the same code given to two cases at the same moment
+    # is accepted once (the second reads the counter the first stored), on PostgreSQL as on SQLite
+    member = session.exec(
+        select(Staff)
+        .where(Staff.username == username.strip())
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if member is None:
         raise NotAllowed(f"no staff member '{username}'")
     if not member.totp_secret:

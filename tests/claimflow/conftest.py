@@ -92,11 +92,24 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
 
             enrolled = journey.run("staff", "enroll", "chen.jing", "--force")
             secret = re.search(r"secret: ([A-Z2-7]{32})", enrolled.stdout).group(1)
-            decided = journey.run("decide", complaint, "--staff", "chen.jing",
-                                  "--code", code_at(secret, datetime.now(UTC) + timedelta(seconds=30)),  # 60-90 s valid
-                                  "--decision", "partly_uphold",
-                                  "--remedy", "Interest for the delay",
-                                  "--reasons", "The assessor was late twice")  # fmt: skip
+            stale = code_at(secret, datetime.now(UTC) - timedelta(hours=1))
+            refused = journey.run("decide", complaint, "--staff", "chen.jing", "--code", stale,
+                                  "--decision", "not_uphold", "--reasons", "x")  # fmt: skip
+            assert refused.returncode == 6, refused.stdout + refused.stderr  # a refused decision, as the README says
+            assert "refused: the approval code is wrong or has expired" in refused.stderr + refused.stdout
+            # typed in full width, as a Chinese input method gives digits: the code meant, not a crashed run
+            full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+            deadline = time.monotonic() + 60
+            while True:  # the refused attempt's run asks again under a new key a moment later
+                decided = journey.run("decide", complaint, "--staff", "chen.jing",
+                                      "--code", code_at(secret, datetime.now(UTC) + timedelta(seconds=30)).translate(
+                                          full_width),  # valid 60-90 s from now
+                                      "--decision", "partly_uphold",
+                                      "--remedy", "Interest for the delay",
+                                      "--reasons", "The assessor was late twice")  # fmt: skip
+                if "try again shortly" not in decided.stderr or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
             assert decided.returncode == 0, decided.stdout + decided.stderr
             assert "partly_uphold" in decided.stdout
             deadline = time.monotonic() + 60

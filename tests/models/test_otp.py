@@ -64,3 +64,17 @@ def test_another_persons_code_is_refused() -> None:
 def test_provisioning_uri_names_the_staff_member() -> None:
     uri = provisioning_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", username="zhao.min")
     assert uri.startswith("otpauth://totp/claimflow:zhao.min?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+
+
+@pytest.mark.parametrize("write", [lambda c: c, lambda c: c.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+                                   lambda c: c.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")),
+                                   lambda c: f"{c[:3]} {c[3:]}"], ids=["ascii", "full-width", "arabic-indic", "spaced"])  # fmt: skip
+def test_a_code_in_any_decimal_digits_is_the_code_meant(write) -> None:
+    secret, now = new_secret(), datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert verify_code(secret, write(code_at(secret, now)), now=now, last_counter=None) > 0
+
+
+@pytest.mark.parametrize("typed", ["12345", "1234567", "12a456", "¹²³⁴⁵⁶", "", "123456\x00"])
+def test_anything_else_is_refused_not_crashed(typed: str) -> None:
+    with pytest.raises(CodeRefused):
+        verify_code(new_secret(), typed, now=datetime(2026, 3, 2, 9, 0, tzinfo=UTC), last_counter=None)

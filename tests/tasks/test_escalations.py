@@ -502,3 +502,28 @@ def test_one_step_that_cannot_be_watched_is_recorded_on_its_case_and_the_pass_go
     retried = world.step(broken, "review").next_check_at
     assert retried is not None and retried > at  # looked at again later, not in every pass
     assert _watch(world, at + timedelta(minutes=1)).steps_checked == 0
+
+
+@POSTGRES_ONLY
+def test_one_approval_code_given_to_two_cases_at_the_same_moment_decides_one(world) -> None:
+    """A supervisor's code is good once: sent to two escalations at the same instant (a replayed form, two tabs),
+    one decision applies and the other is refused as already used, however the two interleave."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    world.file(product_line="motor"), world.file(product_line="motor")
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    first, second = _escalations(world)
+    at = REVIEW_DUE + timedelta(hours=1)
+    code = code_at(world.secrets["zhao.min"], at)
+    barrier = threading.Barrier(2)
+
+    def decide(escalation_id: int):
+        barrier.wait()
+        return _decide(world, escalation_id, "zhao.min", at, decision="take_over", code=code)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(decide, first.id), pool.submit(decide, second.id)]]
+    assert sorted(r.applied for r in results) == [False, True]
+    [refused] = [r for r in results if not r.applied]
+    assert "already used" in refused.refused
