@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 from models.enums import StaffRole
-from models.errors import ClaimflowError
+from models.errors import ClaimflowError, InvalidInput
 
 
 class NotAllowed(ClaimflowError):
@@ -83,3 +84,20 @@ def check_decider(
         and decider.staff_id not in {assignee_id, handler_id}
     ):
         raise NotAllowed(f"{decider.username} is not the handler of this case")
+
+
+def check_payment(amount: Decimal, *, approved: Decimal | None) -> None:
+    """A payment records what was approved: the amount approved (after a second approval where one was needed),
+    no more and no less (the customer is told this sum was paid).
+
+    Args:
+        amount: the amount the payment form gives.
+        approved: the amount of the claim's approval on record (None: no approval).
+
+    Raises:
+        InvalidInput: no approval on record, or an amount other than the one approved.
+    """
+    if approved is None:
+        raise InvalidInput("there is no approved amount on record: a payment follows an approval")
+    if amount != approved:
+        raise InvalidInput(f"amount: {amount} is not the {approved} approved; a payment records the approved amount")

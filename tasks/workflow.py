@@ -18,7 +18,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from claimflow.settings import Settings
-from models.approval import Decider, DecisionKind, NotAllowed, check_decider
+from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment
 from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
@@ -774,6 +774,18 @@ def _amount(answer: Mapping[str, Any], field: str = "amount") -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
+def _approved_amount(session: Session, case: Case) -> Decimal | None:
+    """The amount of the claim's last approval (its ``approve`` or ``approve_partly`` move, made after a second
+    approval where one was needed), or None."""
+    last = session.exec(
+        select(Event)
+        .where(Event.case_id == case.id, col(Event.type).in_(("approve", "approve_partly")))
+        .order_by(col(Event.sequence).desc())
+    ).first()
+    amount = last.data.get("amount") if last is not None else None
+    return Decimal(str(amount)).quantize(Decimal("0.01")) if amount is not None else None
+
+
 def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) -> None:
     case, step, answer, now, actor = given.case, given.step, given.answer, given.now, given.actor
     if input_kind == InputKind.claim_review:
@@ -799,6 +811,7 @@ def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) ->
         _second_approval(session, desk, given)
     elif input_kind == InputKind.payment:
         amount = _amount(answer)
+        check_payment(amount, approved=_approved_amount(session, case))
         _move(
             session,
             case=case,

@@ -47,3 +47,18 @@ def test_allowed(decider, kind, kwargs) -> None:
 def test_refused(decider, kind, kwargs, message) -> None:
     with pytest.raises(NotAllowed, match=message):
         check_decider(decider, kind=kind, **kwargs)
+
+
+def test_a_payment_records_the_approved_amount_and_nothing_else() -> None:
+    from decimal import Decimal
+
+    from models.approval import check_payment
+    from models.errors import InvalidInput
+
+    check_payment(Decimal("49000.00"), approved=Decimal("49000.00"))
+    with pytest.raises(InvalidInput, match=r"4900000\.00 is not the 49000\.00 approved"):
+        check_payment(Decimal("4900000.00"), approved=Decimal("49000.00"))
+    with pytest.raises(InvalidInput, match=r"100\.00 is not the 49000\.00 approved"):
+        check_payment(Decimal("100.00"), approved=Decimal("49000.00"))
+    with pytest.raises(InvalidInput, match="no approved amount on record"):
+        check_payment(Decimal("1.00"), approved=None)

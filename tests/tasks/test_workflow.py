@@ -62,6 +62,10 @@ def test_a_claim_from_review_to_closure_with_documents_and_payment(world) -> Non
     assert world.decide(case, who, decision="approve", amount="7800").applied
     assert world.case(case).status == "approved"
     assert world.view(case).move == Ask(InputKind.payment, "payment")
+    # a payment of another sum than the one approved is refused: the customer would be told it was paid
+    refused = world.decide(case, who, amount="780000", reference="PAY-1", account_hint="6789")
+    assert refused.refused == "amount: 780000.00 is not the 7800.00 approved; a payment records the approved amount"
+    assert world.case(case).status == "approved" and "payment_made" not in world.outbox()
     assert world.decide(case, who, amount="7800", reference="PAY-1", account_hint="6789").applied
     assert world.view(case).move == Auto("finish")
     world.advance(case, "finish")
