@@ -4,16 +4,38 @@ as written; wide tables when the output goes to a file or a pipe) and the parsin
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from models.errors import InvalidInput
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(highlight=False, soft_wrap=True, markup=False, stderr=True)
+# Control characters a terminal acts on (C0 but tab and newline, DEL, C1 including the one-byte CSI) and the
+# direction marks and overrides that make text read other than it is stored ("Trojan Source")
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text as a terminal must show it: every control character that a terminal would act on (an escape sequence
+    that clears the screen, moves the cursor or retitles the window) or that reverses the reading order is
+    shown as U+FFFD, so a customer's or a source's text prints as text."""
+    return _UNPRINTABLE.sub("\ufffd", text)
+
+
+class TextConsole(Console):
+    """Rich's console for text that comes from outside: every string it renders (``print``'s arguments, table
+    cells) is made ``printable`` first. Rich's own styling is untouched (it is not part of the strings)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
+out = TextConsole(highlight=False, soft_wrap=True, markup=False)
+err = TextConsole(highlight=False, soft_wrap=True, markup=False, stderr=True)
 
 
 def fit_to_output() -> None:

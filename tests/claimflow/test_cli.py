@@ -342,3 +342,18 @@ def test_the_sweep_keeps_an_orphan_a_filing_took_up_after_it_was_listed(world, t
     with Session(world.engine) as session:
         assert sweep_orphans(session, listed, data_dir=tmp_path) == [gone]
     assert committed.exists() and reused.exists() and not gone.exists()
+
+
+def test_text_from_outside_prints_as_text_not_as_terminal_commands(desk: Desk, tmp_path: Path) -> None:
+    """A webhook or a mail can put terminal escape sequences (clear the screen, move the cursor, fake a line) or
+    direction overrides in any field; ``case show`` and ``case list`` print them as visible characters."""
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    desk("staff", "import", str(staff))
+    hostile = "\x1b[2J\x1b[Hstatus: closed\x9b31m\u202egnp.exe\x07"
+    number = desk("--actor", "li.wei", "case", "new", "--kind", "claim", "--channel", "phone", "--name", "Mallory",
+                  "--policy", "P-\x1b]0;owned\x07", "--description", hostile).strip()  # fmt: skip
+    for shown in (desk("case", "show", number), desk("case", "list")):
+        assert not set(shown) & {"\x1b", "\x9b", "\x07", "\u202e"}
+    shown = desk("case", "show", number)
+    assert "policy: P-\ufffd]0;owned\ufffd" in shown
