@@ -8,8 +8,9 @@ PostgreSQL: psycopg 3, pre-ping, plain READ COMMITTED; concurrency-critical stat
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def create_db_engine(url: str, *, pool: bool = True) -> Engine:
     kwargs: dict[str, Any] = {"json_deserializer": json_loads, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(parsed.database).expanduser())
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         if not pool:
             kwargs["poolclass"] = NullPool
@@ -85,6 +86,16 @@ def create_db_engine(url: str, *, pool: bool = True) -> Engine:
     if engine.dialect.name == "sqlite":
         _make_sqlite_safe(engine)
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (empty: a valid database) readable by its owner only, in a folder made for it
+    likewise, before SQLite creates it with the process's umask (0644: every user of the machine could read the
+    customers' data). An existing file or folder is left as it is; SQLite gives its journal files the database
+    file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _make_sqlite_safe(engine: Engine) -> None:

@@ -95,12 +95,12 @@ class AttachmentStore:
     def put(self, *, case_number: str, filename: str, content: bytes, sha256: str) -> str:
         """Write one file durably under a name no other write uses; returns its path relative to the data dir."""
         folder = self.data_dir / "attachments" / case_number
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the customers' documents: owner only
         suffix = Path(_UNSAFE.sub("_", filename)).suffix[:16]
         name = f"{sha256[:16]}-{uuid.uuid4().hex[:12]}{suffix}"
         target = folder / name
         temporary = folder / f".{name}.part"
-        with open(temporary, "wb") as handle:
+        with open(os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())

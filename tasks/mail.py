@@ -159,7 +159,7 @@ def _store_file(directory: Path, name: str, data: bytes) -> Path:
     """Write ``data`` under a name prefixed by its digest (the same bytes land on the same file, so a rolled
     back and repeated intake rewrites nothing); atomic, never a half-written file. A file reused is touched:
     its age is that of the filing now using it, which the orphan sweep's grace period protects."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # the customers' documents: owner only
     path = directory / f"{hashlib.sha256(data).hexdigest()[:16]}-{name}"
     if path.exists():
         path.touch()

@@ -244,3 +244,27 @@ def test_times_that_compare_equal_but_are_different_instants_are_each_stored(dat
         assert stored == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)]
     finally:
         engine.dispose()
+
+
+def test_the_embedded_database_and_the_documents_are_readable_by_their_owner_only(tmp_path) -> None:
+    """The SQLite file holds the customers' data and the attachments folder their documents: neither is created
+    readable by the machine's other users (0644 / 0755 under the usual umask)."""
+    import stat
+
+    from claimflow.db import create_db_engine
+    from tasks.intake import AttachmentStore
+    from tasks.mail import _store_file
+
+    path = tmp_path / "data" / "claimflow.db"
+    engine = create_db_engine(f"sqlite:///{path}", pool=False)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    engine.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    stored = AttachmentStore(tmp_path).put(case_number="CLM-2026-000001", filename="a.pdf", content=b"%PDF",
+                                           sha256="0" * 64)  # fmt: skip
+    mailed = _store_file(tmp_path / "attachments" / "CLM-2026-000002", "b.pdf", b"%PDF")
+    for file in (tmp_path / stored, mailed):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
