@@ -97,6 +97,18 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         {**_SAMPLE_CASE, "case_number": "INQ-2026-000007", "channel": "webhook"},
     ),
     MessageSpec(
+        "inquiry_answer",
+        "customer",
+        ("case_number", "customer_name", "answer"),
+        "The answer to an inquiry, as the handler wrote it, on the customer's channel and in their language.",
+        {
+            **_SAMPLE_CASE,
+            "case_number": "INQ-2026-000007",
+            "answer": "Your policy covers windscreen damage without excess; "
+            "you can book the repair at any partner garage.",
+        },
+    ),
+    MessageSpec(
         "missing_documents",
         "customer",
         ("case_number", "customer_name", "documents", "due_at"),

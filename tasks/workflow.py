@@ -49,7 +49,7 @@ from models.tables import (
 from models.watch import NO_SCHEDULE, Schedule, progress_after_reschedule
 from tasks.cases import append_event, apply_transition, file_case, get_case
 from tasks.deadlines import DeskRules, desk_rules
-from tasks.outbox import enqueue
+from tasks.outbox import Enqueued, enqueue
 from tasks.survey import invite
 
 # Which SLA rule times each workflow step, and whether only the regulators' packs apply (the house pack's
@@ -837,15 +837,24 @@ def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) ->
     elif input_kind == InputKind.complaint_decision:
         _complaint_decision(session, desk, given)
     elif input_kind == InputKind.inquiry_answer:
-        _move(
-            session,
-            case=case,
-            action="answer",
-            actor=actor,
-            now=now,
-            data={"answer": answer.get("answer", "")},
-        )
-        close_step(session, case=case, step=step, now=now, outcome="answered", actor=actor)
+        _answer_inquiry(session, given)
+
+
+def _answer_inquiry(session: Session, given: Given) -> None:
+    """The handler's answer goes to the customer (their channel, their language, through the wording check) and
+    the step is met when it is queued. An answer the wording check holds back is refused: the handler rewrites it
+    in the form, rather than the customer waiting on a ``fix_wording`` step."""
+    case, step, _member, answer, now, _choice = given.parts()
+    text = str(answer.get("answer", "") or "").strip()
+    if not text:
+        raise InvalidInput("answer: the answer the customer is sent is empty")
+    _move(session, case=case, action="answer", actor=given.actor, now=now, data={"answer": text})
+    queued = _tell_customer(session, case=case, template="inquiry_answer", now=now, key=f"answer:{case.number}",
+                            context={"answer": text}, actor=given.actor)  # fmt: skip
+    if queued.violations:
+        raise InvalidInput("answer: the wording check held it back: "
+                           + "; ".join(f"{v.rule_id}: {v.explanation}" for v in queued.violations))  # fmt: skip
+    close_step(session, case=case, step=step, now=now, outcome="answered", actor=given.actor)
 
 
 def _claim_review(session: Session, desk: Desk, given: Given) -> None:
@@ -1046,9 +1055,16 @@ def _fresh_key(session: Session, step: Step) -> None:
 
 
 def _tell_customer(
-    session: Session, *, case: Case, template: str, context: Mapping[str, Any], key: str, now: datetime
-) -> None:
-    enqueue(
+    session: Session,
+    *,
+    case: Case,
+    template: str,
+    context: Mapping[str, Any],
+    key: str,
+    now: datetime,
+    actor: str = "system",
+) -> Enqueued:
+    return enqueue(
         session,
         template=template,
         recipient=f"customer:{case.customer_id}",
@@ -1056,6 +1072,7 @@ def _tell_customer(
         idempotency_key=key,
         now=now,
         case=case,
+        actor=actor,
     )
 
 

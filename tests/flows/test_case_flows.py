@@ -78,6 +78,7 @@ def test_a_refused_code_is_recorded_and_the_run_asks_again(live, kit) -> None:
     assert world.case(case).status == "closed"
     log = kit.events(world, case)
     assert log.count("decision_refused") == 1 and log.count("answer") == 1
+    assert world.outbox().count("inquiry_answer") == 1  # the customer is sent the answer, once
 
 
 def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:

@@ -12,7 +12,7 @@ from claimflow.db import session_scope
 from models.enums import CaseKind, Channel, StepStatus
 from models.otp import code_at
 from models.plan import Ask, Auto, Finished, InputKind
-from models.tables import Approval, CustomerCreate, DocumentRequirement, Outbox, Staff
+from models.tables import Approval, CustomerCreate, DocumentRequirement, Outbox, Staff, Step
 from tasks.workflow import decide, route_deferred
 
 
@@ -168,9 +168,22 @@ def test_an_inquiry_is_answered_within_its_channel_limit(world) -> None:
     assert answer.due_at == datetime(2026, 3, 2, 1, 30, tzinfo=UTC) + timedelta(hours=24)
     with Session(world.engine) as session:
         who = session.get(Staff, world.case(inquiry).handler_id).username
+    # what the customer would be told is held to the wording rules: the handler rewrites it, nothing is sent
+    dishonest = world.decide(inquiry, who, answer="Our health plan is risk-free and always pays.")
+    assert dishonest.refused.startswith("answer: the wording check held it back: no-promised-returns")
+    assert "no-exaggeration" in dishonest.refused
+    assert world.decide(inquiry, who, answer="   ").refused == "answer: the answer the customer is sent is empty"
+    assert world.step(inquiry, "answer").status == StepStatus.open and "inquiry_answer" not in world.outbox()
+    with Session(world.engine) as session:
+        assert not session.exec(select(Step).where(Step.name == "fix_wording")).all()
     assert world.decide(inquiry, who, answer="Physiotherapy is covered up to 20 sessions.").applied
     world.advance(inquiry, "finish")
     assert world.case(inquiry).status == "closed"
+    with Session(world.engine) as session:
+        [sent] = session.exec(select(Outbox).where(Outbox.template == "inquiry_answer")).all()
+    assert sent.recipient == f"customer:{world.case(inquiry).customer_id}"
+    assert sent.context["answer"] == "Physiotherapy is covered up to 20 sessions."
+    assert sent.language == "zh-CN"  # the customer's (a Chinese name, the desk's default)
 
 
 def test_an_elderly_customer_gets_the_simplified_list(world) -> None:
