@@ -126,8 +126,11 @@ def _drain_prefect_clients() -> None:
 async def _serve(limit: int, poll: float, heartbeats: bool) -> None:
     from flows.deployments import register
     from flows.runner import DeskRunner
+    from flows.workspace import CaseViewPublisher
 
-    await DeskRunner(await register(), limit=limit, poll_seconds=poll, heartbeats=heartbeats).run_until_signalled()
+    runner = DeskRunner(await register(), limit=limit, poll_seconds=poll, heartbeats=heartbeats,
+                        background=[CaseViewPublisher().loop])  # fmt: skip
+    await runner.run_until_signalled()
 
 
 # --- demo -------------------------------------------------------------------------------------------------

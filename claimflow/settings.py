@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         description="How long a claimed message is reserved for its sender; a sender that dies leaves it to "
         "be claimed again after this.",
     )
+    case_view_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the desk runner publishes changed cases to their runs in the Prefect UI (the case's "
+        "artifact and its assignee:, team:, waiting:, due:, sla: tags).",
+    )
     outbox_poll_seconds: int = Field(
         default=5, ge=1, description="Interval of the deliver-outbox deployment's schedule."
     )

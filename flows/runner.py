@@ -26,7 +26,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +124,8 @@ class DeskRunner:
         poll_seconds: how often to ask the server for runs that are due.
         observe_suspension: run Prefect's per-run watcher for suspensions made from outside the run (off:
             the desk's runs suspend themselves only; see the module's docstring).
+        background: jobs that run beside the poll loop until the runner stops, each called with the runner's
+            Prefect client and the stop event (``flows.workspace.CaseViewPublisher.loop``).
         heartbeats: Prefect's flow-run heartbeats (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, 180 s by default).
             Off by default: a desk leg lasts seconds, so a heartbeat is one more event at every leg's start
             telling the server what the Running state just told it (about a seventh of a leg's events); the
@@ -140,7 +142,9 @@ class DeskRunner:
         poll_seconds: float = 1.0,
         observe_suspension: bool = False,
         heartbeats: bool = False,
+        background: Sequence[Callable[[Any, anyio.Event], Coroutine[Any, Any, None]]] = (),
     ) -> None:
+        self.background = list(background)
         self.flows = dict(flows)
         self.heartbeats = heartbeats
         self.limit = limit
@@ -170,6 +174,8 @@ class DeskRunner:
                 self.flows = await with_result_storage_pinned(self.flows)
                 quiet_suspensions()
                 gc.freeze()
+                for job in self.background:
+                    group.start_soon(job, context.client, stop)
                 await self._loop(context.client, group, stop)
 
     async def _loop(self, client: Any, group: anyio.abc.TaskGroup, stop: anyio.Event) -> None:

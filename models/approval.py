@@ -101,3 +101,47 @@ def check_payment(amount: Decimal, *, approved: Decimal | None) -> None:
         raise InvalidInput("there is no approved amount on record: a payment follows an approval")
     if amount != approved:
         raise InvalidInput(f"amount: {amount} is not the {approved} approved; a payment records the approved amount")
+
+
+ROLE_WORDS: dict[str, dict[str, str]] = {
+    "en": {"handler": "handler", "supervisor": "supervisor", "manager": "manager", "or": " or ",
+           "the_handler": "{} (the handler)", "who_asked": "{} (who asked)", "a": "a {}", "nor": " nor ",
+           "either": "{}, or a {}", "not": ", not {}"},
+    "zh-CN": {"handler": "经办人", "supervisor": "主管", "manager": "经理", "or": "或",
+              "the_handler": "{}（经办人）", "who_asked": "{}（申请人）", "a": "{}", "nor": "、",
+              "either": "{}，或{}", "not": "，但不能是{}"},
+}  # fmt: skip
+
+
+def who_may_decide(
+    kind: DecisionKind, *, handler: str | None, requester: str | None = None, level: int = 1, language: str = "en"
+) -> str:
+    """Who may give a decision, in words, for the people reading the form or the case's page; the rule itself
+    is ``check_decider``.
+
+    Args:
+        kind: what is decided.
+        handler: the case's handler (username), if any.
+        requester: who asked for the approval (username), if any.
+        level: the escalation level.
+        language: ``en`` or ``zh-CN``.
+
+    Returns:
+        For instance ``li.wei (the handler), or a manager or supervisor`` or ``a manager or supervisor, not
+        li.wei (the handler) nor zhao.min (who asked)``.
+    """
+    w = ROLE_WORDS.get(language, ROLE_WORDS["en"])
+    allowed = ROLES_FOR[kind]
+    if kind == DecisionKind.escalation and level >= 2:
+        allowed = frozenset({StaffRole.manager})
+    others = w["or"].join(w[r.value] for r in sorted(allowed, key=lambda r: r.value) if r != StaffRole.handler)
+    if kind in (DecisionKind.review, DecisionKind.documents):
+        return (
+            w["either"].format(w["the_handler"].format(handler), others)
+            if handler
+            else w["a"].format(w["handler"] + w["or"] + others)
+        )
+    excluded = [w["the_handler"].format(handler) if handler else "", w["who_asked"].format(requester) if requester
+                else ""]  # fmt: skip
+    excluded = [e for e in excluded if e]
+    return w["a"].format(others) + (w["not"].format(w["nor"].join(excluded)) if excluded else "")

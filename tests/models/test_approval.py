@@ -62,3 +62,22 @@ def test_a_payment_records_the_approved_amount_and_nothing_else() -> None:
         check_payment(Decimal("100.00"), approved=Decimal("49000.00"))
     with pytest.raises(InvalidInput, match="no approved amount on record"):
         check_payment(Decimal("1.00"), approved=None)
+
+
+def test_who_may_decide_says_the_rule_in_words() -> None:
+    from models.approval import who_may_decide
+
+    assert who_may_decide(DecisionKind.review, handler="li.wei") == "li.wei (the handler), or a manager or supervisor"
+    assert who_may_decide(DecisionKind.second_approval, handler="li.wei", requester="zhao.min") == (
+        "a manager or supervisor, not li.wei (the handler) nor zhao.min (who asked)"
+    )
+    assert who_may_decide(DecisionKind.escalation, handler="li.wei", level=2) == "a manager, not li.wei (the handler)"
+
+
+def test_who_may_decide_in_chinese() -> None:
+    from models.approval import who_may_decide
+
+    assert who_may_decide(DecisionKind.review, handler="li.wei", language="zh-CN") == "li.wei（经办人），或经理或主管"
+    assert who_may_decide(DecisionKind.second_approval, handler="li.wei", requester="zhao.min", language="zh-CN") == (
+        "经理或主管，但不能是li.wei（经办人）、zhao.min（申请人）"
+    )

@@ -1,0 +1,101 @@
+"""The operators' workspace, kept current from the desk runner: each case's view published to its run.
+
+``CaseViewPublisher`` runs beside the desk runner's poll loop (``DeskRunner(background=...)``, as ``claimflow up``
+and ``claimflow runner`` start it): every ``CLAIMFLOW_CASE_VIEW_SECONDS`` it finds the cases with new events
+(``tasks.caseview.changed_cases``) and publishes each one's artifact and run tags. It is not a flow run: a loop
+every few seconds would fill the Runs page with housekeeping. Its first pass publishes every open case that has a
+run, so a restarted runner shows the desk as it stands.
+
+Events committed out of the order of their ids (two transactions in flight at once) are not missed: each pass
+reads again the last ``OVERLAP`` event ids before its mark, and a case whose newest sequence was published already
+is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+from sqlmodel import Session, col, select
+
+from claimflow.settings import get_settings
+from flows.common import transaction
+from models.tables import Case
+from tasks.cases import chain_tips
+from tasks.caseview import Changed, Published, changed_cases, last_event_id, publish, snapshot
+
+logger = logging.getLogger("claimflow.workspace")
+OVERLAP = 200
+
+
+class CaseViewPublisher:
+    """Publishes changed cases' views to their runs; ``loop`` is a desk runner background job."""
+
+    def __init__(self, *, every: float | None = None, batch: int = 500, language: str | None = None) -> None:
+        settings = get_settings()
+        self.every = every if every is not None else settings.case_view_seconds
+        self.batch = batch
+        self.tz = ZoneInfo(settings.office_timezone)
+        self.language = language or settings.default_language
+        self.mark: int | None = None
+        self.published: dict[int, int] = {}
+        """Case id -> the newest event sequence published, for the cases in the last pass's window."""
+
+    async def publish_changed(self, client: Any) -> Published:
+        """One pass: the cases changed since the last one (the first pass: every open case with a run)."""
+        if self.mark is None:
+            mark = await transaction(last_event_id)
+            todo = await transaction(_open_with_runs)
+        else:
+            changed, mark = await transaction(changed_cases, after_event_id=max(0, self.mark - OVERLAP),
+                                              limit=self.batch)  # fmt: skip
+            todo = [c for c in changed if self.published.get(c.case_id, 0) < c.sequence]
+            self.published = {c.case_id: max(c.sequence, self.published.get(c.case_id, 0)) for c in changed}
+            mark = max(mark, self.mark)
+        result = Published()
+        for item in todo:
+            case_id, sequence = item.case_id, item.sequence
+            try:
+                run_id, view = await transaction(_read, case_id=case_id, language=self.language)
+                if run_id is not None:
+                    await publish(client, run_id=run_id, view=view, now=datetime.now(UTC), tz=self.tz,
+                                  language=self.language)  # fmt: skip
+                    result.cases += 1
+                self.published[case_id] = max(sequence, self.published.get(case_id, 0))
+            except Exception as exc:  # one case never stops the pass; it is published again at the next change
+                self.published.pop(case_id, None)
+                result.failed.append(f"case {case_id}: {type(exc).__name__}")
+        if result.failed:
+            logger.warning("case views not published (tried again at their next change): %s", "; ".join(result.failed))
+        self.mark = mark
+        return result
+
+    async def loop(self, client: Any, stop: anyio.Event) -> None:
+        """Publish every ``every`` seconds until ``stop``; a pass that fails (the server restarting) is logged and
+        the next one tries again."""
+        while not stop.is_set():
+            try:
+                await self.publish_changed(client)
+            except Exception:
+                logger.exception("publishing case views failed; trying again in %.0f s", self.every)
+            with anyio.move_on_after(self.every):
+                await stop.wait()
+
+
+def _open_with_runs(session: Session) -> list[Changed]:
+    """Every open case with a run, with its last event's sequence."""
+    ids = [int(i or 0) for i in session.exec(
+        select(Case.id).where(col(Case.flow_run_id).is_not(None), col(Case.closed_at).is_(None)).order_by(col(Case.id))
+    ).all()]  # fmt: skip
+    tips = chain_tips(session, ids)
+    return [Changed(case_id, tips[case_id].sequence if case_id in tips else 0) for case_id in ids]
+
+
+def _read(session: Session, *, case_id: int, language: str) -> tuple[str | None, Any]:
+    case = session.get(Case, case_id)
+    if case is None or case.flow_run_id is None:
+        return None, None
+    return case.flow_run_id, snapshot(session, case_id=case_id, language=language)
