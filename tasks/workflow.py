@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.settings import Settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment
+from models.caseview import literal
 from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
@@ -620,7 +621,7 @@ def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
     ).all()
     for event in refused:
         if str(event.data.get("key", "")).startswith(stem):
-            return [f"**Last attempt refused** ({event.actor}): {event.data.get('reason')}"]
+            return [f"**Last attempt refused** ({literal(event.actor)}): {literal(event.data.get('reason'))}"]
     return []
 
 
@@ -629,8 +630,8 @@ def _describe(session: Session, case: Case, move: Move) -> str:
     if not isinstance(move, Ask):
         return ""
     lines = [f"**{case.number}** · {case.kind} · {case.status} · priority {case.priority}"]
-    if case.product_line:
-        lines.append(f"Product line: {case.product_line}; policy {case.policy_number or '-'}")
+    if case.product_line:  # text from a source or a customer: shown as written, never as a link or an image
+        lines.append(f"Product line: {literal(case.product_line)}; policy {literal(case.policy_number)}")
     if case.amount_claimed is not None:
         lines.append(f"Amount claimed: {case.amount_claimed} {case.currency}")
     step = current_step(session, case_id=case.id or 0, name=move.step)
@@ -640,7 +641,7 @@ def _describe(session: Session, case: Case, move: Move) -> str:
     if approval is not None and move.input_kind == InputKind.second_approval:
         lines.append(
             f"Proposed: {approval.subject_ref} {approval.amount} {case.currency} by "
-            f"{_username(session, approval.requested_by_id)}: {approval.comment or ''}"
+            f"{_username(session, approval.requested_by_id)}: {literal(approval.comment)}"
         )
     if step is not None and step.waiting_key and not step.waiting_key.endswith("-1"):
         lines += last_refusal(session, case.id or 0, step.waiting_key.rsplit("-", 1)[0] + "-")

@@ -286,3 +286,14 @@ def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(w
         assert len(steps) == 1
         assert not verify_cases(session).breaks
     assert world.events(case).count("step_opened") == 2  # review, then payment once
+
+
+def test_text_from_outside_in_the_form_shows_as_written(world) -> None:
+    """The Resume form renders its description as markdown: a policy number that is a link or an image from an
+    outside host, or a staff name typed as one, must show as written (a code span), not as a live link or a
+    fetched image."""
+    case = world.file(product_line="motor", policy_number="[P-1](https://evil.example/x)![i](https://evil.example/p)")
+    world.decide(case, "![x](https://evil.example/track.png)", decision="investigate", code="123456")
+    described = world.view(case).description
+    assert "Product line: `motor`; policy `[P-1](https://evil.example/x)![i](https://evil.example/p)`" in described
+    assert "(`![x](https://evil.example/track.png)`): `no staff member" in described
