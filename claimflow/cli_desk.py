@@ -72,9 +72,11 @@ def up(
     ui = api_url(settings).removesuffix("/api")
     out.print(f"Prefect UI:   {ui}  (login with: {auth_string(settings)})")
     out.print(f"case database: {engine.url.render_as_string(hide_password=True)}")
-    out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation, sla-watch (every "
-              "minute), reconcile (every minute), deliver-outbox, mail-intake, quality-report, "
-              "satisfaction-survey")  # fmt: skip
+    out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation; housekeeping (tag "
+              f"housekeeping): sla-watch (every minute), reconcile (every {settings.reconcile_seconds} s), "
+              "quality-report, satisfaction-survey"
+              + (", mail-intake" if settings.mail_imap_host else ""))  # fmt: skip
+    out.print("desk runner:  also delivers the outbox and keeps each case's page and tags current in the UI")
     out.print(f"delivery:     {describe_delivery(settings)}")
     out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
     from claimflow.cli_api import ApiThread
@@ -124,12 +126,14 @@ def _drain_prefect_clients() -> None:
 
 
 async def _serve(limit: int, poll: float, heartbeats: bool) -> None:
-    from flows.deployments import register
+    from flows.delivery import DeliveryLoop
+    from flows.deployments import register, up_schedules
     from flows.runner import DeskRunner
     from flows.workspace import CaseViewPublisher
 
-    runner = DeskRunner(await register(), limit=limit, poll_seconds=poll, heartbeats=heartbeats,
-                        background=[CaseViewPublisher().loop])  # fmt: skip
+    flows = await register(**up_schedules(get_settings()))
+    runner = DeskRunner(flows, limit=limit, poll_seconds=poll, heartbeats=heartbeats,
+                        background=[CaseViewPublisher().loop, DeliveryLoop().loop])  # fmt: skip
     await runner.run_until_signalled()
 
 

@@ -110,6 +110,10 @@ def server_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
+        # Prefect's own vacuum removes finished runs after the retention period, with their logs and artifacts:
+        # the Runs page keeps a month of the desk, not every housekeeping pass since it started
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(settings.run_retention_days * 86400),
     }
 
 

@@ -193,7 +193,22 @@ class Settings(BaseSettings):
         "artifact and its assignee:, team:, waiting:, due:, sla: tags).",
     )
     outbox_poll_seconds: int = Field(
-        default=5, ge=1, description="Interval of the deliver-outbox deployment's schedule."
+        default=5,
+        ge=1,
+        description="How often the desk runner looks for messages due (and the deliver-outbox deployment's "
+        "schedule where delivery runs as a deployment: 'python -m flows.delivery').",
+    )
+    reconcile_seconds: int = Field(
+        default=300,
+        ge=30,
+        description="How often 'claimflow up' runs reconcile (runs missing, dead or stranded; cases waiting for a "
+        "handler with room): each pass is a flow run, and every minute was 1,440 housekeeping runs a day.",
+    )
+    run_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Finished flow runs (housekeeping, closed cases) older than this are removed by the embedded "
+        "Prefect server with their logs and artifacts; the case database keeps every case and its history.",
     )
     mail_imap_host: str | None = Field(
         default=None, description="IMAP server of the desk's intake mailbox; e-mail intake is off while unset."

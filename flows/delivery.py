@@ -91,6 +91,54 @@ def announce_queued(count: int = 1) -> None:
     )
 
 
+class DeliveryLoop:
+    """Outbox delivery as a loop of the desk runner (``DeskRunner(background=[DeliveryLoop().loop])``, as
+    ``claimflow up`` and ``claimflow runner`` start it): every ``CLAIMFLOW_OUTBOX_POLL_SECONDS`` the due messages
+    are sent, batch after batch, with the same claims, retries and dead letters as the ``deliver-outbox`` flow.
+    Not a flow run: a run every few seconds was 17,280 a day on the Runs page, burying the cases. Several
+    runners deliver side by side safely (a message is claimed by one, under a lease)."""
+
+    def __init__(self, *, every: float | None = None, max_batches: int = 20) -> None:
+        from claimflow.settings import get_settings
+
+        self.every = every if every is not None else get_settings().outbox_poll_seconds
+        self.max_batches = max_batches
+
+    def deliver_due(self) -> dict[str, int]:
+        """Send what is due now; returns the counts (what ``deliver_outbox`` returns)."""
+        from claimflow.db import get_engine
+        from claimflow.settings import get_settings
+        from tasks.outbox import deliver_batch
+
+        engine = get_engine(get_settings().resolved_database_url)
+        total: dict[str, int] = {}
+        for _ in range(self.max_batches):
+            report = asdict(deliver_batch(engine, now=_now))
+            for key, value in report.items():
+                total[key] = total.get(key, 0) + value
+            if report["claimed"] == 0:
+                break
+        return total
+
+    async def loop(self, _client: Any, stop: Any) -> None:
+        """Deliver every ``every`` seconds until ``stop``; a pass that fails (the database restarting) is logged
+        and the next one tries again."""
+        import logging
+
+        import anyio
+
+        logger = logging.getLogger("claimflow.delivery")
+        while not stop.is_set():
+            try:
+                total = await anyio.to_thread.run_sync(self.deliver_due)
+                if total.get("claimed"):
+                    logger.info("outbox: %s", ", ".join(f"{k} {v}" for k, v in total.items()))
+            except Exception:
+                logger.exception("outbox delivery failed; trying again in %.0f s", self.every)
+            with anyio.move_on_after(self.every):
+                await stop.wait()
+
+
 if __name__ == "__main__":  # pragma: no cover - the serve process
     from prefect import serve
 

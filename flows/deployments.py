@@ -62,7 +62,7 @@ def desk_deployments(
         if delivery_interval == 0
         else deliver_outbox_deployment(delivery_interval)
     )
-    return [
+    pairs: list[tuple[Flow[Any, Any], Any]] = [
         (claim_process, claim_process.to_deployment(name="claim-process", description="One run per claim.")),
         (
             complaint_process,
@@ -102,6 +102,52 @@ def desk_deployments(
             ),
         ),
     ]
+    for flow, deployment in pairs:  # the Runs page can leave them out: filter on the case flows, or on this tag
+        if flow.name in HOUSEKEEPING:
+            deployment.tags = sorted({*(deployment.tags or []), HOUSEKEEPING_TAG})
+    return pairs
+
+
+HOUSEKEEPING = frozenset({"sla-watch", "reconcile", "deliver-outbox", "mail-intake", "quality-report",
+                          "satisfaction-survey"})  # fmt: skip
+"""The flows whose runs are the desk's housekeeping, not a case or an escalation."""
+HOUSEKEEPING_TAG = "housekeeping"
+
+
+def up_schedules(settings: Any) -> dict[str, Any]:
+    """The schedules ``claimflow up`` registers: outbox delivery is a loop of the desk runner (no deployment
+    schedule: every few seconds it was 17,280 runs a day), reconcile every ``CLAIMFLOW_RECONCILE_SECONDS``, the
+    mailbox only when one is configured (else a run a minute that does nothing); the watcher every minute."""
+    return {
+        "watch_interval": 60,
+        "reconcile_interval": settings.reconcile_seconds,
+        "delivery_interval": 0,
+        "mail_interval": None if settings.mail_imap_host else 0,
+        "reports": True,
+        "survey_interval": None,
+    }
+
+
+async def runs_per_day(pairs: list[tuple[Flow[Any, Any], Any]], *, start: Any) -> dict[str, int]:
+    """How many runs each scheduled deployment makes in the 24 hours from ``start``, by the Prefect server's own
+    schedule arithmetic (its scheduler creates exactly these); a deployment without a schedule makes none."""
+    from datetime import timedelta
+
+    from prefect.server.schemas import schedules as server_schedules
+
+    end = start + timedelta(days=1)
+    counts: dict[str, int] = {}
+    for flow, deployment in pairs:
+        total = 0
+        for schedule in deployment.schedules or []:
+            kind = getattr(server_schedules, type(schedule.schedule).__name__)
+            server_schedule = kind.model_validate(schedule.schedule.model_dump())
+            at = start
+            while dates := [d for d in await server_schedule.get_dates(n=500, start=at, end=end) if d < end]:
+                total += len(dates)  # the server checks up to 1,000 candidates a call: a day is asked in pieces
+                at = dates[-1] + timedelta(microseconds=1)
+        counts[flow.name] = total
+    return counts
 
 
 UNSCHEDULED: dict[str, Any] = {

@@ -90,6 +90,29 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
             journey.cases.update({kind: number for number, kind, _ in rows})
             complaint = journey.cases["CMP"]
 
+            # the waiting complaint's run carries the case (its artifact) and its worklist tags; no delivery runs
+            api, auth = f"http://127.0.0.1:{port}/api", (user, password)
+
+            def page() -> tuple[list[str], str]:
+                [run] = httpx.post(f"{api}/flow_runs/filter", auth=auth, timeout=10,
+                                   json={"flow_runs": {"name": {"any_": [complaint]}}}).json()  # fmt: skip
+                found = httpx.post(f"{api}/artifacts/filter", auth=auth, timeout=10,
+                                   json={"artifacts": {"key": {"any_": [f"case-{complaint.lower()}"]},
+                                                       "flow_run_id": {"any_": [run["id"]]}},
+                                         "sort": "CREATED_DESC"}).json()  # fmt: skip
+                return run["tags"], found[0]["data"] if found else ""
+
+            deadline = time.monotonic() + 60
+            while "waiting:complaint-decision" not in page()[0]:
+                assert time.monotonic() < deadline, f"the complaint's run was not tagged: {page()}"
+                time.sleep(1)
+            tags, artifact = page()
+            assert any(t.startswith("assignee:") for t in tags) and any(t.startswith("due:") for t in tags)
+            assert artifact.startswith(f"# {complaint} · complaint · investigating")
+            delivery_runs = httpx.post(f"{api}/flow_runs/filter", auth=auth, timeout=10,
+                                       json={"flows": {"name": {"any_": ["deliver-outbox"]}}}).json()  # fmt: skip
+            assert delivery_runs == []
+
             enrolled = journey.run("staff", "enroll", "chen.jing", "--force")
             secret = re.search(r"secret: ([A-Z2-7]{32})", enrolled.stdout).group(1)
             stale = code_at(secret, datetime.now(UTC) - timedelta(hours=1))

@@ -102,3 +102,61 @@ def test_the_deployment_runs_on_a_schedule_and_on_the_queued_event() -> None:
     assert schedule.schedule.interval.total_seconds() == 5
     [trigger] = deployment.triggers
     assert trigger.expect == {QUEUED_EVENT}
+
+
+def test_the_desk_runners_delivery_loop_sends_what_is_due_without_a_flow_run(
+    prefect_server: None, configured: Engine, smtp: SmtpSink
+) -> None:
+    """``claimflow up`` delivers from the desk runner's loop: the messages leave, and no deliver-outbox run is
+    made on the server (a run every few seconds buried the case runs)."""
+    import asyncio
+
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from flows.delivery import DeliveryLoop
+
+    async def runs() -> int:
+        async with get_client() as client:
+            found = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["deliver-outbox"])))
+            return len(found)
+
+    before = asyncio.run(runs())
+    _queue_acknowledgements(configured, 3)
+
+    async def one_pass() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(DeliveryLoop(every=0.2).loop, None, stop)
+            with anyio.fail_after(30):
+                while len(smtp.messages) < 3:
+                    await anyio.sleep(0.1)
+            stop.set()
+
+    asyncio.run(one_pass())
+    assert sorted(m["To"] for m in smtp.messages) == [f"customer{i}@example.com" for i in range(3)]
+    with Session(configured) as session:
+        assert {r.status for r in session.exec(select(Outbox))} == {OutboxStatus.sent}
+    assert asyncio.run(runs()) == before
+
+
+def test_a_day_of_claimflow_up_makes_fewer_than_2000_housekeeping_runs_each_tagged() -> None:
+    """What the server's scheduler makes of the schedules ``claimflow up`` registers, over a day (Prefect's own
+    schedule arithmetic): under 2,000 housekeeping runs (the watcher every minute, reconcile every 5 minutes, the
+    daily report and survey), against 21,602 with every deployment scheduled as before (delivery every 5 s)."""
+    import asyncio
+
+    from flows.deployments import HOUSEKEEPING, HOUSEKEEPING_TAG, desk_deployments, runs_per_day, up_schedules
+
+    start = datetime(2026, 12, 8, tzinfo=UTC)  # a Tuesday: the weekly report does not run
+    settings = get_settings()
+    pairs = desk_deployments(**up_schedules(settings))
+    counts = asyncio.run(runs_per_day(pairs, start=start))
+    assert counts["sla-watch"] == 1440 and counts["reconcile"] == 86400 // settings.reconcile_seconds
+    assert counts["deliver-outbox"] == 0 and counts["mail-intake"] == 0  # no mailbox configured
+    assert sum(counts.values()) < 2000
+    before = asyncio.run(runs_per_day(desk_deployments(), start=start))
+    assert sum(before.values()) > 20_000
+    for flow, deployment in pairs:
+        assert (HOUSEKEEPING_TAG in (deployment.tags or [])) == (flow.name in HOUSEKEEPING)
