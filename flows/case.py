@@ -19,7 +19,9 @@ from typing import Any
 import anyio
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.flow_runs import asuspend_flow_run
+from prefect.states import Failed
 
 from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
 from flows.inputs import FORMS
@@ -56,9 +58,24 @@ async def automatic_move(case_id: int, action: str) -> None:
     await transaction(advance, desk=desk(), case_id=case_id, action=action, now=now())
 
 
-@task(name="apply-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
-async def apply_decision(case_id: int, key: str, answer: dict[str, Any]) -> DecisionResult:
-    return await transaction(decide, desk=desk(), case_id=case_id, key=key, answer=answer, now=now())
+REFUSED = "refused: "
+
+
+def _not_refused(_task: Any, _run: Any, state: State[Any]) -> bool:
+    """Retry a failed decision only when it failed (the database, a bug), not when the desk refused it."""
+    return not (state.message or "").startswith(REFUSED)
+
+
+@task(name="apply-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
+      retry_condition_fn=_not_refused)  # fmt: skip
+async def apply_decision(case_id: int, key: str, answer: dict[str, Any]) -> DecisionResult | State[Any]:
+    """Apply a person's answer. A refused answer (wrong code, role, four eyes, an answer the rules do not allow)
+    ends the task run Failed with the reason as its message, so the run's page does not show it as a success;
+    the refusal is recorded on the case and the run asks again."""
+    result = await transaction(decide, desk=desk(), case_id=case_id, key=key, answer=answer, now=now())
+    if result.refused:
+        return Failed(message=f"{REFUSED}{result.refused}")
+    return result
 
 
 async def drive_case(case_id: int) -> str:
@@ -77,9 +94,15 @@ async def drive_case(case_id: int) -> str:
         form = FORMS[move.input_kind].with_initial_data(description=current.description)
         logger.info("%s waits for %s (%s)", current.number, move.input_kind.value, current.waiting_key)
         answer = await asuspend_flow_run(wait_for_input=form, key=current.waiting_key, timeout=SUSPEND_TIMEOUT)
-        result = await apply_decision(case_id, current.waiting_key, answer.model_dump(mode="json"))
-        if result.refused:
-            logger.warning("%s: decision refused: %s", current.number, result.refused)
+        state: State[Any] = await apply_decision(  # type: ignore[misc]  # an async task's call is awaited
+            case_id, current.waiting_key, answer.model_dump(mode="json"), return_state=True
+        )
+        if state.is_failed() and (state.message or "").startswith(REFUSED):
+            logger.warning("%s: decision %s; asking again", current.number, state.message)
+        else:
+            await (
+                state.aresult()
+            )  # a decision that failed for another reason fails the run (the reconciler restarts it)
     raise RuntimeError(f"case {case_id} moved {MAX_LEGS} times in one run without closing")
 
 

@@ -165,6 +165,20 @@ class FlowKit:
         return asyncio.run(read())
 
     @staticmethod
+    def task_runs(run_id: str) -> list[tuple[str, StateType | None, str | None]]:
+        """A flow run's task runs as its page lists them: name, state type, state message."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        async def read() -> list[tuple[str, StateType | None, str | None]]:
+            async with get_client() as client:
+                runs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+                )
+                return [(r.name, r.state.type if r.state else None, r.state.message if r.state else None) for r in runs]
+
+        return asyncio.run(read())
+
+    @staticmethod
     def events(world, case) -> list[str]:
         with Session(world.engine) as session:
             return [

@@ -79,6 +79,10 @@ def test_a_refused_code_is_recorded_and_the_run_asks_again(live, kit) -> None:
     log = kit.events(world, case)
     assert log.count("decision_refused") == 1 and log.count("answer") == 1
     assert world.outbox().count("inquiry_answer") == 1  # the customer is sent the answer, once
+    # the refused attempt's task run does not look like a success on the run's page: Failed, with the reason, once
+    states = {name: (state_type, message) for name, state_type, message in kit.task_runs(run_id)}
+    assert states[first_key] == (StateType.FAILED, "refused: the approval code is wrong or has expired")
+    assert states[second_key][0] == StateType.COMPLETED
 
 
 def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:
