@@ -115,6 +115,71 @@ CLI_OPTIONS: dict[str, str] = {
 """The ``claimflow decide`` options of each form (the same fields as the form in the UI)."""
 
 
+CHOICES: dict[str, dict[str, dict[str, str]]] = {
+    "claim_review": {
+        "en": {
+            "approve": "pay the amount; the customer is told the decision (from the second-approval threshold up, a "
+            "supervisor approves it first)",
+            "approve_partly": "pay part, with the reasons; the customer is told what is paid, why, and how to complain",
+            "reject": "the customer is told the reasons, the policy clause relied on, and how to complain",
+            "request_documents": "the customer is sent the one complete list of missing documents; the clock stops "
+            "until they arrive",
+            "investigate": "open an investigation before deciding",
+        },
+        "zh-CN": {
+            "approve": "按金额赔付，并通知客户（达到二次审批金额的，须主管先审批）",
+            "approve_partly": "部分赔付并说明理由；通知客户赔付金额、理由及投诉途径",
+            "reject": "拒赔：通知客户理由、所依据的条款及投诉途径",
+            "request_documents": "一次性通知客户需补充的全部材料；材料到齐前时限暂停",
+            "investigate": "先立案调查再作决定",
+        },
+    },
+    "complaint_decision": {
+        "en": {
+            "uphold": "the complaint is upheld and the remedy done; the customer is told the outcome",
+            "partly_uphold": "upheld in part, with the remedy and the findings; the customer is told the outcome",
+            "not_uphold": "not upheld, with the findings; the customer is told why and where to go next",
+            "mediate": "offer mediation before a final answer",
+            "refer_outside": "refer to the outside body (the jurisdiction's, or the one named)",
+        },
+        "zh-CN": {
+            "uphold": "投诉成立并落实补救措施；通知客户处理结果",
+            "partly_uphold": "投诉部分成立，说明补救措施与调查结论；通知客户处理结果",
+            "not_uphold": "投诉不成立，说明调查结论；告知客户理由及后续途径",
+            "mediate": "在最终答复前提供调解",
+            "refer_outside": "转交外部机构处理（所属辖区的机构或指定机构）",
+        },
+    },
+    "second_approval": {
+        "en": {"approve": "the proposed decision takes effect and the customer is told",
+               "reject": "the proposal goes back to the handler's review"},
+        "zh-CN": {"approve": "拟定决定生效并通知客户", "reject": "退回经办人重新审核"},
+    },
+    "payment": {"en": {"": "record the payment of the approved amount; the customer is told it was paid"},
+                "zh-CN": {"": "登记已支付核准金额；通知客户已付款"}},
+    "documents": {"en": {"": "tick the documents that arrived; when the list is complete the clock runs again"},
+                  "zh-CN": {"": "勾选已收到的材料；材料齐全后时限恢复计算"}},
+    "inquiry_answer": {"en": {"": "the answer is sent to the customer on their channel, in their language"},
+                       "zh-CN": {"": "答复将按客户的联系渠道和语言发送给客户"}},
+}  # fmt: skip
+"""What each choice of a form does, and what the customer is told, in the desk's languages."""
+
+
+def choice_lines(form: str, language: str) -> list[str]:
+    """Markdown lines, one per choice of the form: ``- `approve`: pay the amount; ...``."""
+    effects = CHOICES.get(form, {})
+    words = effects.get(language) or effects.get("en") or {}
+    return [f"- `{choice}`: {text}" if choice else f"- {text}" for choice, text in words.items()]
+
+
+FORM_WORDS = {
+    "en": {"due": "Due", "decides": "Who may decide", "sign": "Give your staff username and the current code of "
+           "your authenticator app.", "choices": "What each choice does"},
+    "zh-CN": {"due": "截止", "decides": "可决定的人", "sign": "请填写您的员工用户名及身份验证器当前显示的动态码。",
+              "choices": "各选项的处理方式"},
+}  # fmt: skip
+
+
 def cli_command(number: str, form: str) -> str:
     """The ``claimflow decide`` line that gives the same decision as the form."""
     return f"claimflow decide {number} --staff USERNAME --code CODE {CLI_OPTIONS.get(form, '')}".rstrip()

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from claimflow.settings import Settings
-from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment
-from models.caseview import literal
+from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment, who_may_decide
+from models.caseview import FORM_WORDS, StepLine, choice_lines, due_words, literal, office_time
 from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
@@ -609,7 +610,7 @@ def view(session: Session, desk: Desk, *, case_id: int, now: datetime) -> CaseVi
             step = open_step(session, desk, case=case, name=move.step, now=now, input_kind=move.input_kind)
             _tell_handler(session, case=case, step=step, now=now)
         key = step.waiting_key
-    return CaseView(case_id, case.number, case.kind, case.status, move, key, _describe(session, case, move))
+    return CaseView(case_id, case.number, case.kind, case.status, move, key, _describe(session, desk, case, move, now))
 
 
 def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
@@ -625,10 +626,14 @@ def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
     return []
 
 
-def _describe(session: Session, case: Case, move: Move) -> str:
-    """What the person deciding sees above the form (markdown; no personal data)."""
+def _describe(session: Session, desk: Desk, case: Case, move: Move, now: datetime) -> str:
+    """What the person deciding sees above the form (markdown; no personal data): the case, the step's due time
+    in the office's zone and how far away, who may decide, what each choice does (and what the customer is
+    told), and why the last answer was refused; in the desk's language."""
     if not isinstance(move, Ask):
         return ""
+    language, tz = desk.settings.default_language, ZoneInfo(desk.settings.office_timezone)
+    words = FORM_WORDS.get(language, FORM_WORDS["en"])
     lines = [f"**{case.number}** · {case.kind} · {case.status} · priority {case.priority}"]
     if case.product_line:  # text from a source or a customer: shown as written, never as a link or an image
         lines.append(f"Product line: {literal(case.product_line)}; policy {literal(case.policy_number)}")
@@ -636,16 +641,23 @@ def _describe(session: Session, case: Case, move: Move) -> str:
         lines.append(f"Amount claimed: {case.amount_claimed} {case.currency}")
     step = current_step(session, case_id=case.id or 0, name=move.step)
     if step is not None and step.due_at is not None:
-        lines.append(f"Due: {step.due_at.isoformat(timespec='minutes')} ({step.policy_rule})")
+        line = StepLine(step.name, str(step.status), None, step.due_at, step.policy_rule, step.escalation_level)
+        lines.append(f"{words['due']}: {office_time(step.due_at, tz=tz, language=language)} ({tz.key}) · "
+                     f"{due_words(line, now=now, language=language)} · {literal(step.policy_rule)}")  # fmt: skip
     approval = _pending_approval(session, case.id or 0)
     if approval is not None and move.input_kind == InputKind.second_approval:
         lines.append(
             f"Proposed: {approval.subject_ref} {approval.amount} {case.currency} by "
             f"{_username(session, approval.requested_by_id)}: {literal(approval.comment)}"
         )
+    handler = _username(session, case.handler_id)
+    requester = _username(session, approval.requested_by_id) if approval else None
+    lines.append(f"{words['decides']}: " + who_may_decide(DECISION_KIND[move.input_kind], handler=handler,
+                                                          requester=requester, language=language))  # fmt: skip
+    lines.append(f"{words['choices']}:\n\n" + "\n".join(choice_lines(move.input_kind.value, language)))
     if step is not None and step.waiting_key and not step.waiting_key.endswith("-1"):
         lines += last_refusal(session, case.id or 0, step.waiting_key.rsplit("-", 1)[0] + "-")
-    lines.append("Name yourself and give your current approval code from your authenticator app.")
+    lines.append(words["sign"])
     return "\n\n".join(lines)
 
 

@@ -297,3 +297,19 @@ def test_text_from_outside_in_the_form_shows_as_written(world) -> None:
     described = world.view(case).description
     assert "Product line: `motor`; policy `[P-1](https://evil.example/x)![i](https://evil.example/p)`" in described
     assert "(`![x](https://evil.example/track.png)`): `no staff member" in described
+
+
+def test_the_form_says_when_it_is_due_in_office_time_who_may_decide_and_what_each_choice_does(world) -> None:
+    case = world.file(product_line="motor")
+    described = world.view(case).description
+    handler = _handler_name(world, case)
+    # filed Monday 09:30 in Shanghai, due when Thursday ends there
+    assert "截止: 2026-03-06 周五 00:00 (Asia/Shanghai) · 还剩 3天 14小时 · `service-standard claim.review" in described
+    assert f"可决定的人: {handler}（经办人），或经理或主管" in described
+    assert "- `request_documents`: 一次性通知客户需补充的全部材料；材料到齐前时限暂停" in described
+    assert "- `reject`: 拒赔：通知客户理由、所依据的条款及投诉途径" in described
+
+
+def _handler_name(world, case) -> str:
+    with Session(world.engine) as session:
+        return session.get(Staff, world.case(case).handler_id).username
