@@ -35,7 +35,7 @@ from claimflow.console import fit_to_output, out, parse_sets
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel, ContactChannel, Priority
-from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, describe_validation_error
+from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
 from models.lifecycle import LIFECYCLES, lifecycle_for
 from models.masking import mask_birth_date, mask_email, mask_id_number, mask_name, mask_phone
 from models.staff import StaffDirectory
@@ -220,6 +220,29 @@ def staff_list() -> None:
                 "yes" if s.active else "no",
             )
     out.print(table)
+
+
+@staff_app.command("links")
+def staff_links_command(
+    username: Annotated[str, typer.Argument(help="Staff member whose worklists to link.")],
+) -> None:
+    """Bookmarkable Prefect UI links to a person's worklists: their waiting cases, their breached cases, all their
+    cases, their team's queue; for supervisors and managers the breached cases of every team and the escalations
+    of their level. The links open the UI whose run pages show Resume as a button (``CLAIMFLOW_UI_URL``)."""
+    from sqlmodel import select
+
+    from models.caseview import staff_links
+
+    with _session() as session:
+        member = session.exec(select(Staff).where(Staff.username == username.strip())).first()
+        if member is None:
+            raise NotFound(f"no staff member '{username}'")
+        department = session.get(Department, member.department_id) if member.department_id else None
+        links = staff_links(get_settings().resolved_ui_url, username=member.username,
+                            team=department.code if department else None, role=str(member.role))  # fmt: skip
+    for label, url in links:
+        out.print(f"{label}:")
+        out.print(f"  {url}")
 
 
 @staff_app.command("enroll")

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     )
     prefect_host: str = Field(default="127.0.0.1", description="Address the embedded Prefect server listens on.")
     prefect_port: int = Field(default=4200, ge=1, le=65535, description="Port of the Prefect server and its UI.")
+    ui_url: str | None = Field(
+        default=None,
+        description="The Prefect UI's address as staff reach it, for the links in staff messages and 'claimflow "
+        "staff links' (e.g. https://desk.insurer.example behind a proxy); default http://<prefect host>:<port>.",
+    )
     prefect_auth: SecretStr | None = Field(
         default=None,
         description="Basic-auth string user:password protecting the Prefect server and UI; default: one made on "
@@ -289,6 +294,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @property
+    def resolved_ui_url(self) -> str:
+        """The UI's address for links: ``CLAIMFLOW_UI_URL``, else the embedded server's."""
+        return (self.ui_url or f"http://{self.prefect_host}:{self.prefect_port}").rstrip("/")
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 TAG_PREFIXES = ("assignee:", "team:", "waiting:", "due:", "sla:")
@@ -178,6 +179,63 @@ FORM_WORDS = {
     "zh-CN": {"due": "截止", "decides": "可决定的人", "sign": "请填写您的员工用户名及身份验证器当前显示的动态码。",
               "choices": "各选项的处理方式"},
 }  # fmt: skip
+
+
+WAITING_STATES = ("Suspended", "Paused")
+"""The state names of a run that waits for a person (a case run suspends; a paused run is the same to a person)."""
+LOOKBACK_SECONDS = 366 * 86400
+"""How far back a worklist link looks: the UI shows the past 7 days unless a link says otherwise."""
+
+
+def runs_url(ui: str, *, tags: Sequence[str] = (), waiting: bool = True, search: str | None = None) -> str:
+    """A bookmarkable Runs page of the Prefect UI (the one served at the root, where a suspended run's Resume
+    button is in plain sight): runs carrying every one of ``tags``, waiting for a person unless ``waiting`` is
+    false, whose name holds ``search``; a year back (the page's own default is the past 7 days).
+
+    Args:
+        ui: the UI's address, e.g. ``http://127.0.0.1:4200``.
+        tags: tags a run must all carry (``assignee:li.wei``, ``sla:breached``).
+        waiting: only runs suspended or paused (waiting for a person).
+        search: part of the run's name (a case number).
+
+    Returns:
+        The URL.
+    """
+    query = [("tag", t) for t in tags] + ([("state", s) for s in WAITING_STATES] if waiting else [])
+    query += [("flow-run-search", search)] if search else []
+    query += [("type", "span"), ("seconds", f"-{LOOKBACK_SECONDS}")]
+    return f"{ui}/runs?{urlencode(query)}"
+
+
+def case_url(ui: str, number: str) -> str:
+    """The link to a case's runs, by its number: stays right when the reconciler replaces the run."""
+    return runs_url(ui, waiting=False, search=number)
+
+
+def staff_links(ui: str, *, username: str, team: str | None, role: str) -> list[tuple[str, str]]:
+    """A person's bookmarks: their waiting cases, all their cases, their breached cases, their team's queue, and
+    for supervisors and managers the desk's breached cases and the escalations their level decides.
+
+    Args:
+        ui: the UI's address.
+        username: the staff member.
+        team: their department's code (the ``team:`` tag), if any.
+        role: handler, supervisor or manager.
+
+    Returns:
+        (what the link shows, URL) pairs.
+    """
+    mine = f"assignee:{username}"
+    links = [("my cases waiting for me", runs_url(ui, tags=[mine])),
+             ("my breached cases", runs_url(ui, tags=[mine, "sla:breached"], waiting=False)),
+             ("all my cases", runs_url(ui, tags=[mine], waiting=False))]  # fmt: skip
+    if team:
+        links.append((f"team {team}: cases waiting", runs_url(ui, tags=[f"team:{team}"])))
+    if role in ("supervisor", "manager"):
+        links.append(("breached cases, every team", runs_url(ui, tags=["sla:breached"], waiting=False)))
+        level = "level-2" if role == "manager" else "level-1"
+        links.append((f"escalations waiting ({level})", runs_url(ui, tags=[f"escalation:{level}"])))
+    return links
 
 
 def cli_command(number: str, form: str) -> str:

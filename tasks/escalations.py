@@ -17,7 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from claimflow.db import deferred_writes, describe_failure, insert_rows, one_of, update_rows
+from claimflow.settings import get_settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
+from models.caseview import runs_url
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
@@ -25,7 +27,7 @@ from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, escalation_run_name, what_is_due
 from tasks.cases import NewEvent, append_event, append_events, chain_tips
 from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, queue_messages
-from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal
+from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal, staff_links_for
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list
                 messages.append(Message(
                     "staff_reminder", f"staff:{assignee}",
                     {"case_number": case.number, "step": step.name, "percent": percent, "handler_name": assignee,
-                     "due_at": step.due_at, "case_url": f"claimflow case show {case.number}"},
+                     "due_at": step.due_at, **staff_links_for(case.number, assignee)},
                     f"reminder:{step.id}:{step.attempt}:{step.due_at}:{percent}", case=case,
                 ))  # fmt: skip
             report.reminders.append((case.number, step.name, reminder.fraction))
@@ -259,8 +261,8 @@ def _notices(due: list[_Due], report: WatchReport) -> tuple[list[NewEvent], list
                 "staff_breach_escalation", f"role:{role}",
                 {"case_number": case.number, "step": step.name, "handler_name": assignee or "-",
                  "supervisor_name": role, "due_at": step.due_at,
-                 "approval_url": "Prefect UI: flow run "
-                 + escalation_run_name(case.number, level=level, ladder_round=step.ladder_round),
+                 "approval_url": runs_url(get_settings().resolved_ui_url, search=escalation_run_name(
+                     case.number, level=level, ladder_round=step.ladder_round)),
                  "approval_command": f"claimflow escalation decide {escalation_id} --staff USERNAME "
                  "--code CODE --decision extend|reassign|take_over"},
                 f"escalation:{escalation_id}", case=case,

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.settings import Settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment, who_may_decide
-from models.caseview import FORM_WORDS, StepLine, choice_lines, due_words, literal, office_time
+from models.caseview import FORM_WORDS, StepLine, case_url, choice_lines, due_words, literal, office_time, runs_url
 from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
@@ -454,6 +454,15 @@ def intake(
     return case
 
 
+def staff_links_for(number: str, username: str) -> dict[str, str]:
+    """What a staff message links to: the case's runs in the Prefect UI (by its number, so the link survives a
+    replaced run) and the person's waiting cases (``CLAIMFLOW_UI_URL``)."""
+    from claimflow.settings import get_settings
+
+    ui = get_settings().resolved_ui_url
+    return {"case_url": case_url(ui, number), "worklist_url": runs_url(ui, tags=[f"assignee:{username}"])}
+
+
 def _tell_handler(session: Session, *, case: Case, step: Step, now: datetime) -> None:
     handler = session.get(Staff, step.assignee_id) if step.assignee_id else None
     if handler is None or step.due_at is None:
@@ -468,7 +477,7 @@ def _tell_handler(session: Session, *, case: Case, step: Step, now: datetime) ->
             "priority": case.priority,
             "handler_name": handler.name,
             "due_at": step.due_at,
-            "case_url": f"claimflow case show {case.number}",
+            **staff_links_for(case.number, handler.username),
         },
         idempotency_key=f"assigned:{case.number}:{step.name}:{step.attempt}:{handler.username}",
         now=now,

@@ -357,3 +357,16 @@ def test_text_from_outside_prints_as_text_not_as_terminal_commands(desk: Desk, t
         assert not set(shown) & {"\x1b", "\x9b", "\x07", "\u202e"}
     shown = desk("case", "show", number)
     assert "policy: P-\ufffd]0;owned\ufffd" in shown
+
+
+def test_staff_links_prints_a_persons_bookmarks(desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    desk("staff", "import", str(staff))
+    monkeypatch.setenv("CLAIMFLOW_UI_URL", "https://desk.insurer.example/")
+    shown = desk("staff", "links", "li.wei")
+    assert (
+        "my cases waiting for me:\n  https://desk.insurer.example/runs?tag=assignee%3Ali.wei&state=Suspended" in shown
+    )
+    assert "team claims-motor: cases waiting:" in shown
+    assert "no staff member 'nobody'" in desk("staff", "links", "nobody", code=3)

@@ -245,3 +245,56 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
         assert decided.decision == "extend"
     page.reload()
     expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_handlers_worklist_link_shows_their_waiting_cases_and_each_case_page_shows_the_case(
+    page, ui_server, ui_live, kit, tmp_path
+) -> None:
+    """``claimflow staff links``: a handler's "waiting for me" link opens the Runs page filtered to exactly the runs
+    that wait for them (another handler's case is not there); the case's run page has the case as its artifact."""
+    from playwright.sync_api import expect
+
+    from flows.workspace import CaseViewPublisher
+    from models.caseview import staff_links
+
+    world = ui_live
+    first, second = world.file(product_line="motor"), world.file(product_line="motor")
+    runs = {c.number: aside(lambda c=c: asyncio.run(launch_case(world.engine, case_id=c.id))) for c in (first, second)}
+    for run_id in runs.values():
+        kit.wait_for("the case run to suspend", lambda r=run_id: aside(kit.run_state, r) == StateType.PAUSED)
+    mine, theirs = kit.handler_of(world, first), kit.handler_of(world, second)
+    assert mine != theirs  # routed to the least-loaded handler: one each
+
+    async def publish() -> int:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            return (await CaseViewPublisher(every=1, language="en").publish_changed(client)).cases
+
+    assert aside(lambda: asyncio.run(publish())) == 2
+    [link] = [url for lbl, url in staff_links(ui_server.url, username=mine, team=None, role="handler")
+                       if lbl == "my cases waiting for me"]  # fmt: skip
+
+    page.goto(link)  # a bookmark: the UI asks for the desk's login first, then shows the filtered runs
+    login, listed = (
+        page.get_by_role("textbox", name="admin:pass"),
+        page.get_by_role("link", name=first.number, exact=True),
+    )
+    expect(login.or_(listed).first).to_be_visible()
+    if login.is_visible():
+        login.fill(ui_server.login)
+        page.get_by_role("button", name="Login").click()
+        page.goto(link)
+    expect(listed).to_be_visible()
+    expect(page.get_by_role("link", name=second.number, exact=True)).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "worklist.png"), full_page=True)
+
+    # the case's run page: the case itself, as its artifact
+    page.get_by_role("link", name=first.number, exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/runs/flow-run/{runs[first.number]}"))
+    page.get_by_text("Artifacts", exact=True).click()
+    page.get_by_text(f"case-{first.number.lower()}").first.click()
+    expect(page.get_by_text(f"{first.number} · claim · under_review").first).to_be_visible()
+    expect(page.get_by_text(f"who may decide: {mine} (the handler)").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "case-artifact.png"), full_page=True)

@@ -102,3 +102,25 @@ def test_spans_in_words() -> None:
     assert span(timedelta(days=2, hours=3, minutes=5), language="en") == "2 d 3 h"
     assert span(timedelta(hours=5, minutes=10), language="en") == "5 h 10 min"
     assert span(timedelta(seconds=20), language="en") == "0 min"
+
+
+def test_worklist_links_filter_the_runs_page_by_tags_and_waiting_states_a_year_back() -> None:
+    from models.caseview import case_url, runs_url, staff_links
+
+    ui = "http://127.0.0.1:4200"
+    assert runs_url(ui, tags=["assignee:li.wei"]) == (
+        "http://127.0.0.1:4200/runs?tag=assignee%3Ali.wei&state=Suspended&state=Paused&type=span&seconds=-31622400"
+    )
+    assert case_url(ui, "CLM-2026-000001") == (
+        "http://127.0.0.1:4200/runs?flow-run-search=CLM-2026-000001&type=span&seconds=-31622400"
+    )
+    handler = dict(staff_links(ui, username="li.wei", team="claims-motor", role="handler"))
+    assert list(handler) == [
+        "my cases waiting for me",
+        "my breached cases",
+        "all my cases",
+        "team claims-motor: cases waiting",
+    ]
+    assert "tag=assignee%3Ali.wei&tag=sla%3Abreached" in handler["my breached cases"]  # both tags: AND
+    manager = dict(staff_links(ui, username="zhou.qiang", team=None, role="manager"))
+    assert "tag=escalation%3Alevel-2&state=Suspended" in manager["escalations waiting (level-2)"]
