@@ -23,9 +23,11 @@ from sqlmodel import Session, col, select
 
 from claimflow.settings import get_settings
 from flows.common import transaction
-from models.tables import Case
+from models.tables import Case, Department, Staff
+from models.worklists import artifact_key, render_breached, render_summary, render_worklist
 from tasks.cases import chain_tips
 from tasks.caseview import Changed, Published, changed_cases, last_event_id, publish, snapshot
+from tasks.worklists import desk_lists
 
 logger = logging.getLogger("claimflow.workspace")
 OVERLAP = 200
@@ -40,6 +42,9 @@ class CaseViewPublisher:
         self.batch = batch
         self.tz = ZoneInfo(settings.office_timezone)
         self.language = language or settings.default_language
+        self.worklist_every = 60.0
+        self.worklists: dict[str, str] = {}
+        """Artifact key -> the text last written under it."""
         self.mark: int | None = None
         self.published: dict[int, int] = {}
         """Case id -> the newest event sequence published, for the cases in the last pass's window."""
@@ -73,12 +78,49 @@ class CaseViewPublisher:
         self.mark = mark
         return result
 
+    async def publish_worklists(self, client: Any) -> int:
+        """The worklists (per handler and per team), the supervisors' breached list and the desk summary, as keyed
+        artifacts (``models.worklists``); a list whose text has not changed since the last pass is not written
+        again. Returns how many were written."""
+        from prefect.client.schemas.actions import ArtifactCreate
+
+        now = datetime.now(UTC)
+        day_start = now.astimezone(self.tz).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+        lists = await transaction(desk_lists, ui=get_settings().resolved_ui_url, now=now, day_start=day_start)
+        active = await transaction(_active_staff)
+        texts: dict[str, tuple[str, str]] = {}
+        for username, _team in active:
+            mine = [r for r in lists.waiting if r.assignee == username]
+            texts[artifact_key("worklist", username)] = (f"{username}: what waits for them", render_worklist(
+                f"Waiting for {username}", mine, now=now, tz=self.tz, language=self.language))  # fmt: skip
+        for team in sorted({t for _, t in active if t} | {r.team for r in lists.waiting if r.team}):
+            rows = [r for r in lists.waiting if r.team == team]
+            texts[artifact_key("team", team)] = (f"team {team}: what waits", render_worklist(
+                f"Team {team}: waiting cases", rows, now=now, tz=self.tz, language=self.language))  # fmt: skip
+        breached = [r for r in lists.waiting if (r.due_at is not None and r.due_at < now) or r.escalation_level]
+        texts["desk-breached"] = ("breached steps and undecided escalations", render_breached(
+            breached, lists.escalations, now=now, tz=self.tz, language=self.language))  # fmt: skip
+        texts["desk-summary"] = ("the desk at a glance", render_summary(lists.counts, now=now, tz=self.tz,
+                                                                         language=self.language))  # fmt: skip
+        written = 0
+        for key, (description, text) in texts.items():
+            if self.worklists.get(key) == text:
+                continue
+            await client.create_artifact(ArtifactCreate(key=key, type="markdown", description=description, data=text))
+            self.worklists[key] = text
+            written += 1
+        return written
+
     async def loop(self, client: Any, stop: anyio.Event) -> None:
-        """Publish every ``every`` seconds until ``stop``; a pass that fails (the server restarting) is logged and
-        the next one tries again."""
+        """Publish every ``every`` seconds, and the worklists every ``worklist_every``, until ``stop``; a pass that
+        fails (the server restarting) is logged and the next one tries again."""
+        next_lists = 0.0
         while not stop.is_set():
             try:
                 await self.publish_changed(client)
+                if anyio.current_time() >= next_lists:
+                    next_lists = anyio.current_time() + self.worklist_every
+                    await self.publish_worklists(client)
             except Exception:
                 logger.exception("publishing case views failed; trying again in %.0f s", self.every)
             with anyio.move_on_after(self.every):
@@ -99,3 +141,9 @@ def _read(session: Session, *, case_id: int, language: str) -> tuple[str | None,
     if case is None or case.flow_run_id is None:
         return None, None
     return case.flow_run_id, snapshot(session, case_id=case_id, language=language)
+
+
+def _active_staff(session: Session) -> list[tuple[str, str | None]]:
+    """(username, department code) of every active member of staff."""
+    teams = {d.id: d.code for d in session.exec(select(Department))}
+    return [(m.username, teams.get(m.department_id)) for m in session.exec(select(Staff).where(col(Staff.active)))]

@@ -231,11 +231,21 @@ def staff_links(ui: str, *, username: str, team: str | None, role: str) -> list[
              ("all my cases", runs_url(ui, tags=[mine], waiting=False))]  # fmt: skip
     if team:
         links.append((f"team {team}: cases waiting", runs_url(ui, tags=[f"team:{team}"])))
+    links.append(("my worklist (artifact)", f"{ui}/artifacts/key/worklist-{_key_part(username)}"))
+    if team:
+        links.append((f"team {team}: worklist (artifact)", f"{ui}/artifacts/key/team-{_key_part(team)}"))
     if role in ("supervisor", "manager"):
+        links.append(("breached steps and undecided escalations (artifact)", f"{ui}/artifacts/key/desk-breached"))
+        links.append(("the desk at a glance (artifact)", f"{ui}/artifacts/key/desk-summary"))
         links.append(("breached cases, every team", runs_url(ui, tags=["sla:breached"], waiting=False)))
         level = "level-2" if role == "manager" else "level-1"
         links.append((f"escalations waiting ({level})", runs_url(ui, tags=[f"escalation:{level}"])))
     return links
+
+
+def _key_part(name: str) -> str:
+    """A name as part of an artifact key (lower-case letters, digits, dashes), as ``models.worklists`` keys it."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
 
 def cli_command(number: str, form: str) -> str:

@@ -84,3 +84,52 @@ def test_a_waiting_case_shows_on_its_run_and_follows_decisions_refusals_and_brea
     page, tags, _ = _page(run_id, case.number)
     assert page.startswith(f"# {case.number} · claim · investigating") and "上一次提交被拒绝" not in page
     assert f"assignee:{handler}" in tags and "waiting:claim-review" in tags  # the investigation's own review form
+
+
+def _latest(key: str) -> str:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                                sort=ArtifactSort.CREATED_DESC, limit=1)  # fmt: skip
+            return str(found[0].data) if found else ""
+
+    return asyncio.run(read())
+
+
+def _worklists(publisher: CaseViewPublisher) -> int:
+    async def go() -> int:
+        async with get_client() as client:
+            return await publisher.publish_worklists(client)
+
+    return asyncio.run(go())
+
+
+def test_worklists_breached_list_and_desk_summary_are_artifacts_written_when_the_desk_changes(live, kit) -> None:
+    from models.worklists import artifact_key as list_key
+
+    world = live
+    first, second = world.file(product_line="motor"), world.file(product_line="motor")
+    runs = {c.number: asyncio.run(launch_case(world.engine, case_id=c.id)) for c in (first, second)}
+    for run_id in runs.values():
+        kit.wait_for("the run to suspend", lambda r=run_id: kit.run_state(r) == StateType.PAUSED)
+    handler = kit.handler_of(world, first)
+    publisher = CaseViewPublisher(every=1, language="en")
+    assert _worklists(publisher) >= 4  # a worklist per active member, per team, the breached list, the summary
+    mine = _latest(list_key("worklist", handler))
+    assert f"[{first.number}](" in mine and f"/runs/flow-run/{runs[first.number]})" in mine
+    assert second.number not in mine  # routed to the other handler
+    team = _latest("team-claims-motor")
+    assert first.number in team and second.number in team
+    summary = _latest("desk-summary")
+    assert "| open cases | 2 |" in summary and "| cases filed in the last hour | 2 |" in summary
+    assert _worklists(publisher) == 0  # nothing changed: no new versions
+
+    due = world.step(first, "review").due_at
+    with session_scope(world.engine) as session:
+        watch_pass(session, now=due + timedelta(minutes=1))
+    assert _worklists(publisher) >= 2
+    breached = _latest("desk-breached")
+    assert f"{first.number}-escalation-1" in breached and "| review | 1 | supervisor |" in breached
+    assert "| breached now | 2 |" in _latest("desk-summary")  # both were due at the same time

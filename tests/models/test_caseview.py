@@ -120,7 +120,10 @@ def test_worklist_links_filter_the_runs_page_by_tags_and_waiting_states_a_year_b
         "my breached cases",
         "all my cases",
         "team claims-motor: cases waiting",
+        "my worklist (artifact)",
+        "team claims-motor: worklist (artifact)",
     ]
+    assert handler["my worklist (artifact)"] == "http://127.0.0.1:4200/artifacts/key/worklist-li-wei"
     assert "tag=assignee%3Ali.wei&tag=sla%3Abreached" in handler["my breached cases"]  # both tags: AND
     manager = dict(staff_links(ui, username="zhou.qiang", team=None, role="manager"))
     assert "tag=escalation%3Alevel-2&state=Suspended" in manager["escalations waiting (level-2)"]
