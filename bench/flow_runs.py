@@ -791,7 +791,11 @@ class Profiler:
 
 
 VARIANTS = {  # the desk runner's side
-    "default": "the desk as it is (flows.runner.DeskRunner, flows.case)",
+    "default": "the desk as it is (flows.runner.DeskRunner, flows.case), with the background jobs claimflow up "
+    "gives it: each changed case's artifact and tags published every 2 s, the worklists every minute, the outbox "
+    "delivered every 5 s",
+    "no-workspace": "the runner without those background jobs (as before the operators' workspace): no case "
+    "artifacts or tags, no worklists, no delivery loop",
     "task-read": "read_case as a Prefect task again (as before: 4 more task runs per inquiry, 12 more task-run "
     "state events)",
     "observer": "Prefect's own per-run watcher for outside suspensions on (DeskRunner(observe_suspension=True), as "
@@ -886,12 +890,17 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
                 return dict(given)
 
             desk_runner.with_result_storage_pinned = unpinned
+        from flows.delivery import DeliveryLoop
+        from flows.workspace import CaseViewPublisher
+
+        background = [] if "no-workspace" in parts else [CaseViewPublisher().loop, DeliveryLoop().loop]
         runner = DeskRunner(
             flows,
             limit=20 if "limit-20" in parts else limit,
             poll_seconds=1.0 if "poll-1s" in parts else poll,
             observe_suspension="observer" in parts,
             heartbeats="heartbeat" in parts,
+            background=background,
         )
         # the runner shares one Prefect client across its runs (what the former "shared-client" variant measured)
         await runner.run_until_signalled(started=lambda: ready.write_text(str(os.getpid())))
