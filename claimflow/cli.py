@@ -207,7 +207,8 @@ def staff_list() -> None:
     with _session() as session:
         departments = {d.id: d.code for d in session.exec(select(Department))}
         rows = list(session.exec(select(Staff).order_by(col(Staff.username))))
-        table = Table("username", "name", "role", "department", "skills", "languages", "capacity", "active")
+        table = Table("username", "name", "role", "department", "skills", "languages", "capacity", "active",
+                      "codes")  # fmt: skip
         for s in rows:
             table.add_row(
                 s.username,
@@ -218,6 +219,7 @@ def staff_list() -> None:
                 ", ".join(s.languages),
                 str(s.capacity),
                 "yes" if s.active else "no",
+                "enrolled" if s.totp_secret else "not enrolled",
             )
     out.print(table)
 
@@ -258,9 +260,24 @@ def staff_enroll(
     secret = new_secret()
     with _session() as session:
         enroll(session, username=username, encrypted_secret=encrypt(get_settings(), secret), force=force)
-    out.print(f"{username} enrolled. Add this to their authenticator app (shown once, not stored in clear):")
+    uri = provisioning_uri(secret, username=username)
+    out.print(f"{username} enrolled. Scan this with their authenticator app, or type the secret (shown once, not "
+              "stored in clear):")  # fmt: skip
+    out.print(_qr(uri))
     out.print(f"  secret: {secret}")
-    out.print(f"  uri:    {provisioning_uri(secret, username=username)}")
+    out.print(f"  uri:    {uri}")
+
+
+def _qr(text: str) -> str:
+    """A QR code of ``text`` in block characters (two rows of modules per line, no colour codes: it prints the
+    same in any terminal and in a log)."""
+    import io
+
+    import segno
+
+    drawn = io.StringIO()
+    segno.make(text, error="m").terminal(out=drawn, compact=True)
+    return drawn.getvalue().rstrip("\n")
 
 
 def _load_yaml(path: Path, model: type[StaffDirectory]) -> StaffDirectory:

@@ -263,6 +263,18 @@ def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: D
     out = desk("staff", "enroll", "zhao.min")
     secret = re.search(r"secret: ([A-Z2-7]{32})", out).group(1)
     assert "otpauth://totp/claimflow:zhao.min" in out
+    # a QR code of exactly the printed URI, in block characters, for the phone to scan
+    import io
+
+    import segno
+
+    uri = re.search(r"uri: +(\S+)", out).group(1)
+    drawn = io.StringIO()
+    segno.make(uri, error="m").terminal(out=drawn, compact=True)
+    assert drawn.getvalue().rstrip("\n") in out and "\x1b" not in out
+    listed = {line.split("│")[1].strip(): line for line in desk("staff", "list").splitlines() if line.count("│") > 2}
+    assert "not enrolled" not in listed["zhao.min"] and "enrolled" in listed["zhao.min"]
+    assert "not enrolled" in listed["li.wei"]
     engine = create_db_engine(get_settings().resolved_database_url)
     with Session(engine) as session:
         stored = session.exec(select(Staff).where(Staff.username == "zhao.min")).one().totp_secret
