@@ -214,7 +214,7 @@ def decide(
     decision: Annotated[str | None, typer.Option(help="The choice the form offers (approve, reject ...).")] = None,
     amount: Annotated[str | None, typer.Option(help="Amount (approve, approve_partly, payment).")] = None,
     reasons: Annotated[str | None, typer.Option(help="Reasons (reject, approve_partly, not_uphold).")] = None,
-    clause: Annotated[str | None, typer.Option(help="Policy clause relied on (reject).")] = None,
+    clause: Annotated[str | None, typer.Option(help="Policy clause relied on (reject, approve_partly).")] = None,
     documents: Annotated[str | None, typer.Option(help="Documents, separated by ';'.")] = None,
     remedy: Annotated[str | None, typer.Option(help="Remedy (uphold, partly_uphold).")] = None,
     answer: Annotated[str | None, typer.Option(help="The answer to an inquiry.")] = None,

@@ -23,7 +23,7 @@ class ClaimReview(Signed):
     decision: Literal["approve", "approve_partly", "reject", "request_documents", "investigate"]
     amount: str = Field(default="", description="Amount to pay (approve, approve_partly)")
     reasons: str = Field(default="", description="Reasons (required to reject or approve in part)")
-    clause: str = Field(default="", description="Policy clause relied on (required to reject)")
+    clause: str = Field(default="", description="Policy clause relied on (required to reject or approve in part)")
     documents: str = Field(
         default="", description="Documents to ask for, separated by ';' (empty: the standard complete list)"
     )

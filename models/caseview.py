@@ -121,7 +121,8 @@ CHOICES: dict[str, dict[str, dict[str, str]]] = {
         "en": {
             "approve": "pay the amount; the customer is told the decision (from the second-approval threshold up, a "
             "supervisor approves it first)",
-            "approve_partly": "pay part, with the reasons; the customer is told what is paid, why, and how to complain",
+            "approve_partly": "pay part, with the reasons and the clause; the customer is told what is paid, why, "
+            "and how to complain",
             "reject": "the customer is told the reasons, the policy clause relied on, and how to complain",
             "request_documents": "the customer is sent the one complete list of missing documents; the clock stops "
             "until they arrive",

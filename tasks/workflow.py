@@ -929,8 +929,8 @@ def _claim_review(session: Session, desk: Desk, given: Given) -> None:
     amount = _amount(answer) if choice != "reject" else Decimal("0.00")
     if choice == "reject" and (not reasons or not clause):
         raise InvalidInput("a rejection states its reasons and the clause relied on")
-    if choice == "approve_partly" and not reasons:
-        raise InvalidInput("a partial approval states its reasons")
+    if choice == "approve_partly" and (not reasons or not clause):  # the letter must state both (wording rules)
+        raise InvalidInput("a partial approval states its reasons and the clause relied on")
     if choice != "reject" and needs_second_approval(amount, desk.settings.second_approval_threshold):
         session.add(
             Approval(
@@ -949,7 +949,7 @@ def _claim_review(session: Session, desk: Desk, given: Given) -> None:
             case=case,
             actor=actor,
             type="second_approval_requested",
-            data={"decision": choice, "amount": amount},
+            data={"decision": choice, "amount": amount, "reasons": reasons, "clause": clause},
             now=now,
         )
         open_step(
@@ -1017,19 +1017,31 @@ def _second_approval(session: Session, desk: Desk, given: Given) -> None:
     close_step(session, case=case, step=step, now=now, outcome=approval.decision, actor=member.username)
     if choice == "approve":
         requester = _username(session, approval.requested_by_id) or member.username
+        asked = _proposal(session, case.id or 0)  # what the handler decided, as the customer is to be told it
         _decide_claim(
             session,
             case=case,
             choice=approval.subject_ref or "approve",
             amount=approval.amount or Decimal(0),
-            reasons=approval.comment or "",
-            clause="",
+            reasons=str(asked.get("reasons") or ""),
+            clause=str(asked.get("clause") or ""),
             actor=requester,
             now=now,
         )
     else:
         name = "investigation" if case.status == "investigating" else "review"
         open_step(session, desk, case=case, name=name, now=now, actor=member.username)
+
+
+def _proposal(session: Session, case_id: int) -> Mapping[str, Any]:
+    """The decision last put to a second approver: its reasons and clause go into the customer's letter (the
+    approvers' own comments stay on the approval, for the audit, and are not sent)."""
+    event = session.exec(
+        select(Event)
+        .where(Event.case_id == case_id, Event.type == "second_approval_requested")
+        .order_by(col(Event.sequence).desc())
+    ).first()
+    return event.data if event is not None else {}
 
 
 def _complaint_decision(session: Session, desk: Desk, given: Given) -> None:

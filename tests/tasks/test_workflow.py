@@ -313,3 +313,23 @@ def test_the_form_says_when_it_is_due_in_office_time_who_may_decide_and_what_eac
 def _handler_name(world, case) -> str:
     with Session(world.engine) as session:
         return session.get(Staff, world.case(case).handler_id).username
+
+
+def test_a_partial_approval_that_needs_a_second_approver_keeps_its_reasons_and_clause_for_the_letter(world) -> None:
+    """The letter of a partial approval states the reasons and the clause (the wording rules); after the second
+    approval it is sent with the handler's reasons and clause, not held back, and the approvers' internal comment
+    is not in it."""
+    case = world.file(product_line="motor", amount_claimed=Decimal("120000"))
+    who = _handler_name(world, case)
+    refused = world.decide(case, who, decision="approve_partly", amount="90000", reasons="Excess of 30,000")
+    assert refused.refused == "a partial approval states its reasons and the clause relied on"
+    assert world.decide(case, who, decision="approve_partly", amount="90000", reasons="Excess of 30,000 applies",
+                        clause="5.1").applied  # fmt: skip
+    assert world.decide(case, "zhao.min", decision="approve", comment="internal: checked the garage").applied
+    assert world.case(case).status == "partly_approved"
+    with Session(world.engine) as session:
+        [letter] = session.exec(select(Outbox).where(Outbox.template == "decision")).all()
+        assert not session.exec(select(Step).where(Step.name == "fix_wording")).all()
+    assert (letter.context["reasons"], letter.context["clause"]) == ("Excess of 30,000 applies", "5.1")
+    assert "internal" not in str(letter.context)
+    assert "wording_check_failed" not in world.events(case)
