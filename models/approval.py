@@ -60,7 +60,8 @@ def check_decider(
         decider: who gives the decision.
         kind: what is decided.
         handler_id: the case's handler.
-        assignee_id: the step's assignee (for a review: a handler may decide only what is assigned to them).
+        assignee_id: the step's assignee (for a review: a handler may decide only what is assigned to them; for an
+            escalation: whoever holds the breached step may not decide it, whatever their role).
         requester_id: who asked for the approval (four eyes: never the same person).
         level: the escalation level (2 and above need a manager).
     """
@@ -76,6 +77,8 @@ def check_decider(
     if kind in (DecisionKind.second_approval, DecisionKind.escalation):
         if decider.staff_id == handler_id:
             raise NotAllowed(f"{decider.username} handles this case and cannot approve its own work (four eyes)")
+        if kind == DecisionKind.escalation and decider.staff_id == assignee_id:
+            raise NotAllowed(f"{decider.username} holds the breached step and cannot decide its escalation (four eyes)")
         if decider.staff_id == requester_id:
             raise NotAllowed(f"{decider.username} asked for this approval and cannot give it (four eyes)")
     if (

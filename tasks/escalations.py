@@ -435,7 +435,8 @@ def decide_escalation(
     try:
         member = authenticate(session, desk, username=who, code=str(answer.get("approval_code", "")), now=now)
         check_decider(Decider(member.id or 0, member.username, member.role, member.active),
-                      kind=DecisionKind.escalation, handler_id=case.handler_id, level=escalation.level)  # fmt: skip
+                      kind=DecisionKind.escalation, handler_id=case.handler_id, assignee_id=step.assignee_id,
+                      level=escalation.level)  # fmt: skip
         with session.begin_nested():  # a refusal part-way (an extension the packs do not allow) undoes it all
             _apply_escalation(session, desk, case=case, step=step, escalation=escalation, member=member,
                               answer=answer, now=now)  # fmt: skip

@@ -81,3 +81,12 @@ def test_who_may_decide_in_chinese() -> None:
     assert who_may_decide(DecisionKind.second_approval, handler="li.wei", requester="zhao.min", language="zh-CN") == (
         "经理或主管，但不能是li.wei（经办人）、zhao.min（申请人）"
     )
+
+
+def test_a_supervisor_who_holds_the_breached_step_cannot_decide_its_escalation() -> None:
+    """A supervisor assigned a follow-up or complaint-review step (the case's handler is someone else) cannot
+    extend or take over the escalation of their own breach."""
+    supervisor = Decider(7, "zhao.min", StaffRole.supervisor)
+    with pytest.raises(NotAllowed, match="holds the breached step"):
+        check_decider(supervisor, kind=DecisionKind.escalation, handler_id=3, assignee_id=7)
+    check_decider(supervisor, kind=DecisionKind.escalation, handler_id=3, assignee_id=4)  # someone else's breach

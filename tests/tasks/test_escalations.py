@@ -527,3 +527,24 @@ def test_one_approval_code_given_to_two_cases_at_the_same_moment_decides_one(wor
     assert sorted(r.applied for r in results) == [False, True]
     [refused] = [r for r in results if not r.applied]
     assert "already used" in refused.refused
+
+
+def test_a_supervisor_cannot_extend_the_breach_of_a_step_they_hold(world) -> None:
+    """A step assigned to a supervisor (a follow-up, a complaint review) breaches: that supervisor may not extend or
+    take over its escalation (four eyes: the check compared the case's handler only); another supervisor may."""
+    from models.tables import Step
+
+    case = world.file(product_line="motor")
+    with session_scope(world.engine) as session:
+        step = session.get(Step, world.step(case, "review").id)
+        step.assignee_id = session.exec(select(Staff).where(Staff.username == "zhao.min")).one().id
+        session.add(step)
+    _watch(world, REVIEW_DUE + timedelta(minutes=1))
+    [escalation] = _escalations(world)
+    at = REVIEW_DUE + timedelta(hours=1)
+    refused = _decide(world, escalation.id, "zhao.min", at, decision="extend", reason="I need more time")
+    assert refused.refused == "zhao.min holds the breached step and cannot decide its escalation (four eyes)"
+    assert world.step(case, "review").due_at == REVIEW_DUE
+    manager = _decide(world, escalation.id, "zhou.qiang", at + timedelta(minutes=2), decision="extend",
+                      reason="Assessor's report due Monday")  # fmt: skip
+    assert manager.applied
