@@ -256,6 +256,33 @@ def _unstorable_strings(value: Any, loc: tuple[Any, ...] = ()) -> list[dict[str,
     return found
 
 
+def check_idempotency_key(key: str | None) -> None:
+    """An ``Idempotency-Key`` header, when given, is 1 to ``IDEMPOTENCY_KEY_LENGTH`` printable ASCII characters
+    (400 otherwise: a longer key was cut short, and two keys with the same start were one)."""
+    if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()):
+        raise malformed(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters")
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A POST body as a JSON object every database can store, or the problem that says what is wrong with it: not
+    JSON, nested too deeply, an integer of more digits than Python converts (its ``ValueError`` was a 500), not an
+    object (400 or 422), or a string holding NUL or a lone surrogate (422, naming the field)."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise malformed(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise malformed("the body nests too deeply") from None
+    except ValueError as exc:  # int() refusing thousands of digits (sys.set_int_max_str_digits)
+        raise malformed(f"the body holds a number that cannot be read: {str(exc)[:120]}") from None
+    if not isinstance(raw, dict):
+        raise invalid([{"field": "body", "message": "must be a JSON object"}])
+    unstorable = _unstorable_strings(raw)
+    if unstorable:
+        raise invalid(unstorable)
+    return raw
+
+
 def is_json(content_type: str | None) -> bool:
     """``application/json`` or any ``application/*+json``, with or without parameters."""
     if not content_type:
@@ -587,19 +614,8 @@ def create_app(
                 415, "unsupported-media-type", "Unsupported media type", "send the case as application/json"
             )
         key = request.headers.get("idempotency-key")
-        if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()):
-            raise malformed(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters")
-        try:
-            raw = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise malformed(f"the body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise malformed("the body nests too deeply") from None
-        if not isinstance(raw, dict):
-            raise invalid([{"field": "body", "message": "must be a JSON object"}])
-        unstorable = _unstorable_strings(raw)
-        if unstorable:
-            raise invalid(unstorable)
+        check_idempotency_key(key)
+        raw = json_object(body)
         try:
             submission = CaseSubmission.model_validate(raw)
         except ValidationError as exc:

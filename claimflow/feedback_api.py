@@ -12,7 +12,7 @@ another channel: ``{"case_number": "CLM-2026-000001", "text": "...", "score": 4,
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 from typing import Annotated, Any
 
@@ -20,10 +20,19 @@ from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from claimflow.api import ApiProblem, Intake, invalid, is_json, malformed, read_body, validation_errors
+from claimflow.api import (
+    ApiProblem,
+    Intake,
+    check_idempotency_key,
+    invalid,
+    is_json,
+    json_object,
+    read_body,
+    validation_errors,
+)
 from claimflow.db import session_scope
 from claimflow.secrets import survey_key
 from models.errors import InvalidInput, NotFound
@@ -42,6 +51,7 @@ from models.survey import (
 from models.tables import Case, Feedback, SurveyInvitation
 from tasks.cases import get_case
 from tasks.feedback import FeedbackOutcome, answer_survey, consequences, follow_up_step_name, record
+from tasks.intake import IdempotencyConflict, body_digest, filed_by
 from tasks.survey import open_invitation
 
 logger = logging.getLogger("claimflow.api")
@@ -203,16 +213,22 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
         called = outcome.follow_up is not None
         return render_page(state="thanks", lang=language, large=big, phone=phone, call_back=called)
 
-    def record_posted(source: str, posted: FeedbackIn, key: str | None) -> tuple[dict[str, Any], bool]:
-        origin = f"webhook {source}" + (f" {key}" if key else "")
+    def record_posted(source: str, posted: FeedbackIn, key: str | None, digest: str) -> tuple[dict[str, Any], bool]:
+        # a key is stored as its digest beside the body's (a long key was cut to the column and two keys with the
+        # same start were one); the same key with another body is a conflict, not the first answer again
+        keyed = f"webhook {source} key:{hashlib.sha256(key.encode()).hexdigest()[:32]}" if key else None
+        origin = f"{keyed} body:{digest[:32]}" if keyed else f"webhook {source}"
         with session_scope(intake.engine) as session:
             # the case's row is held until the commit: a retry racing under the same key waits and then finds
-            # the first one's feedback, and the events of concurrent posts chain one after the other
-            case = get_case(session, posted.case_number.strip().upper(), for_update=True)
-            if key is not None:
+            # the first one's feedback, and the events of concurrent posts chain one after the other. Only a case
+            # this source filed: another source's case answers as a case that does not exist (no probing)
+            case = filed_by(session, number=posted.case_number.strip().upper(), source=source, for_update=True)
+            if keyed is not None:
                 earlier = session.exec(
-                    select(Feedback).where(Feedback.case_id == case.id, Feedback.source == origin[:200])
+                    select(Feedback).where(Feedback.case_id == case.id, col(Feedback.source).startswith(keyed))
                 ).first()
+                if earlier is not None and earlier.source != origin:
+                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
                 if earlier is not None:
                     return _replayed_body(session, earlier, case), True
             outcome = record(session, intake.desk, case=case, channel=posted.channel, text=posted.text,
@@ -226,15 +242,16 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
         source = intake.authenticate(request, body=body)
         if not is_json(request.headers.get("content-type")):
             raise ApiProblem(415, "unsupported-media-type", "Unsupported media type", "send application/json")
+        key = request.headers.get("idempotency-key")
+        check_idempotency_key(key)
         try:
-            posted = FeedbackIn.model_validate(json.loads(body))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise malformed(f"the body is not valid JSON: {exc}") from None
+            posted = FeedbackIn.model_validate(json_object(body))
         except ValidationError as exc:
             raise invalid(validation_errors(exc)) from None
-        key = request.headers.get("idempotency-key")
         try:
-            answer, replayed = await run_in_threadpool(record_posted, source, posted, key)
+            answer, replayed = await run_in_threadpool(record_posted, source, posted, key, body_digest(body))
+        except IdempotencyConflict as exc:
+            raise ApiProblem(409, "idempotency-conflict", "Idempotency conflict", str(exc)) from None
         except NotFound as exc:
             raise invalid([{"field": "case_number", "message": str(exc)}]) from None
         except InvalidInput as exc:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models.errors import ClaimflowError, NotFound
-from models.tables import Attachment, CaseCreate, Event, IntakeRequest, Step
+from models.tables import Attachment, Case, CaseCreate, Event, IntakeRequest, Step
 from tasks.cases import get_case
 from tasks.workflow import Desk, intake
 
@@ -221,6 +221,24 @@ def file_from_webhook(
     return Answer(202, body, case.id)
 
 
+def filed_by(session: Session, *, number: str, source: str, for_update: bool = False) -> Case:
+    """The case ``number`` if ``source`` filed it (its first event's actor).
+
+    Raises:
+        NotFound: no such case, or another channel's: the two look the same, so a source cannot probe for other
+            sources' case numbers.
+    """
+    refused = NotFound(f"no case numbered {number!r} filed by this source")
+    try:
+        case = get_case(session, number, for_update=for_update)
+    except NotFound:
+        raise refused from None
+    filed = session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence)).limit(1)).first()
+    if filed is None or filed.actor != intake_actor(source):
+        raise refused
+    return case
+
+
 def case_status(session: Session, *, number: str, source: str) -> dict[str, Any]:
     """What a source may see of a case it filed: numbers, states and dates, no personal data.
 
@@ -228,13 +246,7 @@ def case_status(session: Session, *, number: str, source: str) -> dict[str, Any]
         NotFound: no such case, or the case was not filed by ``source`` (the two look the same, so a source
             cannot probe for other sources' case numbers).
     """
-    try:
-        case = get_case(session, number)
-    except NotFound:
-        raise NotFound(f"no case numbered {number!r} filed by this source") from None
-    filed = session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence)).limit(1)).first()
-    if filed is None or filed.actor != intake_actor(source):
-        raise NotFound(f"no case numbered {number!r} filed by this source")
+    case = filed_by(session, number=number, source=source)
     steps = session.exec(
         select(Step).where(Step.case_id == case.id, col(Step.status).in_(("open", "paused"))).order_by(col(Step.id))
     ).all()

@@ -179,9 +179,10 @@ class DeskWorld:
 
     def file(self, kind: CaseKind = CaseKind.claim, **fields: object) -> Case:
         customer = fields.pop("customer", None) or CustomerCreate(name="张三", email="zhang.san@example.com")
+        actor = str(fields.pop("actor", "test"))  # a webhook source's cases: intake_actor(source)
         data = CaseCreate(kind=kind, channel=fields.pop("channel", Channel.email), customer=customer, **fields)
         with session_scope(self.engine) as session:
-            return intake(session, self.desk, data=data, actor="test", now=self.now)
+            return intake(session, self.desk, data=data, actor=actor, now=self.now)
 
     def view(self, case: Case):
         with session_scope(self.engine) as session:

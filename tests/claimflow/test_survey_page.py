@@ -42,9 +42,12 @@ def survey_settings(world: Any, **changes: Any) -> Settings:
     return world.desk.settings.model_copy(update={"webhook_secrets": secrets, **changes})
 
 
-def settled(world: Any, language: str) -> tuple[Case, str]:
-    """A settled claim of a customer who speaks ``language``, and the token of its survey link."""
-    case = settled_claim(world, customer=CUSTOMERS[language])
+def settled(world: Any, language: str, *, by: str | None = None) -> tuple[Case, str]:
+    """A settled claim of a customer who speaks ``language`` (filed by the webhook source ``by``, if given), and
+    the token of its survey link."""
+    from tasks.intake import intake_actor
+
+    case = settled_claim(world, customer=CUSTOMERS[language], **({"actor": intake_actor(by)} if by else {}))
     return case, token_of(world, case)
 
 
@@ -245,7 +248,7 @@ def count_feedback(world: Any) -> int:
 
 
 def test_feedback_from_another_channel_is_recorded_and_classified(world: Any, client: TestClient) -> None:
-    case, _ = settled(world, "zh-CN")
+    case, _ = settled(world, "zh-CN", by=SOURCE)
     response = post_feedback(client, world, {"case_number": case.number.lower(), "text": "建议增加微信进度查询",
                                              "channel": "app"})  # fmt: skip
     assert response.status_code == 202, response.text
@@ -260,7 +263,7 @@ def test_feedback_from_another_channel_is_recorded_and_classified(world: Any, cl
 def test_a_complaint_posted_about_a_claim_files_a_complaint_once_per_idempotency_key(
     world: Any, client: TestClient
 ) -> None:
-    case, _ = settled(world, "zh-CN")
+    case, _ = settled(world, "zh-CN", by=SOURCE)
     payload = {"case_number": case.number, "text": "我要投诉，赔款算错了", "score": 1, "solved": False}
     first = post_feedback(client, world, payload, key="crm-ticket-77")
     assert first.status_code == 202, first.text
@@ -296,7 +299,7 @@ def test_racing_posts_of_feedback_about_one_case_record_each_once(world: Any, cl
 
     from tasks.audit import verify_cases
 
-    case, _ = settled(world, "zh-CN")
+    case, _ = settled(world, "zh-CN", by=SOURCE)
     before = count_feedback(world)
     barrier = threading.Barrier(8)
 
@@ -319,7 +322,7 @@ def test_racing_posts_of_feedback_about_one_case_record_each_once(world: Any, cl
 
 
 def test_feedback_posts_that_cannot_be_recorded_are_refused_and_store_nothing(world: Any, client: TestClient) -> None:
-    case, _ = settled(world, "en")
+    case, _ = settled(world, "en", by=SOURCE)
     unknown = problem(post_feedback(client, world, {"case_number": "CLM-2026-999999", "score": 3}), 422)
     assert unknown["errors"][0]["field"] == "case_number"
     empty = problem(post_feedback(client, world, {"case_number": case.number}), 422)
@@ -332,3 +335,48 @@ def test_feedback_posts_that_cannot_be_recorded_are_refused_and_store_nothing(wo
     assert "www-authenticate" in unsigned.headers
     problem(post_feedback(client, world, {"case_number": case.number, "score": 5}, secret="not-the-secret"), 401)
     assert count_feedback(world) == 0
+
+
+def test_a_source_cannot_probe_or_post_about_cases_it_did_not_file(world: Any, client: TestClient) -> None:
+    """Another channel's case answers exactly as a case that does not exist: no enumeration, and no complaint
+    filed against another source's customer."""
+    others, _ = settled(world, "zh-CN")  # filed by another channel
+    mine, _ = settled(world, "zh-CN", by=SOURCE)
+    foreign = problem(post_feedback(client, world, {"case_number": others.number, "text": "我要投诉"}), 422)
+    missing = problem(post_feedback(client, world, {"case_number": "CLM-2026-999999", "text": "我要投诉"}), 422)
+    assert foreign["errors"] == [{"field": "case_number",
+                                  "message": f"no case numbered {others.number!r} filed by this source"}]  # fmt: skip
+    assert missing["errors"][0]["message"] == "no case numbered 'CLM-2026-999999' filed by this source"
+    assert post_feedback(client, world, {"case_number": mine.number, "text": "谢谢"}).status_code == 202
+    assert count_feedback(world) == 1
+
+
+def test_hostile_feedback_bodies_get_clear_answers_and_store_nothing(world: Any, client: TestClient) -> None:
+    case, _ = settled(world, "en", by=SOURCE)
+    huge = b'{"case_number": "' + case.number.encode() + b'", "score": ' + b"9" * 5000 + b"}"
+    assert "number that cannot be read" in problem(post_feedback(client, world, huge), 400)["detail"]
+    deep = b'{"case_number": "x", "text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert problem(post_feedback(client, world, deep), 400)["title"] == "Malformed request"
+    nul = problem(post_feedback(client, world, {"case_number": case.number, "text": "a\x00b"}), 422)
+    assert nul["errors"] == [{"field": "text", "message": "must not contain NUL characters"}]
+    extra = problem(post_feedback(client, world, {"case_number": case.number, "score": 3, "customer": {}}), 422)
+    assert extra["errors"][0]["field"] == "customer"
+    long_key = problem(post_feedback(client, world, {"case_number": case.number, "score": 3}, key="k" * 201), 400)
+    assert "Idempotency-Key must be 1 to 200" in long_key["detail"]
+    assert count_feedback(world) == 0
+    # the same key again with another body is a conflict, not the first answer again
+    assert post_feedback(client, world, {"case_number": case.number, "score": 3}, key="t-1").status_code == 202
+    conflict = problem(post_feedback(client, world, {"case_number": case.number, "score": 1}, key="t-1"), 409)
+    assert conflict["title"] == "Idempotency conflict"
+    assert post_feedback(client, world, {"case_number": case.number, "score": 3}, key="t-1").status_code == 200
+    assert count_feedback(world) == 1
+
+
+def test_an_integer_of_thousands_of_digits_is_a_400_on_the_case_endpoints_too(world: Any, client: TestClient) -> None:
+    from claimflow.api import sign_headers
+
+    body = b'{"customer": {"name": "x"}, "amount_claimed": ' + b"1" * 5000 + b"}"
+    headers = {"Content-Type": "application/json", **sign_headers(SOURCE, SECRET, body, now=world.now)}
+    answer = client.post("/v1/claims", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert "number that cannot be read" in answer.json()["detail"]
