@@ -31,6 +31,7 @@ from tasks.worklists import desk_lists
 
 logger = logging.getLogger("claimflow.workspace")
 OVERLAP = 200
+TAGS_REMEMBERED = 20_000
 
 
 class CaseViewPublisher:
@@ -42,6 +43,8 @@ class CaseViewPublisher:
         self.batch = batch
         self.tz = ZoneInfo(settings.office_timezone)
         self.language = language or settings.default_language
+        self.tags: dict[str, list[str]] = {}
+        """Run id -> its tags as this publisher last set them (read from the server once per run)."""
         self.worklist_every = 60.0
         self.worklists: dict[str, str] = {}
         """Artifact key -> the text last written under it."""
@@ -61,17 +64,21 @@ class CaseViewPublisher:
             self.published = {c.case_id: max(c.sequence, self.published.get(c.case_id, 0)) for c in changed}
             mark = max(mark, self.mark)
         result = Published()
+        if len(self.tags) > TAGS_REMEMBERED:  # a long-running desk: forget, and read each run's tags once again
+            self.tags.clear()
         for item in todo:
             case_id, sequence = item.case_id, item.sequence
             try:
                 run_id, view = await transaction(_read, case_id=case_id, language=self.language)
                 if run_id is not None:
-                    await publish(client, run_id=run_id, view=view, now=datetime.now(UTC), tz=self.tz,
-                                  language=self.language)  # fmt: skip
+                    self.tags[run_id] = await publish(client, run_id=run_id, view=view, now=datetime.now(UTC),
+                                                      tz=self.tz, language=self.language,
+                                                      known_tags=self.tags.get(run_id))  # fmt: skip
                     result.cases += 1
                 self.published[case_id] = max(sequence, self.published.get(case_id, 0))
             except Exception as exc:  # one case never stops the pass; it is published again at the next change
                 self.published.pop(case_id, None)
+                self.tags.clear()  # read the runs' tags again: one may have changed under us
                 result.failed.append(f"case {case_id}: {type(exc).__name__}")
         if result.failed:
             logger.warning("case views not published (tried again at their next change): %s", "; ".join(result.failed))

@@ -154,12 +154,21 @@ class Published:
     failed: list[str] = field(default_factory=list)
 
 
-async def publish(client: Any, *, run_id: str, view: CaseSnapshot, now: datetime, tz: ZoneInfo,
-                  language: str) -> None:  # fmt: skip
-    """Write one case's artifact (a new version of its key, on its run) and set its run's desk tags."""
+async def publish(client: Any, *, run_id: str, view: CaseSnapshot, now: datetime, tz: ZoneInfo, language: str,
+                  known_tags: list[str] | None = None) -> list[str]:  # fmt: skip
+    """Write one case's artifact (a new version of its key, on its run) and set its run's desk tags.
+
+    Args:
+        known_tags: the run's tags as this publisher last left them (None: read them from the server); the
+            tags are written only when they change.
+
+    Returns:
+        The run's tags now.
+    """
     from prefect.client.schemas.actions import ArtifactCreate
 
-    run = await client.read_flow_run(UUID(run_id))
+    if known_tags is None:
+        known_tags = list((await client.read_flow_run(UUID(run_id))).tags or [])
     await client.create_artifact(
         ArtifactCreate(
             key=artifact_key(view.number),
@@ -169,9 +178,10 @@ async def publish(client: Any, *, run_id: str, view: CaseSnapshot, now: datetime
             flow_run_id=UUID(run_id),
         )
     )
-    tags = merge_tags(run.tags or [], dynamic_tags(view, now=now, tz=tz))
-    if sorted(run.tags or []) != tags:
+    tags = merge_tags(known_tags, dynamic_tags(view, now=now, tz=tz))
+    if sorted(known_tags) != tags:
         await client.update_flow_run(UUID(run_id), tags=tags)
+    return tags
 
 
 def run_of(session: Session, case_id: int) -> tuple[str | None, Case | None]:
