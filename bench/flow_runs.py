@@ -74,6 +74,13 @@ which moves a figure by 10-20 %: compare within a run. legs/s / server ms per le
 | ``stock-server+persister-batch``           |                      | 2.12 / 306 / 96        |
 | ``default``: + both batches (now)          | 3.78 / 208 / 82      | 2.35 / 270 / 101       |
 
+The operators' workspace (2026-12-06, ``--compare no-workspace,default --rounds 3 --no-serve --no-scale-out
+--no-profile``; the outbox delivery loop on in both): without case pages 7.52 / 8.38 / 8.08 legs/s, with them (each
+changed case's artifact and tags, the worklists) 7.77 / 7.54 / 6.99: 7 % fewer legs/s on average (the bound is
+15 %), about 8 ms more of the runner's CPU and 12 ms more of the server's per leg. An earlier run with the delivery
+loop in ``default`` only (before it was in both) measured 8.72 / 8.83 / 8.50 against 8.14 / 7.23 / 7.68: the
+delivery loop's dead-lettering (no channel configured here) cost more than the case pages.
+
 Run C: ``default`` 3.25 / 245 / 93, ``poll-1s`` 3.26 / 233 / 89, ``no-heartbeat`` 3.43 / 239 / 91, ``limit-20``
 2.87 / 264 / 101. Run D: ``default`` 3.14 / 248 / 94, ``pool-20`` 3.44 / 238 / 94. ``--server-workers 2 --compare
 default``: 3.92 / 302 (web processes, services and Redis together) / 90, the machine 1.9 of 2 cores busy. The
@@ -794,8 +801,8 @@ VARIANTS = {  # the desk runner's side
     "default": "the desk as it is (flows.runner.DeskRunner, flows.case), with the background jobs claimflow up "
     "gives it: each changed case's artifact and tags published every 2 s, the worklists every minute, the outbox "
     "delivered every 5 s",
-    "no-workspace": "the runner without those background jobs (as before the operators' workspace): no case "
-    "artifacts or tags, no worklists, no delivery loop",
+    "no-workspace": "the runner without the case pages (as before the operators' workspace): no case artifacts or "
+    "tags, no worklists; the outbox still delivered every 5 s, as in default",
     "task-read": "read_case as a Prefect task again (as before: 4 more task runs per inquiry, 12 more task-run "
     "state events)",
     "observer": "Prefect's own per-run watcher for outside suspensions on (DeskRunner(observe_suspension=True), as "
@@ -893,7 +900,7 @@ def runner_role(limit: int, poll: float, ready: Path, variant: str = "default") 
         from flows.delivery import DeliveryLoop
         from flows.workspace import CaseViewPublisher
 
-        background = [] if "no-workspace" in parts else [CaseViewPublisher().loop, DeliveryLoop().loop]
+        background = [DeliveryLoop().loop] + ([] if "no-workspace" in parts else [CaseViewPublisher().loop])
         runner = DeskRunner(
             flows,
             limit=20 if "limit-20" in parts else limit,

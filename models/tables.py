@@ -137,6 +137,13 @@ class CaseBase(SQLModel):
 class Case(CaseBase, table=True):
     __table_args__ = (
         Index("ix_case_status_kind", "status", "kind"),
+        # the cases about a case (a complaint about a claim), for its page: only the few that have one are indexed
+        Index(
+            "ix_case_related_case_id",
+            "related_case_id",
+            postgresql_where=text("related_case_id IS NOT NULL"),
+            sqlite_where=text("related_case_id IS NOT NULL"),
+        ),
         CheckConstraint("amount_claimed IS NULL OR amount_claimed >= 0", name="ck_case_amount_nonnegative"),
     )
 

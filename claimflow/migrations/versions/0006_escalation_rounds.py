@@ -1,4 +1,4 @@
-"""a step's escalation ladder has rounds
+"""a step's escalation ladder has rounds; cases are indexed by the case they are about
 
 Revision ID: 0006
 Revises: 0005
@@ -29,6 +29,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('round', sa.Integer(), nullable=False, server_default='0'))
         batch_op.drop_constraint('uq_escalation_step_level', type_='unique')
         batch_op.create_unique_constraint('uq_escalation_step_round_level', ['step_id', 'round', 'level'])
+    with op.batch_alter_table('case', schema=None) as batch_op:
+        batch_op.create_index('ix_case_related_case_id', ['related_case_id'], unique=False,
+                              postgresql_where=sa.text('related_case_id IS NOT NULL'),
+                              sqlite_where=sa.text('related_case_id IS NOT NULL'))
     op.execute(
         "UPDATE step SET ladder_round = 1 WHERE escalation_level = 0 "
         "AND EXISTS (SELECT 1 FROM escalation WHERE escalation.step_id = step.id)"
@@ -36,6 +40,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('case', schema=None) as batch_op:
+        batch_op.drop_index('ix_case_related_case_id')
     with op.batch_alter_table('escalation', schema=None) as batch_op:
         batch_op.drop_constraint('uq_escalation_step_round_level', type_='unique')
         batch_op.create_unique_constraint('uq_escalation_step_level', ['step_id', 'level'])
