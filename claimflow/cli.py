@@ -31,9 +31,10 @@ from claimflow.cli_feedback import feedback_app, survey_app
 from claimflow.cli_mail import mail_app
 from claimflow.cli_messages import outbox_app, template_app
 from claimflow.cli_reports import report_app
-from claimflow.console import fit_to_output, out, parse_sets
+from claimflow.console import fit_to_output, office, office_zone, out, parse_sets
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
+from models.caseview import StepLine, due_words
 from models.enums import CaseKind, Channel, ContactChannel, Priority
 from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
 from models.lifecycle import LIFECYCLES, lifecycle_for
@@ -420,24 +421,25 @@ def case_show(
     if case.amount_claimed is not None:
         out.print(f"amount claimed: {case.amount_claimed} {case.currency}")
     out.print(
-        f"handler: {handler.username if handler else '-'}  opened: {case.opened_at.isoformat()}"
-        + (f"  closed: {case.closed_at.isoformat()}" if case.closed_at else "")
+        f"handler: {handler.username if handler else '-'}  opened: {office(case.opened_at)}"
+        + (f"  closed: {office(case.closed_at)}" if case.closed_at else "")
+        + f"  (times in {office_zone()})"
     )
     out.print(f"customer: {_customer_line(customer, reveal)}")
     out.print(f"next moves: {', '.join(lifecycle.allowed(case.status)) or 'none'}")
     if steps:
-        table = Table("step", "status", "started", "due", "completed", "outcome", title="steps")
+        table = Table("step", "status", "started", "due", "", "completed", "outcome", title="steps")
+        now = _now()
         for s in steps:
-            table.add_row(s.name, s.status, _iso(s.started_at), _iso(s.due_at), _iso(s.completed_at), s.outcome or "")
+            line = StepLine(s.name, str(s.status), None, s.due_at, s.policy_rule, s.escalation_level)
+            table.add_row(s.name, s.status, office(s.started_at), office(s.due_at),
+                          due_words(line, now=now, language="en") if s.status == "open" and s.due_at else "",
+                          office(s.completed_at), s.outcome or "")  # fmt: skip
         out.print(table)
-    table = Table("#", "time (UTC)", "actor", "event", "data", title="events")
+    table = Table("#", f"time ({office_zone()})", "actor", "event", "data", title="events")
     for e in events:
-        table.add_row(str(e.sequence), _iso(e.at), e.actor, e.type, _short(e.data))
+        table.add_row(str(e.sequence), office(e.at), e.actor, e.type, _short(e.data))
     out.print(table)
-
-
-def _iso(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else ""
 
 
 def _short(data: dict[str, Any]) -> str:
@@ -484,9 +486,9 @@ def case_list(
             raise InvalidInput(f"--status: unknown state '{s}'; known states: {', '.join(sorted(known))}")
     with _session() as session:
         cases = list_cases(session, status=wanted, kind=kind, limit=limit)
-    table = Table("number", "kind", "channel", "status", "priority", "product line", "opened (UTC)")
+    table = Table("number", "kind", "channel", "status", "priority", "product line", f"opened ({office_zone()})")
     for c in cases:
-        table.add_row(c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", _iso(c.opened_at))
+        table.add_row(c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", office(c.opened_at))
     out.print(table)
     out.print(f"{len(cases)} case(s)")
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlmodel import Session, col, select
 
 from claimflow.cli_deadlines import sla_app
-from claimflow.console import out, parse_now
+from claimflow.console import office, office_zone, out, parse_now
 from claimflow.settings import Settings, get_settings
 from models.errors import ClaimflowError, DecisionRefused, InvalidInput, describe_validation_error
 from models.tables import Case, Escalation, Event, Staff, Step
@@ -197,7 +197,7 @@ def _summary(engine: Any, numbers: list[str]) -> None:
             break
         time.sleep(0.5)
     for case, handler, step in rows:
-        waiting = f"{step.name} (due {step.due_at:%Y-%m-%d %H:%M} UTC)" if step and step.due_at else "-"
+        waiting = f"{step.name} (due {office(step.due_at)})" if step and step.due_at else "-"
         table.add_row(case.number, case.kind, case.status, handler.username if handler else "-", waiting)
     out.print(table)
     out.print("the complaint waits for the independent complaints team: decide it in the UI (Resume) or with "
@@ -282,7 +282,8 @@ def escalation_list(
 ) -> None:
     """Escalations waiting for a decision (and with --all, the decided ones)."""
     engine = _shell()._engine()
-    table = Table("id", "case", "step", "level", "role", "raised (UTC)", "decide by (UTC)", "decision")
+    zone = office_zone()
+    table = Table("id", "case", "step", "level", "role", f"raised ({zone})", f"decide by ({zone})", "decision")
     with Session(engine) as session:
         statement = select(Escalation).order_by(col(Escalation.id))
         if not all_:
@@ -290,7 +291,7 @@ def escalation_list(
         for e in session.exec(statement):
             case, step = session.get(Case, e.case_id), session.get(Step, e.step_id)
             table.add_row(str(e.id), case.number if case else "-", step.name if step else "-", str(e.level), e.role,
-                          f"{e.raised_at:%Y-%m-%d %H:%M}", f"{e.decide_by:%Y-%m-%d %H:%M}" if e.decide_by else "-",
+                          office(e.raised_at), office(e.decide_by) or "-",
                           e.decision or "")  # fmt: skip
     out.print(table)
 

@@ -74,3 +74,23 @@ def parse_now(value: str, option: str = "--now") -> datetime:
     if parsed.tzinfo is None:
         raise InvalidInput(f"{option}: {value!r} has no offset (e.g. 2026-12-01T10:00:00+08:00)")
     return parsed
+
+
+def office(value: datetime | None) -> str:
+    """A time as the desk reads it: in the office's zone (``CLAIMFLOW_OFFICE_TIMEZONE``), with the weekday,
+    to the minute (``2026-03-06 Fri 00:00``); empty for none."""
+    if value is None:
+        return ""
+    from zoneinfo import ZoneInfo
+
+    from claimflow.settings import get_settings
+    from models.caseview import office_time
+
+    return office_time(value, tz=ZoneInfo(get_settings().office_timezone), language="en")
+
+
+def office_zone() -> str:
+    """The office's zone name, for a table's heading (``due (Asia/Shanghai)``)."""
+    from claimflow.settings import get_settings
+
+    return get_settings().office_timezone
