@@ -248,6 +248,30 @@ def staff_links_command(
         out.print(f"  {url}")
 
 
+@staff_app.command("reassign")
+def staff_reassign(
+    from_username: Annotated[str, typer.Argument(help="Whose open cases (on leave, ill, overloaded).")],
+    to: Annotated[str, typer.Option("--to", help="The handler who takes them.")],
+    by: Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")],
+    code: Annotated[str, typer.Option(help="Your current approval code.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on each case; the new handler reads it).")],
+    case: Annotated[str | None, typer.Option("--case", help="Only this case.")] = None,
+) -> None:
+    """Hand a person's open cases (or one of them) to another handler: each case moves on its own, a case the
+    routing rules keep from the new handler stays and says why; the new handler is told of each case."""
+    from tasks.reassign import reassign_cases
+    from tasks.workflow import Desk
+
+    with _session() as session:
+        done = reassign_cases(session, Desk.of(get_settings()), from_username=from_username, to_username=to, by=by,
+                              code=code, reason=reason, now=_now(), number=case)  # fmt: skip
+    for number in done.moved:
+        out.print(f"{number}: now {to.strip()}'s")
+    for number, why in done.skipped:
+        out.print(f"{number}: stays with {from_username.strip()}: {why}")
+    out.print(f"{len(done.moved)} case(s) reassigned, {len(done.skipped)} left")
+
+
 @staff_app.command("enroll")
 def staff_enroll(
     username: Annotated[str, typer.Argument(help="Staff member to enrol.")],

@@ -223,3 +223,37 @@ def missing_documents(required: Sequence[str], received: Iterable[str]) -> tuple
     """What is still owed, in the order it was asked for."""
     have = {r.strip().lower() for r in received}
     return tuple(d for d in required if d.strip().lower() not in have)
+
+
+def reassignment_refusal(
+    *,
+    kind: CaseKind | str,
+    product_line: str | None,
+    target: Candidate,
+    excluded_staff: frozenset[int] = frozenset(),
+    excluded_departments: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why a case may not be handed to ``target`` by a supervisor's reassignment (None: it may). The rules of
+    routing that protect the customer still hold: an active handler; a complaint never to the handler or the
+    department it is about; a claim to someone with the product line's skill where the line is known.
+
+    Args:
+        kind: the case's kind.
+        product_line: the case's product line, if known.
+        target: the new handler.
+        excluded_staff: for a complaint, the handler of the case it is about.
+        excluded_departments: for a complaint, that handler's department.
+
+    Returns:
+        A reason in words, or None.
+    """
+    if not target.active:
+        return f"{target.username} is not active"
+    if StaffRole(target.role) != StaffRole.handler:
+        return f"{target.username} is a {StaffRole(target.role).value}, not a handler"
+    about_team = target.department is not None and target.department in excluded_departments
+    if kind == CaseKind.complaint and (target.staff_id in excluded_staff or about_team):
+        return f"{target.username} belongs to the team the complaint is about"
+    if kind == CaseKind.claim and product_line and product_line not in target.skills:
+        return f"{target.username} has no {product_line} skill"
+    return None

@@ -12,7 +12,7 @@ from claimflow.db import session_scope
 from models.enums import CaseKind, Channel, StepStatus
 from models.otp import code_at
 from models.plan import Ask, Auto, Finished, InputKind
-from models.tables import Approval, CustomerCreate, DocumentRequirement, Outbox, Staff, Step
+from models.tables import Approval, Case, CustomerCreate, DocumentRequirement, Outbox, Staff, Step
 from tasks.workflow import decide, route_deferred
 
 
@@ -333,3 +333,45 @@ def test_a_partial_approval_that_needs_a_second_approver_keeps_its_reasons_and_c
     assert (letter.context["reasons"], letter.context["clause"]) == ("Excess of 30,000 applies", "5.1")
     assert "internal" not in str(letter.context)
     assert "wording_check_failed" not in world.events(case)
+
+
+def test_a_supervisor_hands_a_persons_open_cases_to_another_handler_each_on_its_own(world) -> None:
+    """li.wei goes on leave: zhao.min moves his open motor claims to wang.fang (told of each); a complaint about
+    wang.fang's own work stays with li.wei, with the reason; refused for a handler or without a reason."""
+    from models.approval import NotAllowed
+    from models.errors import InvalidInput
+    from tasks.reassign import reassign_cases
+
+    def reassign(by: str, **given: object):
+        world.now += timedelta(minutes=5)  # each code is used once
+        with session_scope(world.engine) as session:
+            return reassign_cases(session, world.desk, from_username="li.wei", to_username="wang.fang", by=by,
+                                  code=code_at(world.secrets[by], world.now), now=world.now,
+                                  **{"reason": "li.wei on leave", **given})  # fmt: skip
+
+    claims = [world.file(product_line="motor") for _ in range(4)]
+    mine = [c for c in claims if _handler_name(world, c) == "li.wei"]
+    others = [c for c in claims if _handler_name(world, c) == "wang.fang"]
+    assert mine and others
+    complaint = world.file(CaseKind.complaint, product_line="motor", related_case_number=others[0].number)
+    with session_scope(world.engine) as session:  # by hand: the complaint team's member is away, li.wei helps
+        stored = session.get(Case, complaint.id)
+        stored.handler_id = session.exec(select(Staff).where(Staff.username == "li.wei")).one().id
+        session.add(stored)
+    with pytest.raises(NotAllowed, match="reassigning needs a supervisor or manager"):
+        reassign("wang.fang")
+    with pytest.raises(InvalidInput, match="states its reason"):
+        reassign("zhao.min", reason=" ")
+    done = reassign("zhao.min")
+    assert sorted(done.moved) == sorted(c.number for c in mine)
+    assert done.skipped == [(complaint.number, "wang.fang belongs to the team the complaint is about")]
+    for case in mine:
+        assert _handler_name(world, case) == "wang.fang"
+        assert world.step(case, "review").assignee_id == world.case(case).handler_id
+        assert "reassigned" in world.events(case)
+    with Session(world.engine) as session:
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_new_assignment",
+                                                 Outbox.recipient == "staff:wang.fang")).all()  # fmt: skip
+        approvals = session.exec(select(Approval).where(Approval.subject == "reassignment")).all()
+    assert {o.context["case_number"] for o in told} >= {c.number for c in mine}
+    assert len(approvals) == len(mine) and all(a.comment == "li.wei on leave" for a in approvals)
