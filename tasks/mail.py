@@ -461,6 +461,7 @@ class MailSource(Protocol):
     def header(self, uid: int) -> bytes: ...
     def fetch(self, uid: int) -> bytes: ...
     def mark_seen(self, uid: int) -> None: ...
+    def mark_unseen(self, uid: int) -> None: ...
 
 
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -548,6 +549,9 @@ class ImapMailbox:
 
     def mark_seen(self, uid: int) -> None:
         self._command("STORE", str(uid), "+FLAGS.SILENT", "(\\Seen)")
+
+    def mark_unseen(self, uid: int) -> None:
+        self._command("STORE", str(uid), "-FLAGS.SILENT", "(\\Seen)")
 
 
 def _flatten(data: list[object]) -> list[bytes]:
@@ -637,6 +641,47 @@ def _take_uid(engine: Engine, desk: Desk, *, source: MailSource, uid: int, now: 
                       reason=f"message too big: {size} bytes, limit {max_bytes}", mailbox=source.name, uid=uid,
                       now=now)  # fmt: skip
     return take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now)
+
+
+RETRYABLE = (REJECTED, SKIPPED)
+
+
+def mail_rows(
+    session: Session, *, dispositions: list[str] | None = None, since: datetime | None = None, limit: int = 200
+) -> list[MailMessage]:
+    """The mails the intake has recorded, newest first: what became of each and why (no addresses, no subjects).
+    A duplicate is not a row of its own: it is the mail recorded first, read again."""
+    statement = select(MailMessage).order_by(col(MailMessage.id).desc()).limit(limit)
+    if dispositions:
+        statement = statement.where(col(MailMessage.disposition).in_(dispositions))
+    if since is not None:
+        statement = statement.where(col(MailMessage.received_at) >= since)
+    return list(session.exec(statement))
+
+
+def retry_mail(engine: Engine, *, mail_id: int, source: MailSource) -> MailMessage:
+    """Let a rejected or skipped mail be taken again (after a fix): it is flagged unseen in the mailbox first, then
+    its record is removed, so the next poll reads it as new. In that order: should the second step fail, the
+    next poll finds the record, calls the mail a duplicate and flags it seen again; nothing is lost.
+
+    Raises:
+        NotFound: no such mail. InvalidInput: a mail filed or added to a case (it was taken), one read from another
+            mailbox, or one recorded without its UID. MailboxUnavailable: the mailbox cannot be reached.
+    """
+    with Session(engine) as session:
+        row = session.get(MailMessage, mail_id)
+    if row is None:
+        raise NotFound(f"no mail {mail_id} on record")
+    if row.disposition not in RETRYABLE:
+        raise InvalidInput(f"mail {mail_id} was {row.disposition}: only a rejected or skipped mail is taken again")
+    if row.mailbox != source.name or row.uid is None:
+        raise InvalidInput(f"mail {mail_id} was read from {row.mailbox} (UID {row.uid}), not from {source.name}")
+    source.mark_unseen(row.uid)
+    with session_scope(engine) as session:
+        held = session.get(MailMessage, mail_id)
+        if held is not None:
+            session.delete(held)
+    return row
 
 
 @contextmanager

@@ -382,3 +382,21 @@ def test_staff_links_prints_a_persons_bookmarks(desk: Desk, tmp_path: Path, monk
     )
     assert "team claims-motor: cases waiting:" in shown
     assert "no staff member 'nobody'" in desk("staff", "links", "nobody", code=3)
+
+
+def test_mail_list_shows_what_became_of_each_mail_and_why(desk: Desk) -> None:
+    from claimflow.db import create_db_engine, session_scope
+    from models.tables import MailMessage
+
+    desk("db", "upgrade")
+    engine = create_db_engine(get_settings().resolved_database_url)
+    with session_scope(engine) as session:
+        for i, (disposition, reason) in enumerate([("rejected", "failed in intake: RuntimeError"),
+                                                   ("skipped", "Auto-Submitted: auto-replied"), ("filed", None)]):  # fmt: skip
+            session.add(MailMessage(message_id=f"<m{i}@x>", mailbox="imap/INBOX", uid=i + 1, disposition=disposition,
+                                    reason=reason, received_at=datetime.now(UTC)))  # fmt: skip
+    engine.dispose()
+    shown = desk("mail", "list", "--status", "rejected", "--status", "skipped")
+    assert "failed in intake: RuntimeError" in shown and "Auto-Submitted: auto-replied" in shown
+    assert "2 mail(s)" in shown and "<m0@x>" not in shown  # no Message-IDs, addresses or subjects
+    assert "is not one of appended, filed, rejected, skipped" in desk("mail", "list", "--status", "duplicate", code=2)

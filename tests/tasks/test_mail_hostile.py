@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 import tasks.mail as mail_tasks
+from claimflow.db import session_scope
 from models.enums import CaseKind
 from models.tables import Attachment, Case, Customer, MailMessage
 from tasks.mail import FILED, REJECTED, poll, take_mail
@@ -157,3 +158,54 @@ def test_no_bytes_as_a_mail_escape_as_an_error_and_each_is_recorded_once(world) 
 
     take_any()
     assert taken
+
+
+def test_a_rejected_mail_is_listed_and_taken_again_after_the_fix(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.mail import ImapConfig, ImapMailbox, mail_rows, retry_mail
+
+    dovecot.deliver(
+        imap_user, _mail(b"From: again@example.com\r\nSubject: car claim\r\nMessage-ID: <again-1@example.com>\r\n")
+    )
+    real = mail_tasks.file_mail
+
+    def broken(session, desk, **kwargs):
+        raise RuntimeError("a bug in this version")
+
+    monkeypatch.setattr(mail_tasks, "file_mail", broken)
+    desk = mail_desk(world, dovecot, imap_user)
+    assert [o.disposition for o in poll(world.engine, desk, now=lambda: world.now).outcomes] == [REJECTED]
+    with Session(world.engine) as session:
+        [row] = mail_rows(session, dispositions=[REJECTED])
+    assert row.reason == "failed in intake: RuntimeError" and row.uid == 1
+
+    monkeypatch.setattr(mail_tasks, "file_mail", real)  # the fix is deployed
+    with ImapMailbox(ImapConfig.from_settings(desk.settings)) as mailbox:
+        with pytest.raises(Exception, match="only a rejected or skipped mail"):
+            _filed_row_retry(world, mailbox)
+        retry_mail(world.engine, mail_id=row.id, source=mailbox)
+    assert dovecot.flags(imap_user) == {1: False}
+    again = poll(world.engine, desk, now=lambda: world.now)
+    assert [o.disposition for o in again.outcomes] == [FILED]
+    with Session(world.engine) as session:
+        assert [r.disposition for r in mail_rows(session)] == [FILED]
+
+
+def _filed_row_retry(world, mailbox) -> None:
+    """Retrying a mail that was filed is refused (it was taken)."""
+    from models.tables import MailMessage
+    from tasks.mail import retry_mail
+
+    with session_scope(world.engine) as session:
+        row = MailMessage(
+            message_id="<filed@x>", mailbox=mailbox.name, uid=99, disposition=FILED, received_at=world.now
+        )
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    try:
+        retry_mail(world.engine, mail_id=row_id, source=mailbox)
+    finally:
+        with session_scope(world.engine) as session:
+            session.delete(session.get(MailMessage, row_id))
