@@ -31,7 +31,7 @@ from claimflow.cli_feedback import feedback_app, survey_app
 from claimflow.cli_mail import mail_app
 from claimflow.cli_messages import outbox_app, template_app
 from claimflow.cli_reports import report_app
-from claimflow.console import fit_to_output, office, office_zone, out, parse_sets
+from claimflow.console import err, fit_to_output, office, office_zone, out, parse_sets
 from claimflow.db import check_reachable, get_engine, session_scope
 from claimflow.settings import get_settings
 from models.caseview import StepLine, due_words
@@ -410,6 +410,30 @@ def case_new(
         settings = get_settings()
         case = intake(session, Desk.of(settings), data=data, actor=state.actor, now=_now())
     out.print(case.number)
+    _start_run(case.id or 0, settings)
+
+
+def _start_run(case_id: int, settings: Any) -> None:
+    """Start a new case's run now on the desk's Prefect server, when one answers (a second's check); else, or if
+    the start fails, say on stderr that the reconciler of 'claimflow up' starts it (the case is filed either way).
+    Prefect is imported only when a server answers: the command stays quick without one."""
+    import asyncio
+    import os
+
+    from claimflow.orchestrator import auth_string, prefect_environment, server_ready
+
+    prefect_environment(settings)
+    url = os.environ["PREFECT_API_URL"]
+    later = f"the reconciler of 'claimflow up' starts its run within {settings.reconcile_seconds // 60} minutes"
+    if not server_ready(url, os.environ.get("PREFECT_API_AUTH_STRING") or auth_string(settings), timeout=1.0):
+        err.print(f"no Prefect server answers at {url}: {later}")
+        return
+    from tasks.runs import launch_case
+
+    try:
+        asyncio.run(launch_case(_engine(), case_id=case_id))
+    except Exception as exc:  # the case is filed; only its run waits
+        err.print(f"its run could not be started now ({type(exc).__name__}): {later}")
 
 
 @case_app.command("show")

@@ -140,6 +140,19 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
                 assert time.monotonic() < deadline, "the complaint's run did not close it"
                 time.sleep(1)
             assert "audit log intact: 3 case(s)" in journey.run("audit", "verify").stdout
+
+            # a case filed at the terminal gets its run at once (not at the next reconcile, minutes later)
+            filed = journey.run("--actor", "li.wei", "case", "new", "--kind", "inquiry", "--channel", "phone",
+                                "--name", "王五", "--phone", "13900000000")  # fmt: skip
+            assert filed.returncode == 0, filed.stderr
+            number = filed.stdout.strip()
+            journey.cases["filed at the terminal"] = number
+            deadline = time.monotonic() + 30
+            while not httpx.post(f"{api}/flow_runs/filter", auth=auth, timeout=10,
+                                 json={"flow_runs": {"name": {"any_": [number]}}}).json():  # fmt: skip
+                assert time.monotonic() < deadline, f"no run for {number}: {filed.stderr}"
+                time.sleep(0.5)
+            assert "reconciler" not in filed.stderr
         finally:
             up.send_signal(signal.SIGINT)
             try:
