@@ -32,26 +32,44 @@ from models.enums import CaseKind
 # --- classification ---------------------------------------------------------------------------------------
 
 # Tag words, as written inside [..] or 【..】 in a subject: "[投诉] 理赔太慢", "[Claim] car accident".
+# (Simplified and Traditional Chinese: mail from Hong Kong, Macao and Taiwan, or from Big5 mailers, says 投訴, 理賠.)
 TAGS: dict[str, CaseKind] = {
     "投诉": CaseKind.complaint,
+    "投訴": CaseKind.complaint,
     "申诉": CaseKind.complaint,
+    "申訴": CaseKind.complaint,
     "complaint": CaseKind.complaint,
     "理赔": CaseKind.claim,
+    "理賠": CaseKind.claim,
     "索赔": CaseKind.claim,
+    "索償": CaseKind.claim,
+    "索賠": CaseKind.claim,
     "报案": CaseKind.claim,
+    "報案": CaseKind.claim,
     "claim": CaseKind.claim,
     "咨询": CaseKind.inquiry,
+    "諮詢": CaseKind.inquiry,
+    "咨詢": CaseKind.inquiry,
     "查询": CaseKind.inquiry,
+    "查詢": CaseKind.inquiry,
     "inquiry": CaseKind.inquiry,
     "enquiry": CaseKind.inquiry,
     "question": CaseKind.inquiry,
 }
 # Keywords, complaint first: "投诉理赔太慢" (a complaint about a claim) is a complaint.
 KEYWORDS: tuple[tuple[CaseKind, re.Pattern[str]], ...] = (
-    (CaseKind.complaint, re.compile(r"投诉|申诉|不满|\bcomplain(?:t|ts|ed|ing)?\b|\bdissatisfied\b", re.IGNORECASE)),
-    (CaseKind.claim, re.compile(r"理赔|索赔|报案|出险|\bclaims?\b", re.IGNORECASE)),
+    (CaseKind.complaint,
+     re.compile(r"投[诉訴]|申[诉訴]|不[满滿]|\bcomplain(?:t|ts|ed|ing)?\b|\bdissatisfied\b", re.IGNORECASE)),
+    (CaseKind.claim, re.compile(r"理[赔賠]|索[赔賠償偿]|[报報]案|出[险險]|\bclaims?\b", re.IGNORECASE)),
+)  # fmt: skip
+# A keyword right after a negation is not meant: "not to complain", "no complaint", "不是投诉", "并非投诉".
+_NEGATION = re.compile(
+    r"(?:\b(?:not|no|never|without|don't|do not|won't|will not|didn't|did not|isn't|is not)\b(?:\s+\w+){0,3}\s*|"
+    r"(?:不是|并非|並非|并不是|並不是|没有|沒有|无意|無意|不想|不打算|不要)\s*)$",
+    re.IGNORECASE,
 )
-_TAG = re.compile(r"[\[【]\s*([^\]】]{1,30}?)\s*[\]】]")
+# Brackets around a tag: ASCII, full-width and CJK ones ([投诉], ［咨询］, 【理赔】, 〔投訴〕).
+_TAG = re.compile(r"[\[【［〔〖]\s*([^\]】］〕〗]{1,30}?)\s*[\]】］〕〗]")
 # Only the start of a body is searched: quoted earlier mails further down can say anything.
 BODY_SEARCH_CHARS = 2000
 
@@ -87,10 +105,49 @@ def classify(subject: str, body: str = "") -> Classification:
             return Classification(kind, f"subject tag [{match.group(1).strip()}]")
     for where, text in (("subject", subject), ("body", body[:BODY_SEARCH_CHARS])):
         for kind, pattern in KEYWORDS:
-            found = pattern.search(text)
+            found = next((m for m in pattern.finditer(text) if not _negated(text, m.start())), None)
             if found:
                 return Classification(kind, f"{where} keyword {found.group(0)!r}")
     return Classification(CaseKind.inquiry, "no claim or complaint keyword")
+
+
+def _negated(text: str, at: int) -> bool:
+    """A keyword at ``at`` follows a negation in its sentence ("I do not want to complain", "不是投诉")."""
+    start = max(text.rfind(stop, 0, at) for stop in (".", "!", "?", "\n", "。", "！", "？", "；", ";", ",", "，"))
+    return _NEGATION.search(text[start + 1 : at]) is not None
+
+
+# Product lines a mail's words point to, in both languages (simplified and traditional), the likeliest first.
+PRODUCT_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("motor", re.compile(r"车险|車險|[汽轿轎]?车[辆輛]?(?:被|事故|损|損|撞|刮)|車(?:輛|禍|被|損|撞)|追尾|交通事故|"
+                         r"\b(?:car|vehicle|motor|rear-ended|collision|windscreen|windshield)\b", re.IGNORECASE)),
+    ("health", re.compile(r"医院|醫院|住院|门诊|門診|医疗|醫療|手术|手術|病历|病歷|"
+                          r"\b(?:hospital|medical|surgery|doctor|physiotherapy|clinic)\b", re.IGNORECASE)),
+    ("property", re.compile(r"房屋|住宅|家财|家財|火灾|火災|水浸|漏水|失窃|失竊|盗窃|盜竊|"
+                            r"\b(?:house|home|flat|apartment|fire|flood(?:ed|ing)?|burglary|stolen from my home)\b",
+                            re.IGNORECASE)),
+    ("travel", re.compile(r"旅行|旅游|旅遊|航班|行李|签证|簽證|\b(?:travel|trip|flight|luggage|baggage)\b",
+                          re.IGNORECASE)),
+    ("life", re.compile(r"寿险|壽險|身故|去世|\b(?:life insurance|death|passed away)\b", re.IGNORECASE)),
+)  # fmt: skip
+
+
+def infer_product_line(subject: str, body: str = "") -> str | None:
+    """The product line a mail is about, from its words (the subject first, then the start of the body), where
+    no policy says it: a motor claim then goes to a handler with the motor skill, not to anyone.
+
+    Args:
+        subject: the decoded subject.
+        body: the mail's text (only its first ``BODY_SEARCH_CHARS`` characters are read).
+
+    Returns:
+        ``motor``, ``health``, ``property``, ``travel`` or ``life``, or None when nothing points to one.
+    """
+    for text in (subject, body[:BODY_SEARCH_CHARS]):
+        for line, pattern in PRODUCT_WORDS:
+            if pattern.search(text):
+                return line
+    return None
 
 
 _CASE_NUMBER = re.compile(r"(?<![A-Za-z0-9])(CLM|CMP|INQ)-(\d{4})-(\d{6,})(?![0-9])", re.IGNORECASE)
@@ -281,6 +338,40 @@ def clean_text(text: str, *, hints: Sequence[str] = ()) -> str:
 def one_line(text: str) -> str:
     """A header's text on one line: control characters dropped, runs of white space as one space."""
     return " ".join(_CONTROL.sub("", text).split())
+
+
+# Out-of-office and other automatic replies sent without the headers that say so: their usual subjects (which a
+# person's subject seldom starts with) and the opening of their bodies, in English and Chinese. Only phrases a
+# customer does not write: "on holiday" or "外出" start real claims (a phone stolen while travelling).
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|autoreply|auto[- ]?response|out of (?:the )?office|"
+    r"away from (?:the )?office|自动回复|自動回覆|自动答复|自動答覆|不在办公室|不在辦公室)",
+    re.IGNORECASE,
+)
+_AUTO_BODY = re.compile(
+    r"(?:\bI(?:'m| am| will be) (?:currently )?out of (?:the )?office\b|"
+    r"this is an automatic(?:ally generated)? (?:reply|response|message)|"
+    r"我(?:目前|现在|現在)?(?:不在办公室|不在辦公室)|(?:此|本)(?:邮件|郵件)为自动回复|(?:此|本)(?:郵件|邮件)為自動回覆)",
+    re.IGNORECASE,
+)
+AUTO_TEXT_CHARS = 500
+
+
+def automatic_by_text(subject: str, body: str) -> str | None:
+    """Why a mail without automatic headers is still a machine's reply (an out-of-office), or None.
+
+    Args:
+        subject: the decoded subject.
+        body: the mail's text; only its first ``AUTO_TEXT_CHARS`` characters are read.
+
+    Returns:
+        A one-line reason, or None.
+    """
+    if _AUTO_SUBJECT.search(subject):
+        return "automatic reply (its subject)"
+    if _AUTO_BODY.search(body[:AUTO_TEXT_CHARS]):
+        return "automatic reply (its text)"
+    return None
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
@@ -530,7 +621,7 @@ def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> Parsed
             skipped.append(f"{filename}: more than {limits.max_attachments} attachments")
         else:
             attachments.append(MailAttachment(filename, content_type, data))
-    automatic = automatic_reason(message)
+    automatic = automatic_reason(message) or automatic_by_text(subject, text)
     return ParsedMail(
         message_id=message_id,
         subject=subject,

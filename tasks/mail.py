@@ -55,6 +55,7 @@ from models.mail import (
     document_type_for,
     find_case_number,
     header_message_id,
+    infer_product_line,
     parse_message,
     reply_text,
     trim_text,
@@ -264,6 +265,7 @@ def _file_new(
         kind=classification.kind,
         channel=Channel.email,
         description=description or None,
+        product_line=infer_product_line(mail.subject, mail.text),
         customer=CustomerCreate(
             name=mail.from_name[:200],
             email=mail.from_address,

@@ -301,3 +301,49 @@ def test_document_type_for(filename: str, subject: str, expected: str | None) ->
 def test_document_type_is_one_that_was_requested() -> None:
     assert document_type_for("repair_invoice.pdf", ("claim form",)) is None
     assert document_type_for("Claim_Form.pdf", ("Claim Form",)) == "Claim Form"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "kind"),
+    [
+        pytest.param("【理賠】車禍", "", CaseKind.claim, id="traditional-claim-tag"),
+        pytest.param("[投訴] 服務態度差", "", CaseKind.complaint, id="traditional-complaint-tag"),
+        pytest.param("對理賠結果不滿", "", CaseKind.complaint, id="traditional-dissatisfied-before-claim"),
+        pytest.param("［咨询］ 保单", "", CaseKind.inquiry, id="full-width-brackets"),
+        pytest.param("〔投訴〕", "", CaseKind.complaint, id="tortoise-shell-brackets"),
+        pytest.param("Question", "I do not want to complain, just ask about my policy", CaseKind.inquiry,
+                     id="negated-complain"),
+        pytest.param("您好", "这不是投诉，只是想问问保单", CaseKind.inquiry, id="negated-zh"),
+        pytest.param("Hi", "No complaint, but I want to claim for my car", CaseKind.claim, id="negated-then-claim"),
+        pytest.param("Hello", "I complain: nobody called me back", CaseKind.complaint, id="plain-complaint-stays"),
+    ],
+)  # fmt: skip
+def test_classify_reads_traditional_chinese_full_width_brackets_and_negation(subject: str, body: str, kind) -> None:
+    assert classify(subject, body).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "line"),
+    [("我的车被撞了", "", "motor"), ("車禍理賠", "", "motor"), ("Claim", "rear-ended at a junction", "motor"),
+     ("住院费用报销", "", "health"), ("Flight cancelled", "my luggage is lost", "travel"), ("家里漏水", "", "property"),
+     ("身故理赔", "", "life"), ("我对理赔结果不满", "", None), ("hello", "", None)],
+)  # fmt: skip
+def test_the_product_line_is_read_from_the_words(subject: str, body: str, line: str | None) -> None:
+    from models.mail import infer_product_line
+
+    assert infer_product_line(subject, body) == line
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "automatic"),
+    [("Automatic reply: your claim", "", True), ("Out of Office: Re: CLM-2026-000001", "", True),
+     ("自动回复：您的来信已收到", "", True), ("Re: CLM-2026-000001", "I am currently out of the office until Monday", True),
+     ("回复：理赔", "我目前不在办公室，将于下周回来", True), ("外出旅行时手机被盗", "", False),
+     ("Car stolen", "I am on holiday and my car was stolen", False), ("Re: claim", "Thanks, documents attached", False)],
+)  # fmt: skip
+def test_an_out_of_office_without_its_headers_is_recognised_by_its_words(
+    subject: str, body: str, automatic: bool
+) -> None:
+    from models.mail import automatic_by_text
+
+    assert (automatic_by_text(subject, body) is not None) == automatic

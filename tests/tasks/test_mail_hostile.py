@@ -12,7 +12,7 @@ import tasks.mail as mail_tasks
 from claimflow.db import session_scope
 from models.enums import CaseKind
 from models.tables import Attachment, Case, Customer, MailMessage
-from tasks.mail import FILED, REJECTED, poll, take_mail
+from tasks.mail import FILED, REJECTED, SKIPPED, poll, take_mail
 from tests.imap import Dovecot, mail_desk
 
 
@@ -57,6 +57,14 @@ CORPUS: list[tuple[str, bytes, tuple[str, str | None, str | None, CaseKind | Non
         (FILED, "zhou@example.com", None, CaseKind.claim)),
     ("no-sender-at-all", _mail(b"Subject: anonymous\r\nMessage-ID: <anon-1@example.com>\r\n"),
      (REJECTED, None, None, None)),
+    ("big5-traditional-complaint", _mail(
+        f"From: =?Big5?B?{_b64('陳大文', 'big5')}?= <chan@example.com.hk>\r\n"
+        f"Subject: =?Big5?B?{_b64('對理賠結果不滿', 'big5')}?=\r\nMessage-ID: <big5-1@example.com.hk>\r\n"
+        "Content-Type: text/plain; charset=big5\r\n".encode(), "我要投訴，車禍理賠拖了兩個月\r\n".encode("big5")),
+        (FILED, "chan@example.com.hk", "陳大文", CaseKind.complaint)),
+    ("out-of-office-without-headers", _mail(
+        b"From: boss@example.com\r\nSubject: Out of Office: Re: your claim\r\nMessage-ID: <ooo-1@example.com>\r\n",
+        b"I am currently out of the office until 20 March.\r\n"), (SKIPPED, None, None, None)),
 ]  # fmt: skip
 
 
