@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -122,6 +123,21 @@ def _replayed_body(session: Session, earlier: Feedback, case: Case) -> dict[str,
     }
 
 
+def same_origin(request: Request) -> bool:
+    """A browser's POST comes from this site. Browsers say where a request comes from in ``Sec-Fetch-Site``
+    (``cross-site`` is refused); where they do not, the ``Origin`` (else the ``Referer``) must name the host the
+    request was sent to. ``Origin: null`` is what our own page sends (its referrer policy is ``no-referrer``, so the
+    link's token never leaks) and passes; so does a request with none of them (not a browser). The signed link is
+    what authorises an answer; this stops another site's page from posting one in the customer's browser."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None:
+        return fetched_from.lower() != "cross-site"
+    sent_from = request.headers.get("origin") or request.headers.get("referer")
+    if sent_from is None or sent_from == "null":
+        return True
+    return urlsplit(sent_from).netloc.lower() == (request.headers.get("host") or request.url.netloc).lower()
+
+
 def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
     """Mount the survey page and the feedback webhook on the intake app."""
     settings = intake.settings
@@ -181,14 +197,19 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
 
     @app.post("/survey/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def survey_answer(
+        request: Request,
         token: str,
         score: Annotated[str | None, Form()] = None,
         solved: Annotated[str | None, Form()] = None,
-        comment: Annotated[str | None, Form(max_length=MAX_COMMENT_CHARS * 2)] = None,
-        lang: Annotated[str | None, Form(max_length=16)] = None,
-        large: Annotated[str | None, Form(max_length=1)] = None,
+        comment: Annotated[str | None, Form()] = None,
+        lang: Annotated[str | None, Form()] = None,
+        large: Annotated[str | None, Form()] = None,
     ) -> HTMLResponse:
-        big = large == "1"
+        # the customer sees a page, never a JSON problem: a language code too long for one is no language, and a
+        # comment too long is said next to the form (parse_answer)
+        big, lang = large == "1", (lang if lang is not None and len(lang) <= 16 else None)
+        if not same_origin(request):  # a form posted from another site (a forged request): refused, not recorded
+            return refusal(Refusal.forged.value, lang, big)
         try:
             answer = parse_answer(score, solved, comment)
         except InvalidInput as exc:

@@ -380,3 +380,26 @@ def test_an_integer_of_thousands_of_digits_is_a_400_on_the_case_endpoints_too(wo
     answer = client.post("/v1/claims", content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert "number that cannot be read" in answer.json()["detail"]
+
+
+def test_a_survey_answer_posted_from_another_site_is_refused_and_not_recorded(world: Any, client: TestClient) -> None:
+    _, token = settled(world, "en")
+    answer = {"score": "1", "solved": "no", "comment": "forged", "lang": "en"}
+    refused_as(client.post(f"/survey/{token}", data=answer, headers={"Origin": "https://evil.example"}), 403,
+               "forged", "en")  # fmt: skip
+    refused_as(client.post(f"/survey/{token}", data=answer, headers={"Sec-Fetch-Site": "cross-site", "Origin": "null"}),
+               403, "forged", "en")  # fmt: skip
+    refused_as(client.post(f"/survey/{token}", data=answer, headers={"Referer": "https://evil.example/x"}), 403,
+               "forged", "en")  # fmt: skip
+    assert stored(world) == []
+    own = client.post(f"/survey/{token}", data={"score": "5", "solved": "yes"}, headers={"Origin": "http://testserver"})
+    assert own.status_code == 200 and len(stored(world)) == 1
+
+
+def test_a_too_long_comment_or_language_gets_the_page_not_a_json_problem(world: Any, client: TestClient) -> None:
+    _, token = settled(world, "en")
+    long = client.post(f"/survey/{token}", data={"score": "4", "solved": "yes", "comment": "x" * 10_000,
+                                                 "lang": "x" * 100})  # fmt: skip
+    assert long.status_code == 422 and long.headers["content-type"].startswith("text/html")  # the form again
+    assert "comment: at most 2000 characters (10000 given)" in long.text
+    assert stored(world) == []
