@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from claimflow.api import (
+    OUTAGE,
     ApiProblem,
     Intake,
     check_idempotency_key,
@@ -184,8 +185,8 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
     ) -> HTMLResponse:
         try:
             return await run_in_threadpool(page_for, token, lang, large == "1")
-        except OperationalError:
-            logger.exception("survey page: database unavailable")
+        except OperationalError as exc:
+            OUTAGE.refuse("survey page", exc)
             return refusal("unavailable", lang, large == "1")
 
     def take(token: str, answer: SurveyAnswer) -> tuple[FeedbackOutcome, str]:
@@ -224,8 +225,8 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
         except IntegrityError:  # the same link answered at the same moment in another request
             known = await run_in_threadpool(customer_language, token, Refusal.used)
             return refusal(Refusal.used.value, lang, big, known)
-        except OperationalError:
-            logger.exception("survey answer: database unavailable")
+        except OperationalError as exc:
+            OUTAGE.refuse("survey answer", exc)
             return refusal("unavailable", lang, big)
         if outcome.complaint_case is not None and intake.launcher is not None:
             intake.launcher.submit(outcome.complaint_case.id or 0)
@@ -277,7 +278,8 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
             raise invalid([{"field": "case_number", "message": str(exc)}]) from None
         except InvalidInput as exc:
             raise invalid([{"field": "body", "message": str(exc)}]) from None
-        except OperationalError:
+        except OperationalError as exc:
+            OUTAGE.refuse(f"feedback from {source}", exc)
             raise ApiProblem(503, "unavailable", "Service unavailable", "the case database cannot be reached; retry",
                              headers={"Retry-After": "5"}) from None  # fmt: skip
         number = answer.get("complaint_case_number")

@@ -409,3 +409,29 @@ def test_end_to_end_over_http_with_uvicorn(world: Any, engine: Engine, database_
     finally:
         api.stop()
     assert api.thread is not None and not api.thread.is_alive()
+
+
+def test_an_outage_is_a_503_and_one_log_line_per_refused_request_not_a_traceback(
+    world: Any, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The case database gone (nothing listens where it was): every post is a 503 with Retry-After, logged as one
+    line with a running count, and the count starts again once the database answers."""
+    import logging
+
+    from claimflow.api import OUTAGE
+    from claimflow.db import create_db_engine
+
+    gone = create_db_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone", pool=False)
+    app = create_app(settings, gone, clock=lambda: NOW)
+    body = json.dumps(claim()).encode()
+    with TestClient(app) as down, caplog.at_level(logging.WARNING, logger="claimflow.api"):
+        for _ in range(3):
+            answer = down.post("/v1/claims", content=body, headers={"Content-Type": "application/json",
+                                                                    **sign_headers("webform", "new-secret", body, now=NOW)})  # fmt: skip
+            assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    lines = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert [r.getMessage().split("; ")[1].split(" ")[0] for r in lines] == ["1", "2", "3"]
+    assert all(r.exc_info is None for r in lines) and "webhook webform" in lines[0].getMessage()
+    OUTAGE.over()
+    assert OUTAGE.refused == 0
+    gone.dispose()
