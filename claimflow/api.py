@@ -522,6 +522,9 @@ class Intake:
                 if key is None:
                     raise
                 continue  # a twin with the same key committed first: the next pass replays its answer
+            except OperationalError:  # the connection lost, perhaps after COMMIT: keep what was committed
+                store.discard_uncommitted(self.engine)
+                raise
             except BaseException:
                 store.discard()
                 raise

@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from models.errors import ClaimflowError, NotFound
@@ -116,6 +118,25 @@ class AttachmentStore:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # only when empty: another case's files are never touched
         self.written.clear()
+
+    def discard_uncommitted(self, engine: Engine) -> int:
+        """After a failure whose outcome is not known (the connection lost at COMMIT: the case may have been
+        committed all the same), remove only the files proven uncommitted: those no ``attachment`` row names.
+        When the database cannot be asked, nothing is removed (the orphan sweep removes what stays unnamed).
+        Returns how many files were kept."""
+        relative = {str(path.relative_to(self.data_dir)): path for path in self.written}
+        try:
+            with Session(engine) as session:
+                named = set(session.exec(
+                    select(Attachment.storage_path).where(col(Attachment.storage_path).in_(list(relative)))
+                ).all()) if relative else set()  # fmt: skip
+        except SQLAlchemyError:
+            kept = len(self.written)
+            self.written.clear()
+            return kept
+        self.written = [path for name, path in relative.items() if name not in named]
+        self.discard()
+        return len(named)
 
     def keep(self) -> None:
         """The transaction committed: the files belong to their rows now."""

@@ -435,3 +435,37 @@ def test_an_outage_is_a_503_and_one_log_line_per_refused_request_not_a_traceback
     OUTAGE.over()
     assert OUTAGE.refused == 0
     gone.dispose()
+
+
+def test_a_commit_whose_acknowledgement_is_lost_keeps_the_committed_cases_documents(
+    client: TestClient, engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops right after the database committed: the client gets a 503 and retries with its key;
+    the case was committed, so its documents must still be there (before, they were deleted as if the transaction
+    had failed)."""
+    import sqlite3
+
+    import psycopg
+
+    from models.tables import Attachment
+
+    dialect = engine.dialect
+    real_commit = dialect.do_commit
+
+    def commit_then_lose_the_answer(dbapi_connection: Any) -> None:
+        real_commit(dbapi_connection)
+        monkeypatch.setattr(dialect, "do_commit", real_commit)  # once
+        lost = sqlite3.OperationalError if dialect.name == "sqlite" else psycopg.OperationalError
+        raise lost("server closed the connection unexpectedly")
+
+    document = b"%PDF-1.4 repair invoice"
+    payload = claim(attachments=[{"filename": "invoice.pdf", "content_type": "application/pdf",
+                                  "content_base64": base64.b64encode(document).decode()}])  # fmt: skip
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    first = post(client, "/v1/claims", payload, key="lost-ack-1")
+    assert first.status_code == 503, first.text
+    retried = post(client, "/v1/claims", payload, key="lost-ack-1")
+    assert retried.status_code == 202 and retried.headers.get("idempotent-replayed") == "true"
+    with Session(engine) as session:
+        [stored] = session.exec(select(Attachment)).all()
+    assert (settings.data_dir / stored.storage_path).read_bytes() == document
