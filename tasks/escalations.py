@@ -466,7 +466,7 @@ def _apply_escalation(session: Session, desk: Desk, *, case: Case, step: Step, e
         enqueue(
             session, template="extension_notice", recipient=f"customer:{case.customer_id}", case=case, now=now,
             context={"case_number": case.number, "previous_due_at": previous, "due_at": step.due_at,
-                     "reason": reason},
+                     "reason": reason, "jurisdiction": case.jurisdiction},
             idempotency_key=f"extension:{step.id}:{len(step.extensions)}",
         )  # fmt: skip
     elif choice in ("reassign", "take_over"):

@@ -990,6 +990,7 @@ def _decide_claim(
             "currency": case.currency,
             "reasons": reasons,
             "clause": clause,
+            "jurisdiction": case.jurisdiction,
         },
     )
 
@@ -1071,6 +1072,7 @@ def _complaint_decision(session: Session, desk: Desk, given: Given) -> None:
             "findings": reasons or remedy,
             "remedy": remedy or "-",
             "outside_body": outside_body(desk, case),
+            "jurisdiction": case.jurisdiction,
         },
     )
 

@@ -197,3 +197,35 @@ def test_unknown_message_or_language_is_not_found() -> None:
         render_message(ENV, "nope", language="en", context={})
     with pytest.raises(NotFound, match="fr"):
         render_message(ENV, "decision", language="fr", context=CATALOGUE["decision"].sample)
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "language", "said"),
+    [
+        ("GB", "en", ["the Financial Ombudsman Service", "free for you to use", "within six months", "0800 023 4567"]),
+        ("GB", "zh-CN", ["英国金融申诉专员服务机构", "不收取任何费用", "六个月内", "0800 023 4567"]),
+        ("AU", "en", ["Australian Financial Complaints Authority (AFCA)", "free for you to use", "within two years",
+                      "1800 931 678"]),
+        ("AU", "zh-CN", ["澳大利亚金融投诉管理局（AFCA）", "不收取任何费用", "两年内", "1800 931 678"]),
+        ("CN", "zh-CN", ["国家金融监督管理总局", "12378"]),
+        ("US-CA", "en", ["California Department of Insurance", "1-800-927-4357"]),
+    ],
+)  # fmt: skip
+def test_letters_name_the_jurisdictions_outside_body_that_it_is_free_and_the_time_limit(
+    jurisdiction: str, language: str, said: list[str]
+) -> None:
+    """DISP 1 Annex 3R / 1.6.2R (GB) and RG 271 (AU): a final response and a delay notice name the ombudsman, say it
+    is free and give the time limit; the decision letter names the jurisdiction's body, not "the financial
+    regulator"."""
+    from claimflow.settings import Settings
+
+    body = Settings().outside_bodies[jurisdiction]  # what the desk puts in a complaint outcome by default
+    for name in ("decision", "complaint_outcome"):
+        context = {**CATALOGUE[name].sample, "jurisdiction": jurisdiction}
+        context.update({"outside_body": body} if name == "complaint_outcome" else {})
+        text = render_message(ENV, name, language=language, context=context).text
+        assert all(part in text for part in said), (name, text)
+        assert "financial regulator" not in text and "金融监管部门" not in text
+    delay = render_message(ENV, "extension_notice", language=language,
+                           context={**CATALOGUE["extension_notice"].sample, "jurisdiction": jurisdiction}).text  # fmt: skip
+    assert all(part in delay for part in said) == (jurisdiction in ("GB", "AU")), delay
