@@ -351,3 +351,13 @@ def test_rows_are_updated_each_with_its_own_values(engine: Engine) -> None:
     with Session(engine) as session:
         stored = {o.id: (o.attempts, o.next_attempt_at) for o in session.exec(select(Outbox))}
     assert stored == {ids[0]: (5, later), ids[1]: (0, NOW), ids[2]: (7, None)}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no TRUNCATE
+def test_the_event_log_refuses_truncate(engine: Engine) -> None:
+    """TRUNCATE fires no row trigger: without a statement trigger it emptied the log and nothing noticed."""
+    _file(engine)
+    with pytest.raises(DBAPIError, match="append-only: TRUNCATE refused"), engine.begin() as connection:
+        connection.execute(text("TRUNCATE event CASCADE"))
+    with Session(engine) as session:
+        assert session.exec(select(Event)).one().actor == "li.wei"
