@@ -68,8 +68,8 @@ def payload(index: int, *, attachment: bool = False) -> dict[str, Any]:
     return body
 
 
-def signed(body: bytes, key: str) -> dict[str, str]:
-    return {**sign_headers(SOURCE, SECRET, body), "Content-Type": "application/json", "Idempotency-Key": key}
+def signed(body: bytes, key: str, path: str) -> dict[str, str]:
+    return {**sign_headers(SOURCE, SECRET, body, path=path, key=key), "Content-Type": "application/json"}
 
 
 @contextmanager
@@ -164,7 +164,8 @@ async def load(url: str, *, count: int, concurrency: int) -> tuple[list[float], 
         for index in counter:
             body = json.dumps(payload(index)).encode()
             started = time.perf_counter()
-            response = await client.post(PATHS[index % 3], content=body, headers=signed(body, uuid.uuid4().hex))
+            path = PATHS[index % 3]
+            response = await client.post(path, content=body, headers=signed(body, uuid.uuid4().hex, path))
             latencies.append(time.perf_counter() - started)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -51,7 +51,7 @@ from claimflow.db import get_engine, session_scope
 from claimflow.settings import Settings, get_settings
 from models.enums import CaseKind, Channel
 from models.errors import InvalidInput, NotFound
-from models.signing import SignatureRejected, verify
+from models.signing import SignatureRejected, SignedRequest, verify
 from models.tables import CaseCreate, CustomerCreate
 from tasks.intake import (
     Answer,
@@ -204,6 +204,25 @@ def problem_response(problem: ApiProblem) -> JSONResponse:
     if problem.errors:
         body["errors"] = problem.errors
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
+
+
+class SeenSignatures:
+    """The signatures of requests without an Idempotency-Key seen in the last window, per process: the same signed
+    request sent again (captured and replayed within the timestamp's tolerance) is refused instead of filing a new
+    case each time. Several API processes each keep their own; a request with a key is made safe by its key."""
+
+    def __init__(self) -> None:
+        self.until: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def refuse_if_seen(self, signature: str, *, now: datetime, window: timedelta) -> None:
+        with self._lock:
+            if len(self.until) > 10_000:
+                self.until = {s: t for s, t in self.until.items() if t > now}
+            if self.until.get(signature, now) > now:
+                raise SignatureRejected("this signature was used before: a request is accepted once (send an "
+                                        "Idempotency-Key to retry safely)")  # fmt: skip
+            self.until[signature] = now + window
 
 
 class Outage:
@@ -463,26 +482,42 @@ class Intake:
     desk: Desk
     clock: Callable[[], datetime]
     launcher: Launcher | None = None
+    replays: SeenSignatures = field(default_factory=lambda: SeenSignatures())
 
     def secrets(self, source: str | None) -> list[str]:
         if not source:
             return []
         return [s.get_secret_value() for s in self.settings.webhook_secrets.get(source, [])]
 
-    def authenticate(self, request: Request, *, body: bytes) -> str:
-        """The verified source of a request; 401 otherwise."""
+    def authenticate(self, request: Request, *, body: bytes, v1_body: bytes | None = None) -> str:
+        """The verified source of a request; 401 otherwise.
+
+        A version 2 signature covers the method, the path as sent, the source, the Idempotency-Key and ``body``; a
+        version 1 signature (until ``CLAIMFLOW_WEBHOOK_V1_UNTIL``) the timestamp and ``v1_body`` (default ``body``;
+        a GET signs its path). A signature seen before within the tolerance is refused as a replay when the request
+        has no Idempotency-Key (with one, a retry gets the first answer again and the key cannot be changed)."""
         source = request.headers.get("x-claimflow-source")
+        key = request.headers.get("idempotency-key")
+        signature = request.headers.get("x-claimflow-signature")
+        now = self.clock()
+        tolerance = timedelta(seconds=self.settings.webhook_tolerance_seconds)
         try:
             if not source:
                 raise SignatureRejected("X-Claimflow-Source is missing")
+            raw_path = request.scope.get("raw_path") or request.url.path.encode("utf-8")
+            until = self.settings.webhook_v1_until
             verify(
                 self.secrets(source),
                 timestamp=request.headers.get("x-claimflow-timestamp"),
-                signature=request.headers.get("x-claimflow-signature"),
-                body=body,
-                now=self.clock(),
-                tolerance=timedelta(seconds=self.settings.webhook_tolerance_seconds),
+                signature=signature,
+                body=body if v1_body is None else v1_body,
+                now=now,
+                tolerance=tolerance,
+                request=SignedRequest(request.method, raw_path.decode("latin-1"), source, key or "", body),
+                accept_v1=until is not None and now.date() <= until,
             )
+            if key is None and signature is not None:
+                self.replays.refuse_if_seen(f"{source} {signature.strip().lower()}", now=now, window=tolerance * 2)
         except SignatureRejected as exc:
             raise ApiProblem(
                 401,
@@ -735,7 +770,7 @@ def create_app(
         """The case's state and open steps with their due times; no personal data. Sign ``timestamp + "." +
         path``."""
         raw_path = request.scope.get("raw_path") or request.url.path.encode("utf-8")
-        source = intake.authenticate(request, body=raw_path)  # the path exactly as sent, percent-encoding and all
+        source = intake.authenticate(request, body=b"", v1_body=raw_path)  # v1 signed the path exactly as sent
         try:
             found = await run_in_threadpool(intake.status, source=source, number=number)
         except NotFound as exc:
@@ -775,13 +810,27 @@ def create_app(
     return app
 
 
-def sign_headers(source: str, secret: str, body: bytes, *, now: datetime | None = None) -> dict[str, str]:
-    """The headers that sign ``body`` for ``source`` (for clients, tests and the benchmark)."""
-    from models.signing import sign
+def sign_headers(
+    source: str,
+    secret: str,
+    body: bytes,
+    *,
+    now: datetime | None = None,
+    method: str = "POST",
+    path: str | None = None,
+    key: str | None = None,
+) -> dict[str, str]:
+    """The headers that sign a request for ``source`` (for clients, tests and the benchmark): version 2 when the
+    ``path`` is given (with the method and the Idempotency-Key, which it then sets too), else version 1 (``body``:
+    the raw body, or for a GET the path)."""
+    from models.signing import sign, sign_v2
 
     timestamp = str(int((now or datetime.now(UTC)).timestamp()))
-    return {
-        "X-Claimflow-Source": source,
-        "X-Claimflow-Timestamp": timestamp,
-        "X-Claimflow-Signature": sign(secret, timestamp, body),
-    }
+    if path is None:
+        signature = sign(secret, timestamp, body)
+    else:
+        signature = sign_v2(secret, timestamp, SignedRequest(method, path, source, key or "", body))
+    headers = {"X-Claimflow-Source": source, "X-Claimflow-Timestamp": timestamp, "X-Claimflow-Signature": signature}
+    if path is not None and key is not None:
+        headers["Idempotency-Key"] = key
+    return headers

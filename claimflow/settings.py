@@ -8,6 +8,7 @@ where they are used.
 from __future__ import annotations
 
 import os
+from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -276,6 +277,11 @@ class Settings(BaseSettings):
         ge=1,
         description="How far X-Claimflow-Timestamp may be from the server's clock before a webhook is refused "
         "as a replay.",
+    )
+    webhook_v1_until: date | None = Field(
+        default=date(2027, 3, 31),
+        description="Last day version 1 webhook signatures (timestamp and body only) are accepted; from the day after "
+        "only version 2 (method, path, source, Idempotency-Key, body). Empty: version 1 is refused already.",
     )
     api_launch_timeout_seconds: float = Field(
         default=5.0,

@@ -1,8 +1,12 @@
 """Signed webhook requests: HMAC-SHA256 signatures and the replay window (pure rules, no clock, no I/O).
 
-A source signs ``timestamp + "." + raw body`` with its secret and sends the hex digest in
-``X-Claimflow-Signature`` and the timestamp (Unix seconds, an integer) in ``X-Claimflow-Timestamp``. During a
-rotation a source has two secrets; a signature made with either is accepted.
+Version 2 (``X-Claimflow-Signature: v2=<hex>``): a source signs the request as a whole, ``signed_payload_v2``:
+``"v2"``, the timestamp, the method, the path, the source, the Idempotency-Key (empty without one), one per line,
+then the raw body. A captured request can then be sent neither to another endpoint (a claim re-filed as a
+complaint) nor under another key or source. Version 1 (the bare hex of ``timestamp + "." + body``) covers only the
+timestamp and the body; it is accepted until the desk's stated end of the transition
+(``CLAIMFLOW_WEBHOOK_V1_UNTIL``). The timestamp (Unix seconds) is in ``X-Claimflow-Timestamp``. During a rotation
+a source has two secrets; a signature made with either is accepted.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from models.errors import ClaimflowError
@@ -49,6 +54,34 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
         64 lowercase hex digits.
     """
     return hmac.new(secret.encode("utf-8"), signed_payload(timestamp, body), hashlib.sha256).hexdigest()
+
+
+V2 = "v2="
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a version 2 signature covers besides the timestamp: the request as the server received it."""
+
+    method: str
+    path: str
+    source: str
+    key: str
+    body: bytes
+
+
+def signed_payload_v2(timestamp: str, request: SignedRequest) -> bytes:
+    """The bytes a source signs in version 2: ``v2``, the timestamp, the method (upper case), the path (as sent,
+    percent-encoding and all), the source, the Idempotency-Key (empty without one), each on a line of its own,
+    then the raw body."""
+    head = "\n".join(["v2", timestamp, request.method.upper(), request.path, request.source, request.key, ""])
+    return head.encode("utf-8") + request.body
+
+
+def sign_v2(secret: str, timestamp: str, request: SignedRequest) -> str:
+    """A version 2 signature: ``v2=`` and the lowercase hex HMAC-SHA256 of ``signed_payload_v2``."""
+    digest = hmac.new(secret.encode("utf-8"), signed_payload_v2(timestamp, request), hashlib.sha256).hexdigest()
+    return f"{V2}{digest}"
 
 
 def parse_timestamp(value: str | None) -> int:
@@ -114,8 +147,8 @@ def matching_secret(secrets: Sequence[str], *, timestamp: str, body: bytes, sign
         # no early exit: the time taken does not tell which secret (if any) matched
         if hmac.compare_digest(sign(secret, timestamp, body), given) and matched < 0:
             matched = index
-    if matched < 0:
-        raise SignatureRejected("X-Claimflow-Signature does not match the body and timestamp")
+    if matched < 0:  # also for an unknown source (no secrets): the answer does not tell which sources exist
+        raise SignatureRejected("X-Claimflow-Signature does not match the request")
     return matched
 
 
@@ -127,6 +160,8 @@ def verify(
     body: bytes,
     now: datetime,
     tolerance: timedelta = DEFAULT_TOLERANCE,
+    request: SignedRequest | None = None,
+    accept_v1: bool = True,
 ) -> int:
     """Check one signed request: a well-formed, fresh timestamp and a signature made by one of ``secrets``.
 
@@ -144,9 +179,26 @@ def verify(
     Raises:
         SignatureRejected: with the reason, naming the header at fault.
     """
-    if not secrets:
-        raise SignatureRejected("unknown source: X-Claimflow-Source names no configured webhook source")
     seconds = parse_timestamp(timestamp)
     assert timestamp is not None
     check_fresh(seconds, now=now, tolerance=tolerance)
+    if signature is not None and signature.strip().lower().startswith(V2) and request is not None:
+        return _matching_v2(secrets, timestamp=timestamp, request=request, signature=signature.strip().lower())
+    if not accept_v1:
+        raise SignatureRejected("version 1 signatures are no longer accepted: sign the request with version 2 (v2=...)")
     return matching_secret(secrets, timestamp=timestamp, body=body, signature=signature)
+
+
+def _matching_v2(secrets: Sequence[str], *, timestamp: str, request: SignedRequest, signature: str) -> int:
+    """Which secret made a version 2 signature; an unknown source (no secrets) is refused in the same words as a
+    wrong signature, so the answer does not tell which sources exist."""
+    given = signature.removeprefix(V2)
+    if len(given) != 64 or not set(given) <= _HEX:
+        raise SignatureRejected("X-Claimflow-Signature must be v2= and 64 hex digits (HMAC-SHA256)")
+    matched = -1
+    for index, secret in enumerate(secrets):
+        if hmac.compare_digest(sign_v2(secret, timestamp, request), signature) and matched < 0:
+            matched = index
+    if matched < 0:
+        raise SignatureRejected("X-Claimflow-Signature does not match the request")
+    return matched

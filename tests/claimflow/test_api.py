@@ -84,15 +84,13 @@ def post(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    sent = {**sign_headers(source, secret, body, now=NOW), "Content-Type": "application/json"}
-    if key is not None:
-        sent["Idempotency-Key"] = key
+    sent = {**sign_headers(source, secret, body, now=NOW, path=path, key=key), "Content-Type": "application/json"}
     sent.update(headers or {})
     return client.post(path, content=body, headers=sent)
 
 
 def get(client: TestClient, path: str, *, source: str = "webform", secret: str = "new-secret") -> httpx.Response:
-    return client.get(path, headers=sign_headers(source, secret, path.encode(), now=NOW))
+    return client.get(path, headers=sign_headers(source, secret, b"", now=NOW, method="GET", path=path))
 
 
 def count(engine: Engine, model: Any) -> int:
@@ -237,7 +235,7 @@ def test_racing_twins_with_one_key_file_one_case(app: FastAPI, engine: Engine, s
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        pytest.param({"X-Claimflow-Source": "nobody"}, "unknown source", id="unknown-source"),
+        pytest.param({"X-Claimflow-Source": "nobody"}, "does not match the request", id="unknown-source-as-wrong"),
         pytest.param({"X-Claimflow-Source": ""}, "Source is missing", id="no-source"),
         pytest.param({"X-Claimflow-Signature": "0" * 64}, "does not match", id="wrong-signature"),
         pytest.param({"X-Claimflow-Timestamp": str(int(NOW.timestamp()) - 301)}, "away from", id="replayed-late"),
@@ -425,9 +423,9 @@ def test_an_outage_is_a_503_and_one_log_line_per_refused_request_not_a_traceback
     app = create_app(settings, gone, clock=lambda: NOW)
     body = json.dumps(claim()).encode()
     with TestClient(app) as down, caplog.at_level(logging.WARNING, logger="claimflow.api"):
-        for _ in range(3):
-            answer = down.post("/v1/claims", content=body, headers={"Content-Type": "application/json",
-                                                                    **sign_headers("webform", "new-secret", body, now=NOW)})  # fmt: skip
+        for attempt in range(3):  # a client retrying under its key, as the 503 asks
+            signed = sign_headers("webform", "new-secret", body, now=NOW, path="/v1/claims", key=f"outage-{attempt}")
+            answer = down.post("/v1/claims", content=body, headers={"Content-Type": "application/json", **signed})
             assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     lines = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert [r.getMessage().split("; ")[1].split(" ")[0] for r in lines] == ["1", "2", "3"]
@@ -469,3 +467,41 @@ def test_a_commit_whose_acknowledgement_is_lost_keeps_the_committed_cases_docume
     with Session(engine) as session:
         [stored] = session.exec(select(Attachment)).all()
     assert (settings.data_dir / stored.storage_path).read_bytes() == document
+
+
+# --- version 2 signatures: the whole request, once ---------------------------------------------------------------
+
+
+def test_a_v2_signature_binds_the_endpoint_the_key_and_the_source(client: TestClient, engine: Engine) -> None:
+    """A captured request cannot be sent to another endpoint (a claim re-filed as a complaint), under another or no
+    Idempotency-Key, or as another source; the same request without a key is accepted once."""
+    body = json.dumps(claim()).encode()
+    signed = sign_headers("webform", "new-secret", body, now=NOW, path="/v1/claims", key="order-9")
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/v1/complaints", content=body, headers={**signed, **json_type}).status_code == 401
+    other_key = {**signed, **json_type, "Idempotency-Key": "order-10"}
+    assert client.post("/v1/claims", content=body, headers=other_key).status_code == 401
+    no_key = {k: v for k, v in {**signed, **json_type}.items() if k != "Idempotency-Key"}
+    assert client.post("/v1/claims", content=body, headers=no_key).status_code == 401
+    refused = client.post("/v1/claims", content=body, headers={**signed, **json_type, "X-Claimflow-Source": "partner"})
+    assert refused.status_code == 401 and "does not match the request" in refused.json()["detail"]
+    assert client.post("/v1/claims", content=body, headers={**signed, **json_type}).status_code == 202
+    again = client.post("/v1/claims", content=body, headers={**signed, **json_type})  # a retry under its key
+    assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    once = sign_headers("webform", "new-secret", body, now=NOW, path="/v1/claims")  # no key
+    assert client.post("/v1/claims", content=body, headers={**once, **json_type}).status_code == 202
+    replayed = client.post("/v1/claims", content=body, headers={**once, **json_type})
+    assert replayed.status_code == 401 and "used before" in replayed.json()["detail"]
+    assert count(engine, Case) == 2
+
+
+def test_version_1_signatures_are_accepted_until_the_stated_day_only(world: Any, engine: Engine) -> None:
+    body = json.dumps(claim()).encode()
+    v1 = {**sign_headers("webform", "new-secret", body, now=NOW), "Content-Type": "application/json",
+          "Idempotency-Key": "v1-1"}  # fmt: skip
+    for until, status in ((NOW.date(), 202), (NOW.date() - timedelta(days=1), 401)):
+        app = create_app(make_settings(webhook_v1_until=until), engine, clock=lambda: NOW)
+        with TestClient(app) as client:
+            answer = client.post("/v1/claims", content=body, headers=v1)
+            assert answer.status_code == status, answer.text
+    assert "version 1 signatures are no longer accepted" in answer.json()["detail"]

@@ -82,13 +82,12 @@ def send(case: Any, fuzz_client: TestClient) -> int:
     path = case.path
     for name, value in (case.path_parameters or {}).items():
         path = path.replace("{" + name + "}", quote(str(value), safe=""))
-    if case.method.upper() == "GET":
-        body = b""
-        signed = path.encode()
-    else:
-        body = json.dumps(case.body, ensure_ascii=False, default=str).encode() if case.body is not None else b""
-        signed = body
-    headers = {**_ascii_headers(case.headers), **sign_headers("fuzz", SECRET, signed)}
+    body = b""
+    if case.method.upper() != "GET" and case.body is not None:
+        body = json.dumps(case.body, ensure_ascii=False, default=str).encode()
+    given = _ascii_headers(case.headers)
+    key = next((v for k, v in given.items() if k.lower() == "idempotency-key"), None)
+    headers = {**given, **sign_headers("fuzz", SECRET, body, method=case.method.upper(), path=path, key=key)}
     if case.method.upper() == "POST":
         headers["Content-Type"] = case.media_type or "application/json"
     response = fuzz_client.request(case.method, path, content=body or None, headers=headers)

@@ -228,8 +228,8 @@ def post_feedback(
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if secret is not None:
-        headers.update(sign_headers(SOURCE, secret, body, now=world.now))
-    if key is not None:
+        headers.update(sign_headers(SOURCE, secret, body, now=world.now, path="/v1/feedback", key=key))
+    elif key is not None:
         headers["Idempotency-Key"] = key
     return client.post("/v1/feedback", content=body, headers=headers)
 
@@ -376,7 +376,10 @@ def test_an_integer_of_thousands_of_digits_is_a_400_on_the_case_endpoints_too(wo
     from claimflow.api import sign_headers
 
     body = b'{"customer": {"name": "x"}, "amount_claimed": ' + b"1" * 5000 + b"}"
-    headers = {"Content-Type": "application/json", **sign_headers(SOURCE, SECRET, body, now=world.now)}
+    headers = {
+        "Content-Type": "application/json",
+        **sign_headers(SOURCE, SECRET, body, now=world.now, path="/v1/claims"),
+    }
     answer = client.post("/v1/claims", content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert "number that cannot be read" in answer.json()["detail"]
