@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -142,12 +142,18 @@ def matching_secret(secrets: Sequence[str], *, timestamp: str, body: bytes, sign
     given = signature.strip().lower()
     if len(given) != 64 or not set(given) <= _HEX:
         raise SignatureRejected("X-Claimflow-Signature must be 64 hex digits (HMAC-SHA256)")
+    return _first_match(secrets, given, lambda secret: sign(secret, timestamp, body))
+
+
+def _first_match(secrets: Sequence[str], given: str, signed_with: Callable[[str], str]) -> int:
+    """The index of the first secret whose signature is ``given``. Every secret is compared, each in constant time
+    (no early exit: the time taken does not tell which secret, if any, matched); no match, or no secrets at all (an
+    unknown source), is refused in the same words, so the answer does not tell which sources exist."""
     matched = -1
     for index, secret in enumerate(secrets):
-        # no early exit: the time taken does not tell which secret (if any) matched
-        if hmac.compare_digest(sign(secret, timestamp, body), given) and matched < 0:
+        if hmac.compare_digest(signed_with(secret), given) and matched < 0:
             matched = index
-    if matched < 0:  # also for an unknown source (no secrets): the answer does not tell which sources exist
+    if matched < 0:
         raise SignatureRejected("X-Claimflow-Signature does not match the request")
     return matched
 
@@ -195,10 +201,4 @@ def _matching_v2(secrets: Sequence[str], *, timestamp: str, request: SignedReque
     given = signature.removeprefix(V2)
     if len(given) != 64 or not set(given) <= _HEX:
         raise SignatureRejected("X-Claimflow-Signature must be v2= and 64 hex digits (HMAC-SHA256)")
-    matched = -1
-    for index, secret in enumerate(secrets):
-        if hmac.compare_digest(sign_v2(secret, timestamp, request), signature) and matched < 0:
-            matched = index
-    if matched < 0:
-        raise SignatureRejected("X-Claimflow-Signature does not match the request")
-    return matched
+    return _first_match(secrets, signature, lambda secret: sign_v2(secret, timestamp, request))
