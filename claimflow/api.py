@@ -600,7 +600,12 @@ _SIGNATURE = Annotated[
 ]
 _KEY = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Same key and body: same answer; same key, other body: 409."),
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and body: same answer; same key, other body: 409. 1 to 200 printable ASCII characters.",
+        # documented here, checked by check_idempotency_key (a 400 that says what is wrong, as for the feedback)
+        json_schema_extra={"minLength": 1, "maxLength": IDEMPOTENCY_KEY_LENGTH},
+    ),
 ]
 
 
@@ -799,7 +804,9 @@ def create_app(
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (CaseSubmission, Problem):
+            from claimflow.feedback_api import FeedbackIn  # it builds on this module
+
+            for model in (CaseSubmission, Problem, FeedbackIn):
                 generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(generated.pop("$defs", {}))
                 components[model.__name__] = generated

@@ -258,7 +258,26 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
                              now=intake.clock())  # fmt: skip
             return _outcome_body(outcome, case.number), False
 
-    @app.post("/v1/feedback", status_code=202, summary="Record feedback about a case from another channel")
+    @app.post(
+        "/v1/feedback",
+        status_code=202,
+        summary="Record feedback about a case from another channel",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackIn"}}},
+            },
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Same key and body: the first answer again (200); same key, other body: 409.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+            ],
+        },
+    )
     async def post_feedback(request: Request) -> JSONResponse:
         body = await read_body(request, settings.api_max_body_bytes)
         source = intake.authenticate(request, body=body)

@@ -60,6 +60,7 @@ class DeskCounts:
     oldest_waiting: tuple[str, datetime] | None
     dead_today: int
     filed_last_hour: int
+    mail_rejected_today: int = 0
 
 
 def artifact_key(kind: str, name: str) -> str:
@@ -134,7 +135,9 @@ def render_summary(counts: DeskCounts, *, now: datetime, tz: ZoneInfo, language:
              f"| breached now | {counts.breached} |",
              f"| oldest waiting | {_oldest(counts, tz, language)} |",
              f"| messages dead-lettered today | {counts.dead_today} |",
-             f"| cases filed in the last hour | {counts.filed_last_hour} |", ""]  # fmt: skip
+             f"| cases filed in the last hour | {counts.filed_last_hour} |",
+             f"| mails rejected today (claimflow mail list --status rejected) | {counts.mail_rejected_today} |",
+             ""]  # fmt: skip
     lines += ["## Backlog by state", "", "| state | cases |", "|---|---|"]
     lines += [f"| {state} | {n} |" for state, n in sorted(counts.by_status.items())] or ["| - | 0 |"]
     lines += ["", "## Backlog by team", "", "| team | cases |", "|---|---|"]

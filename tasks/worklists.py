@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from models.caseview import case_url
 from models.enums import OutboxStatus
-from models.tables import Case, Department, Escalation, Outbox, Staff, Step
+from models.tables import Case, Department, Escalation, MailMessage, Outbox, Staff, Step
 from models.watch import escalation_run_name
 from models.worklists import DeskCounts, EscalationRow, WaitingRow
 from tasks.workflow import key_kind
@@ -100,6 +100,13 @@ def desk_lists(session: Session, *, ui: str, now: datetime, day_start: datetime)
         filed_last_hour=int(
             session.exec(
                 select(func.count()).select_from(Case).where(col(Case.opened_at) >= now - timedelta(hours=1))
+            ).one()
+        ),
+        mail_rejected_today=int(
+            session.exec(
+                select(func.count())
+                .select_from(MailMessage)
+                .where(MailMessage.disposition == "rejected", col(MailMessage.received_at) >= day_start)
             ).one()
         ),
     )

@@ -505,3 +505,14 @@ def test_version_1_signatures_are_accepted_until_the_stated_day_only(world: Any,
             answer = client.post("/v1/claims", content=body, headers=v1)
             assert answer.status_code == status, answer.text
     assert "version 1 signatures are no longer accepted" in answer.json()["detail"]
+
+
+def test_the_openapi_document_describes_the_feedback_body_and_the_keys_limits(app: FastAPI) -> None:
+    spec = app.openapi()
+    feedback = spec["paths"]["/v1/feedback"]["post"]
+    assert feedback["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeedbackIn"
+    }
+    assert set(spec["components"]["schemas"]["FeedbackIn"]["properties"]) >= {"case_number", "text", "score"}
+    [key] = [p for p in spec["paths"]["/v1/claims"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["schema"]["maxLength"] == 200

@@ -52,11 +52,12 @@ def test_the_breached_list_gives_each_escalation_its_age() -> None:
 
 
 def test_the_summary_counts_the_desk() -> None:
-    counts = DeskCounts({"under_review": 3, "investigating": 1}, {"claims-motor": 4}, 2, ("CLM-1", NOW), 1, 5)
+    counts = DeskCounts({"under_review": 3, "investigating": 1}, {"claims-motor": 4}, 2, ("CLM-1", NOW), 1, 5, 3)
     text = render_summary(counts, now=NOW, tz=TZ, language="en")
     assert "| open cases | 4 |" in text and "| breached now | 2 |" in text
     assert "| oldest waiting | CLM-1 since 2026-03-06 Fri 10:00 |" in text
     assert "| claims-motor | 4 |" in text and "| messages dead-lettered today | 1 |" in text
+    assert "| mails rejected today (claimflow mail list --status rejected) | 3 |" in text
 
 
 def test_keys_are_what_prefect_takes() -> None:
