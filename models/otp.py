@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyotp
 
@@ -17,6 +17,10 @@ from models.errors import ClaimflowError
 
 STEP_SECONDS = 30
 DIGITS = 6
+MAX_WRONG_CODES = 5
+"""Wrong codes in a row after which a member's codes are locked (a six-digit code must not be guessable)."""
+LOCKOUT = timedelta(minutes=15)
+"""How long the codes stay locked."""
 
 
 class CodeRefused(ClaimflowError):
@@ -82,3 +86,17 @@ def verify_code(secret: str, code: str, *, now: datetime, last_counter: int | No
                 raise CodeRefused("this approval code was already used; wait for the next one")
             return counter
     raise CodeRefused("the approval code is wrong or has expired")
+
+
+def after_wrong_code(refused_in_a_row: int, *, now: datetime) -> tuple[int, datetime | None]:
+    """The count of wrong codes after one more, and until when the codes are locked (None: not locked).
+
+    Args:
+        refused_in_a_row: wrong codes given in a row before this one.
+        now: the time of this one.
+
+    Returns:
+        (the new count, the end of the lock-out once the count reaches ``MAX_WRONG_CODES``, else None).
+    """
+    count = refused_in_a_row + 1
+    return count, (now + LOCKOUT if count >= MAX_WRONG_CODES else None)

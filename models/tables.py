@@ -94,6 +94,10 @@ class Staff(StaffBase, table=True):
     """The staff member's TOTP secret (RFC 6238), encrypted with the desk's secret key."""
     totp_last_counter: int | None = None
     """The last time-step counter accepted, so one code cannot be used twice."""
+    codes_refused: int = 0
+    """Wrong approval codes given in a row (a right one resets it); at ``models.otp.MAX_WRONG_CODES`` the member's
+    codes are refused until ``codes_locked_until``."""
+    codes_locked_until: datetime | None = _ts()
 
 
 class StaffPublic(SQLModel):

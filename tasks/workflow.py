@@ -25,7 +25,7 @@ from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
 from models.lifecycle import lifecycle_for
-from models.otp import CodeRefused, verify_code
+from models.otp import MAX_WRONG_CODES, CodeRefused, after_wrong_code, verify_code
 from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
 from models.routing import (
     Candidate,
@@ -732,10 +732,19 @@ def authenticate(session: Session, desk: Desk, *, username: str, code: str, now:
         raise NotAllowed(f"no staff member '{username}'")
     if not member.totp_secret:
         raise NotAllowed(f"{member.username} is not enrolled for approval codes (claimflow staff enroll)")
-    counter = verify_code(
-        decrypt(desk.settings, member.totp_secret), code, now=now, last_counter=member.totp_last_counter
-    )
+    if member.codes_locked_until is not None and member.codes_locked_until > now:
+        raise CodeRefused(f"{member.username}'s approval codes are locked after {MAX_WRONG_CODES} wrong ones, until "
+                          f"{member.codes_locked_until:%H:%M} UTC")  # fmt: skip
+    try:
+        counter = verify_code(
+            decrypt(desk.settings, member.totp_secret), code, now=now, last_counter=member.totp_last_counter
+        )
+    except CodeRefused:  # counted (the refusal's transaction commits it), locked at MAX_WRONG_CODES in a row
+        member.codes_refused, member.codes_locked_until = after_wrong_code(member.codes_refused, now=now)
+        session.add(member)
+        raise
     member.totp_last_counter = counter
+    member.codes_refused, member.codes_locked_until = 0, None
     session.add(member)
     return member
 

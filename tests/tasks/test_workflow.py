@@ -375,3 +375,25 @@ def test_a_supervisor_hands_a_persons_open_cases_to_another_handler_each_on_its_
         approvals = session.exec(select(Approval).where(Approval.subject == "reassignment")).all()
     assert {o.context["case_number"] for o in told} >= {c.number for c in mine}
     assert len(approvals) == len(mine) and all(a.comment == "li.wei on leave" for a in approvals)
+
+
+def test_approval_codes_lock_after_five_wrong_ones_in_a_row(world) -> None:
+    """Guessing a six-digit code: after five wrong ones in a row the member's codes are refused for 15 minutes, even
+    the right one; then the right one works and the count starts again."""
+    from models.otp import LOCKOUT, MAX_WRONG_CODES
+
+    case = world.file(product_line="motor")
+    who = _handler_name(world, case)
+    for _ in range(MAX_WRONG_CODES):
+        at = world.now + timedelta(minutes=5)  # when world.decide gives it
+        valid = {code_at(world.secrets[who], at + timedelta(seconds=s)) for s in (-30, 0, 30)}
+        wrong = next(c for c in (f"{n:06d}" for n in range(10)) if c not in valid)
+        refused = world.decide(case, who, decision="investigate", code=wrong)
+        assert refused.refused == "the approval code is wrong or has expired"
+    locked = world.decide(case, who, decision="investigate")  # the right code, but locked
+    assert locked.refused.startswith(f"{who}'s approval codes are locked after {MAX_WRONG_CODES} wrong ones")
+    world.now += LOCKOUT
+    assert world.decide(case, who, decision="investigate").applied
+    with Session(world.engine) as session:
+        member = session.exec(select(Staff).where(Staff.username == who)).one()
+    assert (member.codes_refused, member.codes_locked_until) == (0, None)
