@@ -76,9 +76,9 @@ def up(
               f"housekeeping): sla-watch (every minute), reconcile (every {settings.reconcile_seconds} s), "
               "quality-report, satisfaction-survey"
               + (", mail-intake" if settings.mail_imap_host else ""))  # fmt: skip
-    out.print("desk runner:  also delivers the outbox and keeps each case's page and tags current in the UI")
     out.print(f"delivery:     {describe_delivery(settings)}")
-    out.print("desk runner:  executing runs in this process; try 'claimflow demo' in another terminal")
+    out.print("desk runner:  executing runs in this process, delivering the outbox and keeping each case's page and "
+              "tags current in the UI; try 'claimflow demo' in another terminal")  # fmt: skip
     from claimflow.cli_api import ApiThread
 
     intake_api = ApiThread(settings)
@@ -182,7 +182,7 @@ def _waiting(engine: Any, number: str) -> tuple[str, str] | None:
 
 def _summary(engine: Any, numbers: list[str]) -> None:
     deadline = time.monotonic() + 60
-    table = Table("case", "kind", "status", "handler", "waiting for", title="the sample cases")
+    table = Table("case", "kind", "status", "handler", f"waiting for (due, {office_zone()})", title="the sample cases")
     while True:
         with Session(engine) as session:
             rows = []

@@ -99,10 +99,8 @@ async def drive_case(case_id: int) -> str:
         )
         if state.is_failed() and (state.message or "").startswith(REFUSED):
             logger.warning("%s: decision %s; asking again", current.number, state.message)
-        else:
-            await (
-                state.aresult()
-            )  # a decision that failed for another reason fails the run (the reconciler restarts it)
+        else:  # applied, or failed for another reason: then the run fails and the reconciler restarts it
+            await state.aresult()
     raise RuntimeError(f"case {case_id} moved {MAX_LEGS} times in one run without closing")
 
 

@@ -24,7 +24,14 @@ from sqlmodel import Session, col, select
 from claimflow.settings import get_settings
 from flows.common import transaction
 from models.tables import Case, Department, Staff
-from models.worklists import artifact_key, render_breached, render_summary, render_worklist
+from models.worklists import (
+    artifact_key,
+    render_breached,
+    render_summary,
+    render_worklist,
+    team_title,
+    worklist_title,
+)
 from tasks.cases import chain_tips
 from tasks.caseview import Changed, Published, changed_cases, last_event_id, publish, snapshot
 from tasks.worklists import desk_lists
@@ -49,6 +56,8 @@ class CaseViewPublisher:
         self.worklists: dict[str, str] = {}
         """Artifact key -> the text last written under it."""
         self.mark: int | None = None
+        self.retry: set[int] = set()
+        """Cases whose last publish failed (the server restarting): tried again in every pass until one succeeds."""
         self.published: dict[int, int] = {}
         """Case id -> the newest event sequence published, for the cases in the last pass's window."""
 
@@ -63,6 +72,8 @@ class CaseViewPublisher:
             todo = [c for c in changed if self.published.get(c.case_id, 0) < c.sequence]
             self.published = {c.case_id: max(c.sequence, self.published.get(c.case_id, 0)) for c in changed}
             mark = max(mark, self.mark)
+            waiting = {c.case_id for c in todo}
+            todo += [Changed(case_id, 0) for case_id in sorted(self.retry - waiting)]  # failed last time
         result = Published()
         if len(self.tags) > TAGS_REMEMBERED:  # a long-running desk: forget, and read each run's tags once again
             self.tags.clear()
@@ -76,12 +87,14 @@ class CaseViewPublisher:
                                                       known_tags=self.tags.get(run_id))  # fmt: skip
                     result.cases += 1
                 self.published[case_id] = max(sequence, self.published.get(case_id, 0))
-            except Exception as exc:  # one case never stops the pass; it is published again at the next change
+                self.retry.discard(case_id)
+            except Exception as exc:  # one case never stops the pass; it is tried again in the next one
                 self.published.pop(case_id, None)
+                self.retry.add(case_id)
                 self.tags.clear()  # read the runs' tags again: one may have changed under us
                 result.failed.append(f"case {case_id}: {type(exc).__name__}")
         if result.failed:
-            logger.warning("case views not published (tried again at their next change): %s", "; ".join(result.failed))
+            logger.warning("case views not published (tried again in the next pass): %s", "; ".join(result.failed))
         self.mark = mark
         return result
 
@@ -98,12 +111,14 @@ class CaseViewPublisher:
         texts: dict[str, tuple[str, str]] = {}
         for username, _team in active:
             mine = [r for r in lists.waiting if r.assignee == username]
-            texts[artifact_key("worklist", username)] = (f"{username}: what waits for them", render_worklist(
-                f"Waiting for {username}", mine, now=now, tz=self.tz, language=self.language))  # fmt: skip
+            title = worklist_title(username, self.language)
+            texts[artifact_key("worklist", username)] = (title, render_worklist(
+                title, mine, now=now, tz=self.tz, language=self.language))  # fmt: skip
         for team in sorted({t for _, t in active if t} | {r.team for r in lists.waiting if r.team}):
             rows = [r for r in lists.waiting if r.team == team]
-            texts[artifact_key("team", team)] = (f"team {team}: what waits", render_worklist(
-                f"Team {team}: waiting cases", rows, now=now, tz=self.tz, language=self.language))  # fmt: skip
+            title = team_title(team, self.language)
+            texts[artifact_key("team", team)] = (title, render_worklist(
+                title, rows, now=now, tz=self.tz, language=self.language))  # fmt: skip
         breached = [r for r in lists.waiting if (r.due_at is not None and r.due_at < now) or r.escalation_level]
         texts["desk-breached"] = ("breached steps and undecided escalations", render_breached(
             breached, lists.escalations, now=now, tz=self.tz, language=self.language))  # fmt: skip

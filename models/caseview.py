@@ -70,7 +70,8 @@ class CaseSnapshot:
     """The reason the last answer to the waiting form was refused, if it was."""
     missing_documents: tuple[str, ...] = ()
     related: tuple[str, ...] = ()
-    """Related cases: ``CMP-2026-000002 (complaint, investigating)``."""
+    """Related cases: ``CMP-2026-000002 (complaint)`` (not their state: a change to a related case does not
+    publish this one again)."""
     events: tuple[EventLine, ...] = ()
     """The last events, newest first."""
     cli_command: str | None = None

@@ -86,7 +86,7 @@ def snapshot(session: Session, *, case_id: int, language: str = "en") -> CaseSna
         team=department.code if department else None, steps=lines, waiting_form=form,
         waiting_step=waiting.name if waiting else None, may_decide=may_decide, last_refusal=refusal,
         missing_documents=tuple(missing),
-        related=tuple(f"{r.number} ({r.kind}, {r.status})" for r in related_rows if r.id != case_id),
+        related=tuple(f"{r.number} ({r.kind})" for r in related_rows if r.id != case_id),  # its state would go stale
         events=tuple(EventLine(e.at, e.actor, e.type, _summary(e.data)) for e in events), cli_command=command,
     )  # fmt: skip
 
@@ -182,8 +182,3 @@ async def publish(client: Any, *, run_id: str, view: CaseSnapshot, now: datetime
     if sorted(known_tags) != tags:
         await client.update_flow_run(UUID(run_id), tags=tags)
     return tags
-
-
-def run_of(session: Session, case_id: int) -> tuple[str | None, Case | None]:
-    case = session.get(Case, case_id)
-    return (case.flow_run_id if case else None), case

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, select
 from claimflow.db import deferred_writes, describe_failure, insert_rows, one_of, update_rows
 from claimflow.settings import get_settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
-from models.caseview import runs_url
+from models.caseview import office_time, runs_url
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
@@ -220,7 +221,10 @@ def _record_failure(session: Session, step: DueStep, error: Exception, report: W
     if not isinstance(error, SQLAlchemyError):
         reason = f"its stored schedule cannot be read: {reason}"
     retry_at = now + RETRY_FAILED_AFTER
-    report.failures.append(f"{step.number} {step.name}: not watched ({reason}); tried again at {retry_at:%H:%M} UTC")
+    settings = get_settings()
+    again = office_time(retry_at, tz=ZoneInfo(settings.office_timezone), language="en")
+    report.failures.append(f"{step.number} {step.name}: not watched ({reason}); tried again at {again} "
+                           f"({settings.office_timezone})")  # fmt: skip
     try:
         with session.begin_nested():
             session.execute(update(Step.__table__).where(col(Step.id) == step.id)  # type: ignore[attr-defined]

@@ -133,3 +133,26 @@ def test_worklists_breached_list_and_desk_summary_are_artifacts_written_when_the
     breached = _latest("desk-breached")
     assert f"{first.number}-escalation-1" in breached and "| review | 1 | supervisor |" in breached
     assert "| breached now | 2 |" in _latest("desk-summary")  # both were due at the same time
+
+
+def test_a_case_whose_publish_failed_is_published_in_the_next_pass_without_a_new_change(live, kit, monkeypatch) -> None:
+    """The Prefect server refused one publish (restarting): the case is not left stale until it changes again."""
+    import flows.workspace
+
+    world = live
+    case = world.file(product_line="motor")
+    run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    real = flows.workspace.publish
+
+    async def refused(*args, **kwargs):
+        raise ConnectionError("the server is restarting")
+
+    monkeypatch.setattr(flows.workspace, "publish", refused)
+    monkeypatch.setattr(flows.workspace, "OVERLAP", 0)  # its events are out of the window that is read again
+    publisher = CaseViewPublisher(every=1)
+    assert _publish(publisher) == 0 and _page(run_id, case.number)[2] == 0
+    monkeypatch.setattr(flows.workspace, "publish", real)
+    assert _publish(publisher) == 1  # nothing changed on the case meanwhile
+    assert _page(run_id, case.number)[0].startswith(f"# {case.number}")
+    assert _publish(publisher) == 0

@@ -63,3 +63,12 @@ def test_the_summary_counts_the_desk() -> None:
 def test_keys_are_what_prefect_takes() -> None:
     assert artifact_key("worklist", "Li.Wei") == "worklist-li-wei"
     assert artifact_key("team", "claims_motor") == "team-claims-motor"
+
+
+def test_the_lists_speak_the_desks_language() -> None:
+    text = render_worklist("李伟 的待办", [_row("CLM-1", NOW - timedelta(hours=1))], now=NOW, tz=TZ, language="zh-CN")
+    assert "待办 1 件 · 时间为 Asia/Shanghai" in text and "| 案件 | 类型 | 优先级 | 环节 |" in text
+    assert "2026-03-06 周五 09:00 | **已超时** |" in text
+    counts = DeskCounts({"under_review": 1}, {"claims-motor": 1}, 0, None, 0, 1, 0)
+    summary = render_summary(counts, now=NOW, tz=TZ, language="zh-CN")
+    assert summary.startswith("# 服务台概览") and "| 未结案件 | 1 |" in summary and "## 按团队的积压" in summary
