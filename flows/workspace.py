@@ -57,7 +57,9 @@ class CaseViewPublisher:
         """Artifact key -> the text last written under it."""
         self.mark: int | None = None
         self.retry: set[int] = set()
-        """Cases whose last publish failed (the server restarting): tried again in every pass until one succeeds."""
+        """Cases whose last publish failed (the server restarting), and open cases whose run is not launched yet
+        (intake commits the case before its run starts, and the launch appends no event): tried again in every
+        pass until one is published."""
         self.published: dict[int, int] = {}
         """Case id -> the newest event sequence published, for the cases in the last pass's window."""
 
@@ -80,7 +82,11 @@ class CaseViewPublisher:
         for item in todo:
             case_id, sequence = item.case_id, item.sequence
             try:
-                run_id, view = await transaction(_read, case_id=case_id, language=self.language)
+                run_id, view, awaits_run = await transaction(_read, case_id=case_id, language=self.language)
+                if awaits_run:  # filed, its run not launched yet: nothing to publish to; looked at again next pass
+                    self.published.pop(case_id, None)
+                    self.retry.add(case_id)
+                    continue
                 if run_id is not None:
                     self.tags[run_id] = await publish(client, run_id=run_id, view=view, now=datetime.now(UTC),
                                                       tz=self.tz, language=self.language,
@@ -158,11 +164,12 @@ def _open_with_runs(session: Session) -> list[Changed]:
     return [Changed(case_id, tips[case_id].sequence if case_id in tips else 0) for case_id in ids]
 
 
-def _read(session: Session, *, case_id: int, language: str) -> tuple[str | None, Any]:
+def _read(session: Session, *, case_id: int, language: str) -> tuple[str | None, Any, bool]:
+    """The case's run and view; the flag says it is open and waits for its run to be launched."""
     case = session.get(Case, case_id)
     if case is None or case.flow_run_id is None:
-        return None, None
-    return case.flow_run_id, snapshot(session, case_id=case_id, language=language)
+        return None, None, case is not None and case.closed_at is None
+    return case.flow_run_id, snapshot(session, case_id=case_id, language=language), False
 
 
 def _active_staff(session: Session) -> list[tuple[str, str | None]]:

@@ -104,7 +104,9 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
 
             deadline = time.monotonic() + 60
             while "waiting:complaint-decision" not in page()[0]:
-                assert time.monotonic() < deadline, f"the complaint's run was not tagged: {page()}"
+                assert time.monotonic() < deadline, (
+                    f"the complaint's run was not tagged: {page()}\n{log_path.read_text()[-3000:]}"
+                )
                 time.sleep(1)
             tags, artifact = page()
             assert any(t.startswith("assignee:") for t in tags) and any(t.startswith("due:") for t in tags)

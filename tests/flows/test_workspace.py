@@ -156,3 +156,22 @@ def test_a_case_whose_publish_failed_is_published_in_the_next_pass_without_a_new
     assert _publish(publisher) == 1  # nothing changed on the case meanwhile
     assert _page(run_id, case.number)[0].startswith(f"# {case.number}")
     assert _publish(publisher) == 0
+
+
+def test_a_case_seen_before_its_run_was_launched_is_published_once_the_run_exists(live, kit, monkeypatch) -> None:
+    """Intake commits the case and its events, the run is launched a moment later, and the launch appends no event:
+    a pass that saw the case in between must not take it as published (the demo's complaint showed no tags)."""
+    import flows.workspace
+
+    world = live
+    publisher = CaseViewPublisher(every=1)
+    assert _publish(publisher) == 0  # the first pass: nothing filed yet
+    monkeypatch.setattr(flows.workspace, "OVERLAP", 0)  # its events are out of the window that is read again
+    case = world.file(product_line="motor")
+    assert _publish(publisher) == 0  # its events are seen, but it has no run to publish to yet
+    run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    assert _publish(publisher) == 1
+    page, tags, _ = _page(run_id, case.number)
+    assert page.startswith(f"# {case.number}") and "waiting:claim-review" in tags
+    assert _publish(publisher) == 0
