@@ -57,9 +57,11 @@ class CaseViewPublisher:
         """Artifact key -> the text last written under it."""
         self.mark: int | None = None
         self.retry: set[int] = set()
-        """Cases whose last publish failed (the server restarting), and open cases whose run is not launched yet
-        (intake commits the case before its run starts, and the launch appends no event): tried again in every
-        pass until one is published."""
+        """Cases whose last publish failed (the server restarting): tried again in every pass until one succeeds."""
+        self.awaiting: set[int] = set()
+        """Open cases without a run yet (intake commits the case before its run is launched, the reconciler launches
+        it later when the server was down, and a launch appends no event): published in the pass that finds their
+        run, looked up together in one query per pass."""
         self.published: dict[int, int] = {}
         """Case id -> the newest event sequence published, for the cases in the last pass's window."""
 
@@ -67,7 +69,7 @@ class CaseViewPublisher:
         """One pass: the cases changed since the last one (the first pass: every open case with a run)."""
         if self.mark is None:
             mark = await transaction(last_event_id)
-            todo = await transaction(_open_with_runs)
+            todo, self.awaiting = await transaction(_open_cases)
         else:
             changed, mark = await transaction(changed_cases, after_event_id=max(0, self.mark - OVERLAP),
                                               limit=self.batch)  # fmt: skip
@@ -76,6 +78,11 @@ class CaseViewPublisher:
             mark = max(mark, self.mark)
             waiting = {c.case_id for c in todo}
             todo += [Changed(case_id, 0) for case_id in sorted(self.retry - waiting)]  # failed last time
+            if self.awaiting:
+                launched, gone = await transaction(_launched, case_ids=sorted(self.awaiting))
+                self.awaiting -= set(launched) | gone
+                queued = {c.case_id for c in todo}
+                todo += [Changed(case_id, 0) for case_id in launched if case_id not in queued]
         result = Published()
         if len(self.tags) > TAGS_REMEMBERED:  # a long-running desk: forget, and read each run's tags once again
             self.tags.clear()
@@ -83,10 +90,8 @@ class CaseViewPublisher:
             case_id, sequence = item.case_id, item.sequence
             try:
                 run_id, view, awaits_run = await transaction(_read, case_id=case_id, language=self.language)
-                if awaits_run:  # filed, its run not launched yet: nothing to publish to; looked at again next pass
-                    self.published.pop(case_id, None)
-                    self.retry.add(case_id)
-                    continue
+                if awaits_run:  # filed, its run not launched yet: nothing to publish to until it is
+                    self.awaiting.add(case_id)
                 if run_id is not None:
                     self.tags[run_id] = await publish(client, run_id=run_id, view=view, now=datetime.now(UTC),
                                                       tz=self.tz, language=self.language,
@@ -155,13 +160,31 @@ class CaseViewPublisher:
                 await stop.wait()
 
 
-def _open_with_runs(session: Session) -> list[Changed]:
-    """Every open case with a run, with its last event's sequence."""
-    ids = [int(i or 0) for i in session.exec(
-        select(Case.id).where(col(Case.flow_run_id).is_not(None), col(Case.closed_at).is_(None)).order_by(col(Case.id))
-    ).all()]  # fmt: skip
+def _open_cases(session: Session) -> tuple[list[Changed], set[int]]:
+    """Every open case with a run, with its last event's sequence; and the ids of the open cases without one."""
+    rows = session.exec(
+        select(Case.id, Case.flow_run_id).where(col(Case.closed_at).is_(None)).order_by(col(Case.id))
+    ).all()
+    ids = [int(case_id or 0) for case_id, run in rows if run is not None]
     tips = chain_tips(session, ids)
-    return [Changed(case_id, tips[case_id].sequence if case_id in tips else 0) for case_id in ids]
+    without = {int(case_id or 0) for case_id, run in rows if run is None}
+    return [Changed(case_id, tips[case_id].sequence if case_id in tips else 0) for case_id in ids], without
+
+
+def _launched(session: Session, *, case_ids: list[int], chunk: int = 1000) -> tuple[list[int], set[int]]:
+    """Of these cases without a run when last looked at: those that have one now, and those closed or gone."""
+    launched: list[int] = []
+    still: set[int] = set()
+    for start in range(0, len(case_ids), chunk):
+        part = case_ids[start : start + chunk]
+        for case_id, run, closed in session.exec(
+            select(Case.id, Case.flow_run_id, Case.closed_at).where(col(Case.id).in_(part))
+        ):
+            if closed is None and run is not None:
+                launched.append(int(case_id or 0))
+            elif closed is None:
+                still.add(int(case_id or 0))
+    return launched, set(case_ids) - still - set(launched)
 
 
 def _read(session: Session, *, case_id: int, language: str) -> tuple[str | None, Any, bool]:

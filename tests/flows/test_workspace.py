@@ -175,3 +175,12 @@ def test_a_case_seen_before_its_run_was_launched_is_published_once_the_run_exist
     page, tags, _ = _page(run_id, case.number)
     assert page.startswith(f"# {case.number}") and "waiting:claim-review" in tags
     assert _publish(publisher) == 0
+
+    # a runner started while a case waits for its run (the server was down at intake; the reconciler launches it)
+    later = world.file(product_line="motor")
+    restarted = CaseViewPublisher(every=1)
+    assert _publish(restarted) == 1  # the first pass: the case with a run
+    run_id = asyncio.run(launch_case(world.engine, case_id=later.id))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    assert _publish(restarted) == 1 and _page(run_id, later.number)[0].startswith(f"# {later.number}")
+    assert _publish(restarted) == 0 and not restarted.awaiting
