@@ -250,10 +250,16 @@ def automatic_reason(message: Message) -> str | None:
     precedence = str(message.get("precedence", "") or "").strip().lower()
     if precedence in ("bulk", "junk", "list", "auto_reply"):
         return f"Precedence: {precedence}"
+    if message.get("list-id") is not None and message.get("list-unsubscribe") is not None:
+        return "mailing list (List-Id)"
     address = _first_address(message)
     if address and _AUTO_FROM.match(address[0]):
         return "sent by a mailer daemon"
     return None
+
+
+LIST_REASONS = ("Precedence: bulk", "Precedence: list", "mailing list")
+"""The automatic reasons that say only that a mail came through a list: a person may still have written it."""
 
 
 # --- text the database takes ----------------------------------------------------------------------------------
@@ -390,10 +396,27 @@ class MailLimits:
 class MailRejected(Exception):
     """A mail the intake cannot take (unparseable, too big, no usable sender); recorded, marked seen, skipped."""
 
-    def __init__(self, reason: str, *, message_id: str) -> None:
+    def __init__(self, reason: str, *, message_id: str, key: str) -> None:
         super().__init__(reason)
         self.reason = reason
         self.message_id = message_id
+        self.key = key
+
+
+def mail_key(message_id: str, sender: str, digest: str) -> str:
+    """What makes two mails the same mail: its Message-ID, its sender and a digest of its content.
+
+    A Message-ID alone is not enough: mailers reuse them (a web form's fixed id, a broken client), so a second
+    customer's mail with a used id would be dropped. The same mail delivered twice (through two aliases of the
+    desk, or read again after a crash) has the same three and is taken once. ``message_id`` is empty for a
+    mail without one (its synthetic id is a digest of the bytes, which differ between two deliveries)."""
+    return hashlib.sha256(f"{message_id}\n{sender.casefold()}\n{digest}".encode()).hexdigest()
+
+
+def unread_key(message_id: str, data: bytes) -> str:
+    """The key of a mail recorded without being parsed (too big, unparseable): its id and its bytes (or its
+    header's, when it was too big to download)."""
+    return mail_key(message_id, "", hashlib.sha256(data).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -405,6 +428,29 @@ class MailAttachment:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class DroppedPart:
+    """An attachment the intake did not keep, recorded by name, size and digest; the original kept on the case has
+    a note in its place, and the customer is told."""
+
+    filename: str
+    size: int
+    sha256: str
+    too_big: bool
+    """Over the size limit; else one attachment more than the limit on their number."""
+    limit: int
+
+    def __str__(self) -> str:
+        if self.too_big:
+            return f"{self.filename}: {self.size} bytes, limit {self.limit}"
+        return f"{self.filename}: more than {self.limit} attachments"
+
+    def record(self) -> dict[str, object]:
+        """As the case's event records it (no content)."""
+        return {"name": self.filename, "size": self.size, "sha256": self.sha256,
+                "why": "too_big" if self.too_big else "too_many", "limit": self.limit}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -420,10 +466,29 @@ class ParsedMail:
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     attachments: tuple[MailAttachment, ...] = ()
-    skipped_attachments: tuple[str, ...] = ()
-    """``"<file name>: <why>"`` for each attachment that was not kept (too big, too many)."""
+    dropped: tuple[DroppedPart, ...] = ()
+    """The attachments that were not kept (too big, too many)."""
     automatic: str | None = None
+    mailing_list: bool = False
+    """``automatic`` says only that it came through a list or as bulk mail (``Precedence``): a customer writing
+    through a list gateway is still heard (``tasks.mail`` decides, knowing the customers and cases)."""
     defects: tuple[str, ...] = field(default=())
+    has_message_id: bool = True
+    """False: the mail had no usable Message-ID, and ``message_id`` is a digest of its bytes."""
+
+    @property
+    def skipped_attachments(self) -> tuple[str, ...]:
+        """``"<file name>: <why>"`` for each attachment that was not kept."""
+        return tuple(str(part) for part in self.dropped)
+
+    @property
+    def key(self) -> str:
+        """Its de-duplication key (``mail_key``): id, sender, and a digest of subject, text and attachments."""
+        digest = hashlib.sha256()
+        for piece in (self.subject, self.text, *(a.sha256 for a in self.attachments),
+                      *(d.sha256 for d in self.dropped)):  # fmt: skip
+            digest.update(piece.encode("utf-8", "surrogatepass") + b"\0")
+        return mail_key(self.message_id if self.has_message_id else "", self.from_address, digest.hexdigest())
 
     @property
     def replied_to(self) -> tuple[str, ...]:
@@ -578,27 +643,28 @@ def parse_message(raw: bytes, limits: MailLimits | None = None) -> ParsedMail:
     """
     limits = limits or MailLimits()
     if len(raw) > limits.max_message_bytes:
-        raise MailRejected(
-            f"message too big: {len(raw)} bytes, limit {limits.max_message_bytes}", message_id=header_message_id(raw)
-        )
+        message_id = header_message_id(raw)
+        raise MailRejected(f"message too big: {len(raw)} bytes, limit {limits.max_message_bytes}",
+                           message_id=message_id, key=unread_key(message_id, raw))  # fmt: skip
     message_id = synthetic_message_id(raw)
     try:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         message_id = _message_id(message, raw)
-        return _parse(message, message_id, limits)
+        return _parse(message, message_id, limits, raw)
     except MailRejected:
         raise
     except Exception as exc:  # any mail, however broken, ends as a recorded rejection, never a crashed poll
         # the kind of fault only: a parser's message can quote the mail's text
-        raise MailRejected(f"unparseable: {type(exc).__name__}", message_id=message_id) from exc
+        raise MailRejected(f"unparseable: {type(exc).__name__}", message_id=message_id,
+                           key=unread_key(message_id, raw)) from exc  # fmt: skip
 
 
-def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> ParsedMail:
+def _parse(message: EmailMessage, message_id: str, limits: MailLimits, raw: bytes) -> ParsedMail:
     hints = [c for c in message.get_charsets() if c]
     sender = find_sender(message, hints=hints)
     if sender is None:
-        raise MailRejected("no usable From address", message_id=message_id)
+        raise MailRejected("no usable From address", message_id=message_id, key=unread_key(message_id, raw))
     address, name, _header = sender
     subject = header_text(message, "subject", hints=hints)
     body_part = message.get_body(preferencelist=("plain", "html"))
@@ -608,17 +674,18 @@ def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> Parsed
         if body_part.get_content_type() == "text/html":
             text = html_to_text(text)
     attachments: list[MailAttachment] = []
-    skipped: list[str] = []
+    dropped: list[DroppedPart] = []
     for number, part in enumerate(_attachment_parts(message, body_part), start=1):
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             data = bytes(str(part.get_payload()), "utf-8", errors="replace")
         content_type = one_line(clean_text(part.get_content_type()))
         filename = safe_filename(_filename(part, hints) or f"attachment-{number}{_extension(content_type)}")
+        digest = hashlib.sha256(data).hexdigest()
         if len(data) > limits.max_attachment_bytes:
-            skipped.append(f"{filename}: {len(data)} bytes, limit {limits.max_attachment_bytes}")
+            dropped.append(DroppedPart(filename, len(data), digest, True, limits.max_attachment_bytes))
         elif len(attachments) >= limits.max_attachments:
-            skipped.append(f"{filename}: more than {limits.max_attachments} attachments")
+            dropped.append(DroppedPart(filename, len(data), digest, False, limits.max_attachments))
         else:
             attachments.append(MailAttachment(filename, content_type, data))
     automatic = automatic_reason(message) or automatic_by_text(subject, text)
@@ -631,10 +698,47 @@ def _parse(message: EmailMessage, message_id: str, limits: MailLimits) -> Parsed
         in_reply_to=_message_ids(message.get("in-reply-to")),
         references=_message_ids(message.get("references")),
         attachments=tuple(attachments),
-        skipped_attachments=tuple(skipped),
+        dropped=tuple(dropped),
         automatic=one_line(clean_text(automatic)) if automatic else None,
+        mailing_list=automatic is not None and automatic.startswith(LIST_REASONS),
         defects=tuple(type(d).__name__ for d in message.defects),
+        has_message_id=not message_id.endswith("@claimflow.invalid>"),
     )
+
+
+def size_words(size: int) -> str:
+    """A size as a customer reads it: ``10 MB``, ``500 KB``, ``900 B``."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} B"
+
+
+def without_parts(raw: bytes, dropped: Sequence[DroppedPart]) -> bytes:
+    """The mail with each dropped attachment replaced by a short note (its name, size, digest and why), so the
+    original kept on the case does not hold what the desk refused. Should the mail not be rebuilt, its header
+    block is kept with a note that the body was left out."""
+    digests = {d.sha256: d for d in dropped}
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        for part in message.walk():
+            if part.is_multipart() or part is message:
+                continue
+            data = part.get_payload(decode=True)
+            found = digests.get(hashlib.sha256(data).hexdigest()) if isinstance(data, bytes) else None
+            if found is None:
+                continue
+            assert isinstance(part, EmailMessage)
+            part.clear()
+            part.set_content(f"[claimflow: attachment not accepted and not kept: {found}; sha256 {found.sha256}]\n")
+            part["X-Claimflow-Removed"] = f"size={found.size}; sha256={found.sha256}"
+        return message.as_bytes(policy=email.policy.default.clone(linesep="\r\n"))
+    except Exception:
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        return (
+            head + b"\r\n\r\n[claimflow: the body was left out: it could not be kept without the attachments "
+            b"that were not accepted]\r\n"
+        )
 
 
 def _filename(part: EmailMessage, hints: Sequence[str]) -> str:

@@ -109,6 +109,17 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "attachments_not_accepted",
+        "customer",
+        ("case_number", "customer_name", "not_accepted"),
+        "A customer's mail about their case came with attachments the desk could not accept: which, why, how to send "
+        "them.",
+        {
+            **_SAMPLE_CASE,
+            "not_accepted": [{"name": "现场照片.zip", "too_big": True, "limit": 10485760, "limit_size": "10 MB"}],
+        },
+    ),
+    MessageSpec(
         "missing_documents",
         "customer",
         ("case_number", "customer_name", "documents", "due_at"),

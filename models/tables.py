@@ -410,12 +410,14 @@ class IntakeRequest(SQLModel, table=True):
 
 
 class MailMessage(SQLModel, table=True):
-    """Every e-mail the intake has read, by Message-ID, and what became of it (filed, added to a case, skipped)."""
+    """Every e-mail the intake has read and what became of it (filed, added to a case, skipped), once per
+    ``dedup_key`` (``models.mail.mail_key``: Message-ID, sender and content; a Message-ID alone is reused)."""
 
     __tablename__ = "mail_message"
 
     id: int | None = Field(default=None, primary_key=True)
-    message_id: str = Field(max_length=512, unique=True, index=True)
+    dedup_key: str = Field(max_length=64, unique=True, index=True)
+    message_id: str = Field(max_length=512, index=True)
     mailbox: str = Field(max_length=200)
     uid: int | None = None
     case_id: int | None = Field(default=None, foreign_key="case.id", index=True)

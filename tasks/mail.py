@@ -14,10 +14,15 @@ Dispositions recorded in ``mail_message``:
 |---|---|
 | ``filed`` | a new case was filed from the mail |
 | ``appended`` | the mail answers a case and was added to it |
-| ``skipped`` | an automatic mail (auto-reply, bounce): logged, nothing filed |
+| ``skipped`` | an automatic mail (auto-reply, bounce, bulk mail from nobody the desk knows): logged, nothing filed |
 | ``rejected`` | unusable (unparseable, too big, no sender, refused by intake), with the reason |
 
-A mail whose Message-ID is already recorded is a duplicate: flagged seen, nothing else.
+A mail whose key is already recorded is a duplicate: flagged seen, nothing else. The key is the Message-ID, the
+sender and a digest of the content (``models.mail.mail_key``): a Message-ID another sender already used is a new
+mail; the same mail delivered through two of the desk's aliases is one.
+
+Mail through a mailing list or sent as bulk (``Precedence: list``, ``List-Id``) is skipped unless it comes from a
+customer on file or names one of the desk's cases: a customer writing through a list gateway is heard.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -58,11 +63,15 @@ from models.mail import (
     infer_product_line,
     parse_message,
     reply_text,
+    size_words,
     trim_text,
+    unread_key,
+    without_parts,
 )
 from models.tables import Attachment, Case, CaseCreate, Customer, CustomerCreate, DocumentRequirement, MailMessage
 from tasks.cases import append_event, get_case
 from tasks.feedback import record as record_feedback
+from tasks.outbox import enqueue
 from tasks.workflow import Desk, intake
 
 log = logging.getLogger(__name__)
@@ -91,6 +100,8 @@ class MailOutcome:
     reason: str | None = None
     documents: tuple[str, ...] = ()
     """Requirements ticked off by this mail's attachments."""
+    key: str = ""
+    """The key it is recorded under (``models.mail.mail_key``); a duplicate's is the mail recorded first."""
 
 
 def limits_from(settings: Settings) -> MailLimits:
@@ -105,13 +116,14 @@ def limits_from(settings: Settings) -> MailLimits:
 # --- the database ------------------------------------------------------------------------------------------
 
 
-def already_read(session: Session, *, message_id: str) -> MailMessage | None:
-    return session.exec(select(MailMessage).where(MailMessage.message_id == message_id)).first()
+def already_read(session: Session, *, key: str) -> MailMessage | None:
+    return session.exec(select(MailMessage).where(MailMessage.dedup_key == key)).first()
 
 
 def record_mail(
     session: Session,
     *,
+    key: str,
     message_id: str,
     mailbox: str,
     uid: int | None,
@@ -120,8 +132,9 @@ def record_mail(
     case_id: int | None = None,
     reason: str | None = None,
 ) -> MailMessage:
-    """Record a mail's Message-ID and what became of it (the unique Message-ID is the de-duplication)."""
+    """Record a mail and what became of it (its unique ``key`` is the de-duplication)."""
     row = MailMessage(
+        dedup_key=key,
         message_id=message_id,
         mailbox=mailbox[:200],
         uid=uid,
@@ -225,8 +238,28 @@ def _requirements(session: Session, case: Case) -> list[DocumentRequirement]:
 
 
 def _original(mail: ParsedMail, raw: bytes) -> MailAttachment:
-    """The mail as received, kept beside its attachments (the reply's text lives there, not in the audit log)."""
-    return MailAttachment("message.eml", "message/rfc822", raw)
+    """The mail as received, kept beside its attachments (the reply's text lives there, not in the audit log);
+    an attachment that was not accepted is replaced by a note with its name, size and digest
+    (``models.mail.without_parts``): what the desk refused to take is not kept in a copy either."""
+    return MailAttachment("message.eml", "message/rfc822", without_parts(raw, mail.dropped) if mail.dropped else raw)
+
+
+def _not_accepted(mail: ParsedMail) -> list[dict[str, object]]:
+    """The dropped attachments as the customer's messages name them (``not_accepted`` in the templates)."""
+    return [{"name": d.filename, "too_big": d.too_big, "limit": d.limit, "limit_size": size_words(d.limit)}
+            for d in mail.dropped]  # fmt: skip
+
+
+def heard_from_list(session: Session, *, mail: ParsedMail) -> bool:
+    """A mail through a list or sent as bulk that a person the desk serves wrote: a customer on file, or one
+    that names a case of the desk's."""
+    known = session.exec(
+        select(Customer.id).where(func.lower(Customer.email) == mail.from_address.casefold()).limit(1)
+    ).first()
+    if known is not None:
+        return True
+    number = find_case_number(f"{mail.subject}\n{mail.text}")
+    return number is not None and session.exec(select(Case.id).where(Case.number == number)).first() is not None
 
 
 def file_mail(
@@ -237,11 +270,12 @@ def file_mail(
     The caller commits. Raises ``ValidationError`` or a ``ClaimflowError`` when intake refuses the case (the
     caller records the mail as rejected in a transaction of its own).
     """
-    if already_read(session, message_id=mail.message_id) is not None:
-        return MailOutcome(DUPLICATE, mail.message_id)
-    if mail.automatic is not None:
+    if already_read(session, key=mail.key) is not None:
+        return MailOutcome(DUPLICATE, mail.message_id, key=mail.key)
+    if mail.automatic is not None and not (mail.mailing_list and heard_from_list(session, mail=mail)):
         record_mail(
             session,
+            key=mail.key,
             message_id=mail.message_id,
             mailbox=mailbox,
             uid=uid,
@@ -249,7 +283,7 @@ def file_mail(
             reason=mail.automatic,
             now=now,
         )
-        return MailOutcome(SKIPPED, mail.message_id, reason=mail.automatic)
+        return MailOutcome(SKIPPED, mail.message_id, reason=mail.automatic, key=mail.key)
     case = case_for_reply(session, mail=mail)
     if case is not None:
         return _append(session, desk, case=case, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
@@ -273,7 +307,7 @@ def _file_new(
             preferred_channel=ContactChannel.email,
         ),
     )
-    case = intake(session, desk, data=data, actor=ACTOR, now=now)
+    case = intake(session, desk, data=data, actor=ACTOR, now=now, acknowledgement={"not_accepted": _not_accepted(mail)})
     assert case.id is not None
     files = [_original(mail, raw), *mail.attachments]
     stored = store_attachments(session, case=case, files=files, data_dir=desk.settings.data_dir, now=now)
@@ -286,14 +320,13 @@ def _file_new(
             "message_id": mail.message_id,
             "classified_by": classification.rule,
             "attachments": [a.filename for a in stored[1:]],
-            "skipped_attachments": list(mail.skipped_attachments),
+            "skipped_attachments": [d.record() for d in mail.dropped],
         },
         now=now,
     )
-    record_mail(
-        session, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=FILED, case_id=case.id, now=now
-    )
-    return MailOutcome(FILED, mail.message_id, case_id=case.id, case_number=case.number)
+    record_mail(session, key=mail.key, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=FILED,
+                case_id=case.id, now=now)  # fmt: skip
+    return MailOutcome(FILED, mail.message_id, case_id=case.id, case_number=case.number, key=mail.key)
 
 
 def _append(
@@ -331,7 +364,7 @@ def _append(
             "message_id": mail.message_id,
             "from_customer": from_customer,
             "attachments": [a.filename for a in documents],
-            "skipped_attachments": list(mail.skipped_attachments),
+            "skipped_attachments": [d.record() for d in mail.dropped],
         },
         now=now,
     )
@@ -359,24 +392,27 @@ def _append(
         text = trim_text(reply_text(mail.text), desk.settings.mail_max_description_chars) or mail.subject
         record_feedback(session, desk, case=case, channel="email", text=text, source=mail.message_id[:200],
                         actor=ACTOR, now=now)  # fmt: skip
+    if from_customer and mail.dropped and customer is not None:  # told which attachments we do not have, and why
+        enqueue(session, template="attachments_not_accepted", recipient=f"customer:{customer.id}",
+                context={"case_number": case.number, "not_accepted": _not_accepted(mail)},
+                idempotency_key=f"not-accepted:{mail.key}", now=now, case=case, actor=ACTOR)  # fmt: skip
     case.updated_at = now
     session.add(case)
-    record_mail(
-        session, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=APPENDED, case_id=case.id, now=now
-    )
-    return MailOutcome(APPENDED, mail.message_id, case_id=case.id, case_number=case.number, documents=tuple(ticked))
+    record_mail(session, key=mail.key, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=APPENDED,
+                case_id=case.id, now=now)  # fmt: skip
+    return MailOutcome(APPENDED, mail.message_id, case_id=case.id, case_number=case.number, documents=tuple(ticked),
+                       key=mail.key)  # fmt: skip
 
 
 def reject_mail(
-    session: Session, *, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
+    session: Session, *, key: str, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
 ) -> MailOutcome:
     """Record an unusable mail with the reason (once: a mail read again is a duplicate)."""
-    if already_read(session, message_id=message_id) is not None:
-        return MailOutcome(DUPLICATE, message_id)
-    record_mail(
-        session, message_id=message_id, mailbox=mailbox, uid=uid, disposition=REJECTED, reason=reason[:2000], now=now
-    )
-    return MailOutcome(REJECTED, message_id, reason=reason)
+    if already_read(session, key=key) is not None:
+        return MailOutcome(DUPLICATE, message_id, key=key)
+    record_mail(session, key=key, message_id=message_id, mailbox=mailbox, uid=uid, disposition=REJECTED,
+                reason=reason[:2000], now=now)  # fmt: skip
+    return MailOutcome(REJECTED, message_id, reason=reason, key=key)
 
 
 def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int | None, now: datetime) -> MailOutcome:
@@ -387,15 +423,16 @@ def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int 
     try:
         mail = parse_message(raw, limits_from(desk.settings))
     except MailRejected as rejected:
-        return reject(engine, message_id=rejected.message_id, reason=rejected.reason, mailbox=mailbox, uid=uid, now=now)
+        return reject(engine, key=rejected.key, message_id=rejected.message_id, reason=rejected.reason,
+                      mailbox=mailbox, uid=uid, now=now)  # fmt: skip
     try:
         with session_scope(engine) as session:
             return file_mail(session, desk, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
     except IntegrityError:
-        # Another poller recorded the same Message-ID first (the unique index decided): a duplicate.
+        # Another poller recorded the same mail first (the unique key decided): a duplicate.
         with Session(engine) as session:
-            if already_read(session, message_id=mail.message_id) is not None:
-                return MailOutcome(DUPLICATE, mail.message_id)
+            if already_read(session, key=mail.key) is not None:
+                return MailOutcome(DUPLICATE, mail.message_id, key=mail.key)
         raise
     except ValidationError as exc:
         reason = f"refused by intake: {describe_validation_error(exc)}"
@@ -403,14 +440,21 @@ def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int 
         raise
     except ClaimflowError as exc:
         reason = f"refused by intake: {exc}"
-    return reject(engine, message_id=mail.message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
+    return reject(engine, key=mail.key, message_id=mail.message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
 
 
 def reject(
-    engine: Engine, *, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
+    engine: Engine, *, key: str, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
 ) -> MailOutcome:
     with session_scope(engine) as session:
-        return reject_mail(session, message_id=message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
+        return reject_mail(session, key=key, message_id=message_id, reason=reason, mailbox=mailbox, uid=uid, now=now)
+
+
+def reject_unread(engine: Engine, *, header: bytes, reason: str, mailbox: str, uid: int, now: datetime) -> MailOutcome:
+    """Record a mail by its header alone (too big to download, or it failed in intake)."""
+    message_id = header_message_id(header)
+    return reject(engine, key=unread_key(message_id, header), message_id=message_id, reason=reason,
+                  mailbox=mailbox, uid=uid, now=now)  # fmt: skip
 
 
 # --- the mailbox -------------------------------------------------------------------------------------------
@@ -618,8 +662,8 @@ def poll_mailbox(
             reason = f"failed in intake: {describe_failure(failed)}"
             log.error("mail uid %s: %s; recorded as rejected", uid, reason)
             try:
-                outcome = reject(engine, message_id=header_message_id(source.header(uid)), reason=reason,
-                                 mailbox=source.name, uid=uid, now=now())  # fmt: skip
+                outcome = reject_unread(engine, header=source.header(uid), reason=reason, mailbox=source.name,
+                                        uid=uid, now=now())  # fmt: skip
             except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
                 raise
             except Exception as unrecorded:
@@ -639,9 +683,8 @@ def _take_uid(engine: Engine, desk: Desk, *, source: MailSource, uid: int, now: 
     size = source.size(uid)
     max_bytes = desk.settings.mail_max_message_bytes
     if size > max_bytes:  # not downloaded: its header is enough to record it by its Message-ID
-        return reject(engine, message_id=header_message_id(source.header(uid)),
-                      reason=f"message too big: {size} bytes, limit {max_bytes}", mailbox=source.name, uid=uid,
-                      now=now)  # fmt: skip
+        return reject_unread(engine, header=source.header(uid), reason=f"message too big: {size} bytes, limit "
+                             f"{max_bytes}", mailbox=source.name, uid=uid, now=now)  # fmt: skip
     return take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now)
 
 

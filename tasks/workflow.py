@@ -427,11 +427,19 @@ def route_deferred(session: Session, *, now: datetime, limit: int = 100) -> list
 
 
 def intake(
-    session: Session, desk: Desk, *, data: CaseCreate, actor: str, now: datetime, customer: Customer | None = None
+    session: Session,
+    desk: Desk,
+    *,
+    data: CaseCreate,
+    actor: str,
+    now: datetime,
+    customer: Customer | None = None,
+    acknowledgement: Mapping[str, Any] | None = None,
 ) -> Case:
     """File a case and do at once what needs no person: route it, open its first step with its deadline,
     tell the handler, and queue the customer's acknowledgement with the promised date. ``customer``: one
-    already on file (see ``file_case``)."""
+    already on file (see ``file_case``); ``acknowledgement``: more for the acknowledgement to say (the mail
+    intake's ``not_accepted`` attachments)."""
     case = file_case(session, data=data, actor=actor, now=now, customer=customer)
     start(session, desk, case=case, now=now)
     step = current_step(session, case_id=case.id or 0, name=FIRST_STEP[case.kind])
@@ -446,6 +454,7 @@ def intake(
                 "channel": case.channel,
                 "received_at": case.opened_at,
                 "due_at": step.due_at,
+                **(acknowledgement or {}),
             },
             idempotency_key=f"ack:{case.number}",
             now=now,

@@ -393,7 +393,7 @@ def test_mail_list_shows_what_became_of_each_mail_and_why(desk: Desk) -> None:
     with session_scope(engine) as session:
         for i, (disposition, reason) in enumerate([("rejected", "failed in intake: RuntimeError"),
                                                    ("skipped", "Auto-Submitted: auto-replied"), ("filed", None)]):  # fmt: skip
-            session.add(MailMessage(message_id=f"<m{i}@x>", mailbox="imap/INBOX", uid=i + 1, disposition=disposition,
+            session.add(MailMessage(dedup_key=f"{i:064}", message_id=f"<m{i}@x>", mailbox="imap/INBOX", uid=i + 1, disposition=disposition,
                                     reason=reason, received_at=datetime.now(UTC)))  # fmt: skip
     engine.dispose()
     shown = desk("mail", "list", "--status", "rejected", "--status", "skipped")

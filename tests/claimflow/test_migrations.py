@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from claimflow.db import create_db_engine
@@ -99,5 +101,33 @@ def test_a_step_that_escalated_and_was_rescheduled_before_0006_starts_a_new_roun
             rounds = dict(connection.execute(text("SELECT id, ladder_round FROM step ORDER BY id")).all())
             assert rounds == {1: 1, 2: 0, 3: 0}
             assert connection.execute(text("SELECT DISTINCT round FROM escalation")).scalars().all() == [0]
+    finally:
+        engine.dispose()
+
+
+def test_mail_read_before_0009_is_still_recognised_and_a_reused_message_id_is_no_longer_refused(
+    empty_database_url: str,
+) -> None:
+    """0009 keys mail by Message-ID, sender and content: a mail recorded before keeps a key of its Message-ID, so
+    it stays one row, and the Message-ID is no longer unique (a second mail with the same id can be recorded)."""
+    import importlib
+
+    legacy_key = importlib.import_module("claimflow.migrations.versions.0009_mail_dedup_key").legacy_key
+    engine = create_db_engine(empty_database_url, pool=False)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as connection:
+            for row_id, message_id in ((1, "<a@x>"), (2, "<b@x>")):
+                _insert(connection, "mail_message", id=row_id, message_id=message_id, mailbox="imap/INBOX",
+                        disposition="filed")  # fmt: skip
+        upgrade(engine)
+        with engine.begin() as connection:
+            keys = dict(connection.execute(text("SELECT message_id, dedup_key FROM mail_message")).all())
+            assert keys == {"<a@x>": legacy_key("<a@x>"), "<b@x>": legacy_key("<b@x>")}
+            _insert(connection, "mail_message", id=3, message_id="<a@x>", mailbox="imap/INBOX", disposition="filed",
+                    dedup_key="k" * 64)  # fmt: skip
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            _insert(connection, "mail_message", id=4, message_id="<c@x>", mailbox="imap/INBOX", disposition="filed",
+                    dedup_key="k" * 64)  # fmt: skip
     finally:
         engine.dispose()

@@ -298,14 +298,28 @@ def test_documents_from_someone_else_are_kept_but_tick_nothing(world) -> None:
     assert (last.type, last.data["from_customer"]) == ("mail_received", False)
 
 
-def test_the_same_message_id_twice_is_taken_once(world) -> None:
+def test_the_same_mail_twice_is_taken_once_and_a_reused_message_id_is_another_mail(world) -> None:
+    """The key is Message-ID, sender and content: the same mail through two of the desk's aliases is filed once; a
+    web form's fixed Message-ID sent by a second customer, or reused by the same sender for other text, is heard."""
     raw = message("Car accident claim", "Rear-ended.", message_id="<dup-1@example.com>")
     assert take(world, raw).disposition == FILED
-    resent = message("Car accident claim (resent)", "Rear-ended!", message_id="<dup-1@example.com>")
-    assert take(world, resent).disposition == DUPLICATE
+    # the same mail again, delivered through another alias: other envelope headers, the same mail
+    aliased = (
+        b"Delivered-To: claims@insurer.example\r\nReceived: from mx2 by mx1; Sun, 6 Dec 2026 10:00:00 +0000\r\n" + raw
+    )
+    assert take(world, aliased).disposition == DUPLICATE
+    other_sender = message("Car accident claim", "Rear-ended.", message_id="<dup-1@example.com>",
+                           sender="Bob Lee <bob@example.org>")  # fmt: skip
+    assert take(world, other_sender).disposition == FILED
+    other_text = message("Car accident claim (resent)", "Rear-ended!", message_id="<dup-1@example.com>")
+    assert take(world, other_text).disposition == FILED
     with Session(world.engine) as session:
-        assert len(session.exec(select(Case)).all()) == 1
-    assert len(mail_rows(world)) == 1
+        assert len(session.exec(select(Case)).all()) == 3
+    assert len(mail_rows(world)) == 3
+    # a mail with no Message-ID at all, delivered twice: its content and sender make it one
+    bare = message("Flood damage", "The basement flooded.").replace(b"Message-ID:", b"X-Old-Id:")
+    assert take(world, bare).disposition == FILED
+    assert take(world, b"Delivered-To: claims@insurer.example\r\n" + bare).disposition == DUPLICATE
 
 
 @pytest.mark.parametrize(
@@ -485,3 +499,75 @@ def test_claimflow_mail_poll_prints_what_became_of_each_mail(
         "skipped   (Auto-Submitted: auto-replied)",
         "filed 1, appended 0, skipped 1, rejected 0, duplicate 0",
     ]
+
+
+def _letter(world, case_id: int, template: str) -> str:
+    """The text of the message queued for the case under ``template``, as it will be sent."""
+    from dataclasses import replace
+
+    from models.tables import Outbox
+    from tasks.outbox import Outgoing, default_config, prepare
+
+    config = replace(default_config(), customer_email_url=SecretStr("mailto://desk:pw@127.0.0.1:25"))
+    with Session(world.engine) as session:
+        row = session.exec(select(Outbox).where(Outbox.case_id == case_id, Outbox.template == template)).one()
+        rendered = prepare(session, row, config=config)  # as delivery renders it, the wording check included
+    assert isinstance(rendered, Outgoing), rendered
+    return rendered.text
+
+
+def test_an_attachment_not_accepted_is_not_kept_and_the_customer_is_told_which_and_why(world) -> None:
+    """Too big: the kept original has a note in the attachment's place (its name, size and digest are on the case's
+    log), and the acknowledgement names it and why; a later mail's refused attachment gets a message of its own."""
+    import base64
+    import hashlib
+
+    small = Desk(rules=world.desk.rules, settings=world.desk.settings.model_copy(update={
+        "mail_max_attachment_bytes": 1000, "default_language": "en"}))  # fmt: skip
+    video = bytes(range(256)) * 20  # 5,120 bytes
+    raw = message("Car accident claim", "Video and the invoice attached.", sender="Alice Smith <alice@example.com>",
+                  files=(("dashcam.mp4", "video/mp4", video), ("invoice.pdf", "application/pdf", b"%PDF-1.4 x")))  # fmt: skip
+    filed = take(world, raw, desk=small)
+    assert filed.disposition == FILED
+    kept = attachments(world, filed.case_id)
+    assert [a.filename for a in kept] == ["message.eml", "invoice.pdf"]
+    original = (world.desk.settings.data_dir / kept[0].storage_path).read_bytes()
+    assert base64.b64encode(video[:300])[:200] not in original.replace(b"\r\n", b"")
+    assert b"not accepted and not kept: dashcam.mp4" in original and b"%PDF-1.4 x" in base64.b64decode(
+        original.split(b"invoice.pdf")[-1].split(b"\r\n\r\n", 1)[1].split(b"--")[0])  # fmt: skip
+    received = next(e for e in events(world, filed.case_id) if e.type == "mail_received")
+    assert received.data["skipped_attachments"] == [{"name": "dashcam.mp4", "size": 5120, "why": "too_big",
+                                                     "sha256": hashlib.sha256(video).hexdigest(), "limit": 1000}]  # fmt: skip
+    letter = _letter(world, filed.case_id, "acknowledgement_claim")
+    assert "- dashcam.mp4: too large (the limit is 1000 B per file)" in letter
+    assert "invoice.pdf" not in letter
+
+    later = message(f"Re: {filed.case_number}", "Here it is again.", sender="alice@example.com",
+                    files=(("dashcam-2.mp4", "video/mp4", video + b"!"),))  # fmt: skip
+    assert take(world, later, desk=small).disposition == APPENDED
+    told = _letter(world, filed.case_id, "attachments_not_accepted")
+    assert "dashcam-2.mp4: too large" in told and filed.case_number in told
+
+
+def test_mail_through_a_list_is_heard_from_a_customer_on_file_or_about_a_case_and_skipped_otherwise(world) -> None:
+    listed = {"Precedence": "list", "List-Id": "<claims.lists.example.org>", "List-Unsubscribe": "<mailto:u@x>"}
+    stranger = message("Weekly newsletter", "Offers of the week.", sender="news@shop.example", headers=listed)
+    outcome = take(world, stranger)
+    assert (outcome.disposition, outcome.reason) == (SKIPPED, "Precedence: list")
+    bulk = message("Newsletter", "Unsubscribe below.", sender="news@shop.example",
+                   headers={"List-Id": "<n.shop.example>", "List-Unsubscribe": "<mailto:u@shop.example>"})  # fmt: skip
+    outcome = take(world, bulk)
+    assert (outcome.disposition, outcome.reason) == (SKIPPED, "mailing list (List-Id)")
+
+    first = take(world, message("Car accident claim", "Rear-ended.", sender="Alice Smith <alice@example.com>"))
+    assert first.disposition == FILED
+    # the customer writes again through a list gateway (a club's claims list): she is on file, she is heard
+    again = take(world, message("Water damage", "The kitchen flooded.", sender="ALICE@example.com", headers=listed))
+    assert again.disposition == FILED and again.case_id != first.case_id
+    # someone not on file, through a list, about one of our cases: heard too
+    about = take(world, message("Question", f"About case {first.case_number}: who handles it?",
+                                sender="bob@example.org", headers=listed))  # fmt: skip
+    assert about.disposition == FILED
+    # a number that is no case of ours does not open the door
+    fake = take(world, message("Offer", "Ref CLM-2026-999999", sender="spam@example.net", headers=listed))
+    assert fake.disposition == SKIPPED

@@ -162,7 +162,7 @@ def test_no_bytes_as_a_mail_escape_as_an_error_and_each_is_recorded_once(world) 
         outcome = take_mail(world.engine, world.desk, raw=raw, mailbox="fuzz/INBOX", uid=None, now=world.now)
         taken.append(outcome.message_id)
         with Session(world.engine) as session:
-            assert session.exec(select(MailMessage).where(MailMessage.message_id == outcome.message_id)).one()
+            assert session.exec(select(MailMessage).where(MailMessage.dedup_key == outcome.key)).one()
 
     take_any()
     assert taken
@@ -207,7 +207,12 @@ def _filed_row_retry(world, mailbox) -> None:
 
     with session_scope(world.engine) as session:
         row = MailMessage(
-            message_id="<filed@x>", mailbox=mailbox.name, uid=99, disposition=FILED, received_at=world.now
+            dedup_key="f" * 64,
+            message_id="<filed@x>",
+            mailbox=mailbox.name,
+            uid=99,
+            disposition=FILED,
+            received_at=world.now,
         )
         session.add(row)
         session.flush()
