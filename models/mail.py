@@ -667,12 +667,13 @@ def _parse(message: EmailMessage, message_id: str, limits: MailLimits, raw: byte
         raise MailRejected("no usable From address", message_id=message_id, key=unread_key(message_id, raw))
     address, name, _header = sender
     subject = header_text(message, "subject", hints=hints)
+    message = _repaired(message)
     body_part = message.get_body(preferencelist=("plain", "html"))
-    text = ""
-    if body_part is not None:
-        text = _part_text(body_part, hints)
-        if body_part.get_content_type() == "text/html":
-            text = html_to_text(text)
+    text = _body_text(body_part, hints) if body_part is not None else ""
+    if not text.strip() and message.get_content_maintype() == "multipart" and not message.is_multipart():
+        text = clean_text(str(message.get_payload() or ""), hints=hints)  # no boundary at all: the text as it is
+    for forwarded in _forwarded(message):
+        text += "\n\n" + forwarded
     attachments: list[MailAttachment] = []
     dropped: list[DroppedPart] = []
     for number, part in enumerate(_attachment_parts(message, body_part), start=1):
@@ -739,6 +740,60 @@ def without_parts(raw: bytes, dropped: Sequence[DroppedPart]) -> bytes:
             head + b"\r\n\r\n[claimflow: the body was left out: it could not be kept without the attachments "
             b"that were not accepted]\r\n"
         )
+
+
+def _body_text(part: Message, hints: Sequence[str]) -> str:
+    assert isinstance(part, MIMEPart)
+    text = _part_text(part, hints)
+    return html_to_text(text) if part.get_content_type() == "text/html" else text
+
+
+_BOUNDARY_LINE = re.compile(r"^--([0-9A-Za-z'()+_,./:=?-]{1,70})[ \t]*\r?$", re.MULTILINE)
+
+
+def _repaired(message: EmailMessage) -> EmailMessage:
+    """A multipart mail whose declared boundary is not in its body (a broken mailer, a proxy that rewrote it):
+    read again with the boundary its body does use, so its text and attachments are found. Otherwise as it is."""
+    payload = message.get_payload()
+    if message.get_content_maintype() != "multipart" or not isinstance(payload, str):
+        return message
+    found = _BOUNDARY_LINE.search(payload)
+    if found is None:
+        return message
+    try:
+        repaired = email.message_from_bytes(message.as_bytes(policy=email.policy.compat32), policy=email.policy.default)
+        assert isinstance(repaired, EmailMessage)
+        repaired.set_param("boundary", found.group(1))
+        again = email.message_from_bytes(repaired.as_bytes(policy=email.policy.compat32), policy=email.policy.default)
+        assert isinstance(again, EmailMessage)
+    except Exception:
+        return message
+    return again if again.is_multipart() else message
+
+
+FORWARDED_MARK = "---------- Forwarded message ----------"
+
+
+def _forwarded(message: EmailMessage) -> list[str]:
+    """The text of each mail forwarded as an attachment (``message/rfc822``), headed by who sent it and its
+    subject: a forwarded claim or complaint is otherwise only a subject line."""
+    found = []
+    for part in message.walk():
+        if part is message or part.get_content_type() != "message/rfc822":
+            continue
+        inner = part.get_payload()
+        inner = inner[0] if isinstance(inner, list) and inner else inner
+        if not isinstance(inner, EmailMessage):
+            continue
+        hints = [c for c in inner.get_charsets() if c]
+        body = inner.get_body(preferencelist=("plain", "html"))
+        lines = [FORWARDED_MARK]
+        for name, label in (("from", "From"), ("date", "Date"), ("subject", "Subject")):
+            value = header_text(inner, name, hints=hints)
+            if value:
+                lines.append(f"{label}: {value}")
+        found.append("\n".join(lines) + "\n\n" + (_body_text(body, hints) if body is not None else ""))
+    return found
 
 
 def _filename(part: EmailMessage, hints: Sequence[str]) -> str:

@@ -65,7 +65,31 @@ CORPUS: list[tuple[str, bytes, tuple[str, str | None, str | None, CaseKind | Non
     ("out-of-office-without-headers", _mail(
         b"From: boss@example.com\r\nSubject: Out of Office: Re: your claim\r\nMessage-ID: <ooo-1@example.com>\r\n",
         b"I am currently out of the office until 20 March.\r\n"), (SKIPPED, None, None, None)),
+    ("forwarded-as-attachment", _mail(
+        b"From: Alice <alice@example.com>\r\nSubject: Fwd: my problem\r\nMessage-ID: <fwd-1@example.com>\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n',
+        b"--o\r\nContent-Type: message/rfc822\r\n\r\nFrom: Alice <alice@example.com>\r\nSubject: =?UTF-8?B?"
+        + _b64("投诉：理赔拖延", "utf-8").encode() + b"?=\r\nContent-Type: text/plain; charset=gb18030\r\n\r\n"
+        + "我的车险理赔已经拖了两个月，我要投诉。\r\n".encode("gb18030") + b"--o--\r\n"),
+        (FILED, "alice@example.com", "Alice", CaseKind.complaint)),
+    ("boundary-not-the-declared-one", _mail(
+        b"From: Carol <carol@example.com>\r\nSubject: claim\r\nMessage-ID: <brk-1@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="declared"\r\n',
+        b"--used\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe basement flooded last night.\r\n--used\r\n"
+        b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="photos.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n--used--\r\n"),
+        (FILED, "carol@example.com", "Carol", CaseKind.claim)),
+    ("multipart-without-any-boundary", _mail(
+        b"From: dave@example.com\r\nSubject: claim for my roof\r\nMessage-ID: <nob-1@example.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n", b"My roof leaks since the storm.\r\n"),
+        (FILED, "dave@example.com", "dave", CaseKind.claim)),
+    ("newsletter-from-a-stranger", _mail(
+        b"From: news@shop.example\r\nSubject: Offers\r\nMessage-ID: <news-1@shop.example>\r\n"
+        b"List-Id: <offers.shop.example>\r\nList-Unsubscribe: <mailto:u@shop.example>\r\n"),
+        (SKIPPED, None, None, None)),
 ]  # fmt: skip
+# what the case's description must hold for mails whose text is not in their first part
+DESCRIBED = {"fwd-1@": "我的车险理赔已经拖了两个月", "brk-1@": "The basement flooded", "nob-1@": "My roof leaks"}
 
 
 def _customer(session: Session, case_id: int) -> Customer:
@@ -95,6 +119,11 @@ def test_each_mail_of_the_corpus_gets_what_the_desk_owes_it(world, raw: bytes, e
     assert "\ufffd" not in "".join(names)
     if "att-1@" in outcome.message_id:
         assert "驾驶证.jpg" in names
+    if "brk-1@" in outcome.message_id:
+        assert "photos.pdf" in names
+    for marker, text in DESCRIBED.items():
+        if marker in outcome.message_id:
+            assert text in (case.description or ""), case.description
 
 
 def test_one_mail_that_fails_in_intake_is_recorded_and_the_poll_goes_on(
