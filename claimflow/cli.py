@@ -436,6 +436,29 @@ def _start_run(case_id: int, settings: Any) -> None:
         err.print(f"its run could not be started now ({type(exc).__name__}): {later}")
 
 
+@case_app.command("triage")
+def case_triage(
+    number: Annotated[str, typer.Argument(help="The claim waiting in triage (claimflow case list --status ...).")],
+    product_line: Annotated[str, typer.Option("--product-line", help="motor, health, property, travel or life.")],
+    by: Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")],
+    code: Annotated[str, typer.Option(help="Your current approval code.")],
+) -> None:
+    """Sort a claim whose product line was not known (filed by mail without one): set it, and the claim is routed
+    to a handler with that skill, who is told of its open steps."""
+    from tasks.reassign import triage_case
+    from tasks.workflow import Desk
+
+    with _session() as session:
+        handler = triage_case(session, Desk.of(get_settings()), number=number, product_line=product_line, by=by,
+                              code=code, now=_now())  # fmt: skip
+        held = handler.username if handler else None
+    if held:
+        out.print(f"{number.strip().upper()}: {product_line.strip().lower()}, now {held}'s")
+    else:
+        out.print(f"{number.strip().upper()}: {product_line.strip().lower()}; nobody with room could take it yet: "
+                  "the supervisors are told and the desk tries again")  # fmt: skip
+
+
 @case_app.command("show")
 def case_show(
     number: Annotated[str, typer.Argument(help="Case number, e.g. CLM-2026-000123.")],

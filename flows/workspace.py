@@ -25,11 +25,13 @@ from claimflow.settings import get_settings
 from flows.common import transaction
 from models.tables import Case, Department, Staff
 from models.worklists import (
+    UNASSIGNED_TITLE,
     artifact_key,
     render_breached,
     render_summary,
     render_worklist,
     team_title,
+    words,
     worklist_title,
 )
 from tasks.cases import chain_tips
@@ -130,6 +132,9 @@ class CaseViewPublisher:
             title = team_title(team, self.language)
             texts[artifact_key("team", team)] = (title, render_worklist(
                 title, rows, now=now, tz=self.tz, language=self.language))  # fmt: skip
+        nobody = [r for r in lists.waiting if r.assignee is None]  # triage, and cases no handler had room for
+        title = words(UNASSIGNED_TITLE, self.language)
+        texts["desk-unassigned"] = (title, render_worklist(title, nobody, now=now, tz=self.tz, language=self.language))
         breached = [r for r in lists.waiting if (r.due_at is not None and r.due_at < now) or r.escalation_level]
         texts["desk-breached"] = ("breached steps and undecided escalations", render_breached(
             breached, lists.escalations, now=now, tz=self.tz, language=self.language))  # fmt: skip

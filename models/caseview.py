@@ -20,7 +20,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-TAG_PREFIXES = ("assignee:", "team:", "waiting:", "due:", "sla:")
+from models.lifecycle import lifecycle_for
+from models.routing import triage_reason
+
+TAG_PREFIXES = ("assignee:", "team:", "waiting:", "due:", "sla:", "queue:")
 """The tags the desk keeps current as a case moves; a run's other tags (kind, channel, priority, product) are
 set when the run is created."""
 
@@ -239,7 +242,11 @@ def staff_links(ui: str, *, username: str, team: str | None, role: str) -> list[
     if role in ("supervisor", "manager"):
         links.append(("breached steps and undecided escalations (artifact)", f"{ui}/artifacts/key/desk-breached"))
         links.append(("the desk at a glance (artifact)", f"{ui}/artifacts/key/desk-summary"))
+        links.append(("cases nobody holds (artifact)", f"{ui}/artifacts/key/desk-unassigned"))
         links.append(("breached cases, every team", runs_url(ui, tags=["sla:breached"], waiting=False)))
+        links.append(("claims to sort (triage: product line not known)", runs_url(ui, tags=["queue:triage"],
+                                                                                  waiting=False)))  # fmt: skip
+        links.append(("cases nobody could take yet", runs_url(ui, tags=["queue:unassigned"], waiting=False)))
         level = "level-2" if role == "manager" else "level-1"
         links.append((f"escalations waiting ({level})", runs_url(ui, tags=[f"escalation:{level}"])))
     return links
@@ -339,6 +346,8 @@ def dynamic_tags(snapshot: CaseSnapshot, *, now: datetime, tz: ZoneInfo) -> list
     tags = []
     if snapshot.handler:
         tags.append(f"assignee:{snapshot.handler}")
+    elif not lifecycle_for(snapshot.kind).is_closed(snapshot.status):  # nobody holds it: sorted, or routed later
+        tags.append("queue:triage" if triage_reason(snapshot.kind, snapshot.product_line) else "queue:unassigned")
     if snapshot.team:
         tags.append(f"team:{snapshot.team}")
     if snapshot.waiting_form:

@@ -60,6 +60,21 @@ class Assignment:
     reason: str
 
 
+PRODUCT_LINES = ("motor", "health", "property", "travel", "life")
+"""The product lines a claim can be sorted into (``models.mail.infer_product_line`` reads the same from a mail)."""
+
+
+def triage_reason(kind: CaseKind | str, product_line: str | None) -> str | None:
+    """Why a case waits for a person to sort it before it is routed, or None.
+
+    A claim whose product line is not known goes to triage (the supervisors sort it with ``claimflow case triage``),
+    not to whichever handler has room: a health claim at a motor handler is reassigned later, after its clock ran.
+    """
+    if CaseKind(kind) == CaseKind.claim and not product_line:
+        return "triage: the claim's product line is not known; a supervisor sorts it (claimflow case triage)"
+    return None
+
+
 def complaint_exclusions(
     *, about_handler: int | None, about_department: str | None
 ) -> tuple[frozenset[int], frozenset[str]]:

@@ -77,7 +77,10 @@ ZH: dict[str, str] = {
     "oldest waiting": "等待最久", "messages dead-lettered today": "今日投递失败的消息", "cases filed in the last hour":
     "近一小时受理的案件", "mails rejected today (claimflow mail list --status rejected)":
     "今日拒收的邮件（claimflow mail list --status rejected）", "Backlog by state": "按状态的积压",
-    "Backlog by team": "按团队的积压", "state": "状态", "cases": "案件数", "{} d {} h": "{}天{}小时", "{} h": "{}小时",
+    "Backlog by team": "按团队的积压",
+    "Cases nobody holds: claims to sort (claimflow case triage) and cases no handler had room for":
+    "无人负责的案件：待分拣的理赔（claimflow case triage）与暂无经办人可接手的案件",
+    "state": "状态", "cases": "案件数", "{} d {} h": "{}天{}小时", "{} h": "{}小时",
 }  # fmt: skip
 """The lists' words in Chinese; English is the key (``CLAIMFLOW_DEFAULT_LANGUAGE`` chooses)."""
 
@@ -85,6 +88,9 @@ ZH: dict[str, str] = {
 def words(text: str, language: str, *values: object) -> str:
     """``text`` in the desk's language, with ``values`` put in its ``{}``."""
     return (ZH.get(text, text) if language == "zh-CN" else text).format(*values)
+
+
+UNASSIGNED_TITLE = "Cases nobody holds: claims to sort (claimflow case triage) and cases no handler had room for"
 
 
 def worklist_title(username: str, language: str) -> str:

@@ -18,10 +18,10 @@ from claimflow.db import describe_failure
 from models.approval import NotAllowed
 from models.enums import CaseKind, StaffRole
 from models.errors import InvalidInput, NotFound
-from models.routing import complaint_exclusions, reassignment_refusal
+from models.routing import PRODUCT_LINES, complaint_exclusions, reassignment_refusal
 from models.tables import Approval, Case, Department, Staff, Step
 from tasks.cases import append_event, get_case
-from tasks.workflow import OPEN, Desk, _tell_handler, authenticate, candidates
+from tasks.workflow import OPEN, Desk, _tell_handler, assign_open_steps, authenticate, candidates, route
 
 
 @dataclass
@@ -143,3 +143,41 @@ def _move(session: Session, *, case: Case, source: Staff, target: Staff, member:
     session.flush()
     for step in steps:
         _tell_handler(session, case=case, step=step, now=now)
+
+
+def triage_case(
+    session: Session, desk: Desk, *, number: str, product_line: str, by: str, code: str, now: datetime
+) -> Staff | None:
+    """Sort a claim waiting in triage (its product line was not known): set the product line, then route it as
+    intake would have and give its open steps to the handler found. The caller commits.
+
+    Returns:
+        The handler, or None when nobody with room could take it (the case then waits as any unroutable case
+        does: the supervisors are told and the watcher tries again).
+
+    Raises:
+        CodeRefused: ``by``'s approval code. NotFound: no such case or member of staff. NotAllowed: ``by`` is not
+            a supervisor or manager.
+        InvalidInput: an unknown product line, a case that is closed, not a claim, or already has a handler.
+    """
+    wanted = product_line.strip().lower()
+    if wanted not in PRODUCT_LINES:
+        raise InvalidInput(f"product line {product_line!r} is none of {', '.join(PRODUCT_LINES)}")
+    member = authenticate(session, desk, username=by, code=code, now=now)
+    if StaffRole(member.role) not in (StaffRole.supervisor, StaffRole.manager):
+        raise NotAllowed(f"{member.username} may not sort cases: triage is a supervisor's or manager's")
+    case = get_case(session, number, for_update=True)
+    if case.closed_at is not None or case.kind != CaseKind.claim:
+        what = "closed" if case.closed_at else f"{'an' if str(case.kind)[0] in 'aeiou' else 'a'} {case.kind}"
+        raise InvalidInput(f"{case.number} is {what}: nothing to sort")
+    if case.handler_id is not None:
+        holder = session.get(Staff, case.handler_id)
+        raise InvalidInput(f"{case.number} is already {holder.username if holder else 'assigned'}'s: to move it, "
+                           "use claimflow staff reassign")  # fmt: skip
+    case.product_line = wanted
+    session.add(case)
+    append_event(session, case=case, actor=member.username, type="triaged", data={"product_line": wanted}, now=now)
+    handler = route(session, case=case, now=now)
+    if handler is not None:
+        assign_open_steps(session, case=case, handler=handler, now=now)
+    return handler

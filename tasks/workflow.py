@@ -36,6 +36,7 @@ from models.routing import (
     complaint_exclusions,
     documents_for,
     needs_second_approval,
+    triage_reason,
 )
 from models.tables import (
     Approval,
@@ -342,6 +343,11 @@ def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -
             excluded_staff, excluded_departments = complaint_exclusions(
                 about_handler=about.handler_id, about_department=department.code if department else None
             )
+    triage = triage_reason(case.kind, case.product_line)
+    if triage is not None:
+        if not retry:
+            _defer(session, case=case, reason=triage, now=now, triage=True)
+        return None
     pool = candidates(session)
     request = RoutingRequest(
         kind=CaseKind(case.kind),
@@ -374,13 +380,20 @@ def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -
     return handler
 
 
-def _defer(session: Session, *, case: Case, reason: str, now: datetime) -> None:
-    append_event(session, case=case, actor="system", type="routing_deferred", data={"reason": reason}, now=now)
+def _defer(session: Session, *, case: Case, reason: str, now: datetime, triage: bool = False) -> None:
+    append_event(session, case=case, actor="system", type="routing_deferred", data={"reason": reason, "triage": triage},
+                 now=now)  # fmt: skip
     enqueue(
         session,
         template="staff_unassigned",
         recipient="role:supervisor",
-        context={"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason},
+        context={
+            "case_number": case.number,
+            "kind": case.kind,
+            "priority": case.priority,
+            "reason": reason,
+            "triage": triage,
+        },
         idempotency_key=f"unassigned:{case.number}",
         now=now,
         case=case,
@@ -405,22 +418,28 @@ def route_deferred(session: Session, *, now: datetime, limit: int = 100) -> list
         handler = route(session, case=case, now=now, retry=True)
         if handler is None:
             continue
-        steps = session.exec(
-            select(Step).where(
-                Step.case_id == case.id,
-                col(Step.assignee_id).is_(None),
-                col(Step.status).in_(OPEN),
-                col(Step.name).not_in(SUPERVISOR_STEPS),
-            )
-        ).all()
-        for step in steps:
-            step.assignee_id = handler.id
-            session.add(step)
-            append_event(session, case=case, actor="system", type="step_assigned",
-                         data={"step": step.name, "assignee": handler.username}, now=now)  # fmt: skip
-            _tell_handler(session, case=case, step=step, now=now)
+        assign_open_steps(session, case=case, handler=handler, now=now)
         assigned.append(case.number)
     return assigned
+
+
+def assign_open_steps(session: Session, *, case: Case, handler: Staff, now: datetime) -> None:
+    """Give a freshly routed case's open unassigned steps (not the supervisors' follow-ups) to its handler, and
+    tell them."""
+    steps = session.exec(
+        select(Step).where(
+            Step.case_id == case.id,
+            col(Step.assignee_id).is_(None),
+            col(Step.status).in_(OPEN),
+            col(Step.name).not_in(SUPERVISOR_STEPS),
+        )
+    ).all()
+    for step in steps:
+        step.assignee_id = handler.id
+        session.add(step)
+        append_event(session, case=case, actor="system", type="step_assigned",
+                     data={"step": step.name, "assignee": handler.username}, now=now)  # fmt: skip
+        _tell_handler(session, case=case, step=step, now=now)
 
 
 # --- intake and automatic moves ---------------------------------------------------------------------------

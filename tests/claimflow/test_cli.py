@@ -400,3 +400,23 @@ def test_mail_list_shows_what_became_of_each_mail_and_why(desk: Desk) -> None:
     assert "failed in intake: RuntimeError" in shown and "Auto-Submitted: auto-replied" in shown
     assert "2 mail(s)" in shown and "<m0@x>" not in shown  # no Message-IDs, addresses or subjects
     assert "is not one of appended, filed, rejected, skipped" in desk("mail", "list", "--status", "duplicate", code=2)
+
+
+def test_a_claim_filed_without_a_product_line_is_sorted_from_the_terminal(desk: Desk, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from models.otp import code_at
+
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    desk("staff", "import", str(staff))
+    secret = re.search(r"secret: ([A-Z2-7]{32})", desk("staff", "enroll", "zhao.min")).group(1)
+    number = desk("--actor", "li.wei", "case", "new", "--kind", "claim", "--channel", "phone", "--name", "张三",
+                  "--phone", "13812345678", "--description", "something broke").strip()  # fmt: skip
+    assert "handler: -" in desk("case", "show", number)  # in triage, not at whoever had room
+    refused = desk("case", "triage", number, "--product-line", "boats", "--by", "zhao.min", "--code", "000000", code=2)
+    assert "none of motor, health, property, travel, life" in refused
+    code = code_at(secret, datetime.now(UTC))
+    sorted_ = desk("case", "triage", number, "--product-line", "motor", "--by", "zhao.min", "--code", code)
+    assert sorted_.strip() == f"{number}: motor, now li.wei's"
+    assert "handler: li.wei" in desk("case", "show", number)

@@ -87,8 +87,12 @@ def test_the_tags_say_who_which_team_what_and_when() -> None:
         "assignee:li.wei", "due:2026-03-06", "team:claims-motor", "waiting:claim-review",
     ]  # fmt: skip
     assert "sla:breached" in dynamic_tags(_case(), now=DUE + timedelta(minutes=1), tz=SHANGHAI)
-    done = _case(steps=(), waiting_form=None, handler=None, team=None)
+    done = _case(steps=(), waiting_form=None, handler=None, team=None, status="closed")
     assert dynamic_tags(done, now=NOW, tz=SHANGHAI) == []
+    # nobody holds it: a claim of no known product line waits in triage, any other case for a handler with room
+    assert "queue:triage" in dynamic_tags(_case(handler=None, team=None, product_line=None), now=NOW, tz=SHANGHAI)
+    unrouted = _case(handler=None, team=None, product_line="motor")
+    assert [t for t in dynamic_tags(unrouted, now=NOW, tz=SHANGHAI) if t.startswith("queue:")] == ["queue:unassigned"]
 
 
 def test_the_desks_tags_replace_their_earlier_values_and_keep_the_others() -> None:

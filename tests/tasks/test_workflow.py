@@ -377,6 +377,48 @@ def test_a_supervisor_hands_a_persons_open_cases_to_another_handler_each_on_its_
     assert len(approvals) == len(mine) and all(a.comment == "li.wei on leave" for a in approvals)
 
 
+def test_a_claim_of_no_known_product_line_waits_in_triage_until_a_supervisor_sorts_it(world) -> None:
+    """Not routed to whichever handler has room: the supervisors are told to sort it; the watcher's routing pass
+    leaves it; once sorted it goes to a handler with the skill, who gets its open step and is told."""
+    from models.approval import NotAllowed
+    from models.errors import InvalidInput
+    from tasks.reassign import triage_case
+    from tasks.workflow import route_deferred
+
+    def triage(by: str, product_line: str = "motor", number: str | None = None):
+        world.now += timedelta(minutes=5)  # each code is used once
+        with session_scope(world.engine) as session:
+            return triage_case(session, world.desk, number=number or case.number, product_line=product_line, by=by,
+                               code=code_at(world.secrets[by], world.now), now=world.now)  # fmt: skip
+
+    case = world.file()
+    assert world.case(case).handler_id is None and world.step(case, "review").assignee_id is None
+    assert "routing_deferred" in world.events(case)
+    with Session(world.engine) as session:
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_unassigned")).one()
+    assert told.context["triage"] is True and told.recipient == "role:supervisor"
+    with session_scope(world.engine) as session:
+        assert case.number not in route_deferred(session, now=world.now)  # not given to whoever has room
+    with pytest.raises(NotAllowed, match="supervisor's or manager's"):
+        triage("li.wei")
+    with pytest.raises(InvalidInput, match="none of motor, health, property, travel, life"):
+        triage("zhao.min", product_line="boats")
+    handler = triage("zhao.min", product_line=" Motor ")
+    assert handler is not None and "motor" in handler.skills
+    assert world.case(case).product_line == "motor" and world.case(case).handler_id == handler.id
+    assert world.step(case, "review").assignee_id == handler.id
+    assert world.events(case)[-3:] == ["triaged", "assigned", "step_assigned"]
+    with Session(world.engine) as session:
+        assert session.exec(select(Outbox).where(Outbox.template == "staff_new_assignment",
+                                                 Outbox.recipient == f"staff:{handler.username}")).all()  # fmt: skip
+    with pytest.raises(InvalidInput, match="use claimflow staff reassign"):
+        triage("zhao.min")
+    inquiry = world.file(CaseKind.inquiry)
+    assert world.case(inquiry).handler_id is not None  # only a claim needs its product line to be routed
+    with pytest.raises(InvalidInput, match="is an inquiry: nothing to sort"):
+        triage("zhao.min", number=inquiry.number)
+
+
 def test_approval_codes_lock_after_five_wrong_ones_in_a_row(world) -> None:
     """Guessing a six-digit code: after five wrong ones in a row the member's codes are refused for 15 minutes, even
     the right one; then the right one works and the count starts again."""
