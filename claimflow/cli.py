@@ -438,7 +438,7 @@ def _start_run(case_id: int, settings: Any) -> None:
 
 @case_app.command("triage")
 def case_triage(
-    number: Annotated[str, typer.Argument(help="The claim waiting in triage (claimflow case list --status ...).")],
+    number: Annotated[str, typer.Argument(help="A claim in triage (the desk-unassigned worklist lists them).")],
     product_line: Annotated[str, typer.Option("--product-line", help="motor, health, property, travel or life.")],
     by: Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")],
     code: Annotated[str, typer.Option(help="Your current approval code.")],

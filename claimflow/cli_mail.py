@@ -59,7 +59,8 @@ def poll_command(
 @mail_app.command("list")
 def list_command(
     status: Annotated[
-        list[str] | None, typer.Option("--status", help="rejected, skipped, filed or appended (repeat for several).")
+        list[str] | None,
+        typer.Option("--status", help="rejected, skipped, duplicate, filed or appended (repeat for several)."),
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only mails read since this time (ISO 8601 with offset).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows at most, newest first.")] = 200,
@@ -69,15 +70,14 @@ def list_command(
     from rich.table import Table
 
     from claimflow.console import office, office_zone, parse_now
-    from tasks.mail import APPENDED, FILED, REJECTED, SKIPPED, mail_rows
+    from tasks.mail import APPENDED, DUPLICATE, FILED, REJECTED, SKIPPED, mail_rows
 
-    known = {FILED, APPENDED, SKIPPED, REJECTED}
+    known = {FILED, APPENDED, SKIPPED, REJECTED, DUPLICATE}
     wrong = [s for s in status or [] if s not in known]
     if wrong:
         from models.errors import InvalidInput
 
-        raise InvalidInput(f"--status: {', '.join(wrong)} is not one of {', '.join(sorted(known))} (a duplicate is "
-                           "not recorded on its own: it is the mail read first, read again)")  # fmt: skip
+        raise InvalidInput(f"--status: {', '.join(wrong)} is not one of {', '.join(sorted(known))}")
     with _main_cli()._session() as session:
         rows = mail_rows(session, dispositions=status, since=parse_now(since, "--since") if since else None,
                          limit=limit)  # fmt: skip

@@ -16,6 +16,7 @@ Dispositions recorded in ``mail_message``:
 | ``appended`` | the mail answers a case and was added to it |
 | ``skipped`` | an automatic mail (auto-reply, bounce, bulk mail from nobody the desk knows): logged, nothing filed |
 | ``rejected`` | unusable (unparseable, too big, no sender, refused by intake), with the reason |
+| ``duplicate`` | another copy (another UID) of a mail already taken: delivered through a second alias, sent twice |
 
 A mail whose key is already recorded is a duplicate: flagged seen, nothing else. The key is the Message-ID, the
 sender and a digest of the content (``models.mail.mail_key``): a Message-ID another sender already used is a new
@@ -61,6 +62,7 @@ from models.mail import (
     find_case_number,
     header_message_id,
     infer_product_line,
+    mail_key,
     parse_message,
     reply_text,
     size_words,
@@ -270,8 +272,8 @@ def file_mail(
     The caller commits. Raises ``ValidationError`` or a ``ClaimflowError`` when intake refuses the case (the
     caller records the mail as rejected in a transaction of its own).
     """
-    if already_read(session, key=mail.key) is not None:
-        return MailOutcome(DUPLICATE, mail.message_id, key=mail.key)
+    if (first := already_read(session, key=mail.key)) is not None:
+        return duplicate(session, first=first, message_id=mail.message_id, mailbox=mailbox, uid=uid, now=now)
     if mail.automatic is not None and not (mail.mailing_list and heard_from_list(session, mail=mail)):
         record_mail(
             session,
@@ -404,12 +406,29 @@ def _append(
                        key=mail.key)  # fmt: skip
 
 
+def duplicate(
+    session: Session, *, first: MailMessage, message_id: str, mailbox: str, uid: int | None, now: datetime
+) -> MailOutcome:
+    """The same mail as ``first``. Another copy of it in the mailbox (another UID: delivered through a second alias,
+    sent twice) is recorded as a ``duplicate`` of it, once, for ``claimflow mail list --status duplicate``; the
+    same message read again (the poll stopped before flagging it seen) is not a copy and records nothing."""
+    if uid is None or (first.mailbox, first.uid) == (mailbox[:200], uid):
+        return MailOutcome(DUPLICATE, message_id, case_id=first.case_id, key=first.dedup_key)
+    key = mail_key(f"copy {mailbox} {uid}", "", first.dedup_key)
+    if already_read(session, key=key) is None:
+        record_mail(session, key=key, message_id=message_id, mailbox=mailbox, uid=uid, disposition=DUPLICATE,
+                    case_id=first.case_id, reason=f"the same mail as mail {first.id} ({first.disposition})",
+                    now=now)  # fmt: skip
+    return MailOutcome(DUPLICATE, message_id, case_id=first.case_id, reason=f"the same mail as mail {first.id}",
+                       key=first.dedup_key)  # fmt: skip
+
+
 def reject_mail(
     session: Session, *, key: str, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
 ) -> MailOutcome:
     """Record an unusable mail with the reason (once: a mail read again is a duplicate)."""
-    if already_read(session, key=key) is not None:
-        return MailOutcome(DUPLICATE, message_id, key=key)
+    if (first := already_read(session, key=key)) is not None:
+        return duplicate(session, first=first, message_id=message_id, mailbox=mailbox, uid=uid, now=now)
     record_mail(session, key=key, message_id=message_id, mailbox=mailbox, uid=uid, disposition=REJECTED,
                 reason=reason[:2000], now=now)  # fmt: skip
     return MailOutcome(REJECTED, message_id, reason=reason, key=key)
@@ -430,9 +449,9 @@ def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int 
             return file_mail(session, desk, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
     except IntegrityError:
         # Another poller recorded the same mail first (the unique key decided): a duplicate.
-        with Session(engine) as session:
-            if already_read(session, key=mail.key) is not None:
-                return MailOutcome(DUPLICATE, mail.message_id, key=mail.key)
+        with session_scope(engine) as session:
+            if (first := already_read(session, key=mail.key)) is not None:
+                return duplicate(session, first=first, message_id=mail.message_id, mailbox=mailbox, uid=uid, now=now)
         raise
     except ValidationError as exc:
         reason = f"refused by intake: {describe_validation_error(exc)}"
@@ -695,7 +714,7 @@ def mail_rows(
     session: Session, *, dispositions: list[str] | None = None, since: datetime | None = None, limit: int = 200
 ) -> list[MailMessage]:
     """The mails the intake has recorded, newest first: what became of each and why (no addresses, no subjects).
-    A duplicate is not a row of its own: it is the mail recorded first, read again."""
+    A duplicate's row names the mail it is a copy of."""
     statement = select(MailMessage).order_by(col(MailMessage.id).desc()).limit(limit)
     if dispositions:
         statement = statement.where(col(MailMessage.disposition).in_(dispositions))

@@ -308,6 +308,11 @@ def test_the_same_mail_twice_is_taken_once_and_a_reused_message_id_is_another_ma
         b"Delivered-To: claims@insurer.example\r\nReceived: from mx2 by mx1; Sun, 6 Dec 2026 10:00:00 +0000\r\n" + raw
     )
     assert take(world, aliased).disposition == DUPLICATE
+    # a copy under another UID (the second alias's delivery) is listed as a duplicate of the first, once
+    assert take(world, aliased, uid=7).reason == "the same mail as mail 1"
+    assert take(world, aliased, uid=7).disposition == DUPLICATE
+    [copy] = [row for row in mail_rows(world) if row.disposition == DUPLICATE]
+    assert (copy.uid, copy.reason, copy.case_id) == (7, "the same mail as mail 1 (filed)", mail_rows(world)[0].case_id)
     other_sender = message("Car accident claim", "Rear-ended.", message_id="<dup-1@example.com>",
                            sender="Bob Lee <bob@example.org>")  # fmt: skip
     assert take(world, other_sender).disposition == FILED
@@ -315,7 +320,7 @@ def test_the_same_mail_twice_is_taken_once_and_a_reused_message_id_is_another_ma
     assert take(world, other_text).disposition == FILED
     with Session(world.engine) as session:
         assert len(session.exec(select(Case)).all()) == 3
-    assert len(mail_rows(world)) == 3
+    assert len(mail_rows(world)) == 4  # three mails and the copy
     # a mail with no Message-ID at all, delivered twice: its content and sender make it one
     bare = message("Flood damage", "The basement flooded.").replace(b"Message-ID:", b"X-Old-Id:")
     assert take(world, bare).disposition == FILED
@@ -571,3 +576,35 @@ def test_mail_through_a_list_is_heard_from_a_customer_on_file_or_about_a_case_an
     # a number that is no case of ours does not open the door
     fake = take(world, message("Offer", "Ref CLM-2026-999999", sender="spam@example.net", headers=listed))
     assert fake.disposition == SKIPPED
+
+
+def test_two_pollers_at_once_take_each_mail_once_and_neither_fails(world, dovecot: Dovecot, imap_user: str) -> None:
+    """Two desk runners polling the same mailbox (a restart overlapping the old one): both read the same unseen
+    mails; the database's unique key decides which files each, the other calls it a duplicate, nobody exits."""
+    import threading
+
+    mails = [message(f"Car accident claim {n}", f"Rear-ended, number {n}.", sender=f"driver{n}@example.com")
+             for n in range(24)]  # fmt: skip
+    dovecot.deliver(imap_user, *mails)
+    desk = mail_desk(world, dovecot, imap_user, mail_batch_size=50)
+    reports, failures = [], []
+    start = threading.Barrier(2)
+
+    def poller() -> None:
+        start.wait()
+        try:
+            reports.append(poll(world.engine, desk, now=lambda: world.now))
+        except Exception as exc:  # the test fails on it below, with what it was
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=poller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == [] and len(reports) == 2
+    assert sum(r.counts[FILED] for r in reports) == len(mails)
+    with Session(world.engine) as session:
+        assert len(session.exec(select(Case)).all()) == len(mails)
+        assert len(session.exec(select(MailMessage)).all()) == len(mails)  # the same UID read twice is no copy
+    assert all(dovecot.flags(imap_user).values())
