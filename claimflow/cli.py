@@ -248,12 +248,16 @@ def staff_links_command(
         out.print(f"  {url}")
 
 
+SupervisorOption = Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")]
+CodeOption = Annotated[str, typer.Option(help="Your current approval code.")]
+
+
 @staff_app.command("reassign")
 def staff_reassign(
     from_username: Annotated[str, typer.Argument(help="Whose open cases (on leave, ill, overloaded).")],
     to: Annotated[str, typer.Option("--to", help="The handler who takes them.")],
-    by: Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")],
-    code: Annotated[str, typer.Option(help="Your current approval code.")],
+    by: SupervisorOption,
+    code: CodeOption,
     reason: Annotated[str, typer.Option(help="Why (recorded on each case; the new handler reads it).")],
     case: Annotated[str | None, typer.Option("--case", help="Only this case.")] = None,
 ) -> None:
@@ -439,9 +443,9 @@ def _start_run(case_id: int, settings: Any) -> None:
 @case_app.command("triage")
 def case_triage(
     number: Annotated[str, typer.Argument(help="A claim in triage (the desk-unassigned worklist lists them).")],
+    by: SupervisorOption,
+    code: CodeOption,
     product_line: Annotated[str, typer.Option("--product-line", help="motor, health, property, travel or life.")],
-    by: Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")],
-    code: Annotated[str, typer.Option(help="Your current approval code.")],
 ) -> None:
     """Sort a claim whose product line was not known (filed by mail without one): set it, and the claim is routed
     to a handler with that skill, who is told of its open steps."""
