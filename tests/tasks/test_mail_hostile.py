@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 import tasks.mail as mail_tasks
 from claimflow.db import session_scope
 from models.enums import CaseKind
-from models.tables import Attachment, Case, Customer, MailMessage
+from models.tables import Attachment, Case, Customer, Event, MailMessage
 from tasks.mail import FILED, REJECTED, SKIPPED, poll, take_mail
 from tests.imap import Dovecot, mail_desk
 
@@ -83,13 +83,51 @@ CORPUS: list[tuple[str, bytes, tuple[str, str | None, str | None, CaseKind | Non
         b"From: dave@example.com\r\nSubject: claim for my roof\r\nMessage-ID: <nob-1@example.com>\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n", b"My roof leaks since the storm.\r\n"),
         (FILED, "dave@example.com", "dave", CaseKind.claim)),
+    ("qq-webmail-html-only-gbk", _mail(
+        f"From: =?gbk?B?{_b64('刘洋', 'gbk')}?= <12345678@qq.com>\r\nSubject: =?gbk?B?{_b64('住院费用报销', 'gbk')}?=\r\n"
+        "Message-ID: <qq-1@qq.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=gbk\r\n"
+        "Content-Transfer-Encoding: base64\r\n".encode(),
+        base64.encodebytes("<div><font size=3>我上周住院，<b>医疗费用</b>想申请理赔。</font></div><div><br></div>".encode(
+            "gbk"))), (FILED, "12345678@qq.com", "刘洋", CaseKind.claim)),
+    ("outlook-html-with-quoted-history", _mail(
+        b"From: \"Smith, John\" <john.smith@corp.example>\r\nSubject: Complaint about my claim handling\r\n"
+        b"Message-ID: <outlook-1@corp.example>\r\nX-Mailer: Microsoft Outlook 16.0\r\nThread-Index: AdkXyz==\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"_000_\"\r\n",
+        b"--_000_\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<html xmlns:o=\"urn:schemas-microsoft-com:office:office\">"
+        b"<body><p class=MsoNormal>Nobody called me back for three weeks.<o:p></o:p></p>"
+        b"<div style='border:none;border-top:solid #E1E1E1 1.0pt'><p><b>From:</b> Claims Desk</p></div></body></html>\r\n"
+        b"--_000_--\r\n"), (FILED, "john.smith@corp.example", "Smith, John", CaseKind.complaint)),
+    ("chinese-autoreply-without-headers", _mail(
+        f"From: =?UTF-8?B?{_b64('周经理', 'utf-8')}?= <zhou@example.cn>\r\nSubject: =?UTF-8?B?"
+        f"{_b64('自动回复：关于理赔', 'utf-8')}?=\r\nMessage-ID: <zh-ooo-1@example.cn>\r\n".encode(),
+        "您好，我目前不在办公室，将于下周一回复。\r\n".encode()), (SKIPPED, None, None, None)),
+    ("bounce-delivery-status", _mail(
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\nSubject: Undelivered Mail\r\n"
+        b"Message-ID: <bounce-9@mx.example.com>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n",
+        b"--r\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.com\r\n\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n"),
+        (SKIPPED, None, None, None)),
+    ("many-attachments", _mail(
+        b"From: erin@example.com\r\nSubject: claim: photos of the flood damage\r\nMessage-ID: <many-1@example.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n",
+        b"--m\r\nContent-Type: text/plain\r\n\r\nThe ground floor flooded; 25 photos attached.\r\n" + b"".join(
+            b"--m\r\nContent-Type: image/jpeg\r\nContent-Disposition: attachment; filename=\"IMG_%04d.jpg\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n%s\r\n" % (n, base64.b64encode(b"\xff\xd8\xff" + bytes([n])))
+            for n in range(25)) + b"--m--\r\n"), (FILED, "erin@example.com", "erin", CaseKind.claim)),
     ("newsletter-from-a-stranger", _mail(
         b"From: news@shop.example\r\nSubject: Offers\r\nMessage-ID: <news-1@shop.example>\r\n"
         b"List-Id: <offers.shop.example>\r\nList-Unsubscribe: <mailto:u@shop.example>\r\n"),
         (SKIPPED, None, None, None)),
 ]  # fmt: skip
 # what the case's description must hold for mails whose text is not in their first part
-DESCRIBED = {"fwd-1@": "我的车险理赔已经拖了两个月", "brk-1@": "The basement flooded", "nob-1@": "My roof leaks"}
+DESCRIBED = {
+    "fwd-1@": "我的车险理赔已经拖了两个月",
+    "brk-1@": "The basement flooded",
+    "nob-1@": "My roof leaks",
+    "qq-1@": "我上周住院，医疗费用想申请理赔",
+    "outlook-1@": "Nobody called me back for three weeks",
+}
 
 
 def _customer(session: Session, case_id: int) -> Customer:
@@ -121,6 +159,11 @@ def test_each_mail_of_the_corpus_gets_what_the_desk_owes_it(world, raw: bytes, e
         assert "驾驶证.jpg" in names
     if "brk-1@" in outcome.message_id:
         assert "photos.pdf" in names
+    if "many-1@" in outcome.message_id:  # the first 20 kept, the other five named on the case's log
+        assert len(names) == 21 and "IMG_0019.jpg" in names and "IMG_0020.jpg" not in names
+        with Session(world.engine) as session:
+            received = session.exec(select(Event).where(Event.case_id == case.id, Event.type == "mail_received")).one()
+        assert [d["name"] for d in received.data["skipped_attachments"]] == [f"IMG_{n:04d}.jpg" for n in range(20, 25)]
     for marker, text in DESCRIBED.items():
         if marker in outcome.message_id:
             assert text in (case.description or ""), case.description
