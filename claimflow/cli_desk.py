@@ -77,6 +77,9 @@ def up(
               "quality-report, satisfaction-survey"
               + (", mail-intake" if settings.mail_imap_host else ""))  # fmt: skip
     out.print(f"delivery:     {describe_delivery(settings)}")
+    if not settings.desk_phone:
+        out.print("desk phone:   not set: customer messages quote it, so they are held until CLAIMFLOW_DESK_PHONE "
+                  "is set ('claimflow outbox list --status held'; sent within minutes of the restart)")  # fmt: skip
     out.print("desk runner:  executing runs in this process, delivering the outbox and keeping each case's page and "
               "tags current in the UI; try 'claimflow demo' in another terminal")  # fmt: skip
     from claimflow.cli_api import ApiThread
@@ -202,6 +205,14 @@ def _summary(engine: Any, numbers: list[str]) -> None:
     out.print(table)
     out.print("the complaint waits for the independent complaints team: decide it in the UI (Resume) or with "
               "'claimflow decide'")  # fmt: skip
+    from models.enums import OutboxStatus
+    from models.tables import Outbox
+
+    with Session(engine) as session:
+        held = len(session.exec(select(Outbox.id).where(Outbox.status == OutboxStatus.held)).all())
+    if held:
+        out.print(f"{held} customer message(s) held: the desk's phone is not set (CLAIMFLOW_DESK_PHONE); "
+                  "'claimflow outbox list --status held' shows them, they are sent once it is set")  # fmt: skip
 
 
 # --- decide -----------------------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ def template_render(
 
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[str | None, typer.Option(help="Only this status: pending, sending, sent, dead, blocked.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only this status: pending, sending, sent, dead, blocked, held.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
 ) -> None:
     """Outbox messages with their state (recipients as references: no personal data)."""
@@ -169,6 +171,33 @@ def outbox_retry(outbox_id: Annotated[int, typer.Argument(help="Outbox message i
     with cli._session() as session:
         row = retry(session, outbox_id=outbox_id, now=cli._now(), actor=cli.state.actor)
     out.print(f"outbox #{row.id} queued again ({row.template} to {row.recipient})")
+
+
+@outbox_app.command("release")
+def outbox_release(
+    outbox_id: Annotated[int | None, typer.Argument(help="Only this held message (needed with --set).")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Only the held messages of this case.")] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A new value for the message, KEY=VALUE (the clause a rejection lacked)."),
+    ] = None,
+) -> None:
+    """Check held messages again and send those that now pass: after the desk's phone is set
+    (CLAIMFLOW_DESK_PHONE), a template or the wording rules are fixed, or with a value the handler writes
+    (--set); the handler's fix_wording task for it is then done. The desk runner does this every few minutes."""
+    from tasks.cases import get_case
+    from tasks.outbox import default_config, release_held
+
+    cli = _main_cli()
+    with cli._session() as session:
+        case_id = get_case(session, case).id if case else None
+        done = release_held(session, now=cli._now(), config=default_config(), case_id=case_id, outbox_id=outbox_id,
+                            edits=parse_sets(sets) or None, by=cli.state.actor)  # fmt: skip
+        lines = [f"outbox #{row.id} queued ({row.template} to {row.recipient})" for row in done.queued]
+        lines += [f"outbox #{row.id} still held ({row.template}): {why}" for row, why in done.still_held]
+    for line in lines:
+        out.print(line)
+    out.print(f"{len(done.queued)} queued, {len(done.still_held)} still held")
 
 
 @outbox_app.command("deliver")

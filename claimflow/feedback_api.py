@@ -142,7 +142,7 @@ def same_origin(request: Request) -> bool:
 def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
     """Mount the survey page and the feedback webhook on the intake app."""
     settings = intake.settings
-    phone = settings.desk_phone
+    phone = settings.desk_phone or settings.desk_email  # no survey link is sent before the phone is set (held)
 
     def page_for(
         token: str, lang: str | None, large: bool, *, problem: str | None = None, values: dict[str, Any] | None = None

@@ -161,7 +161,12 @@ class Settings(BaseSettings):
         description='apprise URLs per staff reference, JSON: {"department:claims-motor": ["wecombot://KEY"], '
         '"role:supervisor": ["dingtalk://TOKEN"], "staff:li.wei": ["mailto://..."]}.',
     )
-    desk_phone: str = Field(default="95500", description="The desk's phone number, quoted in customer messages.")
+    desk_phone: str = Field(
+        default="",
+        description="The desk's phone number, quoted in customer messages. No default: a desk must not send its "
+        "customers to another company's line; until it is set, customer messages wait as held (claimflow outbox "
+        "list --status held) and are sent once it is.",
+    )
     desk_email: str = Field(
         default="service@insurer.example",
         description="The desk's e-mail address, quoted in customer messages.",

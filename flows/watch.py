@@ -25,6 +25,7 @@ from flows.common import transaction
 from models.tables import Case, Escalation
 from models.watch import at_most
 from tasks.escalations import WatchReport, watch_pass
+from tasks.outbox import default_config, release_held
 from tasks.runs import (
     PREFECT_PAGE,
     crash_if_still,
@@ -89,7 +90,8 @@ async def sla_watch(now: datetime | None = None) -> dict[str, Any]:
 
 @flow(name="reconcile", persist_result=False)
 async def reconcile(now: datetime | None = None) -> dict[str, int]:
-    """Assign cases nobody could take when filed, and start every run that should exist and does not (missing,
+    """Assign cases nobody could take when filed, send held messages that now pass (``release_held``: the desk's
+    phone set since), and start every run that should exist and does not (missing,
     dead while its case is open, or stranded: held by a runner that died mid-leg). ``now`` (default: the current
     time) is when a held run is judged stranded."""
     logger = get_run_logger()
@@ -97,6 +99,10 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
     assigned = await assign_deferred(at)
     if assigned:
         logger.info("assigned %d case(s) that waited for a handler with room", len(assigned))
+    released = await transaction(release_held, now=at, config=default_config())
+    if released.queued:
+        logger.info("sent %d held message(s) that now pass (claimflow outbox list --status held: the rest)",
+                    len(released.queued))  # fmt: skip
     missing = await transaction(unstarted)
     started = 0
     for case in missing.cases:
@@ -121,7 +127,7 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
         stranded_after=stranded_after,
     )
     return {"assigned": len(assigned), "started": started, "restarted": cases[0] + escalations[0],
-            "checked": cases[1] + escalations[1]}  # fmt: skip
+            "checked": cases[1] + escalations[1], "released": len(released.queued)}  # fmt: skip
 
 
 async def _replace_dead_runs(

@@ -60,6 +60,9 @@ class OutboxStatus(StrEnum):
     sent = "sent"
     dead = "dead"
     blocked = "blocked"
+    held = "held"
+    """Not sent yet, kept with its values: the wording check refused it or the desk lacks a detail it quotes
+    (``claimflow outbox release`` checks it again)."""
 
 
 class Decision(StrEnum):

@@ -548,7 +548,7 @@ def render_message(
         **context,
         "lang": language,
         "tz": timezone,
-        "desk": dict(desk or {"phone": "95500", "email": "service@insurer.example"}),
+        "desk": desk_values(desk or {}),
     }
     try:
         template = env.get_template(template_path(name, language))
@@ -565,6 +565,41 @@ def render_message(
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"message {name!r}: {exc}") from exc
     return RenderedMessage(subject=subject, text=text, html=laid_out)
+
+
+DESK_SETTINGS = {"phone": "CLAIMFLOW_DESK_PHONE", "email": "CLAIMFLOW_DESK_EMAIL"}
+"""The desk's contact details customer messages quote, and the setting each comes from."""
+SAMPLE_DESK = {"phone": "010-0000-0000", "email": "service@insurer.example"}
+"""A desk's details for previews and tests: no one's real line."""
+
+
+class DeskNotConfigured(InvalidInput):
+    """A message quotes a contact detail of the desk that is not set: it is held, not sent with a gap or with
+    someone else's number."""
+
+    def __init__(self, setting: str) -> None:
+        super().__init__(f"the desk's {setting} is not set: customer messages quote it")
+        self.setting = setting
+
+
+class _NotSet:
+    """A desk detail that is not configured: rendering it stops the render with ``DeskNotConfigured``."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+
+    def __str__(self) -> str:
+        raise DeskNotConfigured(self.setting)
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def desk_values(desk: Mapping[str, Any]) -> dict[str, Any]:
+    """The desk's details for templates; an empty one renders as ``DeskNotConfigured``."""
+    return {key: desk.get(key) or _NotSet(setting) for key, setting in DESK_SETTINGS.items()} | {
+        key: value for key, value in desk.items() if key not in DESK_SETTINGS
+    }
 
 
 def _render_block(template: Any, block: str, values: Mapping[str, Any]) -> str:

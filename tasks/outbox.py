@@ -51,6 +51,7 @@ from models.errors import ClaimflowError, InvalidInput, NotFound
 from models.masking import mask_email, mask_phone
 from models.messages import (
     DELIVERY_FILLED,
+    DeskNotConfigured,
     MessageSpec,
     RenderedMessage,
     choose_language,
@@ -97,7 +98,8 @@ class OutboxConfig:
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     default_language: str = "zh-CN"
     timezone: str = "Asia/Shanghai"
-    desk: Mapping[str, str] = field(default_factory=lambda: {"phone": "95500", "email": "service@insurer.example"})
+    desk: Mapping[str, str] = field(default_factory=lambda: {"phone": "", "email": ""})
+    """The desk's contact details quoted in customer messages; an empty one holds them (``DeskNotConfigured``)."""
     customer_email_url: SecretStr | None = field(default=None, repr=False)
     customer_sms_url: SecretStr | None = field(default=None, repr=False)
     staff_channels: Mapping[str, Sequence[SecretStr]] = field(default_factory=dict, repr=False)
@@ -367,8 +369,7 @@ def prepare_messages(looked_up: LookedUp, *, now: datetime, config: OutboxConfig
         row, violations = _prepared(spec, kind, name, message, customer=customer, now=now, config=config)
         if violations:
             held[index] = (row["language"], tuple(violations))
-        else:
-            rows[key], writer[key] = row, index
+        rows[key], writer[key] = row, index  # a held row too: kept with its values for ``release_held``
     return Prepared(looked_up, rows, writer, held)
 
 
@@ -411,12 +412,23 @@ def queue_messages(session: Session, prepared: Prepared, *, now: datetime, actor
 
 
 def _record_held(session: Session, prepared: Prepared, *, now: datetime, actor: str) -> None:
-    """Each message the wording check held back, recorded on its case (``_hold_back``)."""
+    """Each message the wording check held back, recorded on its case (``_hold_back``); each one held because the
+    desk lacks a detail it quotes, an event on its case (the operator's fix, not the handler's)."""
+    from tasks.cases import append_event
+
     for index, (language, violations) in prepared.held.items():
         message = prepared.looked_up.messages[index]
         assert isinstance(message.case, Case)  # a customer message, which _prepared checked has its case
         _hold_back(session, case=message.case, template=message.template, language=language,
                    violations=violations, actor=actor, now=now)  # fmt: skip
+    for key, row in prepared.rows.items():
+        index = prepared.writer[key]
+        case = prepared.looked_up.messages[index].case
+        if row["status"] == OutboxStatus.held and index not in prepared.held and isinstance(case, Case):
+            append_event(session, case=case, actor=actor, type="message_held",
+                         data={"template": row["template"], "reason": row["last_error"]}, now=now)  # fmt: skip
+            logger.warning("%s for case %s held: %s (sent once it is set)", row["template"], case.number,
+                           row["last_error"])  # fmt: skip
 
 
 def _addressed(message: Message) -> tuple[MessageSpec, str, str]:
@@ -459,18 +471,15 @@ def _prepared(
     stored = normalise_data({k: v for k, v in message.context.items() if k not in DELIVERY_FILLED})
 
     violations: list[Violation] = []
+    held: str | None = None
     if spec.audience == "customer":
         assert customer is not None
-        rendered = config.render(
-            template, language=chosen, context={**stored, "customer_name": customer.name}, html=False
-        )
-        violations = check_wording(
-            config.rules,
-            template=template,
-            language=chosen,
-            text=f"{rendered.subject}\n{rendered.text}",
-            context=stored,
-        )
+        try:
+            violations = _checked(config, template, language=chosen, context=stored, customer=customer)
+        except DeskNotConfigured as missing:  # kept with its values, sent once the desk is configured
+            held = str(missing)
+        if violations:
+            held = "held by the wording check: " + ", ".join(v.rule_id for v in violations)
     else:
         config.check_renders(template, language=chosen, context=stored)
     row = {
@@ -480,13 +489,28 @@ def _prepared(
         "template": template,
         "language": chosen,
         "context": stored,
-        "status": OutboxStatus.pending.value,
+        "status": (OutboxStatus.held if held else OutboxStatus.pending).value,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": None if held else now,
+        "last_error": held,
         "idempotency_key": message.idempotency_key,
         "created_at": now,
     }
     return row, violations
+
+
+def _checked(
+    config: OutboxConfig, template: str, *, language: str, context: Mapping[str, Any], customer: Customer
+) -> list[Violation]:
+    """A customer message rendered as it will be sent, and the wording rules it breaks.
+
+    Raises:
+        DeskNotConfigured: it quotes a detail of the desk that is not set.
+    """
+    rendered = config.render(template, language=language, context={**context, "customer_name": customer.name},
+                             html=False)  # fmt: skip
+    return check_wording(config.rules, template=template, language=language,
+                         text=f"{rendered.subject}\n{rendered.text}", context=context)  # fmt: skip
 
 
 def _queued_under(session: Session, keys: Collection[str]) -> dict[str, Outbox]:
@@ -655,13 +679,8 @@ def prepare(session: Session, row: Outbox, *, config: OutboxConfig) -> Outgoing 
             urls = _staff_urls(session, kind, name, row, config)
         rendered = config.render(row.template, language=row.language, context=context)
         if kind == "customer":
-            violations = check_wording(
-                config.rules,
-                template=row.template,
-                language=row.language,
-                text=f"{rendered.subject}\n{rendered.text}",
-                context=row.context,
-            )
+            violations = check_wording(config.rules, template=row.template, language=row.language,
+                                       text=f"{rendered.subject}\n{rendered.text}", context=row.context)  # fmt: skip
             if violations:
                 raise WordingBlocked("held back by the wording check: " + "; ".join(str(v) for v in violations))
     except ClaimflowError as exc:
@@ -957,6 +976,90 @@ def drain(
 
 
 # --- operator tools ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Released:
+    """What ``release_held`` did: the rows queued, and those still held with why."""
+
+    queued: list[Outbox] = field(default_factory=list)
+    still_held: list[tuple[Outbox, str]] = field(default_factory=list)
+
+
+def release_held(
+    session: Session,
+    *,
+    now: datetime,
+    config: OutboxConfig,
+    case_id: int | None = None,
+    outbox_id: int | None = None,
+    edits: Mapping[str, str] | None = None,
+    by: str = "system",
+    limit: int = 500,
+) -> Released:
+    """Check the held messages again (the desk's phone now set, a template or the wording rules fixed): each that
+    renders and passes is queued for delivery, and the ``fix_wording`` step it opened is done; the others stay
+    held with the current reason. The caller commits; a batch of ``limit`` rows, oldest first.
+
+    Args:
+        case_id, outbox_id: only the held messages of this case, or this one message.
+        edits: new values for this one message (``outbox_id``): the handler writes the clause a rejection lacked;
+            only values the message already has, recorded on the case by name (not value) with ``by``.
+
+    Raises:
+        InvalidInput: edits without one message, or naming a value the message does not have.
+        NotFound: ``outbox_id`` is no held message.
+    """
+    from tasks.cases import append_event
+    from tasks.workflow import close_step
+
+    statement = select(Outbox).where(Outbox.status == OutboxStatus.held).order_by(col(Outbox.id)).limit(limit)
+    if case_id is not None:
+        statement = statement.where(Outbox.case_id == case_id)
+    if outbox_id is not None:
+        statement = statement.where(Outbox.id == outbox_id)
+    rows = list(session.exec(statement.with_for_update(skip_locked=True)))
+    if edits:
+        if outbox_id is None:
+            raise InvalidInput("an edit is made to one held message: name it (its outbox id)")
+        if not rows:
+            raise NotFound(f"no held message {outbox_id}")
+        unknown = sorted(set(edits) - set(rows[0].context))
+        if unknown:
+            raise InvalidInput(f"message {outbox_id} has no value {', '.join(unknown)}; it has "
+                               f"{', '.join(sorted(rows[0].context))}")  # fmt: skip
+        rows[0].context = {**rows[0].context, **{k: str(v).strip() for k, v in edits.items()}}
+    elif outbox_id is not None and not rows:
+        raise NotFound(f"no held message {outbox_id}")
+    released = Released()
+    for row in rows:
+        customer = session.get(Customer, int(parse_recipient(row.recipient)[1]))
+        case = session.get(Case, row.case_id) if row.case_id is not None else None
+        if edits and case is not None:
+            edited = {"template": row.template, "outbox_id": row.id, "values": sorted(edits)}
+            append_event(session, case=case, actor=by, type="message_edited", data=edited, now=now)
+        try:
+            if customer is None or case is None:
+                raise NotFound("its customer or case no longer exists")
+            violations = _checked(config, row.template, language=row.language, context=row.context,
+                                  customer=customer)  # fmt: skip
+            if violations:
+                raise WordingBlocked("held by the wording check: " + ", ".join(v.rule_id for v in violations))
+        except ClaimflowError as still:
+            row.last_error = str(still)[:2000]
+            session.add(row)
+            released.still_held.append((row, row.last_error))
+            continue
+        row.status, row.next_attempt_at, row.last_error = OutboxStatus.pending, now, None
+        session.add(row)
+        for step in session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording",
+                                                    Step.status == StepStatus.open)):  # fmt: skip
+            if (step.policy_rule or "").startswith(f"{row.template}/{row.language}:"):
+                close_step(session, case=case, step=step, now=now, outcome="released", actor="system")
+        append_event(session, case=case, actor="system", type="message_released",
+                     data={"template": row.template, "outbox_id": row.id}, now=now)  # fmt: skip
+        released.queued.append(row)
+    return released
 
 
 def list_outbox(session: Session, *, status: str | None = None, limit: int = 50) -> list[Outbox]:

@@ -56,6 +56,10 @@ TABLES = (
 )  # fmt: skip
 
 
+DESK_PHONE = "010-0000-0000"
+"""The test desk's phone number: no one's real line."""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's own data directory or .env."""
@@ -63,6 +67,7 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
 
     monkeypatch.setenv("CLAIMFLOW_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     monkeypatch.delenv("CLAIMFLOW_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CLAIMFLOW_DESK_PHONE", DESK_PHONE)  # a desk sets its own number (there is no default)
     get_settings.cache_clear()
 
 

@@ -70,7 +70,7 @@ def refused_as(response: httpx.Response, status: int, reason: str, lang: str) ->
     assert f'<html lang="{lang}">' in html
     assert f'data-reason="{reason}"' in html
     assert title_of(html) == PAGE_TEXT[lang]["error_title"]
-    assert PAGE_TEXT[lang][reason].format(phone="95500") in html
+    assert PAGE_TEXT[lang][reason].format(phone="010-0000-0000") in html
     assert 'id="survey"' not in html
 
 

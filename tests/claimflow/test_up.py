@@ -22,6 +22,8 @@ def test_up_runs_the_desk_the_demo_plays_it_and_ctrl_c_stops_it(
     data = tmp_path / "data"
     assert f"case database: sqlite:///{data / 'claimflow.db'}" in journey.output
     assert "delivery:     no channel configured: messages are dead-lettered" in journey.output
+    # no desk phone is set in this journey: no customer is told to ring someone else's line, their messages wait
+    assert "desk phone:   not set: customer messages quote it" in journey.output
     assert (data / "prefect" / "prefect.db").is_file()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2 import UndefinedError
@@ -13,6 +14,7 @@ from models.errors import InvalidInput, NotFound
 from models.messages import (
     CATALOGUE,
     LANGUAGES,
+    SAMPLE_DESK,
     TEMPLATES_DIR,
     choose_language,
     format_date,
@@ -21,9 +23,15 @@ from models.messages import (
     format_money,
     html_to_text,
     make_environment,
-    render_message,
     text_blocks,
 )
+from models.messages import render_message as _render_message
+
+
+def render_message(*args: Any, **kwargs: Any) -> Any:
+    """The messages as a configured desk renders them (its phone and address set)."""
+    return _render_message(*args, **{"desk": SAMPLE_DESK, **kwargs})
+
 
 ENV = make_environment()
 EVERY_MESSAGE = [pytest.param(name, language, id=f"{name}-{language}") for name in CATALOGUE for language in LANGUAGES]
@@ -229,3 +237,18 @@ def test_letters_name_the_jurisdictions_outside_body_that_it_is_free_and_the_tim
     delay = render_message(ENV, "extension_notice", language=language,
                            context={**CATALOGUE["extension_notice"].sample, "jurisdiction": jurisdiction}).text  # fmt: skip
     assert all(part in delay for part in said) == (jurisdiction in ("GB", "AU")), delay
+
+
+def test_a_message_quoting_a_desk_detail_that_is_not_set_is_refused_with_the_setting_named() -> None:
+    """No default number: a desk that has not set its phone does not send customers to another company's line."""
+    from models.messages import DeskNotConfigured
+
+    with pytest.raises(DeskNotConfigured, match="CLAIMFLOW_DESK_PHONE is not set"):
+        _render_message(ENV, "acknowledgement_claim", language="zh-CN", context=CATALOGUE["acknowledgement_claim"].sample,
+                        desk={"phone": "", "email": "service@insurer.example"})  # fmt: skip
+    with pytest.raises(DeskNotConfigured, match="CLAIMFLOW_DESK_PHONE"):
+        _render_message(ENV, "acknowledgement_claim", language="en", context=CATALOGUE["acknowledgement_claim"].sample)
+    staff = _render_message(
+        ENV, "staff_new_assignment", language="en", context=CATALOGUE["staff_new_assignment"].sample
+    )
+    assert "CLM-2026-000123" in staff.text  # staff messages quote no desk detail: unaffected

@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from models.errors import InvalidInput
-from models.messages import CATALOGUE, LANGUAGES, make_environment, render_message
+from models.messages import CATALOGUE, LANGUAGES, SAMPLE_DESK, make_environment
+from models.messages import render_message as _render_message
 from models.wording import check_wording, load_rules, parse_rules
+
+
+def render_message(*args: Any, **kwargs: Any) -> Any:
+    """The messages as a configured desk renders them (its phone and address set)."""
+    return _render_message(*args, **{"desk": SAMPLE_DESK, **kwargs})
+
 
 RULES = load_rules()
 DECISION = dict(CATALOGUE["decision"].sample)

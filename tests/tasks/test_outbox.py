@@ -137,7 +137,7 @@ def config(smtp: SmtpSink, webhook: HttpReceiver) -> OutboxConfig:
         env=shared_environment(),
         rules=load_rules(),
         policy=DeliveryPolicy(max_attempts=3, base_seconds=60, max_seconds=600, jitter=0.2, lease_seconds=120),
-        desk={"phone": "95500", "email": "service@insurer.example"},
+        desk={"phone": "010-0000-0000", "email": "service@insurer.example"},
         customer_email_url=SecretStr(smtp.url),
         customer_sms_url=SecretStr(f"{hook}/sms?-to={{phone}}"),
         staff_channels={
@@ -393,7 +393,8 @@ def test_a_rejection_without_its_clause_is_held_back_and_the_handler_gets_a_task
     result = _queue(engine, case, config, template="decision", outcome="rejected", clause="")
     assert not result.queued
     assert [v.rule_id for v in result.violations] == ["rejection-states-reasons-and-clause"]
-    assert _rows(engine) == []
+    [held] = _rows(engine)  # kept with its values, not sent
+    assert (held.status, held.last_error) == ("held", "held by the wording check: rejection-states-reasons-and-clause")
     event = _events(engine, case)[-1]
     assert event.type == "wording_check_failed"
     assert event.data["rules"] == ["rejection-states-reasons-and-clause"]
@@ -404,6 +405,30 @@ def test_a_rejection_without_its_clause_is_held_back_and_the_handler_gets_a_task
     assert step.outcome == "rejection-states-reasons-and-clause"
     assert step.policy_rule is not None and "decision/zh-CN" in step.policy_rule and "条款" in step.policy_rule
     assert drain(engine, now=Clock(), config=config).claimed == 0 and smtp.messages == []
+
+    # the handler writes the clause the letter lacked: checked again, queued, and the task is done
+    from models.errors import InvalidInput, NotFound
+    from tasks.outbox import release_held
+
+    with pytest.raises(InvalidInput, match="has no value amount_in_words"), session_scope(engine) as session:
+        release_held(session, now=T0, config=config, outbox_id=held.id, edits={"amount_in_words": "x"})
+    with pytest.raises(NotFound, match="no held message 99"), session_scope(engine) as session:
+        release_held(session, now=T0, config=config, outbox_id=99)
+    with session_scope(engine) as session:
+        still = release_held(session, now=T0, config=config)
+    assert [reason for _, reason in still.still_held] == [
+        "held by the wording check: rejection-states-reasons-and-clause"
+    ]
+    with session_scope(engine) as session:
+        done = release_held(session, now=T0, config=config, outbox_id=held.id, by="li.wei",
+                            edits={"clause": "第七条第二款：酒后驾驶不予赔付"})  # fmt: skip
+    assert [row.id for row in done.queued] == [held.id] and done.still_held == []
+    with Session(engine) as session:
+        [step] = session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording")).all()
+    assert (step.status, step.outcome) == ("done", "released")
+    assert [e.type for e in _events(engine, case)][-3:] == ["message_edited", "step_completed", "message_released"]
+    assert drain(engine, now=Clock(), config=config).sent == 1
+    assert "第七条第二款" in smtp.messages[-1].get_body(("plain",)).get_content()
 
 
 def test_a_promise_of_returns_in_a_free_text_value_is_held_back(engine: Engine, config: OutboxConfig) -> None:

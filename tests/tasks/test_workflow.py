@@ -439,3 +439,43 @@ def test_approval_codes_lock_after_five_wrong_ones_in_a_row(world) -> None:
     with Session(world.engine) as session:
         member = session.exec(select(Staff).where(Staff.username == who)).one()
     assert (member.codes_refused, member.codes_locked_until) == (0, None)
+
+
+def test_a_desk_without_its_phone_set_holds_customer_messages_until_it_is_and_then_sends_them(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No default number: the acknowledgement (which quotes the desk's phone) is kept as held with its values, the
+    case says why, nobody's task list grows; once the phone is set the release queues it, worded with that number."""
+    from claimflow.settings import get_settings
+    from models.enums import OutboxStatus
+    from tasks.outbox import default_config, prepare, release_held
+
+    monkeypatch.setenv("CLAIMFLOW_DESK_PHONE", "")
+    get_settings.cache_clear()
+    case = world.file(product_line="motor")
+    with Session(world.engine) as session:
+        [ack] = session.exec(select(Outbox).where(Outbox.case_id == case.id,
+                                                  col(Outbox.recipient).startswith("customer:"))).all()  # fmt: skip
+    assert (ack.status, ack.template) == (OutboxStatus.held, "acknowledgement_claim")
+    assert ack.last_error == "the desk's CLAIMFLOW_DESK_PHONE is not set: customer messages quote it"
+    assert "message_held" in world.events(case)
+    with Session(world.engine) as session:  # the operator's setting to fix, not a task for the handler
+        assert not session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording")).all()
+    with session_scope(world.engine) as session:  # still not set: nothing changes
+        assert release_held(session, now=world.now, config=default_config()).queued == []
+
+    monkeypatch.setenv("CLAIMFLOW_DESK_PHONE", "021-5555-0100")
+    get_settings.cache_clear()
+    with session_scope(world.engine) as session:
+        done = release_held(session, now=world.now, config=default_config())
+    assert [row.id for row in done.queued] == [ack.id]
+    with Session(world.engine) as session:
+        row = session.get(Outbox, ack.id)
+        assert row.status == OutboxStatus.pending and row.next_attempt_at == world.now
+        from dataclasses import replace
+
+        from pydantic import SecretStr
+
+        config = replace(default_config(), customer_email_url=SecretStr("mailto://desk:pw@127.0.0.1:25"))
+        assert "021-5555-0100" in prepare(session, row, config=config).text
+    assert "message_released" in world.events(case)
