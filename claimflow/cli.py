@@ -463,6 +463,33 @@ def case_triage(
                   "the supervisors are told and the desk tries again")  # fmt: skip
 
 
+@case_app.command("notice")
+def case_notice(
+    number: Annotated[str, typer.Argument(help="A case that owes a progress notice (its page shows the step).")],
+    by: Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")],
+    code: CodeOption,
+    reasons: Annotated[str, typer.Option(help="Why the decision takes longer (the customer reads it).")],
+    expected: Annotated[str, typer.Option(help="The date a decision is expected, YYYY-MM-DD.")],
+) -> None:
+    """Send the notice a regulator requires while a case is undecided (US-CA claims: more time needed, every 30
+    days; GB complaints: the holding response by eight weeks; AU complaints: the delay notification by 30 days),
+    in the customer's language, naming the outside body where required."""
+    from datetime import date
+
+    from tasks.notices import send_progress_notice
+    from tasks.workflow import Desk
+
+    try:
+        when = date.fromisoformat(expected.strip())
+    except ValueError:
+        raise InvalidInput(f"--expected: {expected!r} is not a date (YYYY-MM-DD)") from None
+    with _session() as session:
+        following = send_progress_notice(session, Desk.of(get_settings()), number=number, by=by, code=code,
+                                         reasons=reasons, expected=when, now=_now())  # fmt: skip
+        nxt = office(following.due_at) if following is not None and following.due_at else None
+    out.print(f"{number.strip().upper()}: progress notice queued" + (f"; the next one is due {nxt}" if nxt else ""))
+
+
 @case_app.command("show")
 def case_show(
     number: Annotated[str, typer.Argument(help="Case number, e.g. CLM-2026-000123.")],

@@ -139,6 +139,20 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "progress_notice",
+        "customer",
+        ("case_number", "customer_name", "reasons", "expected_by", "documents"),
+        "A decision takes longer than a regulator's limit: why, what is still needed, by when it is expected, and "
+        "(GB, AU) that the customer may go to the outside body now (models.notices).",
+        {
+            **_SAMPLE_CASE,
+            "reasons": "需要向医院调取病历",
+            "expected_by": "2026-04-10",
+            "documents": ["诊断证明"],
+            "jurisdiction": "GB",
+        },
+    ),
+    MessageSpec(
         "decision",
         "customer",
         ("case_number", "customer_name", "outcome", "amount", "currency", "reasons", "clause"),

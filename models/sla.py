@@ -685,6 +685,7 @@ def strictest(
     channel: Channel | str | None = None,
     pauses: Sequence[Pause] = (),
     extensions: Sequence[str] = (),
+    ladder_packs: Sequence[Pack] = (),
 ) -> Deadline:
     """When a step is due when a case falls under several packs: the earliest due time governs.
 
@@ -698,6 +699,8 @@ def strictest(
         packs: the packs the case falls under, house standard first.
         kind, step, start, calendar, channel, pauses: as for ``due``.
         extensions: extension names granted; each pack applies the names it defines.
+        ladder_packs: packs whose reminders and ladder may be applied, after ``packs``, without their due times
+            taking part (the house's ladder on a regulator's own clock, ``tasks.workflow.STEP_SLA``).
 
     Raises:
         NoRule: none of the packs has a rule with a number for the step.
@@ -732,7 +735,7 @@ def strictest(
     ladder_from = None
     if rule.reminders is None or rule.escalation is None:
         reminders, escalation = rule.reminders, rule.escalation
-        for other in packs:
+        for other in (*packs, *ladder_packs):
             if other is pack:
                 continue
             other_rule = other.rule(kind, step)

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from models.approval import who_may_decide
 from models.caseview import CaseSnapshot, EventLine, StepLine, cli_command, dynamic_tags, merge_tags, render_case
 from models.masking import mask_name
+from models.notices import STEP as NOTICE_STEP
 from models.tables import Case, Customer, Department, DocumentRequirement, Event, Staff, Step
 from tasks.workflow import DECISION_KIND, _pending_approval, key_kind
 
@@ -68,6 +69,10 @@ def snapshot(session: Session, *, case_id: int, language: str = "en") -> CaseSna
         may_decide = who_may_decide(DECISION_KIND[kind], handler=handler, requester=requester, language=language)
         refusal = _last_refusal(session, case_id, waiting.waiting_key)
         command = cli_command(case.number, form)
+    if any(s.name == NOTICE_STEP for s in steps):  # a regulator's notice is owed: how to send it
+        notice = (f"claimflow case notice {case.number} --by USERNAME --code CODE --reasons TEXT "
+                  "--expected YYYY-MM-DD")  # fmt: skip
+        command = f"{command}\n{notice}" if command else notice
     missing = session.exec(
         select(DocumentRequirement.document_type)
         .where(DocumentRequirement.case_id == case_id, col(DocumentRequirement.received_at).is_(None))

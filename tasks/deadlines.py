@@ -39,6 +39,7 @@ class DeskRules:
         start: datetime,
         pauses: Sequence[Pause] = (),
         extensions: Sequence[str] = (),
+        ladder_packs: Sequence[Pack] = (),
     ) -> Schedule:
         """The step's deadline, reminders and escalations under every pack that applies (strictest wins).
 
@@ -54,6 +55,7 @@ class DeskRules:
             "channel": channel,
             "pauses": pauses,
             "extensions": extensions,
+            "ladder_packs": ladder_packs,
         }
         try:
             deadline = strictest(packs, calendar=self.calendar, **arguments)  # type: ignore[arg-type]

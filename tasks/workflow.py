@@ -25,6 +25,9 @@ from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
 from models.lifecycle import lifecycle_for
+from models.notices import STEP as NOTICE_STEP
+from models.notices import owed
+from models.notices import rule_for as notice_rule_for
 from models.otp import MAX_WRONG_CODES, CodeRefused, after_wrong_code, verify_code
 from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
 from models.routing import (
@@ -38,6 +41,7 @@ from models.routing import (
     needs_second_approval,
     triage_reason,
 )
+from models.sla import Pack
 from models.tables import (
     Approval,
     Case,
@@ -66,6 +70,9 @@ STEP_SLA: dict[tuple[str, str], tuple[str, bool]] = {
     ("claim", "follow_up"): ("follow_up", False),
     ("inquiry", "follow_up"): ("follow_up", False),
     ("complaint", "complaint_review"): ("complaint_review", False),
+    # a regulator's notice while undecided (models.notices): due when that regulator's own decision limit ends
+    ("claim", NOTICE_STEP): ("review", True),
+    ("complaint", NOTICE_STEP): ("resolution", True),
 }
 # Steps a supervisor takes, never the case's handler.
 SUPERVISOR_STEPS = ("follow_up", "complaint_review", "second_approval")
@@ -117,12 +124,15 @@ def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: date
     start = step.started_at if step.name in CLOCK_FROM_STEP else case.opened_at
     assert case.id is not None
     rules = desk.rules
-    if regulators_only:
+    ladder: tuple[Pack, ...] = ()
+    if regulators_only:  # the regulator's own clock; reminders and the ladder from the house where it sets none
         packs = rules.regulators.get(case.jurisdiction.upper(), ())
         if not packs:
             return NO_SCHEDULE
+        ladder = (rules.house,)
         rules = DeskRules(packs[0], {case.jurisdiction.upper(): packs[1:]}, rules.calendar, rules.fallback_calendar)
     return rules.schedule(
+        ladder_packs=ladder,
         kind=case.kind,
         step=sla_step,
         jurisdiction=case.jurisdiction,
@@ -156,10 +166,12 @@ def open_step(
     assignee_id: int | None = None,
     input_kind: InputKind | None = None,
     unassigned: bool = False,
+    schedule: Schedule | None = None,
 ) -> Step:
     """Open a step with its assignee and deadline; an already open step of that name is returned as it is.
 
-    The assignee is ``assignee_id``, else the case's handler, unless ``unassigned`` (nobody yet)."""
+    The assignee is ``assignee_id``, else the case's handler, unless ``unassigned`` (nobody yet); the deadline is
+    the rules' (``_schedule``) unless ``schedule`` is given (a repeated notice's)."""
     assert case.id is not None
     existing = current_step(session, case_id=case.id, name=name)
     if existing is not None:
@@ -176,7 +188,7 @@ def open_step(
     )
     session.add(step)
     session.flush()
-    _apply_schedule(step, _schedule(session, desk, case=case, step=step, now=now), now=now)
+    _apply_schedule(step, schedule or _schedule(session, desk, case=case, step=step, now=now), now=now)
     kind = input_kind or _input_for(case, name)
     step.waiting_key = decision_key(kind, step) if kind else None
     session.add(step)
@@ -518,6 +530,10 @@ def _move(
 ) -> None:
     updated, _ = apply_transition(session, number=case.number, action=action, actor=actor, now=now, data=data)
     case.status, case.outcome, case.closed_at = updated.status, updated.outcome, updated.closed_at
+    if not owed(case.kind, case.status):  # decided: a notice that more time is needed is owed no more
+        notice = current_step(session, case_id=case.id or 0, name=NOTICE_STEP)
+        if notice is not None:
+            close_step(session, case=case, step=notice, now=now, outcome="not_needed", actor="system")
 
 
 def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
@@ -537,6 +553,9 @@ def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
         step = open_step(session, desk, case=case, name=name, now=now)
         _tell_handler(session, case=case, step=step, now=now)
         _care_for(session, desk, case=case, now=now)
+    if (notice_rule_for(case.kind, case.jurisdiction) is not None and owed(case.kind, case.status)
+            and current_step(session, case_id=case.id or 0, name=NOTICE_STEP) is None):  # fmt: skip
+        open_step(session, desk, case=case, name=NOTICE_STEP, now=now)
 
 
 def _care_for(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:

@@ -1,0 +1,137 @@
+"""The notices regulators require while a case is undecided, on live cases driven on a fake clock: a US-CA claim
+owes written notice at 40 days and every 30 days after; a GB complaint a holding response by eight weeks; an AU
+complaint a delay notification by 30 days; each watched like any step and moot once the case is decided."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import Session, col, select
+
+from claimflow.db import session_scope
+from models.approval import NotAllowed
+from models.enums import CaseKind
+from models.errors import InvalidInput
+from models.otp import code_at
+from models.tables import Event, Outbox, Staff, Step
+from tasks.escalations import watch_pass
+from tasks.notices import send_progress_notice
+
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+
+
+def _notices(world, case) -> list[Step]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(Step).where(Step.case_id == case.id, Step.name == "progress_notice")
+                                 .order_by(col(Step.id))))  # fmt: skip
+
+
+def _send(world, case, by: str, *, reasons: str = "We are waiting for the police report", expected: date | None = None):
+    world.now += timedelta(minutes=5)  # each code is used once
+    with session_scope(world.engine) as session:
+        return send_progress_notice(session, world.desk, number=case.number, by=by, reasons=reasons,
+                                    code=code_at(world.secrets[by], world.now),
+                                    expected=expected or (world.now + timedelta(days=20)).date(), now=world.now)  # fmt: skip
+
+
+def _handler(world, case) -> str:
+    with Session(world.engine) as session:
+        return session.get(Staff, world.case(case).handler_id).username
+
+
+def _letter(world, case) -> Outbox:
+    with Session(world.engine) as session:
+        return session.exec(select(Outbox).where(Outbox.case_id == case.id, Outbox.template == "progress_notice")
+                            .order_by(col(Outbox.id).desc())).first()  # fmt: skip
+
+
+def _watch(world, at) -> None:
+    with session_scope(world.engine) as session:
+        watch_pass(session, now=at)
+
+
+def test_a_california_claim_still_undecided_at_40_days_owes_written_notice_then_every_30_days(world) -> None:
+    case = world.file(product_line="motor", jurisdiction="US-CA")
+    [first] = _notices(world, case)
+    assert first.due_at.astimezone(LOS_ANGELES).date() == date(2026, 4, 11)  # 40 calendar days, Pacific time
+    assert first.policy_rule.startswith("us-ca claim.review: 40 calendar days (10 CCR 2695.7(b)")
+    handler = _handler(world, case)
+    assert first.assignee_id == world.case(case).handler_id
+    from tasks.caseview import snapshot
+
+    with Session(world.engine) as session:  # the case's page says how to send it
+        view = snapshot(session, case_id=case.id)
+    assert f"claimflow case notice {case.number} --by USERNAME" in view.cli_command
+    assert any(line.name == "progress_notice" and line.due_at == first.due_at for line in view.steps)
+
+    _watch(world, first.started_at + (first.due_at - first.started_at) * 0.8)  # watched like any step
+    _watch(world, first.due_at + timedelta(hours=1))
+    with Session(world.engine) as session:
+        watched = [(e.type, e.data.get("step")) for e in session.exec(select(Event).where(Event.case_id == case.id))]
+    assert ("reminder", "progress_notice") in watched and ("escalated", "progress_notice") in watched
+
+    world.now = first.due_at + timedelta(hours=2)
+    with pytest.raises(InvalidInput, match="--reasons"):
+        _send(world, case, handler, reasons="  ")
+    with pytest.raises(InvalidInput, match="already past"):
+        _send(world, case, handler, expected=date(2026, 1, 1))
+    with pytest.raises(NotAllowed, match="not the handler"):
+        _send(world, case, "wang.fang" if handler != "wang.fang" else "li.wei")
+    following = _send(world, case, handler)
+    letter = _letter(world, case)
+    assert letter.context["reasons"] == "We are waiting for the police report" and letter.status == "pending"
+    assert letter.context["jurisdiction"] == "US-CA"
+    [sent, again] = _notices(world, case)
+    assert (sent.status, sent.outcome) == ("done", "sent") and again.id == following.id and again.status == "open"
+    assert again.due_at.astimezone(LOS_ANGELES) == (world.now.astimezone(LOS_ANGELES).replace(tzinfo=None)
+                                                     + timedelta(days=30)).replace(tzinfo=LOS_ANGELES)  # fmt: skip
+    assert "10 CCR 2695.7(c)(1)" in again.policy_rule and again.escalation_level == 0
+
+    world.decide(case, handler, decision="approve", amount="1200")  # decided: no further notice is owed
+    [_, closed] = _notices(world, case)
+    assert (closed.status, closed.outcome) == ("done", "not_needed")
+    with pytest.raises(InvalidInput, match="owes no progress notice"):
+        _send(world, case, handler)
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "days", "body"),
+    [("GB", 56, "financial-ombudsman.org.uk"), ("AU", 30, "afca.org.au")],
+)
+def test_a_complaint_owes_its_holding_response_or_delay_notification_with_the_outside_body(
+    world, jurisdiction: str, days: int, body: str
+) -> None:
+    from tasks.outbox import default_config, prepare
+
+    complaint = world.file(CaseKind.complaint, product_line="motor", jurisdiction=jurisdiction)
+    [notice] = _notices(world, complaint)
+    zone = ZoneInfo({"GB": "Europe/London", "AU": "Australia/Sydney"}[jurisdiction])
+    end_of_day = world.now.astimezone(zone).date() + timedelta(days=days + 1)  # the end of the last day, there
+    assert notice.due_at.astimezone(zone).replace(tzinfo=None) == datetime.combine(end_of_day, datetime.min.time())
+    assert _send(world, complaint, "zhao.min") is None  # a supervisor may send it; one notice, no repeat
+    letter = _letter(world, complaint)
+    with Session(world.engine) as session:
+        from dataclasses import replace
+
+        from pydantic import SecretStr
+
+        config = replace(default_config(), customer_email_url=SecretStr("mailto://desk:pw@127.0.0.1:25"))
+        text = prepare(session, letter, config=config).text  # as delivered, the wording check included
+    assert "需要更多时间的原因：We are waiting for the police report" in text  # in the customer's language
+    assert body in text
+    assert [(s.status, s.outcome) for s in _notices(world, complaint)] == [("done", "sent")]
+
+
+def test_a_complaint_decided_in_time_owes_no_notice_and_a_chinese_claim_never_carries_one(world) -> None:
+    complaint = world.file(CaseKind.complaint, product_line="motor", jurisdiction="AU")
+    with session_scope(world.engine) as session:
+        from tasks.workflow import _move
+
+        stored = world.case(complaint)
+        stored = session.merge(stored)
+        _move(session, case=stored, action="not_uphold", actor="test", now=world.now, data={"reasons": "no fault"})
+    assert [(s.status, s.outcome) for s in _notices(world, complaint)] == [("done", "not_needed")]
+    claim = world.file(product_line="motor")  # CN: the law's limits are met by the review itself
+    assert _notices(world, claim) == []
