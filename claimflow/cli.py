@@ -474,20 +474,40 @@ def case_notice(
     """Send the notice a regulator requires while a case is undecided (US-CA claims: more time needed, every 30
     days; GB complaints: the holding response by eight weeks; AU complaints: the delay notification by 30 days),
     in the customer's language, naming the outside body where required."""
-    from datetime import date
-
     from tasks.notices import send_progress_notice
     from tasks.workflow import Desk
 
-    try:
-        when = date.fromisoformat(expected.strip())
-    except ValueError:
-        raise InvalidInput(f"--expected: {expected!r} is not a date (YYYY-MM-DD)") from None
+    when = _parse_date(expected.strip(), "--expected")
+    assert when is not None
     with _session() as session:
         following = send_progress_notice(session, Desk.of(get_settings()), number=number, by=by, code=code,
                                          reasons=reasons, expected=when, now=_now())  # fmt: skip
         nxt = office(following.due_at) if following is not None and following.due_at else None
     out.print(f"{number.strip().upper()}: progress notice queued" + (f"; the next one is due {nxt}" if nxt else ""))
+
+
+@case_app.command("advance")
+def case_advance(
+    number: Annotated[str, typer.Argument(help="A claim that owes an advance payment (PRC Insurance Law art. 25).")],
+    by: Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")],
+    code: CodeOption,
+    amount: Annotated[str | None, typer.Option(help="The amount already certain, paid in advance.")] = None,
+    reference: Annotated[str, typer.Option(help="The payment's reference.")] = "",
+    account_hint: Annotated[str, typer.Option(help="Last digits of the account paid to.")] = "",
+    none_certain: Annotated[str, typer.Option(help="Instead of an amount: why nothing is certain yet.")] = "",
+) -> None:
+    """Record the advance payment a PRC claim owes by day 60 while its amount is not fixed: the amount already
+    certain (the customer is told; the final payment is then the difference), or why nothing is certain yet."""
+    from tasks.notices import record_advance_payment
+    from tasks.workflow import Desk
+
+    paid = _parse_amount(amount)
+    with _session() as session:
+        record_advance_payment(session, Desk.of(get_settings()), number=number, by=by, code=code, now=_now(),
+                               amount=paid, reference=reference, account_hint=account_hint,
+                               none_certain=none_certain)  # fmt: skip
+    what = f"{paid} paid in advance" if paid is not None else "nothing certain yet (recorded)"
+    out.print(f"{number.strip().upper()}: {what}")
 
 
 @case_app.command("show")
@@ -622,10 +642,12 @@ def case_move(
 ) -> None:
     """Apply a lifecycle move to a case and record its event."""
     from tasks.cases import apply_transition
+    from tasks.workflow import settle_notice
 
     data = parse_sets(values)
     with _session() as session:
         case, event = apply_transition(session, number=number, action=action, actor=state.actor, now=_now(), data=data)
+        settle_notice(session, case=case, now=_now())
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
 
 

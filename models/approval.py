@@ -89,20 +89,26 @@ def check_decider(
         raise NotAllowed(f"{decider.username} is not the handler of this case")
 
 
-def check_payment(amount: Decimal, *, approved: Decimal | None) -> None:
+def check_payment(amount: Decimal, *, approved: Decimal | None, advanced: Decimal = Decimal(0)) -> None:
     """A payment records what was approved: the amount approved (after a second approval where one was needed),
-    no more and no less (the customer is told this sum was paid).
+    less what was paid in advance (PRC Insurance Law art. 25: the difference), no more and no less (the customer
+    is told this sum was paid).
 
     Args:
         amount: the amount the payment form gives.
         approved: the amount of the claim's approval on record (None: no approval).
+        advanced: the advance payments recorded on the claim.
 
     Raises:
-        InvalidInput: no approval on record, or an amount other than the one approved.
+        InvalidInput: no approval on record, or an amount other than the one still owed.
     """
     if approved is None:
         raise InvalidInput("there is no approved amount on record: a payment follows an approval")
-    if amount != approved:
+    owed = approved - advanced
+    if amount != owed:
+        if advanced:
+            raise InvalidInput(f"amount: {amount} is not the {owed} still owed ({approved} approved, {advanced} "
+                               "paid in advance); a payment records the difference")  # fmt: skip
         raise InvalidInput(f"amount: {amount} is not the {approved} approved; a payment records the approved amount")
 
 

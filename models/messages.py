@@ -167,6 +167,20 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "advance_payment",
+        "customer",
+        ("case_number", "customer_name", "amount", "currency", "paid_at", "account_hint"),
+        "What is already certain was paid in advance while the claim is assessed (PRC Insurance Law art. 25); the "
+        "difference follows.",
+        {
+            **_SAMPLE_CASE,
+            "amount": "3000.00",
+            "currency": "CNY",
+            "paid_at": "2026-04-20T02:00:00+00:00",
+            "account_hint": "6789",
+        },
+    ),
+    MessageSpec(
         "payment_made",
         "customer",
         ("case_number", "customer_name", "amount", "currency", "paid_at", "account_hint"),

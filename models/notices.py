@@ -26,6 +26,10 @@ from zoneinfo import ZoneInfo
 from models.watch import Schedule, ScheduledEscalation, ScheduledReminder
 
 STEP = "progress_notice"
+ADVANCE_STEP = "advance_payment"
+"""PRC Insurance Law art. 25: while the amount is not yet fixed, what the documents already make certain is paid
+in advance within 60 days of the claim (its due time is the ``cn-regulatory`` pack's); recorded with
+``claimflow case advance`` (an amount, or that nothing is certain yet and why); moot once the claim is decided."""
 
 
 @dataclass(frozen=True)

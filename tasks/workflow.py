@@ -25,8 +25,8 @@ from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
 from models.lifecycle import lifecycle_for
+from models.notices import ADVANCE_STEP, owed
 from models.notices import STEP as NOTICE_STEP
-from models.notices import owed
 from models.notices import rule_for as notice_rule_for
 from models.otp import MAX_WRONG_CODES, CodeRefused, after_wrong_code, verify_code
 from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
@@ -73,6 +73,8 @@ STEP_SLA: dict[tuple[str, str], tuple[str, bool]] = {
     # a regulator's notice while undecided (models.notices): due when that regulator's own decision limit ends
     ("claim", NOTICE_STEP): ("review", True),
     ("complaint", NOTICE_STEP): ("resolution", True),
+    # PRC Insurance Law art. 25: what is certain is paid in advance by day 60 while the rest is assessed
+    ("claim", ADVANCE_STEP): ("advance_payment", True),
 }
 # Steps a supervisor takes, never the case's handler.
 SUPERVISOR_STEPS = ("follow_up", "complaint_review", "second_approval")
@@ -530,10 +532,18 @@ def _move(
 ) -> None:
     updated, _ = apply_transition(session, number=case.number, action=action, actor=actor, now=now, data=data)
     case.status, case.outcome, case.closed_at = updated.status, updated.outcome, updated.closed_at
-    if not owed(case.kind, case.status):  # decided: a notice that more time is needed is owed no more
-        notice = current_step(session, case_id=case.id or 0, name=NOTICE_STEP)
-        if notice is not None:
-            close_step(session, case=case, step=notice, now=now, outcome="not_needed", actor="system")
+    settle_notice(session, case=case, now=now)
+
+
+def settle_notice(session: Session, *, case: Case, now: datetime) -> None:
+    """A decided case owes no notice that more time is needed, and no advance payment (its payment, or its
+    rejection, follows): an open ``progress_notice`` or ``advance_payment`` is moot."""
+    if owed(case.kind, case.status):
+        return
+    for name in (NOTICE_STEP, ADVANCE_STEP):
+        step = current_step(session, case_id=case.id or 0, name=name)
+        if step is not None:
+            close_step(session, case=case, step=step, now=now, outcome="not_needed", actor="system")
 
 
 def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
@@ -556,6 +566,16 @@ def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
     if (notice_rule_for(case.kind, case.jurisdiction) is not None and owed(case.kind, case.status)
             and current_step(session, case_id=case.id or 0, name=NOTICE_STEP) is None):  # fmt: skip
         open_step(session, desk, case=case, name=NOTICE_STEP, now=now)
+    if (case.kind == CaseKind.claim and owed(case.kind, case.status) and _advance_owed(desk, case)
+            and session.exec(select(Step.id).where(Step.case_id == case.id, Step.name == ADVANCE_STEP)).first()
+            is None):  # fmt: skip
+        open_step(session, desk, case=case, name=ADVANCE_STEP, now=now)
+
+
+def _advance_owed(desk: Desk, case: Case) -> bool:
+    """Whether a regulator of the case's jurisdiction sets a limit for paying in advance (``cn-regulatory``)."""
+    return any(pack.rule(CaseKind.claim, ADVANCE_STEP) is not None
+               for pack in desk.rules.regulators.get(case.jurisdiction.upper(), ()))  # fmt: skip
 
 
 def _care_for(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
@@ -864,6 +884,12 @@ def _approved_amount(session: Session, case: Case) -> Decimal | None:
     return Decimal(str(amount)).quantize(Decimal("0.01")) if amount is not None else None
 
 
+def advanced_amount(session: Session, case: Case) -> Decimal:
+    """What was paid on the claim in advance (``advance_paid`` events: PRC Insurance Law art. 25)."""
+    events = session.exec(select(Event).where(Event.case_id == case.id, Event.type == "advance_paid"))
+    return sum((Decimal(str(e.data.get("amount", "0"))) for e in events), Decimal(0)).quantize(Decimal("0.01"))
+
+
 def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) -> None:
     case, step, answer, now, actor = given.case, given.step, given.answer, given.now, given.actor
     if input_kind == InputKind.claim_review:
@@ -889,7 +915,7 @@ def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) ->
         _second_approval(session, desk, given)
     elif input_kind == InputKind.payment:
         amount = _amount(answer)
-        check_payment(amount, approved=_approved_amount(session, case))
+        check_payment(amount, approved=_approved_amount(session, case), advanced=advanced_amount(session, case))
         _move(
             session,
             case=case,

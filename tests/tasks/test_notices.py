@@ -36,6 +36,11 @@ def _send(world, case, by: str, *, reasons: str = "We are waiting for the police
                                     expected=expected or (world.now + timedelta(days=20)).date(), now=world.now)  # fmt: skip
 
 
+def _steps(world, case) -> list[Step]:
+    with Session(world.engine) as session:
+        return list(session.exec(select(Step).where(Step.case_id == case.id).order_by(col(Step.id))))
+
+
 def _handler(world, case) -> str:
     with Session(world.engine) as session:
         return session.get(Staff, world.case(case).handler_id).username
@@ -133,5 +138,58 @@ def test_a_complaint_decided_in_time_owes_no_notice_and_a_chinese_claim_never_ca
         stored = session.merge(stored)
         _move(session, case=stored, action="not_uphold", actor="test", now=world.now, data={"reasons": "no fault"})
     assert [(s.status, s.outcome) for s in _notices(world, complaint)] == [("done", "not_needed")]
-    claim = world.file(product_line="motor")  # CN: the law's limits are met by the review itself
+    claim = world.file(product_line="motor")  # CN: no notice is owed (an advance payment is: below)
     assert _notices(world, claim) == []
+
+
+def _advance(world, case, by: str, **given):
+    from tasks.notices import record_advance_payment
+
+    world.now += timedelta(minutes=5)
+    with session_scope(world.engine) as session:
+        record_advance_payment(session, world.desk, number=case.number, by=by, now=world.now,
+                               code=code_at(world.secrets[by], world.now), **given)  # fmt: skip
+
+
+def test_a_chinese_claim_owes_what_is_certain_in_advance_by_day_60_and_the_final_payment_is_the_difference(
+    world,
+) -> None:
+    from decimal import Decimal
+
+    claim = world.file(product_line="motor", amount_claimed=Decimal("12000"))
+    [advance] = [s for s in _steps(world, claim) if s.name == "advance_payment"]
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert advance.policy_rule.startswith("cn-regulatory claim.advance_payment: 60 calendar days")
+    assert advance.due_at.astimezone(shanghai).date() >= world.now.astimezone(shanghai).date() + timedelta(days=60)
+    assert advance.escalation_level == 0 and advance.next_check_at is not None  # watched
+    handler = _handler(world, claim)
+    with pytest.raises(InvalidInput, match="either --amount"):
+        _advance(world, claim, handler)
+    with pytest.raises(InvalidInput, match=r"within the 12000\.00 claimed"):
+        _advance(world, claim, handler, amount=Decimal("20000"), reference="ADV-1")
+    _advance(world, claim, handler, amount=Decimal("3000"), reference="ADV-1", account_hint="6222021234566789")
+    assert "advance_paid" in world.events(claim)
+    with Session(world.engine) as session:
+        letter = session.exec(select(Outbox).where(Outbox.template == "advance_payment")).one()
+    assert (letter.context["amount"], letter.context["account_hint"]) == ("3000", "6789")
+    assert [(s.status, s.outcome) for s in _steps(world, claim) if s.name == "advance_payment"] == [("done", "paid")]
+
+    world.decide(claim, handler, decision="approve", amount="10000")
+    refused = world.decide(claim, handler, amount="10000", reference="PAY-1", account_hint="6789")
+    assert not refused.applied
+    assert "7000.00 still owed (10000.00 approved, 3000.00 paid in advance)" in (refused.refused or "")
+    assert world.decide(claim, handler, amount="7000", reference="PAY-1", account_hint="6789").applied
+    assert world.case(claim).status == "paid"
+
+
+def test_an_advance_nothing_is_certain_for_is_recorded_and_a_decided_claim_owes_none(world) -> None:
+    claim = world.file(product_line="motor")
+    _advance(world, claim, _handler(world, claim), none_certain="The garage has not quoted yet")
+    assert "advance_not_certain" in world.events(claim)
+    decided = world.file(product_line="motor")
+    world.decide(decided, _handler(world, decided), decision="reject", reasons="Not covered", clause="Clause 4.2")
+    assert [(s.status, s.outcome) for s in _steps(world, decided) if s.name == "advance_payment"] == [
+        ("done", "not_needed")
+    ]
+    with pytest.raises(InvalidInput, match="owes no advance payment"):
+        _advance(world, decided, _handler(world, decided), none_certain="x")
