@@ -658,21 +658,32 @@ def case_move(
 def audit_verify(
     number: Annotated[str | None, typer.Argument(help="Only this case (default: every case).")] = None,
 ) -> None:
-    """Recompute every hash of the audit log; name the first broken link of each case."""
-    from tasks.audit import verify_cases
+    """Recompute every hash of the audit log, naming the first broken link of each case, and check it against its
+    signed checkpoints (a chain cut short, removed or rewritten; a checkpoint dropped; a database restored behind
+    its anchor). When all holds, the heads are checkpointed again."""
+    from claimflow.secrets import audit_key
+    from tasks.audit import anchor_path, checkpoint, verify_cases, verify_checkpoints, write_anchor
     from tasks.cases import get_case
 
+    settings = get_settings()
     with _session() as session:
         cases = [get_case(session, number)] if number else None
         report = verify_cases(session, cases)
-    if report.ok:
-        out.print(f"audit log intact: {report.cases_checked} case(s), {report.events_checked} event(s)")
-        return
+        problems = verify_checkpoints(session, key=audit_key(settings), anchor=anchor_path(settings.data_dir))
     for found in report.breaks:
         print(f"broken: {found}", file=sys.stderr)
-    raise ClaimflowError(
-        f"audit log broken in {len(report.breaks)} of {report.cases_checked} case(s); first: {report.breaks[0]}"
-    )
+    for problem in problems:
+        print(f"checkpoint: {problem}", file=sys.stderr)
+    if report.breaks or problems:
+        first = str(report.breaks[0]) if report.breaks else problems[0]
+        raise ClaimflowError(f"audit log broken: {len(report.breaks)} of {report.cases_checked} case(s) with a broken "
+                             f"chain, {len(problems)} checkpoint finding(s); first: {first}")  # fmt: skip
+    with _session() as session:
+        signed = checkpoint(session, key=audit_key(settings), now=_now(), anchor=anchor_path(settings.data_dir))
+    if signed is not None:
+        write_anchor(anchor_path(settings.data_dir), signed)
+    out.print(f"audit log intact: {report.cases_checked} case(s), {report.events_checked} event(s)"
+              + (f"; checkpoint {signed[0]} signed" if signed else ""))  # fmt: skip
 
 
 @attachments_app.command("orphans")

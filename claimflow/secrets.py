@@ -7,6 +7,7 @@ enrolled approval secrets cannot be read without it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -74,3 +75,9 @@ def decrypt(settings: Settings, token: str) -> str:
         raise ClaimflowError(
             "a stored secret cannot be decrypted with the key in force (was CLAIMFLOW_SECRET_KEY changed?)"
         ) from None
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The key that signs the audit log's checkpoints, derived from the desk's key (never stored in the database:
+    whoever can write the database still cannot sign a rewritten chain)."""
+    return hashlib.sha256(b"claimflow audit checkpoints\n" + desk_key(settings)).digest()

@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from claimflow.secrets import audit_key
 from claimflow.settings import get_settings
 from flows.common import now as clock
 from flows.common import transaction
 from models.tables import Case, Escalation
 from models.watch import at_most
+from tasks.audit import CheckpointsTampered, anchor_path, checkpoint, write_anchor
 from tasks.escalations import WatchReport, watch_pass
 from tasks.outbox import default_config, release_held
 from tasks.runs import (
@@ -99,6 +101,14 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
     assigned = await assign_deferred(at)
     if assigned:
         logger.info("assigned %d case(s) that waited for a handler with room", len(assigned))
+    settings = get_settings()
+    try:  # the audit log's heads, signed, and the newest one kept outside the database
+        signed = await transaction(checkpoint, key=audit_key(settings), now=at, anchor=anchor_path(settings.data_dir))
+    except CheckpointsTampered as tampered:  # the rest of the pass goes on; the log says it every pass
+        logger.error("audit log: %s; run 'claimflow audit verify'", tampered)
+        signed = None
+    if signed is not None:
+        write_anchor(anchor_path(settings.data_dir), signed)
     released = await transaction(release_held, now=at, config=default_config())
     if released.queued:
         logger.info("sent %d held message(s) that now pass (claimflow outbox list --status held: the rest)",

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from models.tables import AuditCheckpoint
 
 GENESIS_HASH = "0" * 64
 
@@ -235,3 +238,46 @@ def verify_chain(case_number: str, links: Iterable[ChainLink]) -> ChainBreak | N
         expected_prev = link.hash
         expected_seq += 1
     return None
+
+
+# --- checkpoints: the chains' heads, signed with the desk's key, outside the rows they protect ------------------
+
+
+def checkpoint_body(*, at: datetime, through_event_id: int, heads: Mapping[str, Any], previous: str) -> bytes:
+    """What a checkpoint's signature covers: when, up to which event id, each changed case's head (number ->
+    [sequence, hash]) and the signature of the checkpoint before (so none can be dropped from the middle)."""
+    return orjson.dumps(
+        {"at": canonical_time(at), "through": through_event_id, "heads": dict(heads), "previous": previous},
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def sign_checkpoint(key: bytes, body: bytes) -> str:
+    """HMAC-SHA256 with the desk's audit key: without the key a rewritten chain cannot be given a new checkpoint."""
+    import hmac
+
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def check_checkpoints(key: bytes, records: Iterable[AuditCheckpoint]) -> tuple[dict[str, tuple[int, str]], list[str]]:
+    """Verify the checkpoints in id order: each signed with ``key`` and following the one before.
+
+    Returns:
+        The latest checkpointed head of every case (number -> (sequence, hash)) and the problems found, in words.
+    """
+    import hmac
+
+    heads: dict[str, tuple[int, str]] = {}
+    problems: list[str] = []
+    previous = ""
+    for record in records:
+        body = checkpoint_body(at=record.at, through_event_id=record.through_event_id, heads=record.heads,
+                               previous=record.previous)  # fmt: skip
+        if not hmac.compare_digest(sign_checkpoint(key, body), record.signature):
+            problems.append(f"checkpoint {record.id}: its signature does not match (altered or forged)")
+        if record.previous != previous:
+            problems.append(f"checkpoint {record.id} does not follow the one before it (a checkpoint was removed)")
+        for number, (sequence, digest) in record.heads.items():
+            heads[number] = (int(sequence), str(digest))
+        previous = record.signature
+    return heads, problems

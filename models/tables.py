@@ -409,6 +409,22 @@ class IntakeRequest(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class AuditCheckpoint(SQLModel, table=True):
+    """The heads of the cases' event chains at a moment, signed with the desk's audit key (``models.audit``):
+    a chain cut short, rewritten or removed no longer reaches its checkpointed head. Each covers the cases with
+    events since the one before and carries that one's signature; the newest is also written outside the
+    database (``<data dir>/audit-anchor``)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    through_event_id: int
+    heads: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    previous: str = Field(max_length=64)
+    signature: str = Field(max_length=64)
+
+
 class MailMessage(SQLModel, table=True):
     """Every e-mail the intake has read and what became of it (filed, added to a case, skipped), once per
     ``dedup_key`` (``models.mail.mail_key``: Message-ID, sender and content; a Message-ID alone is reused)."""

@@ -1,14 +1,33 @@
-"""Verifying the audit log's hash chains in the database."""
+"""Verifying the audit log's hash chains in the database, and the signed checkpoints of their heads.
+
+A chain checked against itself shows a changed or reordered event, not one cut short, removed with its case, or
+rewritten end to end with fresh hashes. Checkpoints close that: ``write_checkpoint`` (the reconciler, every few
+minutes, and ``claimflow audit verify`` after a clean check) signs the newest head of every case that changed with
+the desk's audit key, which the database does not hold, and chains each checkpoint to the one before;
+``write_anchor`` keeps the newest outside the database. ``verify_checkpoints`` then finds any checkpointed event
+gone or different, a checkpoint dropped or forged, and a database restored behind its anchor. Events newer than
+the last checkpoint are protected by their chain only until the next one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models.audit import ChainBreak, ChainLink, verify_chain
-from models.tables import Case, Event
+from models.audit import (
+    ChainBreak,
+    ChainLink,
+    check_checkpoints,
+    checkpoint_body,
+    sign_checkpoint,
+    verify_chain,
+)
+from models.errors import ClaimflowError
+from models.tables import AuditCheckpoint, Case, Event
 
 
 @dataclass(frozen=True)
@@ -49,3 +68,109 @@ def verify_cases(session: Session, cases: list[Case] | None = None) -> AuditRepo
         if found is not None:
             breaks.append(found)
     return AuditReport(cases_checked=len(cases), events_checked=counter[0], breaks=breaks)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+
+OVERLAP = 1000
+"""Each checkpoint also reads the last ``OVERLAP`` event ids before the previous one's mark: ids are handed out
+before commit, so an event can become visible after a newer id was checkpointed; its case's head is then signed
+by the next checkpoint (a head signed twice is harmless)."""
+
+
+def write_checkpoint(session: Session, *, key: bytes, now: datetime) -> AuditCheckpoint | None:
+    """Sign the heads of the cases whose events arrived since the last checkpoint (None: nothing new). The caller
+    commits, then ``write_anchor``."""
+    last = session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc())).first()
+    after = last.through_event_id if last else 0
+    through = session.exec(select(func.max(Event.id))).one()
+    if through is None or through <= after:
+        return None
+    after = max(0, after - OVERLAP)
+    newest = (
+        select(func.max(Event.id)).where(col(Event.id) > after, col(Event.id) <= through).group_by(col(Event.case_id))
+    )
+    heads = {number: [sequence, digest] for number, sequence, digest in session.exec(
+        select(Case.number, Event.sequence, Event.hash).join(Case, col(Case.id) == col(Event.case_id))
+        .where(col(Event.id).in_(newest))
+    )}  # fmt: skip
+    previous = last.signature if last else ""
+    body = checkpoint_body(at=now, through_event_id=int(through), heads=heads, previous=previous)
+    row = AuditCheckpoint(at=now, through_event_id=int(through), heads=heads, previous=previous,
+                          signature=sign_checkpoint(key, body))  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+class CheckpointsTampered(ClaimflowError):
+    """The checkpoint the anchor names is not in the database: no new one is chained onto what is left."""
+
+
+def read_anchor(path: Path) -> tuple[int, str] | None:
+    if not path.exists():
+        return None
+    anchored_id, _, signature = path.read_text().strip().partition(" ")
+    return (int(anchored_id), signature) if anchored_id.isdigit() else (0, signature)
+
+
+def checkpoint(session: Session, *, key: bytes, now: datetime, anchor: Path | None = None) -> tuple[int, str] | None:
+    """``write_checkpoint``, as (id, signature) for ``write_anchor`` once the caller committed.
+
+    Raises:
+        CheckpointsTampered: ``anchor`` names a checkpoint the database no longer holds as signed (checkpoints
+            deleted, or the database restored to an older state): a new checkpoint would start a fresh history
+            over the gap, so none is written until someone looks (``claimflow audit verify``).
+    """
+    anchored = read_anchor(anchor) if anchor is not None else None
+    if anchored is not None:
+        kept = session.get(AuditCheckpoint, anchored[0])
+        if kept is None or kept.signature != anchored[1]:
+            raise CheckpointsTampered(f"checkpoint {anchored[0]}, the newest written ({anchor}), is not in the "
+                                      "database as signed: no checkpoint is written over the gap")  # fmt: skip
+    row = write_checkpoint(session, key=key, now=now)
+    return (int(row.id or 0), row.signature) if row is not None else None
+
+
+def anchor_path(data_dir: Path) -> Path:
+    return data_dir / "audit-anchor"
+
+
+def write_anchor(path: Path, written: tuple[int, str]) -> None:
+    """The newest checkpoint (id, signature), written outside the database: a database restored to an older state,
+    or stripped of its newest checkpoints, no longer ends where the anchor says."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f"{written[0]} {written[1]}\n")
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
+def verify_checkpoints(session: Session, *, key: bytes, anchor: Path | None = None) -> list[str]:
+    """Every checkpoint signed and in order, the newest one where the anchor says, and every checkpointed head
+    still in its chain: the problems found, in words (none: the log is as complete as when last checkpointed)."""
+    records = list(session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))))
+    heads, problems = check_checkpoints(key, records)
+    anchored = read_anchor(anchor) if anchor is not None else None
+    if anchored is not None:
+        anchored_id, anchored_signature = anchored
+        kept = {r.id: r.signature for r in records}
+        if kept.get(anchored_id) != anchored_signature:
+            problems.append(
+                f"checkpoint {anchored_id}, the newest written ({anchor}), is not in the database as "
+                "signed: checkpoints were removed, or the database restored to an older state"
+            )
+    numbers = sorted(heads)
+    for start in range(0, len(numbers), 500):
+        part = numbers[start : start + 500]
+        stored = {(number, sequence): digest for number, sequence, digest in session.exec(
+            select(Case.number, Event.sequence, Event.hash).join(Case, col(Case.id) == col(Event.case_id))
+            .where(col(Case.number).in_(part), col(Event.sequence).in_({heads[n][0] for n in part}))
+        )}  # fmt: skip
+        for number in part:
+            sequence, digest = heads[number]
+            found = stored.get((number, sequence))
+            if found is None:
+                problems.append(f"{number}: event #{sequence} was checkpointed and is gone (events were deleted)")
+            elif found != digest:
+                problems.append(f"{number}: event #{sequence} is not the one checkpointed (the chain was rewritten)")
+    return problems

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from models.approval import who_may_decide
 from models.caseview import CaseSnapshot, EventLine, StepLine, cli_command, dynamic_tags, merge_tags, render_case
 from models.masking import mask_name
+from models.notices import ADVANCE_STEP
 from models.notices import STEP as NOTICE_STEP
 from models.tables import Case, Customer, Department, DocumentRequirement, Event, Staff, Step
 from tasks.workflow import DECISION_KIND, _pending_approval, key_kind
@@ -33,6 +34,14 @@ from tasks.workflow import DECISION_KIND, _pending_approval, key_kind
 EVENTS_SHOWN = 10
 SUMMARY_KEYS = ("step", "decision", "level", "outcome", "template", "role", "extension")
 """What an event's line shows of its data: names and outcomes, never free text (answers, reasons, notes)."""
+
+
+OWED_COMMANDS = {
+    NOTICE_STEP: "claimflow case notice {number} --by USERNAME --code CODE --reasons TEXT --expected YYYY-MM-DD",
+    ADVANCE_STEP: "claimflow case advance {number} --by USERNAME --code CODE --amount AMOUNT --reference REF "
+    "(or --none-certain WHY)",
+}
+"""The command for each step a regulator requires while the case is undecided (``models.notices``)."""
 
 
 def artifact_key(number: str) -> str:
@@ -69,10 +78,10 @@ def snapshot(session: Session, *, case_id: int, language: str = "en") -> CaseSna
         may_decide = who_may_decide(DECISION_KIND[kind], handler=handler, requester=requester, language=language)
         refusal = _last_refusal(session, case_id, waiting.waiting_key)
         command = cli_command(case.number, form)
-    if any(s.name == NOTICE_STEP for s in steps):  # a regulator's notice is owed: how to send it
-        notice = (f"claimflow case notice {case.number} --by USERNAME --code CODE --reasons TEXT "
-                  "--expected YYYY-MM-DD")  # fmt: skip
-        command = f"{command}\n{notice}" if command else notice
+    owed = {s.name for s in steps} & set(OWED_COMMANDS)  # what a regulator requires meanwhile: how to do it
+    for name in sorted(owed):
+        line = OWED_COMMANDS[name].format(number=case.number)
+        command = f"{command}\n{line}" if command else line
     missing = session.exec(
         select(DocumentRequirement.document_type)
         .where(DocumentRequirement.case_id == case_id, col(DocumentRequirement.received_at).is_(None))

@@ -50,7 +50,7 @@ if os.environ.get("CI") == "true":
 POSTGRES_ADMIN_URL = os.environ.get("CLAIMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("CLAIMFLOW_REQUIRE_POSTGRES") == "1"
 TABLES = (
-    "attachment", "intake_request", "mail_message", "survey_invitation",
+    "attachment", "intake_request", "mail_message", "survey_invitation", "audit_checkpoint",
     "event", "escalation", "approval", "step", "document_requirement", "feedback", "outbox",
     "case", "customer", "staff", "department", "case_counter",
 )  # fmt: skip

@@ -107,18 +107,19 @@ def test_a_claim_from_phone_call_to_closure(desk: Desk, tmp_path: Path) -> None:
     )
     desk("--actor", "customer", "case", "move", number, "documents_received")
     out = desk("--actor", "li.wei", "case", "move", number, "approve", "--set", "amount=12000")
-    assert out.strip() == f"{number}: under_review -> approved (event #9)"  # after the care plan's two events
+    assert out.strip() == f"{number}: under_review -> approved (event #10)"  # the care plan's two, the advance
     desk("--actor", "li.wei", "case", "move", number, "record_payment", "--set", "amount=12000")
     desk("--actor", "li.wei", "case", "move", number, "close")
 
-    assert "audit log intact: 1 case(s), 11 event(s)" in desk("audit", "verify")
+    verified = desk("audit", "verify")  # 13: with the advance payment step opened, and met by the approval
+    assert "audit log intact: 1 case(s), 13 event(s); checkpoint 1 signed" in verified
     assert number in desk("case", "list", "--status", "closed")
     assert "0 case(s)" in desk("case", "list", "--status", "received")
 
     revealed = desk("--actor", "zhao.min", "case", "show", number, "--reveal")
     assert "张三丰" in revealed and "13812345678" in revealed
     assert "personal_data_viewed" in desk("case", "show", number)  # the look itself is on the record
-    assert "12 event(s)" in desk("audit", "verify", number)
+    assert "14 event(s)" in desk("audit", "verify", number)
 
 
 @pytest.mark.parametrize(

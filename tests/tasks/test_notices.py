@@ -162,6 +162,10 @@ def test_a_chinese_claim_owes_what_is_certain_in_advance_by_day_60_and_the_final
     assert advance.policy_rule.startswith("cn-regulatory claim.advance_payment: 60 calendar days")
     assert advance.due_at.astimezone(shanghai).date() >= world.now.astimezone(shanghai).date() + timedelta(days=60)
     assert advance.escalation_level == 0 and advance.next_check_at is not None  # watched
+    from tasks.caseview import snapshot
+
+    with Session(world.engine) as session:  # the case's page says how to record it
+        assert f"claimflow case advance {claim.number} --by USERNAME" in snapshot(session, case_id=claim.id).cli_command
     handler = _handler(world, claim)
     with pytest.raises(InvalidInput, match="either --amount"):
         _advance(world, claim, handler)

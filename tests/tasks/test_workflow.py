@@ -26,7 +26,9 @@ def test_intake_routes_opens_the_review_with_its_deadline_and_acknowledges(world
     assert review.due_at == datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
     assert "service-standard claim.review: 3 working days" in review.policy_rule
     assert review.next_check_at == datetime(2026, 3, 3, 16, 0, tzinfo=UTC) + timedelta(hours=12)  # the 50% reminder
-    assert world.events(case) == ["filed", "assigned", "start_review", "step_opened"]
+    # the review, and (CN) the advance payment the law requires by day 60 while the amount is not fixed
+    assert world.events(case) == ["filed", "assigned", "start_review", "step_opened", "step_opened"]
+    assert world.step(case, "advance_payment").assignee_id == stored.handler_id
     assert world.outbox() == ["staff_new_assignment", "acknowledgement_claim"]
     with Session(world.engine) as session:
         handler = session.get(Staff, stored.handler_id)
@@ -231,8 +233,8 @@ def test_a_case_nobody_has_room_for_is_filed_unassigned_and_assigned_when_room_f
     with session_scope(world.engine) as session:
         assert route_deferred(session, now=world.now) == [case.number]
     assert world.step(case, "review").assignee_id == world.case(case).handler_id is not None
-    assert world.events(case)[-2:] == ["assigned", "step_assigned"]
-    assert world.outbox().count("staff_new_assignment") == 1
+    assert world.events(case)[-3:] == ["assigned", "step_assigned", "step_assigned"]  # the review, the advance
+    assert world.outbox().count("staff_new_assignment") == 2
 
 
 def test_the_home_visit_is_recorded_by_whoever_went_and_closes_its_step(world) -> None:
@@ -285,7 +287,7 @@ def test_two_runs_reading_an_approved_claim_at_once_open_its_payment_step_once(w
         steps = session.exec(select(Step).where(Step.case_id == case.id, col(Step.name) == "payment")).all()
         assert len(steps) == 1
         assert not verify_cases(session).breaks
-    assert world.events(case).count("step_opened") == 2  # review, then payment once
+    assert world.events(case).count("step_opened") == 3  # review and the advance payment, then payment once
 
 
 def test_text_from_outside_in_the_form_shows_as_written(world) -> None:
@@ -407,7 +409,7 @@ def test_a_claim_of_no_known_product_line_waits_in_triage_until_a_supervisor_sor
     assert handler is not None and "motor" in handler.skills
     assert world.case(case).product_line == "motor" and world.case(case).handler_id == handler.id
     assert world.step(case, "review").assignee_id == handler.id
-    assert world.events(case)[-3:] == ["triaged", "assigned", "step_assigned"]
+    assert world.events(case)[-4:] == ["triaged", "assigned", "step_assigned", "step_assigned"]
     with Session(world.engine) as session:
         assert session.exec(select(Outbox).where(Outbox.template == "staff_new_assignment",
                                                  Outbox.recipient == f"staff:{handler.username}")).all()  # fmt: skip
