@@ -146,7 +146,7 @@ def _warn_if_assumed(calendar: Calendar, *days: dt.date) -> None:
     if unknown:
         years = ", ".join(str(year) for year in unknown)
         typer.echo(
-            f"note: no official {calendar.region} calendar for {years}; weekend-only fallback assumed",
+            f"note: no official {calendar.region} calendar for {years}; weekends and statutory holidays assumed",
             err=True,
         )
 

@@ -14,8 +14,9 @@ Semantics (the same in every function here and in ``models.clock``):
   working day (PRC Civil Code art. 203: 期间的最后一日是法定休假日的，以法定休假日结束的次日为期间的最后一日).
 * A year for which a region has no official data is never guessed: every function raises
   ``NoOfficialCalendar`` naming the year and the known years — unless the calendar was built with the
-  explicit weekend-only fallback (``unknown_years="weekends"``), in which case days of unknown years are
-  working Monday to Friday and ``Calendar.is_official`` says they were assumed.
+  explicit fallback (``unknown_years="weekends"``), in which case days of unknown years are working Monday to
+  Friday except the statutory public holidays the law fixes (China: without the make-up working days only the
+  year's notice sets), and ``Calendar.is_official`` says they were assumed.
 
 Data come from ``policies/data/regions.yaml`` (regions, time zones, office hours), ``policies/data/cn.yaml``
 (China, year by year, each year citing its notice) and the ``holidays`` package (GB, US, AU and China for
@@ -299,7 +300,8 @@ class Calendar:
         return bool(self._flags[self.check(day.toordinal()) - self._base])
 
     def is_official(self, day: dt.date) -> bool:
-        """Whether ``day`` is covered by official data (False: assumed by the weekend-only fallback)."""
+        """Whether ``day`` is covered by official data (False: assumed by the fallback: weekends and the statutory
+        holidays, no make-up working days)."""
         return self.official_first_year <= day.year <= self.official_last_year
 
     def working_days_of(self, year: int) -> list[dt.date]:
@@ -541,6 +543,13 @@ def _cn_flags() -> tuple[bytearray, int, int]:
             span = range(block["from"].toordinal(), block["to"].toordinal() + 1)
             _set(flags, base, (dt.date.fromordinal(ordinal) for ordinal in span), 0)
         _set(flags, base, (item["date"] for item in entry["working_days"]), 1)
+    # Years no notice covers yet: the statutory public holidays the law fixes (国务院《全国年节及纪念日放假办法》:
+    # New Year's Day, the Spring Festival, Qingming, Labour Day, the Dragon Boat Festival, Mid-Autumn, National
+    # Day), as the holidays package computes them without its guesses of the days moved in lieu; the make-up
+    # working days only a notice sets are not known (``Calendar.is_official`` stays False for these years).
+    later = range(years[-1] + 1, LAST_YEAR + 1)
+    statutory = holidays.China(years=later, observed=False)
+    _set(flags, base, (day for day in statutory if day.year in later), 0)
     return flags, years[0], years[-1]
 
 

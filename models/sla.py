@@ -414,7 +414,7 @@ def load_pack(name: str) -> Pack:
 def pack_calendar(pack: Pack, default: Calendar) -> Calendar:
     """The calendar a pack's limits are counted on: its own region's, else ``default`` (the case's).
 
-    When ``default`` is the weekend-only fallback (a period reaching a year whose official calendar is not yet
+    When ``default`` is the fallback calendar (a period reaching a year whose official calendar is not yet
     published), a pack's own region calendar falls back the same way: otherwise a regulator's pack with a
     region of its own would refuse every case filed in the last weeks of the year (the caller flags the
     assumption in the rule's text)."""
@@ -670,7 +670,7 @@ def _assumed(calendar: Calendar, start: dt.datetime, last: dt.date | None) -> st
         return None
     years = ", ".join(str(year) for year in unknown)
     return (
-        f"no official {calendar.region} calendar for {years}: weekend-only fallback assumed "
+        f"no official {calendar.region} calendar for {years}: weekends and statutory holidays assumed "
         f"(known years {calendar.official_first_year}-{calendar.official_last_year})"
     )
 

@@ -44,8 +44,8 @@ class DeskRules:
         """The step's deadline, reminders and escalations under every pack that applies (strictest wins).
 
         A step no pack gives a number for has no deadline. Where the period reaches a year without official
-        calendar data, the weekend-only calendar is used and the rule says so: never a silent guess, and
-        never a case that cannot move because next year's holidays are not yet published.
+        calendar data, the fallback calendar (weekends and statutory holidays) is used and the rule says so: never
+        a silent guess, and never a case that cannot move because next year's notice is not yet published.
         """
         packs = self.packs_for(jurisdiction)
         arguments = {
@@ -68,7 +68,7 @@ class DeskRules:
                 schedule.due,
                 schedule.reminders,
                 schedule.escalations,
-                f"{schedule.rule} [assumed weekend-only calendar: {missing}]",
+                f"{schedule.rule} [assumed calendar, weekends and statutory holidays only: {missing}]",
             )
         return schedule_from(deadline)
 

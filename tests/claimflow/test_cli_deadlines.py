@@ -76,8 +76,8 @@ def test_calendar_overlay(tmp_path: Path) -> None:
 def test_weekend_fallback_is_announced() -> None:
     result = runner.invoke(calendar_app, ["add", "2026-12-31", "1", "--region", "CN", "--weekends-fallback"])
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == ["2027-01-01"]
-    assert "weekend-only fallback assumed" in result.stderr
+    assert result.stdout.splitlines() == ["2027-01-04"]  # New Year's Day is a statutory holiday in any year
+    assert "weekends and statutory holidays assumed" in result.stderr
 
 
 @pytest.mark.parametrize(

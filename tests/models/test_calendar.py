@@ -203,9 +203,19 @@ def test_no_guessing_beyond_the_notices(call) -> None:
         call()
 
 
-def test_weekend_only_fallback_is_explicit_and_flagged() -> None:
+def test_the_fallback_is_explicit_flagged_and_keeps_the_statutory_holidays() -> None:
     fallback = region_calendar("CN", unknown_years="weekends")
-    assert add_working_days(D("2026-12-31"), 1, calendar=fallback) == D("2027-01-01")
+    # New Year's Day 2027 is a statutory holiday even before the year's notice: the next working day is Monday
+    assert add_working_days(D("2026-12-31"), 1, calendar=fallback) == D("2027-01-04")
+    # the Spring Festival 2027 (eve 5 Feb to 8 Feb) and National Day (1-3 Oct) are rest days; no make-up day known
+    assert [fallback.is_working(D(f"2027-{day}")) for day in ("02-05", "02-08", "02-09", "10-01", "10-04")] == [
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert not fallback.is_working(D("2027-05-01")) and fallback.is_working(D("2027-05-03"))
     assert fallback.is_official(D("2027-01-01")) is False
     assert fallback.is_official(D("2026-12-31")) is True
 

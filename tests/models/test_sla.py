@@ -319,9 +319,9 @@ steps:
 """
     )
     result = due(pack, kind="claim", step="review", start=at("2026-12-30 10:00"), calendar=CN)
-    assert result.last_day == dt.date(2027, 1, 4)
+    assert result.last_day == dt.date(2027, 1, 5)  # 31 Dec, (New Year's Day a statutory holiday), 4 and 5 Jan
     assert result.assumed is not None
-    assert "2027" in result.assumed and "weekend-only fallback" in result.assumed
+    assert "2027" in result.assumed and "weekends and statutory holidays assumed" in result.assumed
 
 
 def test_repeating_notice_every_thirty_days_while_undecided() -> None:

@@ -28,7 +28,7 @@ def test_a_period_that_crosses_into_an_unpublished_year_is_counted_weekends_only
     schedule = rules.schedule(kind="complaint", step="resolution", jurisdiction="CN", channel="email",
                               start=datetime(LAST_OFFICIAL, 12, 28, 2, 0, tzinfo=UTC))  # fmt: skip
     assert schedule.due is not None and schedule.due.year == LAST_OFFICIAL + 1
-    assert "assumed weekend-only calendar" in schedule.rule
+    assert "assumed calendar, weekends and statutory holidays only" in schedule.rule
 
 
 def test_a_pack_with_its_own_region_follows_the_fallback_it_is_given() -> None:
