@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from claimflow.db import session_scope
 from models.tables import Case, Escalation, Outbox
 from tasks.escalations import watch_pass
-from tests.claimflow.test_api import app, claim, client, post, settings  # noqa: F401  (fixtures)
+from tests.claimflow.test_api import _no_prefect, app, claim, client, post, settings  # noqa: F401  (fixtures)
 from tests.conftest import POSTGRES_ADMIN_URL
 
 POSTS = 32
