@@ -2,8 +2,9 @@
 is disturbed underneath them (PostgreSQL: every other connection killed, again and again; SQLite: the file locked
 for a second at a time). Each client retries under its Idempotency-Key, as a 503 asks. Afterwards every post has
 its case exactly once, with exactly one acknowledgement, the watcher raised its escalations once each, and it was
-still passing after the last fault. (The Prefect server's restart is covered by the reconciler's tests in
-tests/flows/test_case_flows.py; this one disturbs the database.)"""
+still passing after the last fault. Not covered here: restarting the Prefect server under this load (the
+reconciler's tests in tests/flows/test_case_flows.py cover runs missing, dead or stranded, as a lost server leaves
+them, but not a live restart)."""
 
 from __future__ import annotations
 
