@@ -236,3 +236,31 @@ def policy_check(file: Annotated[Path, typer.Argument(help="Policy pack YAML fil
     rules = list(pack.rules())
     numbers = sum(1 for _, _, rule in rules if rule.limit is not None or rule.limit_by_channel)
     typer.echo(f"ok: {pack.name} ({len(rules)} rules, {numbers} with a limit, {len(rules) - numbers} duties only)")
+
+
+@calendar_app.command("import")
+def calendar_import(
+    path: Annotated[Path, typer.Argument(help="YAML: years: {2027: {notices, rest_days, working_days}}.")],
+) -> None:
+    """Add a year's official CN calendar (the State Council's notice), checked: every date in the year, each
+    make-up working day a weekend, every statutory holiday in a rest block, the notice cited. Open steps whose due
+    time was assumed are counted again; each that moved is on its case's log and its handler is told. Restart the
+    desk runner afterwards so it reads the new year."""
+    from claimflow.cli import _now, _session
+    from tasks.calendars import import_years, retime_assumed
+    from tasks.workflow import Desk
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc}") from None
+    settings = get_settings()
+    years = import_years(settings, text)
+    with _session() as session:
+        moved = retime_assumed(session, Desk.of(settings), now=_now())
+        lines = [f"{r.number} {r.step}: due {r.due.isoformat() if r.due else '-'} (was "
+                 f"{r.previous.isoformat() if r.previous else '-'})" for r in moved]  # fmt: skip
+    typer.echo(f"official years imported: {', '.join(map(str, years))}")
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{len(lines)} open step(s) re-timed")

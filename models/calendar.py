@@ -225,6 +225,7 @@ class Calendar:
         "official_last_year",
         "overlays",
         "region",
+        "site_years",
         "unknown_years",
     )
 
@@ -240,8 +241,12 @@ class Calendar:
         official_last_year: int,
         unknown_years: UnknownYears,
         overlays: tuple[str, ...] = (),
+        site_years: str = "",
     ) -> None:
         self.region = region
+        self.site_years = site_years
+        """The desk's own years (``claimflow calendar import``), as YAML text: a pack's calendar of the same
+        region is built with them too (``models.sla.pack_calendar``)."""
         self.description = description
         self.office = office
         self.official_first_year = official_first_year
@@ -520,10 +525,11 @@ def _set(flags: bytearray, base: int, days: Iterable[dt.date], value: int) -> No
             flags[index] = value
 
 
-def _cn_flags() -> tuple[bytearray, int, int]:
+def _cn_flags(site_years: str = "") -> tuple[bytearray, int, int]:
     import holidays
 
     data = _policy_data("cn.yaml")
+    data["years"].update(parse_site_years(site_years))
     weekend = frozenset(_WEEKDAYS[name] for name in data["weekend"])
     years = sorted(int(year) for year in data["years"])
     if years != list(range(years[0], years[-1] + 1)):
@@ -569,14 +575,83 @@ def _package_flags(spec: RegionSpec) -> tuple[bytearray, int, int]:
 
 
 @cache
-def _region_flags(code: str) -> tuple[bytes, int, int]:
+def _region_flags(code: str, site_years: str = "") -> tuple[bytes, int, int]:
     spec = region_spec(code)
-    flags, first, last = _cn_flags() if spec.source == "cn-notices" else _package_flags(spec)
+    flags, first, last = _cn_flags(site_years) if spec.source == "cn-notices" else _package_flags(spec)
     return bytes(flags), first, last
 
 
+def parse_site_years(text: str) -> dict[int, dict[str, Any]]:
+    """The years a desk imported (``claimflow calendar import``): YAML ``years: {2027: {notices, rest_days,
+    working_days}}`` in ``policies/data/cn.yaml``'s form, each one validated (``year_problems``).
+
+    Raises:
+        InvalidInput: not that form, or a year that does not hold (every problem named).
+    """
+    if not text.strip():
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"the calendar file is not YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("years"), dict):
+        raise InvalidInput("the calendar file needs 'years:' with one entry per year (2027: {notices, rest_days, "
+                           "working_days})")  # fmt: skip
+    years: dict[int, dict[str, Any]] = {}
+    problems: list[str] = []
+    for year, entry in data["years"].items():
+        if not isinstance(year, int) or not isinstance(entry, dict):
+            problems.append(f"{year!r}: a year (2027) with its notices, rest_days and working_days")
+            continue
+        problems += [f"{year}: {problem}" for problem in year_problems(year, entry)]
+        years[year] = entry
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    return years
+
+
+def year_problems(year: int, entry: Mapping[str, Any]) -> list[str]:
+    """What is wrong with one year of a State Council notice: it must cite the notice, every date must be in the
+    year, every rest block run forwards, every make-up working day fall on a weekend outside the blocks, and every
+    statutory public holiday of the year lie in a rest block."""
+    import holidays
+
+    problems: list[str] = []
+    notices = entry.get("notices") or []
+    if not notices or not all(isinstance(n, dict) and str(n.get("title", "")).strip() for n in notices):
+        problems.append("cite the notice: notices: [{title: ..., url: ...}]")
+    rest: set[dt.date] = set()
+    for block in entry.get("rest_days") or []:
+        start, end = (block.get("from"), block.get("to")) if isinstance(block, dict) else (None, None)
+        if not isinstance(start, dt.date) or not isinstance(end, dt.date) or start > end:
+            problems.append(f"rest block {block!r}: from and to are dates, from <= to")
+            continue
+        if start.year != year or end.year != year:
+            problems.append(f"rest block {start}..{end} is not in {year}")
+        rest.update(dt.date.fromordinal(o) for o in range(start.toordinal(), end.toordinal() + 1))
+    for item in entry.get("working_days") or []:
+        day = item.get("date") if isinstance(item, dict) else None
+        if not isinstance(day, dt.date):
+            problems.append(f"working day {item!r}: date is a date")
+        elif day.year != year:
+            problems.append(f"working day {day} is not in {year}")
+        elif day.weekday() < 5:
+            problems.append(f"working day {day} is a weekday: a make-up working day is a Saturday or Sunday")
+        elif day in rest:
+            problems.append(f"working day {day} lies in a rest block")
+    if not rest:
+        problems.append("rest_days: the notice's holiday blocks")
+    else:
+        missing = sorted(day for day in holidays.China(years=year, observed=False) if day not in rest)
+        if missing:
+            problems.append("statutory holidays outside every rest block: " + ", ".join(map(str, missing)))
+    return problems
+
+
 @cache
-def region_calendar(region: str, *, unknown_years: UnknownYears = "raise", timezone: str | None = None) -> Calendar:
+def region_calendar(
+    region: str, *, unknown_years: UnknownYears = "raise", timezone: str | None = None, site_years: str = ""
+) -> Calendar:
     """The calendar of a region (``CN``, ``GB``, ``US``, ``AU``, ``GB-SCT``, ``AU-VIC``...).
 
     Args:
@@ -591,7 +666,8 @@ def region_calendar(region: str, *, unknown_years: UnknownYears = "raise", timez
         InvalidInput: unknown time zone.
     """
     spec = region_spec(region)
-    flags, first, last = _region_flags(spec.code)
+    site_years = site_years if spec.source == "cn-notices" else ""  # only China's calendar is read from notices
+    flags, first, last = _region_flags(spec.code, site_years)
     office = OfficeHours.parse(spec.office_hours, timezone or spec.timezone)
     return Calendar(
         region=spec.code,
@@ -602,4 +678,5 @@ def region_calendar(region: str, *, unknown_years: UnknownYears = "raise", timez
         official_first_year=first,
         official_last_year=last,
         unknown_years=unknown_years,
+        site_years=site_years,
     )

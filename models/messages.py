@@ -282,6 +282,20 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "staff_step_retimed",
+        "staff",
+        ("case_number", "step", "handler_name", "previous_due_at", "due_at", "case_url"),
+        "A step's due time moved when the year's official calendar was imported (it had been assumed).",
+        {
+            "case_number": "CLM-2026-000123",
+            "step": "review",
+            "handler_name": "李伟",
+            "previous_due_at": "2027-01-05T16:00:00+00:00",
+            "due_at": "2027-01-07T16:00:00+00:00",
+            "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
+        },
+    ),
+    MessageSpec(
         "staff_breach_escalation",
         "staff",
         (

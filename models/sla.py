@@ -423,7 +423,8 @@ def pack_calendar(pack: Pack, default: Calendar) -> Calendar:
             return default.with_office_hours(replace(default.office, timezone=pack.timezone))
         return default
     unknown_years = "weekends" if default.unknown_years == "weekends" else pack.unknown_years
-    return region_calendar(pack.region, unknown_years=unknown_years, timezone=pack.timezone)
+    return region_calendar(pack.region, unknown_years=unknown_years, timezone=pack.timezone,
+                           site_years=default.site_years if pack.region == default.region else "")  # fmt: skip
 
 
 # -- deadlines -------------------------------------------------------------------------------------

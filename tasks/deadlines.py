@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 
 from claimflow.settings import Settings
 from models.calendar import Calendar, NoOfficialCalendar, region_calendar
@@ -74,16 +75,25 @@ class DeskRules:
 
 
 @lru_cache(maxsize=4)
-def _rules(house: str, regulators: tuple[tuple[str, tuple[str, ...]], ...], region: str, tz: str) -> DeskRules:
+def _rules(
+    house: str, regulators: tuple[tuple[str, tuple[str, ...]], ...], region: str, tz: str, site_years: str = ""
+) -> DeskRules:
     return DeskRules(
         house=load_pack(house),
         regulators={j: tuple(load_pack(name) for name in names) for j, names in regulators},
-        calendar=region_calendar(region, timezone=tz),
-        fallback_calendar=region_calendar(region, timezone=tz, unknown_years="weekends"),
+        calendar=region_calendar(region, timezone=tz, site_years=site_years),
+        fallback_calendar=region_calendar(region, timezone=tz, unknown_years="weekends", site_years=site_years),
     )
 
 
+def site_calendar_path(settings: Settings) -> Path:
+    """Where ``claimflow calendar import`` keeps the official years the desk added (China's next notice)."""
+    return settings.data_dir / "calendars" / "CN.yaml"
+
+
 def desk_rules(settings: Settings) -> DeskRules:
-    """The rules for these settings (loaded once per distinct configuration)."""
+    """The rules for these settings (loaded once per distinct configuration and imported calendar)."""
     regulators = tuple(sorted((j.upper(), tuple(names)) for j, names in settings.jurisdiction_packs.items()))
-    return _rules(settings.policy_pack, regulators, settings.region, settings.office_timezone)
+    site = site_calendar_path(settings)
+    site_years = site.read_text(encoding="utf-8") if site.exists() else ""
+    return _rules(settings.policy_pack, regulators, settings.region, settings.office_timezone, site_years)
