@@ -259,15 +259,16 @@ def sign_checkpoint(key: bytes, body: bytes) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def check_checkpoints(key: bytes, records: Iterable[AuditCheckpoint]) -> tuple[dict[str, tuple[int, str]], list[str]]:
+def check_checkpoints(key: bytes, records: Iterable[AuditCheckpoint]) -> tuple[dict[str, dict[int, str]], list[str]]:
     """Verify the checkpoints in id order: each signed with ``key`` and following the one before.
 
     Returns:
-        The latest checkpointed head of every case (number -> (sequence, hash)) and the problems found, in words.
+        Every head ever checkpointed (case number -> {sequence: hash}: a later event never hides an earlier head
+        that was cut or rewritten) and the problems found, in words.
     """
     import hmac
 
-    heads: dict[str, tuple[int, str]] = {}
+    heads: dict[str, dict[int, str]] = {}
     problems: list[str] = []
     previous = ""
     for record in records:
@@ -278,6 +279,10 @@ def check_checkpoints(key: bytes, records: Iterable[AuditCheckpoint]) -> tuple[d
         if record.previous != previous:
             problems.append(f"checkpoint {record.id} does not follow the one before it (a checkpoint was removed)")
         for number, (sequence, digest) in record.heads.items():
-            heads[number] = (int(sequence), str(digest))
+            known = heads.setdefault(number, {})
+            first = known.setdefault(int(sequence), str(digest))
+            if first != digest:  # an event cannot change: the chain was cut or rewritten, then went on
+                problems.append(f"{number}: event #{sequence} in checkpoint {record.id} is not the one checkpointed "
+                                "before (the chain was rewritten)")  # fmt: skip
         previous = record.signature
     return heads, problems

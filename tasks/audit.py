@@ -10,12 +10,14 @@ the last checkpoint are protected by their chain only until the next one."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from models.audit import (
@@ -72,6 +74,7 @@ def verify_cases(session: Session, cases: list[Case] | None = None) -> AuditRepo
 
 # --- checkpoints ------------------------------------------------------------------------------------------------
 
+CHECKPOINT_LOCK = 0x436C61696D  # PostgreSQL advisory lock: one checkpoint writer at a time
 OVERLAP = 1000
 """Each checkpoint also reads the last ``OVERLAP`` event ids before the previous one's mark: ids are handed out
 before commit, so an event can become visible after a newer id was checkpointed; its case's head is then signed
@@ -80,7 +83,10 @@ by the next checkpoint (a head signed twice is harmless)."""
 
 def write_checkpoint(session: Session, *, key: bytes, now: datetime) -> AuditCheckpoint | None:
     """Sign the heads of the cases whose events arrived since the last checkpoint (None: nothing new). The caller
-    commits, then ``write_anchor``."""
+    commits, then ``write_anchor``. Two writers at once (the reconciler and ``audit verify``) take turns: each
+    chains onto the newest checkpoint."""
+    if session.get_bind().dialect.name == "postgresql":  # SQLite writers are serialised by the database itself
+        session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": CHECKPOINT_LOCK})
     last = session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc())).first()
     after = last.through_event_id if last else 0
     through = session.exec(select(func.max(Event.id))).one()
@@ -108,10 +114,19 @@ class CheckpointsTampered(ClaimflowError):
 
 
 def read_anchor(path: Path) -> tuple[int, str] | None:
-    if not path.exists():
+    """The anchor's (id, signature), or None where there is none yet.
+
+    Raises:
+        CheckpointsTampered: the file is there but does not read as an anchor.
+    """
+    try:
+        written = path.read_text().strip()
+    except FileNotFoundError:
         return None
-    anchored_id, _, signature = path.read_text().strip().partition(" ")
-    return (int(anchored_id), signature) if anchored_id.isdigit() else (0, signature)
+    anchored_id, _, signature = written.partition(" ")
+    if not anchored_id.isdigit() or len(signature) != 64:
+        raise CheckpointsTampered(f"{path} does not read as an audit anchor (id and signature)")
+    return int(anchored_id), signature
 
 
 def checkpoint(session: Session, *, key: bytes, now: datetime, anchor: Path | None = None) -> tuple[int, str] | None:
@@ -139,38 +154,53 @@ def anchor_path(data_dir: Path) -> Path:
 def write_anchor(path: Path, written: tuple[int, str]) -> None:
     """The newest checkpoint (id, signature), written outside the database: a database restored to an older state,
     or stripped of its newest checkpoints, no longer ends where the anchor says."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(f"{written[0]} {written[1]}\n")
-    temporary.chmod(0o600)
-    temporary.replace(path)
+    handle, name = tempfile.mkstemp(prefix=".audit-anchor-", dir=path.parent)  # its own file: writers never collide
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(f"{written[0]} {written[1]}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def verify_checkpoints(session: Session, *, key: bytes, anchor: Path | None = None) -> list[str]:
     """Every checkpoint signed and in order, the newest one where the anchor says, and every checkpointed head
     still in its chain: the problems found, in words (none: the log is as complete as when last checkpointed)."""
+    problems: list[str] = []
+    try:  # read before the checkpoints: one written meanwhile is then simply newer than the anchor
+        anchored = read_anchor(anchor) if anchor is not None else None
+    except CheckpointsTampered as unreadable:
+        anchored, problems = None, [str(unreadable)]
     records = list(session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))))
-    heads, problems = check_checkpoints(key, records)
-    anchored = read_anchor(anchor) if anchor is not None else None
+    heads, found = check_checkpoints(key, records)
+    problems += found
     if anchored is not None:
         anchored_id, anchored_signature = anchored
-        kept = {r.id: r.signature for r in records}
-        if kept.get(anchored_id) != anchored_signature:
+        signed = {r.id: r.signature for r in records}
+        if signed.get(anchored_id) != anchored_signature:
             problems.append(
                 f"checkpoint {anchored_id}, the newest written ({anchor}), is not in the database as "
                 "signed: checkpoints were removed, or the database restored to an older state"
             )
     numbers = sorted(heads)
-    for start in range(0, len(numbers), 500):
-        part = numbers[start : start + 500]
+    for start in range(0, len(numbers), 200):
+        part = numbers[start : start + 200]
+        sequences = {sequence for number in part for sequence in heads[number]}
         stored = {(number, sequence): digest for number, sequence, digest in session.exec(
             select(Case.number, Event.sequence, Event.hash).join(Case, col(Case.id) == col(Event.case_id))
-            .where(col(Case.number).in_(part), col(Event.sequence).in_({heads[n][0] for n in part}))
+            .where(col(Case.number).in_(part), col(Event.sequence).in_(sequences))
         )}  # fmt: skip
         for number in part:
-            sequence, digest = heads[number]
-            found = stored.get((number, sequence))
-            if found is None:
-                problems.append(f"{number}: event #{sequence} was checkpointed and is gone (events were deleted)")
-            elif found != digest:
-                problems.append(f"{number}: event #{sequence} is not the one checkpointed (the chain was rewritten)")
+            for sequence, digest in sorted(heads[number].items()):
+                kept = stored.get((number, sequence))
+                if kept is None:
+                    problems.append(f"{number}: event #{sequence} was checkpointed and is gone (events were deleted)")
+                    break
+                if kept != digest:
+                    problems.append(f"{number}: event #{sequence} is not the one checkpointed (the chain was "
+                                    "rewritten)")  # fmt: skip
+                    break
     return problems

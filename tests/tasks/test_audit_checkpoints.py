@@ -119,3 +119,70 @@ def test_every_event_removed_is_found_even_past_the_triggers(world, tmp_path: Pa
     _tamper(world, "DELETE FROM outbox", "DELETE FROM step", wipe, 'DELETE FROM "case"')
     findings = _findings(world, tmp_path)
     assert {f.split(":")[0] for f in findings} == {c.number for c in cases}
+
+
+def test_a_cut_or_rewritten_chain_stays_found_after_the_case_moves_on_and_is_checkpointed_again(
+    world, tmp_path: Path
+) -> None:
+    """An ordinary event after the tampering, and the next checkpoint signing the new head, do not hide it: every
+    head ever checkpointed is checked, not only the newest."""
+    from tasks.cases import append_event
+
+    case = world.file(product_line="motor")
+    _sign(world, tmp_path)
+    _tamper(world, "DELETE FROM event WHERE case_id = :c AND sequence = (SELECT max(sequence) FROM event "
+                   "WHERE case_id = :c)", c=case.id)  # fmt: skip
+    _tamper(world, "UPDATE event SET actor = 'someone else' WHERE case_id = :c AND sequence = 1", c=case.id)
+    _rehash(world, case.id)
+    world.now += timedelta(minutes=5)
+    with session_scope(world.engine) as session:  # the handler notes a call: the chain goes on from the rewrite
+        append_event(session, case=world.case(case), actor="li.wei", type="note", data={"text": "called"},
+                     now=world.now)  # fmt: skip
+    with session_scope(world.engine) as session:  # the next pass (SQLite may reuse the deleted event's id: none)
+        signed = checkpoint(session, key=KEY, now=world.now + timedelta(minutes=2), anchor=anchor_path(tmp_path))
+    if signed is not None:
+        write_anchor(anchor_path(tmp_path), signed)
+    findings = _findings(world, tmp_path)
+    assert findings and all(f.startswith(f"{case.number}: event #") for f in findings), findings
+    assert any("rewritten" in f for f in findings)
+
+
+def test_two_checkpoint_writers_at_once_take_turns_and_the_desk_stays_clean(world, tmp_path: Path) -> None:
+    """The reconciler and 'audit verify' writing at the same moment: the second chains onto the first's checkpoint
+    (PostgreSQL: an advisory lock; SQLite: one writer at a time anyway), never onto the same predecessor."""
+    import threading
+
+    world.file(product_line="motor")
+    _sign(world, tmp_path)
+    world.now += timedelta(minutes=5)
+    world.file(product_line="motor")
+    written: list[tuple[int, str] | None] = []
+    ready = threading.Barrier(2)
+
+    def writer() -> None:
+        ready.wait()
+        with session_scope(world.engine) as session:
+            written.append(checkpoint(session, key=KEY, now=world.now, anchor=anchor_path(tmp_path)))
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    signed = [w for w in written if w is not None]
+    assert len(written) == 2 and len(signed) == 1  # one signed the new heads; the other found nothing new
+    write_anchor(anchor_path(tmp_path), signed[0])
+    assert _findings(world, tmp_path) == []
+
+
+def test_an_anchor_that_does_not_read_as_one_is_a_finding_and_blocks_new_checkpoints(world, tmp_path: Path) -> None:
+    world.file(product_line="motor")
+    _sign(world, tmp_path)
+    anchor_path(tmp_path).write_text("")
+    assert _findings(world, tmp_path) == [
+        f"{anchor_path(tmp_path)} does not read as an audit anchor (id and signature)"
+    ]
+    world.now += timedelta(minutes=5)
+    world.file(product_line="motor")
+    with pytest.raises(CheckpointsTampered, match="does not read as an audit anchor"):
+        _sign(world, tmp_path)
