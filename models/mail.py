@@ -413,6 +413,12 @@ def mail_key(message_id: str, sender: str, digest: str) -> str:
     return hashlib.sha256(f"{message_id}\n{sender.casefold()}\n{digest}".encode()).hexdigest()
 
 
+def legacy_key(message_id: str) -> str:
+    """The key of a mail recorded before keys (migration 0009 gave those their Message-ID's): a mail read then and
+    read again now is still the mail already taken."""
+    return hashlib.sha256(f"legacy\n{message_id}".encode()).hexdigest()
+
+
 def unread_key(message_id: str, data: bytes) -> str:
     """The key of a mail recorded without being parsed (too big, unparseable): its id and its bytes (or its
     header's, when it was too big to download)."""

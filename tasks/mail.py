@@ -62,6 +62,7 @@ from models.mail import (
     find_case_number,
     header_message_id,
     infer_product_line,
+    legacy_key,
     mail_key,
     parse_message,
     reply_text,
@@ -118,8 +119,10 @@ def limits_from(settings: Settings) -> MailLimits:
 # --- the database ------------------------------------------------------------------------------------------
 
 
-def already_read(session: Session, *, key: str) -> MailMessage | None:
-    return session.exec(select(MailMessage).where(MailMessage.dedup_key == key)).first()
+def already_read(session: Session, *, key: str, message_id: str | None = None) -> MailMessage | None:
+    """The mail recorded under ``key`` or, for a mail read before keys existed, under its Message-ID's key."""
+    keys = [key] if message_id is None else [key, legacy_key(message_id)]
+    return session.exec(select(MailMessage).where(col(MailMessage.dedup_key).in_(keys))).first()
 
 
 def record_mail(
@@ -272,7 +275,7 @@ def file_mail(
     The caller commits. Raises ``ValidationError`` or a ``ClaimflowError`` when intake refuses the case (the
     caller records the mail as rejected in a transaction of its own).
     """
-    if (first := already_read(session, key=mail.key)) is not None:
+    if (first := already_read(session, key=mail.key, message_id=mail.message_id)) is not None:
         return duplicate(session, first=first, message_id=mail.message_id, mailbox=mailbox, uid=uid, now=now)
     if mail.automatic is not None and not (mail.mailing_list and heard_from_list(session, mail=mail)):
         record_mail(
@@ -427,7 +430,7 @@ def reject_mail(
     session: Session, *, key: str, message_id: str, reason: str, mailbox: str, uid: int | None, now: datetime
 ) -> MailOutcome:
     """Record an unusable mail with the reason (once: a mail read again is a duplicate)."""
-    if (first := already_read(session, key=key)) is not None:
+    if (first := already_read(session, key=key, message_id=message_id)) is not None:
         return duplicate(session, first=first, message_id=message_id, mailbox=mailbox, uid=uid, now=now)
     record_mail(session, key=key, message_id=message_id, mailbox=mailbox, uid=uid, disposition=REJECTED,
                 reason=reason[:2000], now=now)  # fmt: skip

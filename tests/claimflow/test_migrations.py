@@ -113,6 +113,9 @@ def test_mail_read_before_0009_is_still_recognised_and_a_reused_message_id_is_no
     import importlib
 
     legacy_key = importlib.import_module("claimflow.migrations.versions.0009_mail_dedup_key").legacy_key
+    from models.mail import legacy_key as read_again_by
+
+    assert legacy_key("<a@x>") == read_again_by("<a@x>")  # the intake finds these rows by the same key
     engine = create_db_engine(empty_database_url, pool=False)
     try:
         upgrade(engine, "0008")

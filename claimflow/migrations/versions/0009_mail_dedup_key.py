@@ -24,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def legacy_key(message_id: str) -> str:
+    """As ``models.mail.legacy_key`` (kept here so the migration does not change when that module does)."""
     return hashlib.sha256(f"legacy\n{message_id}".encode()).hexdigest()
 
 
