@@ -809,6 +809,13 @@ def record_result(
         session.flush()
         return row.status
     row.last_error = str(error)
+    if isinstance(error, DeskNotConfigured):  # queued before the desk's detail was unset: held until it is set
+        row.status = OutboxStatus.held
+        row.next_attempt_at = None
+        session.add(row)
+        _case_event(session, row, "message_held", {"template": row.template, "reason": row.last_error}, now)
+        session.flush()
+        return row.status
     if isinstance(error, WordingBlocked):
         row.status = OutboxStatus.blocked
         row.next_attempt_at = None
@@ -1044,6 +1051,10 @@ def release_held(
             violations = _checked(config, row.template, language=row.language, context=row.context,
                                   customer=customer)  # fmt: skip
             if violations:
+                if not _fix_step_open(session, case=case, template=row.template, language=row.language):
+                    # held for the desk's phone first, its wording never checked: now the handler gets the task
+                    _hold_back(session, case=case, template=row.template, language=row.language,
+                               violations=violations, actor="system", now=now)  # fmt: skip
                 raise WordingBlocked("held by the wording check: " + ", ".join(v.rule_id for v in violations))
         except ClaimflowError as still:
             row.last_error = str(still)[:2000]
@@ -1060,6 +1071,11 @@ def release_held(
                      data={"template": row.template, "outbox_id": row.id}, now=now)  # fmt: skip
         released.queued.append(row)
     return released
+
+
+def _fix_step_open(session: Session, *, case: Case, template: str, language: str) -> bool:
+    steps = select(Step).where(Step.case_id == case.id, Step.name == "fix_wording", Step.status == StepStatus.open)
+    return any((step.policy_rule or "").startswith(f"{template}/{language}:") for step in session.exec(steps))
 
 
 def list_outbox(session: Session, *, status: str | None = None, limit: int = 50) -> list[Outbox]:

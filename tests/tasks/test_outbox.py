@@ -712,3 +712,45 @@ def test_a_batch_of_staff_messages_is_rendered_once_per_shape_and_a_new_shape_st
         enqueue_many(session, [Message("staff_reminder", "staff:li.wei", no_due, "r-missing", case=case)], now=T0,
                      config=config)  # fmt: skip
     assert len(_rows(engine)) == 50
+
+
+def test_a_letter_held_for_the_desk_phone_that_also_breaks_the_wording_gets_its_task_when_checked_again(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    """Held first because the desk's phone was not set (its wording never checked); once the phone is set, the
+    release finds the missing clause: the handler gets the fix_wording task then, not never."""
+    from dataclasses import replace
+
+    from tasks.outbox import release_held
+
+    case = _file(engine)
+    _queue(engine, case, replace(config, desk={"phone": "", "email": "service@insurer.example"}), template="decision",
+           outcome="rejected", clause="")  # fmt: skip
+    assert [e.type for e in _events(engine, case)][-1] == "message_held"
+    with session_scope(engine) as session:
+        still = release_held(session, now=T0, config=config)
+    assert [why for _, why in still.still_held] == ["held by the wording check: rejection-states-reasons-and-clause"]
+    with Session(engine) as session:
+        [step] = session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording")).all()
+    assert step.status == "open" and step.policy_rule.startswith("decision/zh-CN:")
+    with session_scope(engine) as session:  # checked again: the task is not opened twice
+        release_held(session, now=T0, config=config)
+    with Session(engine) as session:
+        assert len(session.exec(select(Step).where(Step.name == "fix_wording")).all()) == 1
+
+
+def test_a_message_queued_before_the_desk_phone_was_unset_is_held_at_delivery_not_dead_lettered(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    from dataclasses import replace
+
+    case = _file(engine)
+    _queue(engine, case, config)  # queued while the phone was set
+    clock = Clock()
+    drain(engine, now=clock, config=replace(config, desk={"phone": "", "email": "service@insurer.example"}))
+    [row] = [r for r in _rows(engine) if r.template == "acknowledgement_claim"]
+    assert (row.status, row.last_error) == (
+        "held",
+        "the desk's CLAIMFLOW_DESK_PHONE is not set: customer messages quote it",
+    )
+    assert "message_held" in [e.type for e in _events(engine, case)]
