@@ -1013,6 +1013,9 @@ def _claim_review(session: Session, desk: Desk, given: Given) -> None:
         raise InvalidInput("a rejection states its reasons and the clause relied on")
     if choice == "approve_partly" and (not reasons or not clause):  # the letter must state both (wording rules)
         raise InvalidInput("a partial approval states its reasons and the clause relied on")
+    advanced = advanced_amount(session, case) if choice != "reject" else Decimal(0)
+    if advanced and amount < advanced:  # the final payment is the difference: it cannot be below zero
+        raise InvalidInput(f"amount: {amount} is below the {advanced} already paid in advance (art. 25)")
     if choice != "reject" and needs_second_approval(amount, desk.settings.second_approval_threshold):
         session.add(
             Approval(

@@ -178,6 +178,8 @@ def test_a_chinese_claim_owes_what_is_certain_in_advance_by_day_60_and_the_final
     assert (letter.context["amount"], letter.context["account_hint"]) == ("3000", "6789")
     assert [(s.status, s.outcome) for s in _steps(world, claim) if s.name == "advance_payment"] == [("done", "paid")]
 
+    below = world.decide(claim, handler, decision="approve", amount="2000")  # less than the advance already paid
+    assert not below.applied and "below the 3000.00 already paid in advance" in (below.refused or "")
     world.decide(claim, handler, decision="approve", amount="10000")
     refused = world.decide(claim, handler, amount="10000", reference="PAY-1", account_hint="6789")
     assert not refused.applied
