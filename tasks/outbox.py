@@ -1020,7 +1020,14 @@ def release_held(
     from tasks.cases import append_event
     from tasks.workflow import close_step
 
-    statement = select(Outbox).where(Outbox.status == OutboxStatus.held).order_by(col(Outbox.id)).limit(limit)
+    # never checked again first, then the longest since (a still-held row's next_attempt_at marks its last check):
+    # a backlog of letters that stay held does not keep the newer ones from being looked at
+    statement = (
+        select(Outbox)
+        .where(Outbox.status == OutboxStatus.held)
+        .order_by(col(Outbox.next_attempt_at).is_not(None), col(Outbox.next_attempt_at), col(Outbox.id))
+        .limit(limit)
+    )
     if case_id is not None:
         statement = statement.where(Outbox.case_id == case_id)
     if outbox_id is not None:
@@ -1041,7 +1048,7 @@ def release_held(
     released = Released()
     for row in rows:
         customer = session.get(Customer, int(parse_recipient(row.recipient)[1]))
-        case = session.get(Case, row.case_id) if row.case_id is not None else None
+        case = session.get(Case, row.case_id, with_for_update=True) if row.case_id is not None else None
         if edits and case is not None:
             edited = {"template": row.template, "outbox_id": row.id, "values": sorted(edits)}
             append_event(session, case=case, actor=by, type="message_edited", data=edited, now=now)
@@ -1057,7 +1064,7 @@ def release_held(
                                violations=violations, actor="system", now=now)  # fmt: skip
                 raise WordingBlocked("held by the wording check: " + ", ".join(v.rule_id for v in violations))
         except ClaimflowError as still:
-            row.last_error = str(still)[:2000]
+            row.last_error, row.next_attempt_at = str(still)[:2000], now  # when it was last checked
             session.add(row)
             released.still_held.append((row, row.last_error))
             continue

@@ -754,3 +754,22 @@ def test_a_message_queued_before_the_desk_phone_was_unset_is_held_at_delivery_no
         "the desk's CLAIMFLOW_DESK_PHONE is not set: customer messages quote it",
     )
     assert "message_held" in [e.type for e in _events(engine, case)]
+
+
+def test_held_letters_are_checked_again_in_turn_so_a_stuck_one_never_hides_the_others(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    from dataclasses import replace
+
+    from tasks.outbox import release_held
+
+    case = _file(engine)
+    nophone = replace(config, desk={"phone": "", "email": "service@insurer.example"})
+    _queue(engine, case, nophone, template="decision", outcome="rejected", clause="")  # stuck: no clause
+    _queue(engine, case, nophone)  # the acknowledgement: sendable once the phone is set
+    with session_scope(engine) as session:
+        first = release_held(session, now=T0, config=config, limit=1)
+    assert [row.template for row, _ in first.still_held] == ["decision"] and first.queued == []
+    with session_scope(engine) as session:
+        second = release_held(session, now=T0, config=config, limit=1)
+    assert [row.template for row in second.queued] == ["acknowledgement_claim"]
