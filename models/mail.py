@@ -727,15 +727,18 @@ def without_parts(raw: bytes, dropped: Sequence[DroppedPart]) -> bytes:
     block is kept with a note that the body was left out."""
     digests = {d.sha256: d for d in dropped}
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        message = _repaired(parsed)  # read with the boundary its body uses, as _parse read it
+        hints = [c for c in message.get_charsets() if c]
         for part in message.walk():
             if part.is_multipart() or part is message:
                 continue
             data = part.get_payload(decode=True)
             found = digests.get(hashlib.sha256(data).hexdigest()) if isinstance(data, bytes) else None
-            if found is None:
-                continue
             assert isinstance(part, EmailMessage)
+            if found is None or safe_filename(_filename(part, hints) or found.filename) != found.filename:
+                continue  # not dropped (a kept attachment may have the same bytes under another name)
             part.clear()
             part.set_content(f"[claimflow: attachment not accepted and not kept: {found}; sha256 {found.sha256}]\n")
             part["X-Claimflow-Removed"] = f"size={found.size}; sha256={found.sha256}"
