@@ -809,18 +809,15 @@ def record_result(
         session.flush()
         return row.status
     row.last_error = str(error)
+    parked: tuple[OutboxStatus, str, dict[str, Any]] | None = None
     if isinstance(error, DeskNotConfigured):  # queued before the desk's detail was unset: held until it is set
-        row.status = OutboxStatus.held
-        row.next_attempt_at = None
+        parked = (OutboxStatus.held, "message_held", {"template": row.template, "reason": row.last_error})
+    elif isinstance(error, WordingBlocked):
+        parked = (OutboxStatus.blocked, "message_blocked", {"outbox_id": row.id, "error": row.last_error})
+    if parked is not None:  # not sent, not retried: kept for a person (or a setting) to release
+        row.status, row.next_attempt_at = parked[0], None
         session.add(row)
-        _case_event(session, row, "message_held", {"template": row.template, "reason": row.last_error}, now)
-        session.flush()
-        return row.status
-    if isinstance(error, WordingBlocked):
-        row.status = OutboxStatus.blocked
-        row.next_attempt_at = None
-        session.add(row)
-        _case_event(session, row, "message_blocked", {"outbox_id": row.id, "error": row.last_error}, now)
+        _case_event(session, row, parked[1], parked[2], now)
         session.flush()
         return row.status
     decision = after_failure(
