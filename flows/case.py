@@ -23,8 +23,8 @@ from prefect.client.schemas.objects import State
 from prefect.flow_runs import asuspend_flow_run
 from prefect.states import Failed
 
-from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
-from flows.inputs import FORMS
+from flows.common import MAX_LEGS, REFUSED, SUSPEND_TIMEOUT, desk, not_refused, now, refused_again, transaction
+from flows.inputs import FORMS, form_for
 from models.errors import ClaimflowError
 from models.plan import Ask, Auto, Finished
 from tasks.workflow import CaseView, DecisionResult, advance, decide, view
@@ -58,16 +58,8 @@ async def automatic_move(case_id: int, action: str) -> None:
     await transaction(advance, desk=desk(), case_id=case_id, action=action, now=now())
 
 
-REFUSED = "refused: "
-
-
-def _not_refused(_task: Any, _run: Any, state: State[Any]) -> bool:
-    """Retry a failed decision only when it failed (the database, a bug), not when the desk refused it."""
-    return not (state.message or "").startswith(REFUSED)
-
-
 @task(name="apply-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
-      retry_condition_fn=_not_refused)  # fmt: skip
+      retry_condition_fn=not_refused)  # fmt: skip
 async def apply_decision(case_id: int, key: str, answer: dict[str, Any]) -> DecisionResult | State[Any]:
     """Apply a person's answer. A refused answer (wrong code, role, four eyes, an answer the rules do not allow)
     ends the task run Failed with the reason as its message, so the run's page does not show it as a success;
@@ -91,13 +83,15 @@ async def drive_case(case_id: int) -> str:
             await automatic_move(case_id, move.action)
             continue
         assert isinstance(move, Ask) and current.waiting_key is not None
-        form = FORMS[move.input_kind].with_initial_data(description=current.description)
+        form = form_for(FORMS[move.input_kind], desk().settings.default_language).with_initial_data(
+            description=current.description
+        )
         logger.info("%s waits for %s (%s)", current.number, move.input_kind.value, current.waiting_key)
         answer = await asuspend_flow_run(wait_for_input=form, key=current.waiting_key, timeout=SUSPEND_TIMEOUT)
         state: State[Any] = await apply_decision(  # type: ignore[misc]  # an async task's call is awaited
             case_id, current.waiting_key, answer.model_dump(mode="json"), return_state=True
         )
-        if state.is_failed() and (state.message or "").startswith(REFUSED):
+        if refused_again(state):
             logger.warning("%s: decision %s; asking again", current.number, state.message)
         else:  # applied, or failed for another reason: then the run fails and the reconciler restarts it
             await state.aresult()

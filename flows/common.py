@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+from prefect.client.schemas.objects import State
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -22,6 +23,18 @@ from tasks.workflow import Desk
 T = TypeVar("T")
 SUSPEND_TIMEOUT = 366 * 24 * 3600  # deadlines live in the database (sla-watch), not in suspend timeouts
 MAX_LEGS = 200  # a case that moves more often than this in one run has a bug, not a story
+REFUSED = "refused: "
+"""The start of the message of a decision task that the desk refused (wrong code, role, four eyes...)."""
+
+
+def not_refused(_task: Any, _run: Any, state: State[Any]) -> bool:
+    """Retry a failed decision only when it failed (the database, a bug), not when the desk refused it."""
+    return not (state.message or "").startswith(REFUSED)
+
+
+def refused_again(state: State[Any]) -> bool:
+    """The decision task ended Failed because the desk refused the answer: the run asks again."""
+    return state.is_failed() and (state.message or "").startswith(REFUSED)
 
 
 def engine() -> Engine:

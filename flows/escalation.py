@@ -7,24 +7,33 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.flow_runs import asuspend_flow_run
+from prefect.states import Failed
 
-from flows.common import MAX_LEGS, SUSPEND_TIMEOUT, desk, now, transaction
-from flows.inputs import EscalationDecision
+from flows.common import MAX_LEGS, REFUSED, SUSPEND_TIMEOUT, desk, not_refused, now, refused_again, transaction
+from flows.inputs import EscalationDecision, form_for
 from tasks.escalations import EscalationResult, EscalationView, decide_escalation, escalation_view
 
 
 @task(name="read-escalation", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20])
 async def read_escalation(escalation_id: int) -> EscalationView:
-    return await transaction(escalation_view, escalation_id=escalation_id)
+    return await transaction(escalation_view, escalation_id=escalation_id, desk=desk(), now=now())
 
 
 @task(name="apply-escalation-decision", task_run_name="{key}", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=[1, 5, 20])  # fmt: skip
-async def apply_escalation_decision(escalation_id: int, key: str, answer: dict[str, Any]) -> EscalationResult:
-    return await transaction(
+      retry_delay_seconds=[1, 5, 20], retry_condition_fn=not_refused)  # fmt: skip
+async def apply_escalation_decision(
+    escalation_id: int, key: str, answer: dict[str, Any]
+) -> EscalationResult | State[Any]:
+    """Apply a supervisor's or manager's answer; a refused one ends the task run Failed with the reason (as a
+    case's decision does), so the run's page does not show it as a success."""
+    result = await transaction(
         decide_escalation, desk=desk(), escalation_id=escalation_id, key=key, answer=answer, now=now()
     )
+    if result.refused:
+        return Failed(message=f"{REFUSED}{result.refused}")
+    return result
 
 
 @flow(name="escalation", persist_result=False)
@@ -35,10 +44,16 @@ async def escalation(escalation_id: int) -> str:
         current = await read_escalation(escalation_id)
         if not current.open:
             return "decided"
-        form = EscalationDecision.with_initial_data(description=current.description)
+        form = form_for(EscalationDecision, desk().settings.default_language).with_initial_data(
+            description=current.description
+        )
         logger.info("%s level %s waits for a %s (%s)", current.case_number, current.level, current.role, current.key)
         answer = await asuspend_flow_run(wait_for_input=form, key=current.key, timeout=SUSPEND_TIMEOUT)
-        result = await apply_escalation_decision(escalation_id, current.key, answer.model_dump(mode="json"))
-        if result.refused:
-            logger.warning("%s: escalation decision refused: %s", current.case_number, result.refused)
+        state: State[Any] = await apply_escalation_decision(  # type: ignore[misc]  # an async task's call is awaited
+            escalation_id, current.key, answer.model_dump(mode="json"), return_state=True
+        )
+        if refused_again(state):
+            logger.warning("%s: escalation decision %s; asking again", current.case_number, state.message)
+        else:
+            await state.aresult()
     raise RuntimeError(f"escalation {escalation_id} asked {MAX_LEGS} times without a decision")

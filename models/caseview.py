@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from models.forms import choice_words
 from models.lifecycle import lifecycle_for
 from models.routing import triage_reason
 
@@ -167,23 +168,49 @@ CHOICES: dict[str, dict[str, dict[str, str]]] = {
                   "zh-CN": {"": "勾选已收到的材料；材料齐全后时限恢复计算"}},
     "inquiry_answer": {"en": {"": "the answer is sent to the customer on their channel, in their language"},
                        "zh-CN": {"": "答复将按客户的联系渠道和语言发送给客户"}},
+    "escalation": {
+        "en": {"extend": "a new deadline within the pack's extension rules, with the reason; the customer is told "
+                         "the new date and why",
+               "reassign": "the step goes to the handler named, who is told; the deadline stays",
+               "take_over": "you become the case's handler; the deadline stays"},
+        "zh-CN": {"extend": "按规则延长期限并说明理由；通知客户新的日期及原因",
+                  "reassign": "改由指定经办人处理并通知其本人；期限不变",
+                  "take_over": "由您本人接手案件；期限不变"},
+    },
 }  # fmt: skip
 """What each choice of a form does, and what the customer is told, in the desk's languages."""
 
 
 def choice_lines(form: str, language: str) -> list[str]:
-    """Markdown lines, one per choice of the form: ``- `approve`: pay the amount; ...``."""
+    """Markdown lines, one per choice of the form, as the form offers it and with the CLI's code:
+    ``- **Approve in full** (`approve`): pay the amount; ...``."""
     effects = CHOICES.get(form, {})
     words = effects.get(language) or effects.get("en") or {}
-    return [f"- `{choice}`: {text}" if choice else f"- {text}" for choice, text in words.items()]
+    offered = choice_words(form, language)
+    return [f"- **{offered.get(choice, choice)}** (`{choice}`): {text}" if choice else f"- {text}"
+            for choice, text in words.items()]  # fmt: skip
 
 
 FORM_WORDS = {
     "en": {"due": "Due", "decides": "Who may decide", "sign": "Give your staff username and the current code of "
-           "your authenticator app.", "choices": "What each choice does"},
+           "your authenticator app.", "choices": "What each choice does", "priority": "priority",
+           "product": "Product line", "policy": "policy", "claimed": "Amount claimed", "proposed": "Proposed",
+           "by": "by", "refused": "Last attempt refused", "breached": "step **{}** breached", "level": "level {} ({})",
+           "due_was": "Was due", "handler": "Handler", "extensions": "extensions so far", "none": "none",
+           "escalation": "The case's handler cannot decide an escalation of their own case; a manager decides from "
+           "level 2."},
     "zh-CN": {"due": "截止", "decides": "可决定的人", "sign": "请填写您的员工用户名及身份验证器当前显示的动态码。",
-              "choices": "各选项的处理方式"},
+              "choices": "各选项的处理方式", "priority": "优先级", "product": "险种", "policy": "保单",
+              "claimed": "索赔金额", "proposed": "拟定", "by": "提出人", "refused": "上一次提交被拒绝",
+              "breached": "环节 **{}** 已超时", "level": "第 {} 级（{}）", "due_was": "原截止", "handler": "经办人",
+              "extensions": "已延期", "none": "无",
+              "escalation": "经办人不能决定本人案件的升级；第 2 级起由经理决定。"},
 }  # fmt: skip
+
+
+def form_words(language: str) -> dict[str, str]:
+    """The words of the text above a form, in ``language`` (English where the desk has no such language)."""
+    return FORM_WORDS.get(language, FORM_WORDS["en"])
 
 
 WAITING_STATES = ("Suspended", "Paused")

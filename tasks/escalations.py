@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from claimflow.db import deferred_writes, describe_failure, insert_rows, one_of, update_rows
 from claimflow.settings import get_settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider
-from models.caseview import office_time, runs_url
+from models.caseview import choice_lines, form_words, office_time, runs_url
 from models.enums import StaffRole, StepStatus
 from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
@@ -28,7 +28,16 @@ from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, escalation_run_name, what_is_due
 from tasks.cases import NewEvent, append_event, append_events, chain_tips
 from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, queue_messages
-from tasks.workflow import Desk, _apply_schedule, _schedule, _username, authenticate, last_refusal, staff_links_for
+from tasks.workflow import (
+    Desk,
+    _apply_schedule,
+    _schedule,
+    _username,
+    authenticate,
+    due_line,
+    last_refusal,
+    staff_links_for,
+)
 
 
 @dataclass
@@ -383,23 +392,31 @@ class EscalationView:
     description: str
 
 
-def escalation_view(session: Session, *, escalation_id: int) -> EscalationView:
+def escalation_view(session: Session, *, escalation_id: int, desk: Desk | None = None,
+                    now: datetime | None = None) -> EscalationView:  # fmt: skip
+    """The escalation as its form shows it (in the desk's language, times in the office's zone)."""
     escalation = session.get(Escalation, escalation_id)
     if escalation is None:
         raise NotFound(f"no escalation {escalation_id}")
     case = session.get(Case, escalation.case_id)
     step = session.get(Step, escalation.step_id)
     assert case is not None and step is not None
+    settings = desk.settings if desk is not None else None
+    language = settings.default_language if settings else "en"
+    tz = ZoneInfo(settings.office_timezone if settings else "UTC")
+    words = form_words(language)
+    due = due_line(step, now=now or escalation.raised_at, tz=tz, language=language) if step.due_at else "-"
     description = "\n\n".join(
         [
-            f"**{case.number}** · {case.kind} · step **{step.name}** breached · level {escalation.level} "
-            f"({escalation.role})",
-            f"Due was {step.due_at.isoformat(timespec='minutes') if step.due_at else '-'} ({step.policy_rule})",
-            f"Handler: {_username(session, step.assignee_id) or '-'}; extensions so far: "
-            f"{', '.join(step.extensions) or 'none'}",
-            "Decide: extend the deadline (the customer is told), reassign, or take over. Name yourself and give "
-            "your current approval code; the case's handler cannot decide.",
-            *last_refusal(session, escalation.case_id, f"escalation-{escalation.id}-"),
+            f"**{case.number}** · {case.kind} · {words['breached'].format(step.name)} · "
+            + words["level"].format(escalation.level, escalation.role),
+            f"{words['due_was']}: {due}",
+            f"{words['handler']}: {_username(session, step.assignee_id) or '-'}; {words['extensions']}: "
+            f"{', '.join(step.extensions) or words['none']}",
+            f"{words['choices']}:\n\n" + "\n".join(choice_lines("escalation", language)),
+            words["escalation"],
+            *last_refusal(session, escalation.case_id, f"escalation-{escalation.id}-", language),
+            words["sign"],
         ]
     )
     return EscalationView(

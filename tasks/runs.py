@@ -3,6 +3,7 @@ Prefect API). The database records which run drives what; the reconciler starts 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
 from models.errors import InvalidInput, NotFound
+from models.forms import fit_choices
 from models.tables import Case, Escalation, Step
 from models.watch import escalation_run_name
 from tasks.cases import get_case
@@ -208,6 +210,21 @@ async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
     return case.flow_run_id, step.waiting_key
 
 
+async def _in_the_forms_words(run_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` with its choices in the words of the form the run waits with (``models.forms.fit_choices``): the
+    form the UI shows offers words in the desk's language, and the server accepts only what the form offers."""
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(run_id))
+        keyset = run.state.state_details.run_input_keyset if run.state else None
+        if not keyset:
+            return answer  # not suspended with a form: the resume says why
+        try:
+            schema = json.loads(await client.read_flow_run_input(UUID(run_id), keyset["schema"]))
+        except Exception:  # not stored yet (the resume retries) or gone (the resume says why)
+            return answer
+    return fit_choices("", answer, schema) if isinstance(schema, dict) else answer
+
+
 async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = 10) -> None:
     """Resume a suspended run with a person's answer (the server checks it against the form's schema).
 
@@ -219,7 +236,7 @@ async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = 10)
 
     for attempt in range(attempts):
         try:
-            await aresume_flow_run(UUID(run_id), run_input=answer)
+            await aresume_flow_run(UUID(run_id), run_input=await _in_the_forms_words(run_id, answer))
             return
         except RuntimeError as exc:
             if "schema not found" not in str(exc).lower() or attempt == attempts - 1:

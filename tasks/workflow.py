@@ -20,7 +20,16 @@ from sqlmodel import Session, col, select
 
 from claimflow.settings import Settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment, who_may_decide
-from models.caseview import FORM_WORDS, StepLine, case_url, choice_lines, due_words, literal, office_time, runs_url
+from models.caseview import (
+    StepLine,
+    case_url,
+    choice_lines,
+    due_words,
+    form_words,
+    literal,
+    office_time,
+    runs_url,
+)
 from models.clock import Pause
 from models.enums import CaseKind, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
@@ -689,7 +698,7 @@ def view(session: Session, desk: Desk, *, case_id: int, now: datetime) -> CaseVi
     return CaseView(case_id, case.number, case.kind, case.status, move, key, _describe(session, desk, case, move, now))
 
 
-def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
+def last_refusal(session: Session, case_id: int, stem: str, language: str = "en") -> list[str]:
     """ "Last attempt refused: ..." for the form, where the previous answer to this decision was refused."""
     refused = session.exec(
         select(Event)
@@ -698,7 +707,8 @@ def last_refusal(session: Session, case_id: int, stem: str) -> list[str]:
     ).all()
     for event in refused:
         if str(event.data.get("key", "")).startswith(stem):
-            return [f"**Last attempt refused** ({literal(event.actor)}): {literal(event.data.get('reason'))}"]
+            words = form_words(language)
+            return [f"**{words['refused']}** ({literal(event.actor)}): {literal(event.data.get('reason'))}"]
     return []
 
 
@@ -709,22 +719,21 @@ def _describe(session: Session, desk: Desk, case: Case, move: Move, now: datetim
     if not isinstance(move, Ask):
         return ""
     language, tz = desk.settings.default_language, ZoneInfo(desk.settings.office_timezone)
-    words = FORM_WORDS.get(language, FORM_WORDS["en"])
-    lines = [f"**{case.number}** · {case.kind} · {case.status} · priority {case.priority}"]
+    words = form_words(language)
+    lines = [f"**{case.number}** · {case.kind} · {case.status} · {words['priority']} {case.priority}"]
     if case.product_line:  # text from a source or a customer: shown as written, never as a link or an image
-        lines.append(f"Product line: {literal(case.product_line)}; policy {literal(case.policy_number)}")
+        lines.append(f"{words['product']}: {literal(case.product_line)}; {words['policy']} "
+                     f"{literal(case.policy_number)}")  # fmt: skip
     if case.amount_claimed is not None:
-        lines.append(f"Amount claimed: {case.amount_claimed} {case.currency}")
+        lines.append(f"{words['claimed']}: {case.amount_claimed} {case.currency}")
     step = current_step(session, case_id=case.id or 0, name=move.step)
     if step is not None and step.due_at is not None:
-        line = StepLine(step.name, str(step.status), None, step.due_at, step.policy_rule, step.escalation_level)
-        lines.append(f"{words['due']}: {office_time(step.due_at, tz=tz, language=language)} ({tz.key}) · "
-                     f"{due_words(line, now=now, language=language)} · {literal(step.policy_rule)}")  # fmt: skip
+        lines.append(f"{words['due']}: {due_line(step, now=now, tz=tz, language=language)}")
     approval = _pending_approval(session, case.id or 0)
     if approval is not None and move.input_kind == InputKind.second_approval:
         lines.append(
-            f"Proposed: {approval.subject_ref} {approval.amount} {case.currency} by "
-            f"{_username(session, approval.requested_by_id)}: {literal(approval.comment)}"
+            f"{words['proposed']}: {approval.subject_ref} {approval.amount} {case.currency} ({words['by']} "
+            f"{_username(session, approval.requested_by_id)}): {literal(approval.comment)}"
         )
     handler = _username(session, case.handler_id)
     requester = _username(session, approval.requested_by_id) if approval else None
@@ -732,9 +741,17 @@ def _describe(session: Session, desk: Desk, case: Case, move: Move, now: datetim
                                                           requester=requester, language=language))  # fmt: skip
     lines.append(f"{words['choices']}:\n\n" + "\n".join(choice_lines(move.input_kind.value, language)))
     if step is not None and step.waiting_key and not step.waiting_key.endswith("-1"):
-        lines += last_refusal(session, case.id or 0, step.waiting_key.rsplit("-", 1)[0] + "-")
+        lines += last_refusal(session, case.id or 0, step.waiting_key.rsplit("-", 1)[0] + "-", language)
     lines.append(words["sign"])
     return "\n\n".join(lines)
+
+
+def due_line(step: Step, *, now: datetime, tz: ZoneInfo, language: str) -> str:
+    """``2026-03-05 Thu 16:00 (Asia/Shanghai) · in 2 d 3 h · <rule>``: a step's deadline as a form shows it."""
+    assert step.due_at is not None
+    line = StepLine(step.name, str(step.status), None, step.due_at, step.policy_rule, step.escalation_level)
+    return (f"{office_time(step.due_at, tz=tz, language=language)} ({tz.key}) · "
+            f"{due_words(line, now=now, language=language)} · {literal(step.policy_rule)}")  # fmt: skip
 
 
 # --- a person's decision ---------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from sqlmodel import Session, select
 from claimflow.orchestrator import EmbeddedServer, api_url, auth_string
 from claimflow.settings import Settings
 from flows.watch import sla_watch
+from models.caseview import CHOICES, form_words
+from models.forms import choice_words, field_words
 from models.tables import Escalation
 from tasks.runs import launch_case
 from tests.browser import chromium
@@ -130,27 +132,36 @@ def run_log(run_id: str) -> list[str]:
     return [message for message, _ in aside(run_log_levels, run_id)]
 
 
-def open_resume_form(page: Any) -> Any:
+def label(field: str, language: str) -> str:
+    """The label the UI gives a field of the escalation form in the desk's language."""
+    return field_words("escalation", field, language)[0]
+
+
+def open_resume_form(page: Any, language: str) -> Any:
     """On a suspended run's page: the first "Open menu" (the run's actions) > Resume; the form's dialog."""
     page.get_by_role("button", name="Open menu").first.click()
     page.get_by_role("menuitem", name="Resume").click()
     form = page.get_by_role("dialog", name="Resume Flow Run")
-    form.get_by_role("textbox", name="Staff").wait_for()
+    form.get_by_role("textbox", name=label("staff", language)).wait_for()
     return form
 
 
-def fill_and_resume(page: Any, form: Any, *, staff: str, code: str, decision: str, reason: str) -> list[str]:
-    """Fill the escalation form as a person does and press Resume until the UI confirms it (a person presses
-    again after an error toast: the embedded server is on SQLite and may answer 503 "database is locked" when
-    busy); returns the error toasts seen on the way."""
+def fill_and_resume(
+    page: Any, form: Any, *, language: str, staff: str, code: str, decision: str, reason: str
+) -> list[str]:
+    """Fill the escalation form as a person does (``decision`` is the choice's code; the form offers its word)
+    and press Resume until the UI confirms it (a person presses again after an error toast: the embedded server
+    is on SQLite and may answer 503 "database is locked" when busy); returns the error toasts seen on the way."""
     from playwright.sync_api import expect
 
-    form.get_by_role("textbox", name="Staff").fill(staff)
-    form.get_by_role("textbox", name="Approval Code").fill(code)
-    form.get_by_role("button", name="Select Decision").click()
-    page.get_by_role("listbox").get_by_role("option", name=decision, exact=True).click()
-    expect(form.get_by_role("button", name="Select Decision")).to_contain_text(decision)
-    form.get_by_role("textbox", name="Reason (Optional)").fill(reason)
+    word = choice_words("escalation", language)[decision]
+    form.get_by_role("textbox", name=label("staff", language)).fill(staff)
+    form.get_by_role("textbox", name=label("approval_code", language)).fill(code)
+    select = form.get_by_role("button", name=f"Select {label('decision', language)}")
+    select.click()
+    page.get_by_role("listbox").get_by_role("option", name=word, exact=True).click()
+    expect(select).to_contain_text(word)
+    form.get_by_role("textbox", name=f"{label('reason', language)} (Optional)").fill(reason)
     resumed = page.get_by_text("Flow run resumed")
     failed = page.locator("[data-sonner-toast][data-type=error]")
     errors: list[str] = []
@@ -198,17 +209,27 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
     expect(page.get_by_text("Suspended", exact=True).first).to_be_visible()
 
     # the form tells what is to be decided and by whom
-    form = open_resume_form(page)
+    language = world.desk.settings.default_language
+    words = form_words(language)
+    form = open_resume_form(page, language)
     expect(form.get_by_text(f"Provide input to resume {case.number}-escalation-1")).to_be_visible()
     expect(form.get_by_text(case.number, exact=True)).to_be_visible()  # the description, in bold
-    expect(form.get_by_text("step review breached")).to_be_visible()
-    expect(form.get_by_text("Decide: extend the deadline")).to_be_visible()
-    expect(form.get_by_text("the case's handler cannot decide")).to_be_visible()
+    expect(form.get_by_text(words["escalation"])).to_be_visible()  # who may decide, in the desk's language
+    expect(form.get_by_text(words["due_was"] + ":")).to_contain_text(f"({world.desk.settings.office_timezone})")
+    for code, word in choice_words("escalation", language).items():  # each choice as the select offers it
+        expect(form.get_by_text(word, exact=True).first).to_be_visible()
+        expect(form.get_by_text(CHOICES["escalation"][language][code], exact=False).first).to_be_visible()
     page.screenshot(path=str(tmp_path / "form.png"))
 
     # the case's own handler tries to decide it: refused, and the run asks again
     fill_and_resume(
-        page, form, staff=handler, code=world.live_code(handler, lasting=True), decision="extend", reason="More time"
+        page,
+        form,
+        language=language,
+        staff=handler,
+        code=world.live_code(handler, lasting=True),
+        decision="extend",
+        reason="More time",
     )
     kit.wait_for("the refusal", lambda: "decision_refused" in kit.events(world, case), timeout=APPLIED_SECONDS)
     kit.wait_for(
@@ -221,10 +242,11 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
     expect(page.get_by_text(f"{case.number}: escalation decision refused")).to_be_visible()  # the page says why
 
     # the supervisor decides with their own name and code
-    form = open_resume_form(page)
+    form = open_resume_form(page, language)
     errors = fill_and_resume(
         page,
         form,
+        language=language,
         staff="zhao.min",
         code=world.live_code("zhao.min", lasting=True),
         decision="extend",

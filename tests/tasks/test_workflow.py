@@ -92,7 +92,7 @@ def test_a_wrong_code_is_refused_recorded_and_asked_again_under_a_new_key(world)
     assert not refused.applied and "wrong or has expired" in refused.refused
     second_key = world.view(case).waiting_key
     assert second_key != first_key and second_key.endswith("-2")
-    assert "**Last attempt refused** (" in world.view(case).description  # the form says why, the second time
+    assert "**上一次提交被拒绝** (" in world.view(case).description  # the form says why, the second time
     assert "wrong or has expired" in world.view(case).description
     assert world.events(case)[-1] == "decision_refused"
     assert world.case(case).status == "under_review"
@@ -297,7 +297,7 @@ def test_text_from_outside_in_the_form_shows_as_written(world) -> None:
     case = world.file(product_line="motor", policy_number="[P-1](https://evil.example/x)![i](https://evil.example/p)")
     world.decide(case, "![x](https://evil.example/track.png)", decision="investigate", code="123456")
     described = world.view(case).description
-    assert "Product line: `motor`; policy `[P-1](https://evil.example/x)![i](https://evil.example/p)`" in described
+    assert "险种: `motor`; 保单 `[P-1](https://evil.example/x)![i](https://evil.example/p)`" in described
     assert "(`![x](https://evil.example/track.png)`): `no staff member" in described
 
 
@@ -308,8 +308,8 @@ def test_the_form_says_when_it_is_due_in_office_time_who_may_decide_and_what_eac
     # filed Monday 09:30 in Shanghai, due when Thursday ends there
     assert "截止: 2026-03-06 周五 00:00 (Asia/Shanghai) · 还剩 3天 14小时 · `service-standard claim.review" in described
     assert f"可决定的人: {handler}（经办人），或经理或主管" in described
-    assert "- `request_documents`: 一次性通知客户需补充的全部材料；材料到齐前时限暂停" in described
-    assert "- `reject`: 拒赔：通知客户理由、所依据的条款及投诉途径" in described
+    assert "- **要求补充材料** (`request_documents`): 一次性通知客户需补充的全部材料；材料到齐前时限暂停" in described
+    assert "- **拒赔** (`reject`): 拒赔：通知客户理由、所依据的条款及投诉途径" in described
 
 
 def _handler_name(world, case) -> str:

@@ -1,0 +1,146 @@
+"""The words of the decision forms: each field's title and help, and each choice as a word, in the desk's languages.
+
+The Prefect UI builds a form from the JSON schema of a RunInput model: a field's ``title`` is its label, its
+``description`` the help under it, and an ``enum`` a select whose options are the enum's values as they are. So a
+form in the desk's language offers its choices as words ("Approve in part", "部分赔付"), the stored answer holds
+the word, and the flow reads the word back as its code (``approve_partly``) before the rules see it. The CLI and
+the API keep the codes: ``fit_choices`` turns a code into the word the waiting form's schema offers.
+
+Pure: no Prefect, no database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+LANGUAGES = ("zh-CN", "en")
+
+CHOICE_WORDS: dict[str, dict[str, dict[str, str]]] = {
+    "claim_review": {
+        "en": {"approve": "Approve in full", "approve_partly": "Approve in part", "reject": "Reject",
+               "request_documents": "Ask for documents", "investigate": "Investigate first"},
+        "zh-CN": {"approve": "全额赔付", "approve_partly": "部分赔付", "reject": "拒赔",
+                  "request_documents": "要求补充材料", "investigate": "先调查"},
+    },
+    "second_approval": {
+        "en": {"approve": "Approve", "reject": "Send back to the handler"},
+        "zh-CN": {"approve": "同意", "reject": "退回经办人"},
+    },
+    "complaint_decision": {
+        "en": {"uphold": "Uphold", "partly_uphold": "Uphold in part", "not_uphold": "Do not uphold",
+               "mediate": "Offer mediation", "refer_outside": "Refer to the outside body"},
+        "zh-CN": {"uphold": "投诉成立", "partly_uphold": "投诉部分成立", "not_uphold": "投诉不成立",
+                  "mediate": "提供调解", "refer_outside": "转交外部机构"},
+    },
+    "escalation": {
+        "en": {"extend": "Extend the deadline", "reassign": "Reassign to another handler",
+               "take_over": "Take the case over"},
+        "zh-CN": {"extend": "延长期限", "reassign": "改派经办人", "take_over": "亲自接手"},
+    },
+}  # fmt: skip
+"""form -> language -> code -> the word the form shows. Every language names every code of a form."""
+
+FIELD_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "staff": ("Your username", "Your staff username, e.g. li.wei"),
+        "approval_code": ("Approval code", "The 6-digit code your authenticator app shows now"),
+        "decision": ("Decision", "What each choice does is described above"),
+        "amount": ("Amount to pay", "Required to approve in full or in part, e.g. 12800.50"),
+        "reasons": ("Reasons", "Required to reject or to approve in part; the customer reads them"),
+        "clause": ("Policy clause", "The clause relied on; required to reject or to approve in part"),
+        "claim_review.documents": ("Documents to ask for", "Separated by ';' (empty: the standard complete list)"),
+        "documents": ("Documents received", "The documents that arrived"),
+        "comment": ("Comment", "Why (recorded with the approval)"),
+        "payment.amount": ("Amount paid", "Not more than the approved amount, e.g. 12800.50"),
+        "reference": ("Payment reference", "The bank's or the payment system's reference"),
+        "account_hint": ("Account (last four digits)", "The last four digits of the account paid into"),
+        "remedy": ("Remedy", "What the desk will do (uphold, uphold in part)"),
+        "complaint_decision.reasons": ("Findings", "What the investigation found (required unless upheld)"),
+        "body": ("Outside body", "For a referral; empty: the jurisdiction's body"),
+        "answer": ("Answer", "The answer the customer is sent, on their channel"),
+        "extension": ("Extension rule", "The pack's extension rule to apply; empty: supervisor-extension"),
+        "reassign_to": ("New handler", "Username of the new handler (reassign)"),
+        "reason": ("Reason", "Why; required to extend, and the customer is told it"),
+    },
+    "zh-CN": {
+        "staff": ("您的用户名", "您的员工用户名，例如 li.wei"),
+        "approval_code": ("动态码", "身份验证器当前显示的 6 位数字"),
+        "decision": ("决定", "各选项的处理方式见上文"),
+        "amount": ("赔付金额", "全额或部分赔付时必填，例如 12800.50"),
+        "reasons": ("理由", "拒赔或部分赔付时必填；客户会看到"),
+        "clause": ("保单条款", "所依据的条款；拒赔或部分赔付时必填"),
+        "claim_review.documents": ("需补充的材料", "用 ';' 分隔（留空：标准的完整清单）"),
+        "documents": ("已收到的材料", "已到达的材料"),
+        "comment": ("意见", "理由（随审批记录）"),
+        "payment.amount": ("已付金额", "不超过核准金额，例如 12800.50"),
+        "reference": ("付款流水号", "银行或支付系统的流水号"),
+        "account_hint": ("收款账户后四位", "收款账户的后四位数字"),
+        "remedy": ("补救措施", "将采取的措施（投诉成立或部分成立时）"),
+        "complaint_decision.reasons": ("调查结论", "调查发现的情况（投诉成立以外必填）"),
+        "body": ("外部机构", "转交时填写；留空：所属辖区的机构"),
+        "answer": ("答复", "将按客户的联系渠道发送给客户"),
+        "extension": ("延期规则", "适用的延期规则；留空：supervisor-extension"),
+        "reassign_to": ("新经办人", "新经办人的用户名（改派时）"),
+        "reason": ("理由", "原因；延期时必填，并会告知客户"),
+    },
+}  # fmt: skip
+"""language -> field (or ``form.field`` where a form needs its own words) -> (title, help)."""
+
+
+def _language(language: str) -> str:
+    return language if language in LANGUAGES else "en"
+
+
+def field_words(form: str, field: str, language: str) -> tuple[str, str]:
+    """The title and help of a form's field in ``language`` (English where the language is not the desk's)."""
+    words = FIELD_WORDS[_language(language)]
+    return words.get(f"{form}.{field}") or words.get(field) or (field.replace("_", " ").capitalize(), "")
+
+
+def choice_words(form: str, language: str) -> dict[str, str]:
+    """code -> word of the form's choices in ``language`` (empty for a form without choices)."""
+    return dict(CHOICE_WORDS.get(form, {}).get(_language(language), {}))
+
+
+def choice_code(form: str, value: Any) -> Any:
+    """The code of a choice of ``form`` (empty: of any form) given as its code or as its word in any of the desk's
+    languages (a form stored in one language is still read after the desk changed its language); anything else
+    is returned as it is, for the form's own validation to refuse."""
+    if not isinstance(value, str):
+        return value
+    given = value.strip()
+    forms = [CHOICE_WORDS.get(form, {})] if form else list(CHOICE_WORDS.values())
+    for languages in forms:
+        for words in languages.values():
+            for code, word in words.items():
+                if given in (code, word):
+                    return code
+    return value
+
+
+def fit_choices(form: str, answer: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``answer`` with each choice given as a code replaced by the word the waiting form's ``schema`` offers for
+    it (the server accepts only the schema's own values); values the schema offers, or that are no choice of the
+    form, are left as they are.
+
+    Args:
+        form: the form (``claim_review``, ``escalation``...).
+        answer: field -> value, as the CLI or an API client gives it (codes).
+        schema: the JSON schema the suspended run stored for its form.
+
+    Returns:
+        The answer to send.
+    """
+    fitted = dict(answer)
+    properties = schema.get("properties") or {}
+    for name, value in answer.items():
+        offered = (properties.get(name) or {}).get("enum")
+        if not offered or value in offered:
+            continue
+        code = choice_code(form, value)
+        for word in offered:
+            if choice_code(form, word) == code:
+                fitted[name] = word
+                break
+    return fitted
