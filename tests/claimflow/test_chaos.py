@@ -2,9 +2,8 @@
 is disturbed underneath them (PostgreSQL: every other connection killed, again and again; SQLite: the file locked
 for a second at a time). Each client retries under its Idempotency-Key, as a 503 asks. Afterwards every post has
 its case exactly once, with exactly one acknowledgement, the watcher raised its escalations once each, and it was
-still passing after the last fault. Not covered here: restarting the Prefect server under this load (the
-reconciler's tests in tests/flows/test_case_flows.py cover runs missing, dead or stranded, as a lost server leaves
-them, but not a live restart)."""
+still passing after the last fault. The Prefect server crashing under load (killed and started again while cases
+are filed, the runner executes their runs and the watcher passes) is ``tests/flows/test_chaos_prefect.py``."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -17,14 +18,19 @@ import anyio
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
+from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
 from claimflow.db import get_engine
-from claimflow.settings import get_settings
+from claimflow.orchestrator import EmbeddedServer, api_url, auth_string
+from claimflow.settings import Settings, get_settings
 from flows.deployments import UNSCHEDULED, register
 from flows.runner import DeskRunner
 from models.tables import Event, Staff
 from tasks.runs import give_input, waiting_run
+from tests.ports import free_port
+
+SERVER_START_SECONDS = 120  # about 20 s on a first start (database set-up), under 10 s after
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +97,47 @@ def live_desk(database_url: str, monkeypatch: pytest.MonkeyPatch, desk_world: ty
     finally:
         runner.close()
         aside(asyncio.run, cancel_unfinished_runs())  # the browser tests run this teardown in Playwright's loop
+
+
+@contextmanager
+def desk_prefect_server(home: Path, *, login: str) -> Iterator[EmbeddedServer]:
+    """The desk's own embedded Prefect server (as ``claimflow up`` starts it: UI on, basic auth ``login``, SQLite)
+    on a free port, its data under ``home``; this process's Prefect client and the desk runner talk to it while
+    the context lasts. The server can be stopped and started again inside it (same port, same data)."""
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    settings = Settings(data_dir=home / "data", prefect_port=free_port(), prefect_auth=SecretStr(login))
+    server = EmbeddedServer(settings, log=home / "server.log")
+    server.start(timeout=SERVER_START_SECONDS)
+    try:
+        with temporary_settings(
+            {PREFECT_API_URL: api_url(settings), PREFECT_API_AUTH_STRING: auth_string(settings),
+             PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):  # fmt: skip
+            _restart_log_and_event_workers()  # they keep the server they started with (the harness's, if any)
+            try:
+                yield server
+            finally:
+                # ship the runs' last logs and events while the server is there, or they are retried at exit
+                # for a minute or more ("Error logging to API: All connection attempts failed")
+                _restart_log_and_event_workers()
+    finally:
+        server.stop()
+
+
+def _restart_log_and_event_workers() -> None:
+    """Drain and stop Prefect's log and event workers: each is started on first use with the client settings
+    of that moment and keeps them, so the next ones start with the settings in force then."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        aside(worker.drain_all, timeout=10, at_exit=False)  # in a thread: see aside()
 
 
 def aside(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

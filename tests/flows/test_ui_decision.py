@@ -25,23 +25,19 @@ from typing import Any
 
 import pytest
 from prefect.client.schemas.objects import StateType
-from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from claimflow.orchestrator import EmbeddedServer, api_url, auth_string
-from claimflow.settings import Settings
+from claimflow.orchestrator import api_url, auth_string
 from flows.watch import sla_watch
 from models.caseview import CHOICES, form_words
 from models.forms import choice_words, field_words
 from models.tables import Escalation
 from tasks.runs import launch_case
 from tests.browser import chromium
-from tests.flows.conftest import aside, run_log_levels
-from tests.ports import free_port
+from tests.flows.conftest import aside, desk_prefect_server, run_log_levels
 
 pytestmark = pytest.mark.slow
 
-SERVER_START_SECONDS = 120  # about 20 s on a first start (database set-up), under 10 s after
 UI_SECONDS = 30  # any one thing the page is expected to show
 APPLIED_SECONDS = 90  # from "Resume" pressed to the decision applied by the desk runner
 
@@ -56,43 +52,8 @@ class UIServer:
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
     """The desk's own embedded Prefect server (as ``claimflow up`` starts it: UI on, basic auth, SQLite) on a
     free port and a throwaway data directory; this process's Prefect client and the desk runner talk to it."""
-    from prefect.settings import (
-        PREFECT_API_AUTH_STRING,
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
-    )
-
-    home = tmp_path_factory.mktemp("desk-prefect")
-    settings = Settings(
-        data_dir=home / "data", prefect_port=free_port(), prefect_auth=SecretStr("desk:supervisor-ui-test")
-    )
-    server = EmbeddedServer(settings, log=home / "server.log")
-    server.start(timeout=SERVER_START_SECONDS)
-    url, login = api_url(settings), auth_string(settings)
-    try:
-        with temporary_settings(
-            {PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: login, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        ):
-            _restart_log_and_event_workers()  # they keep the server they started with (the harness's, if any)
-            try:
-                yield UIServer(url=url.removesuffix("/api"), login=login)
-            finally:
-                # ship the runs' last logs and events while the server is there, or they are retried at exit
-                # for a minute or more ("Error logging to API: All connection attempts failed")
-                _restart_log_and_event_workers()
-    finally:
-        server.stop()
-
-
-def _restart_log_and_event_workers() -> None:
-    """Drain and stop Prefect's log and event workers: each is started on first use with the client settings
-    of that moment and keeps them, so the next ones start with the settings in force then."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        aside(worker.drain_all, timeout=10, at_exit=False)  # in a thread: see aside()
+    with desk_prefect_server(tmp_path_factory.mktemp("desk-prefect"), login="desk:supervisor-ui-test") as server:
+        yield UIServer(url=api_url(server.settings).removesuffix("/api"), login=auth_string(server.settings))
 
 
 @pytest.fixture(scope="module")
