@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -82,9 +82,11 @@ def post(
     secret: str = "new-secret",
     key: str | None = None,
     headers: dict[str, str] | None = None,
+    now: datetime = NOW,
 ) -> httpx.Response:
+    """A signed POST, signed at ``now`` (the app's clock in these tests)."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    sent = {**sign_headers(source, secret, body, now=NOW, path=path, key=key), "Content-Type": "application/json"}
+    sent = {**sign_headers(source, secret, body, now=now, path=path, key=key), "Content-Type": "application/json"}
     sent.update(headers or {})
     return client.post(path, content=body, headers=sent)
 
