@@ -10,6 +10,8 @@
 | ``mail-intake/mail-intake`` | the intake mailbox (IMAP) | every minute |
 | ``quality-report/quality-report`` | quality artifacts | daily 06:00, Monday 06:30 (office time) |
 | ``satisfaction-survey/satisfaction-survey`` | survey invitations to a sample of closed cases | every day |
+| ``reassign-cases/reassign-cases`` | a supervisor moves a person's cases (Run > Custom run in the UI) | on demand |
+| ``extend-step/extend-step`` | a step's deadline extended before it passes (Run > Custom run) | on demand |
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from uuid import UUID
 import anyio
 from prefect import Flow
 
+from flows.actions import extend_step_flow, reassign_cases_flow
 from flows.case import claim_process, complaint_process, inquiry_process
 from flows.delivery import DEPLOYMENT_NAME as DELIVERY_DEPLOYMENT
 from flows.delivery import deliver_outbox, deliver_outbox_deployment
@@ -99,6 +102,20 @@ def desk_deployments(
                 name=SURVEY_DEPLOYMENT,
                 description="Survey invitations to a sample of recently closed cases.",
                 **every(survey_interval),
+            ),
+        ),
+        (
+            reassign_cases_flow,
+            reassign_cases_flow.to_deployment(
+                name="reassign-cases",
+                description="A supervisor moves a person's open cases (or one) to another handler: Run > Custom run.",
+            ),
+        ),
+        (
+            extend_step_flow,
+            extend_step_flow.to_deployment(
+                name="extend-step",
+                description="Extend a step's deadline before it passes (the customer is told): Run > Custom run.",
             ),
         ),
     ]

@@ -27,11 +27,10 @@ from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, escalation_run_name, what_is_due
 from tasks.cases import NewEvent, append_event, append_events, chain_tips
-from tasks.outbox import Message, default_config, enqueue, look_up, prepare_messages, queue_messages
+from tasks.extensions import apply_extension
+from tasks.outbox import Message, default_config, look_up, prepare_messages, queue_messages
 from tasks.workflow import (
     Desk,
-    _apply_schedule,
-    _schedule,
     _username,
     authenticate,
     due_line,
@@ -476,20 +475,8 @@ def _apply_escalation(session: Session, desk: Desk, *, case: Case, step: Step, e
     requester = escalation_requester(session, step, member)
     if choice == "extend":
         name = str(answer.get("extension", "")).strip() or "supervisor-extension"
-        if not reason:
-            raise InvalidInput("an extension states its reason (the customer is told)")
-        previous = step.due_at
-        step.extensions = [*step.extensions, name]
-        _apply_schedule(step, _schedule(session, desk, case=case, step=step, now=now), now=now)
-        if step.due_at is None or (previous is not None and step.due_at <= previous):
-            raise InvalidInput(f"extension '{name}' does not move the deadline of {step.name} under the packs in force")
-        detail.update(extension=name, previous_due=previous, due=step.due_at, reason=reason)
-        enqueue(
-            session, template="extension_notice", recipient=f"customer:{case.customer_id}", case=case, now=now,
-            context={"case_number": case.number, "previous_due_at": previous, "due_at": step.due_at,
-                     "reason": reason, "jurisdiction": case.jurisdiction},
-            idempotency_key=f"extension:{step.id}:{len(step.extensions)}",
-        )  # fmt: skip
+        previous, due = apply_extension(session, desk, case=case, step=step, name=name, reason=reason, now=now)
+        detail.update(extension=name, previous_due=previous, due=due, reason=reason)
     elif choice in ("reassign", "take_over"):
         if choice == "take_over":
             new = member

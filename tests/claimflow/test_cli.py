@@ -422,3 +422,24 @@ def test_a_claim_filed_without_a_product_line_is_sorted_from_the_terminal(desk: 
     sorted_ = desk("case", "triage", number, "--product-line", "motor", "--by", "zhao.min", "--code", code)
     assert sorted_.strip() == f"{number}: motor, now li.wei's"
     assert "handler: li.wei" in desk("case", "show", number)
+
+
+def test_a_step_is_extended_before_its_deadline_from_the_terminal(desk: Desk, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from models.otp import code_at
+
+    staff = tmp_path / "staff.yaml"
+    staff.write_text(STAFF_YAML, encoding="utf-8")
+    desk("staff", "import", str(staff))
+    secrets = {who: re.search(r"secret: ([A-Z2-7]{32})", desk("staff", "enroll", who)).group(1)
+               for who in ("zhao.min", "li.wei")}  # fmt: skip
+    number = desk("--actor", "li.wei", "case", "new", "--kind", "claim", "--channel", "phone", "--name", "张三",
+                  "--phone", "13812345678", "--product-line", "motor").strip()  # fmt: skip
+    asked = desk("case", "extend", number, "--by", "li.wei", "--code", code_at(secrets["li.wei"], datetime.now(UTC)),
+                 "--reason", "Report awaited", code=6)  # fmt: skip
+    assert "ask a supervisor" in asked  # refused: exit 6, as a refused decision
+    done = desk("case", "extend", number, "--by", "zhao.min", "--code", code_at(secrets["zhao.min"], datetime.now(UTC)),
+                "--reason", "The assessor's report is due on Monday")  # fmt: skip
+    assert re.search(rf"{number}: review extended \(supervisor-extension\) from .+ to .+; the customer is told", done)
+    assert "step_extended" in desk("case", "show", number)
