@@ -281,3 +281,48 @@ def test_a_handlers_worklist_link_shows_their_waiting_cases_and_each_case_page_s
     expect(page.get_by_text(f"{first.number} · claim · under_review").first).to_be_visible()
     expect(page.get_by_text(f"who may decide: {mine} (the handler)").first).to_be_visible()
     page.screenshot(path=str(tmp_path / "case-artifact.png"), full_page=True)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_supervisor_reassigns_a_handlers_cases_from_the_deployments_page(
+    page, ui_server, ui_live, kit, tmp_path
+) -> None:
+    """Leave or illness: the supervisor opens the ``reassign-cases`` deployment, Run > Custom run, fills in the form
+    (whose cases, to whom, themselves, their code, why) and submits; the desk runner moves the cases."""
+    from playwright.sync_api import expect
+
+    world = ui_live
+    case = world.file(product_line="motor")
+    handler = kit.handler_of(world, case)
+    target = "wang.fang" if handler != "wang.fang" else "li.wei"
+
+    page.goto("/deployments")  # the UI asks for the desk's login first
+    login, listed = (
+        page.get_by_role("textbox", name="admin:pass"),
+        page.get_by_role("link", name="reassign-cases", exact=True).first,
+    )
+    expect(login.or_(listed).first).to_be_visible()
+    if login.is_visible():
+        login.fill(ui_server.login)
+        page.get_by_role("button", name="Login").click()
+        page.goto("/deployments")
+    listed.click()
+    page.screenshot(path=str(tmp_path / "deployment.png"), full_page=True)
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run", exact=True).click()
+    page.screenshot(path=str(tmp_path / "custom-run.png"), full_page=True)
+
+    def field(name: str) -> Any:  # the parameter's box: the first text area after its heading
+        return page.locator(f"xpath=//*[normalize-space(text())='{name}']/following::textarea[1]")
+
+    expect(page.get_by_text("You: a supervisor or manager (not the person whose cases move).")).to_be_visible()
+    field("from_staff").fill(handler)
+    field("to_staff").fill(target)
+    field("by").fill("zhao.min")
+    field("approval_code").fill(world.live_code("zhao.min", lasting=True))
+    field("reason").fill("On leave until Monday")
+    page.screenshot(path=str(tmp_path / "filled.png"), full_page=True)
+    page.get_by_role("button", name="Submit").click()
+    kit.wait_for("the case to move", lambda: kit.handler_of(world, case) == target, timeout=APPLIED_SECONDS)
+    assert "reassigned" in kit.events(world, case)
+    page.screenshot(path=str(tmp_path / "submitted.png"), full_page=True)
