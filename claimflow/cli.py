@@ -250,6 +250,7 @@ def staff_links_command(
 
 SupervisorOption = Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")]
 CodeOption = Annotated[str, typer.Option(help="Your current approval code.")]
+HolderOption = Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")]
 
 
 @staff_app.command("reassign")
@@ -466,7 +467,7 @@ def case_triage(
 @case_app.command("notice")
 def case_notice(
     number: Annotated[str, typer.Argument(help="A case that owes a progress notice (its page shows the step).")],
-    by: Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")],
+    by: HolderOption,
     code: CodeOption,
     reasons: Annotated[str, typer.Option(help="Why the decision takes longer (the customer reads it).")],
     expected: Annotated[str, typer.Option(help="The date a decision is expected, YYYY-MM-DD.")],
@@ -489,7 +490,7 @@ def case_notice(
 @case_app.command("advance")
 def case_advance(
     number: Annotated[str, typer.Argument(help="A claim that owes an advance payment (PRC Insurance Law art. 25).")],
-    by: Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")],
+    by: HolderOption,
     code: CodeOption,
     amount: Annotated[str | None, typer.Option(help="The amount already certain, paid in advance.")] = None,
     reference: Annotated[str, typer.Option(help="The payment's reference.")] = "",
@@ -513,7 +514,7 @@ def case_advance(
 @case_app.command("extend")
 def case_extend(
     number: Annotated[str, typer.Argument(help="A case whose step will not be done by its deadline.")],
-    by: Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")],
+    by: HolderOption,
     code: CodeOption,
     reason: Annotated[str, typer.Option(help="Why more time is needed (the customer reads it).")],
     step: Annotated[str | None, typer.Option(help="The step (default: the open one due first).")] = None,
