@@ -401,3 +401,14 @@ def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | Non
 def _json_scalar(value: Any) -> str:
     """orjson writes JSON values, dates and times itself (times as ``isoformat`` spells them); nothing else."""
     raise TypeError(f"{type(value).__name__} cannot be sent in a batch of rows (only JSON values and times)")
+
+
+def lock_name(session: Session, name: str) -> None:
+    """Hold a lock on ``name`` until the transaction ends: two transactions about the same thing with no row to lock
+    (an Idempotency-Key seen for the first time) run one after the other. PostgreSQL: a transaction-level advisory
+    lock on a 64-bit digest of the name; SQLite: its writes are serial already (``BEGIN IMMEDIATE``)."""
+    import hashlib
+
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -6,7 +6,9 @@ answer once. A forged, unknown, used or expired link gets a page that says so in
 was wrong (422) and nothing stored.
 
 ``POST /v1/feedback`` (signed like every webhook, see ``claimflow.api``) records feedback that arrived on
-another channel: ``{"case_number": "CLM-2026-000001", "text": "...", "score": 4, "solved": true}``. With an
+another channel: ``{"case_number": "CLM-2026-000001", "text": "...", "score": 4, "solved": true}``; without a
+``case_number`` it is feedback about the desk in general (``tasks.feedback.record_general``), with an optional
+``customer`` (``name`` and a ``phone`` or an ``email``) to answer. With an
 ``Idempotency-Key`` a retried post answers the first answer again instead of recording twice.
 """
 
@@ -35,7 +37,7 @@ from claimflow.api import (
     read_body,
     validation_errors,
 )
-from claimflow.db import session_scope
+from claimflow.db import lock_name, session_scope
 from claimflow.secrets import survey_key
 from models.errors import InvalidInput, NotFound
 from models.messages import format_deadline, make_environment
@@ -50,9 +52,16 @@ from models.survey import (
     parse_answer,
     read_token,
 )
-from models.tables import Case, Feedback, SurveyInvitation
+from models.tables import Case, CustomerCreate, Feedback, SurveyInvitation
 from tasks.cases import get_case
-from tasks.feedback import FeedbackOutcome, answer_survey, consequences, follow_up_step_name, record
+from tasks.feedback import (
+    FeedbackOutcome,
+    answer_survey,
+    consequences,
+    follow_up_step_name,
+    record,
+    record_general,
+)
 from tasks.intake import IdempotencyConflict, body_digest, filed_by
 from tasks.survey import open_invitation
 
@@ -89,12 +98,25 @@ def render_page(
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
-class FeedbackIn(BaseModel):
-    """Feedback from another channel, posted by a signed source."""
+class FeedbackContact(BaseModel):
+    """Who gave general feedback, to answer them (a phone number or an e-mail address at least)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    case_number: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9][0-9 ()-]{4,38}$")
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    language: str = Field(default="zh-CN", max_length=16, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+
+
+class FeedbackIn(BaseModel):
+    """Feedback from another channel, posted by a signed source: about a case (``case_number``), or about the desk
+    in general with no case (a hotline, a web form, social media), then with the ``customer`` to answer if known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_number: str | None = Field(default=None, min_length=1, max_length=32)
+    customer: FeedbackContact | None = None
     text: str | None = Field(default=None, max_length=20_000)
     score: int | None = Field(default=None, ge=1, le=5)
     solved: bool | None = None
@@ -108,6 +130,16 @@ def _outcome_body(outcome: FeedbackOutcome, number: str) -> dict[str, Any]:
         "classification": outcome.kind.value,
         "follow_up": outcome.follow_up.name if outcome.follow_up else None,
         "complaint_case_number": outcome.complaint_case.number if outcome.complaint_case else None,
+    }
+
+
+def _general_body(feedback: Feedback, complaint: Case | None) -> dict[str, Any]:
+    return {
+        "feedback_id": feedback.id,
+        "case_number": None,
+        "classification": feedback.classification,
+        "follow_up": None,
+        "complaint_case_number": complaint.number if complaint else None,
     }
 
 
@@ -240,6 +272,10 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
         # same start were one); the same key with another body is a conflict, not the first answer again
         keyed = f"webhook {source} key:{hashlib.sha256(key.encode()).hexdigest()[:32]}" if key else None
         origin = f"{keyed} body:{digest[:32]}" if keyed else f"webhook {source}"
+        if posted.case_number is None:
+            return record_general_posted(source, posted, keyed, origin)
+        if posted.customer is not None:
+            raise InvalidInput("customer: only for feedback with no case_number (a case's customer is on file)")
         with session_scope(intake.engine) as session:
             # the case's row is held until the commit: a retry racing under the same key waits and then finds
             # the first one's feedback, and the events of concurrent posts chain one after the other. Only a case
@@ -257,6 +293,25 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
                              score=posted.score, solved=posted.solved, source=origin, actor=source,
                              now=intake.clock())  # fmt: skip
             return _outcome_body(outcome, case.number), False
+
+    def record_general_posted(source: str, posted: FeedbackIn, keyed: str | None,
+                              origin: str) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        with session_scope(intake.engine) as session:
+            if keyed is not None:
+                lock_name(session, keyed)  # a retry racing under the same key waits for the first, then finds it
+                earlier = session.exec(
+                    select(Feedback).where(col(Feedback.case_id).is_(None), col(Feedback.source).startswith(keyed))
+                ).first()
+                if earlier is not None and earlier.source != origin:
+                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
+                if earlier is not None:
+                    complaint = session.get(Case, earlier.complaint_case_id) if earlier.complaint_case_id else None
+                    return _general_body(earlier, complaint), True
+            contact = CustomerCreate(**posted.customer.model_dump()) if posted.customer else None
+            outcome = record_general(session, intake.desk, channel=posted.channel, text=posted.text,
+                                     score=posted.score, solved=posted.solved, contact=contact, source=origin,
+                                     actor=source, now=intake.clock())  # fmt: skip
+            return _general_body(outcome.feedback, outcome.complaint_case), False
 
     @app.post(
         "/v1/feedback",

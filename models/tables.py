@@ -318,7 +318,9 @@ class SurveyInvitation(SQLModel, table=True):
 
 
 class Feedback(SQLModel, table=True):
-    """What a customer said about a case: a survey answer, an e-mail reply, a phone note, a webhook."""
+    """What a customer said about a case (a survey answer, an e-mail reply, a phone note, a webhook), or about the
+    desk in general with no case (a hotline call, a web form, a social-media post): then ``case_id`` is empty, the
+    customer is named when they could be identified, and a supervisor closes it with ``handled_at``."""
 
     __table_args__ = (
         CheckConstraint("score IS NULL OR (score BETWEEN 1 AND 5)", name="ck_feedback_score_range"),
@@ -326,7 +328,9 @@ class Feedback(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="case.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    """General feedback: the customer on file it came from, when the contact given matched one."""
     score: int | None = None
     solved: bool | None = None
     comment: str | None = Field(default=None, sa_type=Text)
@@ -338,6 +342,11 @@ class Feedback(SQLModel, table=True):
     invitation_id: int | None = Field(default=None, foreign_key="survey_invitation.id")
     complaint_case_id: int | None = Field(default=None, foreign_key="case.id")
     """The complaint case this feedback opened, if it was a complaint."""
+    handled_at: datetime | None = _ts()
+    """General feedback: when a supervisor closed it (``claimflow feedback done --feedback ID``)."""
+    handled_by: str | None = Field(default=None, max_length=64)
+    handled_note: str | None = Field(default=None, sa_type=Text)
+    """What the supervisor did with it."""
 
 
 class Outbox(SQLModel, table=True):

@@ -98,15 +98,7 @@ def record(
     Raises:
         InvalidInput: an unknown channel, a score outside 1..5, or a comment that is too long.
     """
-    if channel not in CHANNELS:
-        raise InvalidInput(f"channel {channel!r}: one of {', '.join(CHANNELS)}")
-    if score is not None and not 1 <= score <= 5:
-        raise InvalidInput(f"score {score}: 1 to 5")
-    comment = (text or "").strip() or None
-    if comment is not None and len(comment) > desk.settings.mail_max_description_chars:
-        raise InvalidInput(f"text: at most {desk.settings.mail_max_description_chars} characters ({len(comment)})")
-    if score is None and solved is None and comment is None:
-        raise InvalidInput("feedback needs a score, an answer to 'solved' or a text")
+    comment = _checked(desk, channel=channel, text=text, score=score, solved=solved)
     assert case.id is not None
     found = classify_feedback(comment, score=score, solved=solved)
     feedback = Feedback(
@@ -143,6 +135,153 @@ def record(
     if files_complaint:
         complaint = _file_complaint(session, desk, case=case, feedback=feedback, channel=channel, now=now)
     return FeedbackOutcome(feedback, found.kind, found.rule, step, complaint)
+
+
+def _checked(desk: Desk, *, channel: str, text: str | None, score: int | None, solved: bool | None) -> str | None:
+    """The comment, stripped, once the feedback is known to be well formed.
+
+    Raises:
+        InvalidInput: an unknown channel, a score outside 1..5, a comment that is too long, or nothing said.
+    """
+    if channel not in CHANNELS:
+        raise InvalidInput(f"channel {channel!r}: one of {', '.join(CHANNELS)}")
+    if score is not None and not 1 <= score <= 5:
+        raise InvalidInput(f"score {score}: 1 to 5")
+    comment = (text or "").strip() or None
+    if comment is not None and len(comment) > desk.settings.mail_max_description_chars:
+        raise InvalidInput(f"text: at most {desk.settings.mail_max_description_chars} characters ({len(comment)})")
+    if score is None and solved is None and comment is None:
+        raise InvalidInput("feedback needs a score, an answer to 'solved' or a text")
+    return comment
+
+
+# --- feedback about the desk, with no case ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneralOutcome:
+    """What recording one piece of general feedback did."""
+
+    feedback: Feedback
+    kind: FeedbackKind
+    rule: str
+    complaint_case: Case | None = None
+    unanswerable: bool = False
+    """A complaint with no way to reach its author: kept as feedback, with no case to answer it."""
+
+
+def customer_on_file(session: Session, contact: CustomerCreate | None) -> Customer | None:
+    """The customer on file with the e-mail address (any case) or the phone number given, the latest one."""
+    if contact is None:
+        return None
+    for column, value in ((Customer.email, (contact.email or "").strip().casefold()),
+                          (Customer.phone, (contact.phone or "").strip())):  # fmt: skip
+        if value:
+            key = func.lower(col(column)) if column is Customer.email else col(column)
+            found = session.exec(select(Customer).where(key == value).order_by(col(Customer.id).desc())).first()
+            if found is not None:
+                return found
+    return None
+
+
+def record_general(
+    session: Session,
+    desk: Desk,
+    *,
+    channel: str,
+    text: str | None,
+    now: datetime,
+    score: int | None = None,
+    solved: bool | None = None,
+    contact: CustomerCreate | None = None,
+    source: str | None = None,
+    actor: str = "system",
+    vouched: bool = False,
+) -> GeneralOutcome:
+    """Store feedback about the desk that names no case (a hotline call, a web form, social media) and act on it.
+
+    It is classified as any feedback is; the customer on file is linked when the contact given matches one. A
+    complaint (its words) from someone the desk can reach files a complaint case for them, routed to the
+    complaints team as every complaint is; a complaint from nobody reachable is kept, marked unanswerable. The
+    supervisors are told of every one (``staff_general_feedback``) and close it once looked at
+    (``finish_general``), so none is left unread. The caller commits.
+
+    ``vouched``: the contact was checked by a person (a staff member noting a call), so a complaint is filed for
+    the customer on file it matches. Otherwise (a webhook) the complaint is filed for the contact as given: knowing
+    someone's e-mail address must not be enough to file in their name and have the desk write to them.
+
+    Raises:
+        InvalidInput: as ``record``; and a contact with neither a phone number nor an e-mail address.
+    """
+    comment = _checked(desk, channel=channel, text=text, score=score, solved=solved)
+    if contact is not None and not (contact.phone or contact.email):
+        raise InvalidInput("customer: give a phone number or an e-mail address to be answered (or no customer)")
+    found = classify_feedback(comment, score=score, solved=solved)
+    on_file = customer_on_file(session, contact)
+    feedback = Feedback(case_id=None, customer_id=on_file.id if on_file else None, score=score, solved=solved,
+                        comment=comment, channel=channel, classification=found.kind.value, received_at=now,
+                        source=(source or None) and source[:200])  # fmt: skip
+    session.add(feedback)
+    session.flush()
+    complaint = None
+    complains = comment is not None and classify_feedback(comment).kind == FeedbackKind.complaint
+    filer = on_file if vouched or contact is None else None
+    if complains and (contact is not None or filer is not None):
+        intake_channel = channel if channel in {c.value for c in Channel} else Channel.webhook.value
+        data = CaseCreate(kind=CaseKind.complaint, channel=Channel(intake_channel), description=comment,
+                          customer=contact or CustomerCreate(name=filer.name if filer else "-"))  # fmt: skip
+        complaint = intake(session, desk, data=data, actor=actor, now=now, customer=filer)
+        feedback.complaint_case_id = complaint.id
+        session.add(feedback)
+    reached = "a customer on file" if on_file else "contact details given" if contact else "nobody to answer"
+    enqueue(
+        session,
+        template="staff_general_feedback",
+        recipient="role:supervisor",
+        context={
+            "feedback_id": feedback.id, "channel": channel, "classification": found.kind.value,
+            "score": score if score is not None else "-", "comment": (comment or "-")[:500], "contact": reached,
+            "complaint_number": complaint.number if complaint else "-",
+            "command": f"claimflow feedback done --feedback {feedback.id} --by <username> --note ...",
+        },
+        idempotency_key=f"general-feedback:{feedback.id}",
+        now=now,
+    )  # fmt: skip
+    return GeneralOutcome(feedback, found.kind, found.rule, complaint, complains and complaint is None)
+
+
+def finish_general(session: Session, *, feedback_id: int, username: str, note: str, now: datetime) -> Feedback:
+    """A supervisor or manager closes a piece of general feedback once it has been looked at (the caller commits).
+
+    Raises:
+        NotFound: no such general feedback, or no such active staff member.
+        InvalidInput: an empty note, one already closed, or a member who is not a supervisor or manager.
+    """
+    if not note.strip():
+        raise InvalidInput("--note: say what was done with it")
+    feedback = session.get(Feedback, feedback_id, with_for_update=True)
+    if feedback is None or feedback.case_id is not None:
+        raise NotFound(f"no general feedback #{feedback_id} (feedback on a case is closed with its case number)")
+    member = session.exec(select(Staff).where(Staff.username == username)).first()
+    if member is None or not member.active:
+        raise NotFound(f"no active staff member {username!r}")
+    if member.role not in ("supervisor", "manager"):
+        raise InvalidInput(f"{username} is a {member.role}; general feedback is closed by a supervisor or manager")
+    if feedback.handled_at is not None:
+        raise InvalidInput(f"feedback #{feedback_id} was closed by {feedback.handled_by} already")
+    if len(note) > MAX_COMMENT_CHARS:
+        raise InvalidInput(f"--note: at most {MAX_COMMENT_CHARS} characters")
+    feedback.handled_at, feedback.handled_by, feedback.handled_note = now, username, note.strip()
+    session.add(feedback)
+    return feedback
+
+
+def open_general(session: Session) -> list[Feedback]:
+    """General feedback nobody has closed yet, the oldest first."""
+    return list(session.exec(
+        select(Feedback).where(col(Feedback.case_id).is_(None), col(Feedback.handled_at).is_(None))
+        .order_by(col(Feedback.received_at))
+    ))  # fmt: skip
 
 
 def consequences(case: Case, feedback: Feedback) -> tuple[bool, bool]:

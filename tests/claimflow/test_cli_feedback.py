@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -64,6 +65,28 @@ def test_a_dissatisfied_call_opens_a_follow_up_that_a_supervisor_closes(world, c
     assert f"follow_up closed by {supervisor}" in cli("feedback", "done", case.number, "--by", supervisor, "--note",
                                                        "explained the deduction")  # fmt: skip
     assert case.number not in cli("feedback", "follow-ups")
+
+
+def test_a_call_about_the_desk_with_no_case_is_noted_and_a_supervisor_closes_it(world, cli) -> None:
+    said = cli("feedback", "note", "--text", "我要投诉，电话总是占线", "--by", "li.wei", "--name", "赵六",
+               "--phone", "13700002222")  # fmt: skip
+    found = re.search(r"recorded general feedback #(\d+): complaint .*; complaint (CMP-\S+) filed", said)
+    assert found, said
+    number = found.group(2)
+    listed = cli("feedback", "list")
+    assert "(general)" in listed and number in listed
+    assert f"#{found.group(1)}" in cli("feedback", "follow-ups")  # waits for a supervisor
+    assert "supervisor or manager" in cli("feedback", "done", "--feedback", found.group(1), "--by", "li.wei",
+                                          "--note", "read", code=2)  # fmt: skip
+    assert f"general feedback #{found.group(1)} closed by zhao.min" in cli(
+        "feedback", "done", "--feedback", found.group(1), "--by", "zhao.min", "--note", "Added a line; told the team"
+    )
+    assert f"#{found.group(1)}" not in cli("feedback", "follow-ups")
+    with Session(world.engine) as session:
+        complaint = session.exec(select(Case).where(Case.number == number)).one()
+        assert complaint.kind == CaseKind.complaint
+    refused = cli("feedback", "note", "CLM-2026-000001", "--text", "hi", "--by", "li.wei", "--phone", "1", code=2)
+    assert "for feedback with no case" in refused
 
 
 @pytest.mark.parametrize(

@@ -359,8 +359,8 @@ def test_hostile_feedback_bodies_get_clear_answers_and_store_nothing(world: Any,
     assert problem(post_feedback(client, world, deep), 400)["title"] == "Malformed request"
     nul = problem(post_feedback(client, world, {"case_number": case.number, "text": "a\x00b"}), 422)
     assert nul["errors"] == [{"field": "text", "message": "must not contain NUL characters"}]
-    extra = problem(post_feedback(client, world, {"case_number": case.number, "score": 3, "customer": {}}), 422)
-    assert extra["errors"][0]["field"] == "customer"
+    extra = problem(post_feedback(client, world, {"case_number": case.number, "score": 3, "customer_id": 7}), 422)
+    assert extra["errors"][0]["field"] == "customer_id"  # an unknown key is refused, not dropped
     long_key = problem(post_feedback(client, world, {"case_number": case.number, "score": 3}, key="k" * 201), 400)
     assert "Idempotency-Key must be 1 to 200" in long_key["detail"]
     assert count_feedback(world) == 0
@@ -406,3 +406,42 @@ def test_a_too_long_comment_or_language_gets_the_page_not_a_json_problem(world: 
     assert long.status_code == 422 and long.headers["content-type"].startswith("text/html")  # the form again
     assert "comment: at most 2000 characters (10000 given)" in long.text
     assert stored(world) == []
+
+
+def test_feedback_with_no_case_is_recorded_a_complaint_files_a_case_and_retries_answer_once(
+    world: Any, client: TestClient
+) -> None:
+    """A hotline or social-media channel posts what a customer said about the desk, naming no case."""
+    praise = post_feedback(client, world, {"text": "服务很好，谢谢", "score": 5, "channel": "phone"})
+    assert praise.status_code == 202, praise.text
+    assert praise.json()["case_number"] is None and praise.json()["classification"] == "praise"
+
+    payload = {"text": "我要投诉：电话一直打不通", "channel": "app",
+               "customer": {"name": "李四", "phone": "13900001111", "language": "zh-CN"}}  # fmt: skip
+    first = post_feedback(client, world, payload, key="weibo-post-881")
+    assert first.status_code == 202, first.text
+    number = first.json()["complaint_case_number"]
+    assert first.json()["classification"] == "complaint" and number.startswith("CMP-")
+    again = post_feedback(client, world, payload, key="weibo-post-881")
+    assert (again.status_code, again.json()) == (200, first.json())  # the first answer, nothing filed twice
+    other = post_feedback(client, world, {**payload, "text": "另一条"}, key="weibo-post-881")
+    assert problem(other, 409)["title"] == "Idempotency conflict"
+    with Session(world.engine) as session:
+        complaints = session.exec(select(Case).where(Case.kind == "complaint")).all()
+        assert [c.number for c in complaints] == [number]
+        general = session.exec(select(Feedback).where(Feedback.case_id == None)).all()  # noqa: E711
+        assert len(general) == 2 and all(f.handled_at is None for f in general)
+
+
+def test_feedback_with_no_case_and_a_bad_customer_is_refused_and_stores_nothing(world: Any, client: TestClient) -> None:
+    case, _ = settled(world, "zh-CN", by=SOURCE)
+    who = {"name": "李四", "phone": "13900001111"}
+    mixed = problem(post_feedback(client, world, {"case_number": case.number, "text": "x", "customer": who}), 422)
+    assert "only for feedback with no case_number" in mixed["errors"][0]["message"]
+    unreachable = problem(post_feedback(client, world, {"text": "投诉", "customer": {"name": "李四"}}), 422)
+    assert "phone number or an e-mail" in unreachable["errors"][0]["message"]
+    unknown = problem(post_feedback(client, world, {"text": "x", "customer": {**who, "id_number": "1234"}}), 422)
+    assert unknown["errors"][0]["field"].startswith("customer")
+    bad_phone = problem(post_feedback(client, world, {"text": "x", "customer": {**who, "phone": "call me"}}), 422)
+    assert bad_phone["errors"][0]["field"].startswith("customer")
+    assert count_feedback(world) == 0

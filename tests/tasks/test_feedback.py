@@ -304,3 +304,85 @@ def test_a_follow_up_nobody_does_is_reminded_and_escalated_like_any_step(world) 
         escalation = session.exec(select(Escalation).where(Escalation.step_id == step.id)).one()
     assert escalation.level == 1 and escalation.role == "supervisor"
     assert world.case(case).status == "closed"
+
+
+# --- feedback about the desk, with no case ------------------------------------------------------------------
+
+
+def _general(world, **kwargs: object):
+    from tasks.feedback import record_general
+
+    world.now += timedelta(minutes=1)
+    with session_scope(world.engine) as session:
+        outcome = record_general(session, world.desk, now=world.now, **kwargs)
+        return outcome.feedback.id, outcome.kind.value, outcome.complaint_case, outcome.unanswerable
+
+
+def test_general_praise_is_kept_without_a_case_and_the_supervisors_are_told(world) -> None:
+    from tasks.feedback import finish_general, open_general
+
+    feedback_id, kind, complaint, unanswerable = _general(world, channel="phone", text="谢谢你们的服务，非常满意",
+                                                          score=5)  # fmt: skip
+    assert kind == "praise" and complaint is None and not unanswerable
+    with Session(world.engine) as session:
+        stored = session.get(Feedback, feedback_id)
+        assert stored.case_id is None and stored.customer_id is None and stored.handled_at is None
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_general_feedback")).one()
+        assert told.recipient == "role:supervisor" and told.case_id is None
+        assert f"--feedback {feedback_id}" in told.context["command"]
+        assert [f.id for f in open_general(session)] == [feedback_id]
+    with pytest.raises(InvalidInput, match="supervisor or manager"), session_scope(world.engine) as session:
+        finish_general(session, feedback_id=feedback_id, username="li.wei", note="Read", now=world.now)
+    with session_scope(world.engine) as session:
+        finish_general(session, feedback_id=feedback_id, username="zhao.min", note="Passed on to the team",
+                       now=world.now)  # fmt: skip
+    with Session(world.engine) as session:
+        assert open_general(session) == []
+        assert session.get(Feedback, feedback_id).handled_by == "zhao.min"
+
+
+def test_a_general_complaint_from_a_customer_on_file_files_a_complaint_case_for_them(world) -> None:
+    """Noted by staff (vouched): the complaint is filed for the customer on file, not for a new one."""
+    from models.tables import CustomerCreate
+
+    claim = world.file(product_line="motor", customer=CustomerCreate(name="王小明", email="Wang@Example.com"))
+    feedback_id, kind, complaint, _ = _general(
+        world, channel="phone", text="投诉：客服电话一直打不通，态度很差", vouched=True,
+        contact=CustomerCreate(name="王小明", email="wang@example.com"),
+    )  # fmt: skip
+    assert kind == "complaint" and complaint is not None and complaint.kind == CaseKind.complaint
+    customer_id = world.case(claim).customer_id
+    with Session(world.engine) as session:
+        stored = session.get(Feedback, feedback_id)
+        assert stored.complaint_case_id == complaint.id
+        assert stored.customer_id == customer_id == complaint.customer_id  # the same customer, not a new one
+        assert session.exec(select(Outbox).where(Outbox.template == "acknowledgement_complaint")).one()
+
+
+def test_a_general_complaint_from_nobody_reachable_is_kept_and_bad_feedback_is_refused(world) -> None:
+    from models.tables import CustomerCreate
+
+    _, kind, complaint, unanswerable = _general(world, channel="webhook", text="投诉：你们的网站总是出错")
+    assert kind == "complaint" and complaint is None and unanswerable
+    with pytest.raises(InvalidInput, match="phone number or an e-mail"):
+        _general(world, channel="phone", text="投诉", contact=CustomerCreate(name="匿名"))
+    with pytest.raises(InvalidInput, match="needs a score"):
+        _general(world, channel="phone", text="  ")
+    with pytest.raises(InvalidInput, match="channel"):
+        _general(world, channel="pigeon", text="hello")
+
+
+def test_a_complaint_posted_with_someones_address_is_not_filed_in_their_name(world) -> None:
+    """Unvouched (a webhook): the feedback is linked to the customer on file for the supervisors to see, but the
+    complaint is filed for the contact as given, so the desk does not write to the customer on file's phone."""
+    from models.tables import CustomerCreate
+
+    claim = world.file(product_line="motor", customer=CustomerCreate(name="王小明", email="wang@example.com",
+                                                                    phone="13812345678"))  # fmt: skip
+    feedback_id, _, complaint, _ = _general(world, channel="webhook", text="投诉：服务太差",
+                                            contact=CustomerCreate(name="X", email="wang@example.com"))  # fmt: skip
+    on_file = world.case(claim).customer_id
+    with Session(world.engine) as session:
+        assert session.get(Feedback, feedback_id).customer_id == on_file
+        assert complaint is not None and complaint.customer_id != on_file
+        assert session.get(Customer, complaint.customer_id).phone is None
