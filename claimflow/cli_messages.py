@@ -195,9 +195,11 @@ def outbox_release(
                             edits=parse_sets(sets) or None, by=cli.state.actor)  # fmt: skip
         lines = [f"outbox #{row.id} queued ({row.template} to {row.recipient})" for row in done.queued]
         lines += [f"outbox #{row.id} still held ({row.template}): {why}" for row, why in done.still_held]
+        lines += [f"outbox #{row.id} withdrawn ({row.template}): {row.last_error}" for row in done.withdrawn]
     for line in lines:
         out.print(line)
-    out.print(f"{len(done.queued)} queued, {len(done.still_held)} still held")
+    out.print(f"{len(done.queued)} queued, {len(done.still_held)} still held"
+              + (f", {len(done.withdrawn)} withdrawn" if done.withdrawn else ""))  # fmt: skip
 
 
 @outbox_app.command("deliver")

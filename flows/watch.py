@@ -110,6 +110,8 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
     if signed is not None:
         write_anchor(anchor_path(settings.data_dir), signed)
     released = await transaction(release_held, now=at, config=default_config())
+    if released.withdrawn:
+        logger.info("withdrew %d held letter(s) their cases' decisions overtook", len(released.withdrawn))
     if released.queued:
         logger.info("sent %d held message(s) that now pass (claimflow outbox list --status held: the rest)",
                     len(released.queued))  # fmt: skip

@@ -63,6 +63,9 @@ class OutboxStatus(StrEnum):
     held = "held"
     """Not sent yet, kept with its values: the wording check refused it or the desk lacks a detail it quotes
     (``claimflow outbox release`` checks it again)."""
+    withdrawn = "withdrawn"
+    """Held, and no longer true when it could be sent: a letter about a decision still to come (acknowledgement,
+    progress notice, extension, missing documents) whose case was decided meanwhile. Kept, never sent."""
 
 
 class Decision(StrEnum):

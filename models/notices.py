@@ -56,6 +56,21 @@ UNDECIDED = {
 }
 """The states in which a case still waits for its decision: a notice is owed only while the case is in one."""
 
+WHILE_UNDECIDED = frozenset({"acknowledgement_claim", "acknowledgement_complaint", "acknowledgement_inquiry",
+                             "progress_notice", "extension_notice", "missing_documents"})  # fmt: skip
+"""Letters that speak of a decision still to come (the date it is promised by, what is still needed): true only
+while the case waits for its decision."""
+
+
+def stale(template: str, *, kind: str, status: str) -> bool:
+    """Whether a letter held back until now would no longer be true if sent: it speaks of a decision still to come
+    and the case (an inquiry: answered or closed) has been decided meanwhile."""
+    if template not in WHILE_UNDECIDED:
+        return False
+    if str(kind) == "inquiry":
+        return status != "received"
+    return not owed(kind, status)
+
 
 def rule_for(kind: str, jurisdiction: str) -> NoticeRule | None:
     """The notice a case of this kind and jurisdiction is owed while undecided, or None."""

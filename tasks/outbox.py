@@ -59,6 +59,7 @@ from models.messages import (
     render_message,
     spec_for,
 )
+from models.notices import stale
 from models.tables import Case, Customer, Outbox, Staff, Step
 from models.wording import Violation, WordingRules, check_wording, load_rules
 
@@ -984,10 +985,12 @@ def drain(
 
 @dataclass
 class Released:
-    """What ``release_held`` did: the rows queued, and those still held with why."""
+    """What ``release_held`` did: the rows queued, those still held with why, and those withdrawn (their case
+    was decided before they could be sent)."""
 
     queued: list[Outbox] = field(default_factory=list)
     still_held: list[tuple[Outbox, str]] = field(default_factory=list)
+    withdrawn: list[Outbox] = field(default_factory=list)
 
 
 def release_held(
@@ -1003,7 +1006,9 @@ def release_held(
 ) -> Released:
     """Check the held messages again (the desk's phone now set, a template or the wording rules fixed): each that
     renders and passes is queued for delivery, and the ``fix_wording`` step it opened is done; the others stay
-    held with the current reason. The caller commits; a batch of ``limit`` rows, oldest first.
+    held with the current reason. A held letter about a decision still to come whose case has been decided
+    meanwhile (``models.notices.stale``) is withdrawn instead: sent now it would tell the customer something
+    no longer true. The caller commits; a batch of ``limit`` rows, oldest first.
 
     Args:
         case_id, outbox_id: only the held messages of this case, or this one message.
@@ -1049,6 +1054,10 @@ def release_held(
         if edits and case is not None:
             edited = {"template": row.template, "outbox_id": row.id, "values": sorted(edits)}
             append_event(session, case=case, actor=by, type="message_edited", data=edited, now=now)
+        if case is not None and stale(row.template, kind=case.kind, status=case.status):
+            _withdraw(session, row, case=case, now=now)
+            released.withdrawn.append(row)
+            continue
         try:
             if customer is None or case is None:
                 raise NotFound("its customer or case no longer exists")
@@ -1075,6 +1084,23 @@ def release_held(
                      data={"template": row.template, "outbox_id": row.id}, now=now)  # fmt: skip
         released.queued.append(row)
     return released
+
+
+def _withdraw(session: Session, row: Outbox, *, case: Case, now: datetime) -> None:
+    """A held letter the case's decision has overtaken: kept as ``withdrawn``, never sent; its fix_wording task is
+    done, and the case says so."""
+    from tasks.cases import append_event
+    from tasks.workflow import close_step
+
+    row.status, row.next_attempt_at = OutboxStatus.withdrawn, None
+    row.last_error = f"withdrawn: the case was {case.status} before it could be sent"
+    session.add(row)
+    for step in session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording",
+                                                Step.status == StepStatus.open)):  # fmt: skip
+        if (step.policy_rule or "").startswith(f"{row.template}/{row.language}:"):
+            close_step(session, case=case, step=step, now=now, outcome="withdrawn", actor="system")
+    append_event(session, case=case, actor="system", type="message_withdrawn",
+                 data={"template": row.template, "outbox_id": row.id, "status": str(case.status)}, now=now)  # fmt: skip
 
 
 def _fix_step_open(session: Session, *, case: Case, template: str, language: str) -> bool:

@@ -1095,6 +1095,10 @@ def _decide_claim(
             "jurisdiction": case.jurisdiction,
         },
     )
+    advanced = advanced_amount(session, case) if choice != "reject" else Decimal(0)
+    if advanced and amount.quantize(Decimal("0.01")) == advanced:  # the advance paid it all: nothing left to pay
+        _move(session, case=case, action="record_payment", actor="system", now=now,
+              data={"amount": "0.00", "reference": "", "settled_by_advance": str(advanced)})  # fmt: skip
 
 
 def _second_approval(session: Session, desk: Desk, given: Given) -> None:

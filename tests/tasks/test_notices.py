@@ -199,3 +199,18 @@ def test_an_advance_nothing_is_certain_for_is_recorded_and_a_decided_claim_owes_
     ]
     with pytest.raises(InvalidInput, match="owes no advance payment"):
         _advance(world, decided, _handler(world, decided), none_certain="x")
+
+
+def test_an_approval_the_advance_already_paid_in_full_owes_no_payment_of_nothing(world) -> None:
+    """Approved at exactly what was paid in advance: the claim is settled, not left waiting for a payment of
+    0.00 that a handler would have to record."""
+    from decimal import Decimal
+
+    claim = world.file(product_line="motor", amount_claimed=Decimal("5000"))
+    handler = _handler(world, claim)
+    _advance(world, claim, handler, amount=Decimal("3000"), reference="ADV-1")
+    assert world.decide(claim, handler, decision="approve", amount="3000").applied
+    assert world.case(claim).status == "paid"
+    assert "record_payment" in world.events(claim)
+    assert "payment" not in [s.name for s in _steps(world, claim)]  # no payment step was opened
+    assert world.view(claim).move.__class__.__name__ != "Ask"  # the case moves on to its feedback, asking no one

@@ -773,3 +773,36 @@ def test_held_letters_are_checked_again_in_turn_so_a_stuck_one_never_hides_the_o
     with session_scope(engine) as session:
         second = release_held(session, now=T0, config=config, limit=1)
     assert [row.template for row in second.queued] == ["acknowledgement_claim"]
+
+
+def test_a_held_letter_about_a_decision_to_come_is_withdrawn_once_the_case_is_decided(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    """Held for the desk's phone, the acknowledgement promises the review by a date; the claim is decided before
+    the phone is set: sending the promise now would be false. It is withdrawn, kept, and the case says so; a
+    held letter that is still true (the decision) is sent."""
+    from dataclasses import replace
+
+    from tasks.outbox import release_held
+
+    case = _file(engine)
+    no_phone = replace(config, desk={"phone": "", "email": "service@insurer.example"})
+    _queue(engine, case, no_phone)  # the acknowledgement, held
+    _queue(engine, case, no_phone, template="decision", outcome="rejected", clause="4.2")
+    with session_scope(engine) as session:
+        held = session.get(Case, case.id)
+        held.status = "rejected"  # decided meanwhile
+        session.add(held)
+    with session_scope(engine) as session:
+        done = release_held(session, now=T0, config=config)
+    assert [r.template for r in done.withdrawn] == ["acknowledgement_claim"]
+    assert [r.template for r in done.queued] == ["decision"]
+    rows = {r.template: r for r in _rows(engine)}
+    assert (
+        rows["acknowledgement_claim"].status == "withdrawn" and "rejected" in rows["acknowledgement_claim"].last_error
+    )
+    assert rows["decision"].status == "pending"
+    assert "message_withdrawn" in [e.type for e in _events(engine, case)]
+    with session_scope(engine) as session:  # checked again: nothing changes
+        again = release_held(session, now=T0, config=config)
+    assert not again.withdrawn and not again.queued
