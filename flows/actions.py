@@ -1,9 +1,10 @@
 """What a supervisor or a handler starts from the Prefect UI when no run is waiting for them: Deployments >
-``reassign-cases`` (or ``extend-step``) > Run > Custom run, fill in the form, Submit. The desk runner executes the
-run at once; its page says what was done, or, Failed, why it was refused (a refused action changes nothing).
+``reassign-cases`` (or ``extend-step``, ``release-message``) > Run > Custom run, fill in the form, Submit. The
+desk runner executes the run at once; its page says what was done, or, Failed, why it was refused (a refused
+action changes nothing).
 
-The same as ``claimflow staff reassign`` and ``claimflow case extend``, with the same checks: the approval code,
-the role, four eyes.
+The same as ``claimflow staff reassign``, ``claimflow case extend`` and ``claimflow outbox release``, with the
+same checks: the approval code, the role, four eyes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect.states import Failed
 from flows.common import REFUSED, desk, now, transaction
 from models.errors import ClaimflowError
 from tasks.extensions import extend_step
+from tasks.letters import release_case_letters
 from tasks.reassign import reassign_cases
 
 
@@ -77,3 +79,33 @@ async def extend_step_flow(
     get_run_logger().info("%s: %s extended (%s) to %s; the customer is told", done.number, done.step, done.extension,
                           done.due.isoformat(timespec="minutes"))  # fmt: skip
     return {"case": done.number, "step": done.step, "due": done.due.isoformat()}
+
+
+@flow(name="release-message", persist_result=False, flow_run_name="release {case_number}")
+async def release_message_flow(
+    case_number: str, by: str, approval_code: str, outbox_id: int = 0, values: dict[str, str] | None = None
+) -> dict[str, Any] | State[Any]:
+    """Do a case's fix_wording task: check its held letter again (after the template or the wording rules were
+    fixed), or give the value it lacked; it is sent when it passes, and the task is done.
+
+    Args:
+        case_number: The case whose letter was held back (its page shows the fix_wording step).
+        by: You: the case's handler, or a supervisor or manager.
+        approval_code: The 6-digit code your authenticator app shows now.
+        outbox_id: The held message (claimflow outbox list --status held); 0: every held letter of the case.
+        values: With outbox_id: the values it lacked, e.g. {"clause": "4.2"} (only values the letter has).
+    """
+    done = await _act(release_case_letters, "release", number=case_number, by=by, code=approval_code,
+                      outbox_id=outbox_id or None, edits=values or None)  # fmt: skip
+    if isinstance(done, State):
+        return done
+    logger = get_run_logger()
+    for row in done.queued:
+        logger.info("outbox #%s (%s) passes the check: sent", row.id, row.template)
+    for row, why in done.still_held:
+        logger.warning("outbox #%s (%s) still held: %s", row.id, row.template, why)
+    for row in done.withdrawn:
+        logger.info("outbox #%s (%s) withdrawn: %s", row.id, row.template, row.last_error)
+    if done.still_held and not done.queued:
+        return Failed(message=f"still held: {done.still_held[0][1]}")
+    return {"sent": [r.id for r in done.queued], "still_held": [r.id for r, _ in done.still_held]}

@@ -12,6 +12,7 @@
 | ``satisfaction-survey/satisfaction-survey`` | survey invitations to a sample of closed cases | every day |
 | ``reassign-cases/reassign-cases`` | a supervisor moves a person's cases (Run > Custom run in the UI) | on demand |
 | ``extend-step/extend-step`` | a step's deadline extended before it passes (Run > Custom run) | on demand |
+| ``release-message/release-message`` | a held letter fixed or checked again (a fix_wording task) | on demand |
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from uuid import UUID
 import anyio
 from prefect import Flow
 
-from flows.actions import extend_step_flow, reassign_cases_flow
+from flows.actions import extend_step_flow, reassign_cases_flow, release_message_flow
 from flows.case import claim_process, complaint_process, inquiry_process
 from flows.delivery import DEPLOYMENT_NAME as DELIVERY_DEPLOYMENT
 from flows.delivery import deliver_outbox, deliver_outbox_deployment
@@ -116,6 +117,14 @@ def desk_deployments(
             extend_step_flow.to_deployment(
                 name="extend-step",
                 description="Extend a step's deadline before it passes (the customer is told): Run > Custom run.",
+            ),
+        ),
+        (
+            release_message_flow,
+            release_message_flow.to_deployment(
+                name="release-message",
+                description="A case's fix_wording task: check its held letter again, or give the value it lacked: "
+                "Run > Custom run.",
             ),
         ),
     ]
