@@ -12,11 +12,9 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from models.approval import NotAllowed
-from models.enums import StaffRole
 from tasks.cases import get_case
 from tasks.outbox import Released, default_config, release_held
-from tasks.workflow import Desk, authenticate
+from tasks.workflow import Desk, holder_or_supervisor
 
 
 def release_case_letters(
@@ -38,8 +36,6 @@ def release_case_letters(
         case or held message of it. InvalidInput: edits naming a value the message does not have.
     """
     case = get_case(session, number)
-    member = authenticate(session, desk, username=by, code=code, now=now)
-    if member.id != case.handler_id and StaffRole(member.role) not in (StaffRole.supervisor, StaffRole.manager):
-        raise NotAllowed(f"{member.username} is not {case.number}'s handler, nor a supervisor or manager")
+    member = holder_or_supervisor(session, desk, case=case, by=by, code=code, now=now)
     return release_held(session, now=now, config=default_config(), case_id=case.id, outbox_id=outbox_id,
                         edits=edits or None, by=member.username)  # fmt: skip

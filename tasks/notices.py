@@ -15,14 +15,12 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from models.approval import NotAllowed
-from models.enums import StaffRole
 from models.errors import InvalidInput
 from models.notices import ADVANCE_STEP, STEP, next_due, repeated, rule_for
 from models.tables import Case, DocumentRequirement, Step
 from models.watch import Schedule
 from tasks.cases import append_event, get_case
-from tasks.workflow import Desk, _tell_customer, authenticate, close_step, current_step, open_step
+from tasks.workflow import Desk, _tell_customer, close_step, current_step, holder_or_supervisor, open_step
 
 
 def send_progress_notice(
@@ -49,9 +47,7 @@ def send_progress_notice(
     tz = ZoneInfo(desk.settings.office_timezone)
     if expected < now.astimezone(tz).date():
         raise InvalidInput(f"--expected: {expected.isoformat()} is already past")
-    member = authenticate(session, desk, username=by, code=code, now=now)
-    if member.id != case.handler_id and StaffRole(member.role) not in (StaffRole.supervisor, StaffRole.manager):
-        raise NotAllowed(f"{member.username} is not the handler of {case.number}, nor a supervisor or manager")
+    member = holder_or_supervisor(session, desk, case=case, by=by, code=code, now=now)
     queued = _tell_customer(session, case=case, template="progress_notice", now=now, actor=member.username,
                             key=f"notice:{case.number}:{step.id}",
                             context={"reasons": reasons, "expected_by": expected.isoformat(),
@@ -106,9 +102,7 @@ def record_advance_payment(
                            "regulator that requires it waits for its decision)")  # fmt: skip
     if (amount is None) == (not none_certain.strip()):
         raise InvalidInput("give either --amount (with --reference) or --none-certain REASON")
-    member = authenticate(session, desk, username=by, code=code, now=now)
-    if member.id != case.handler_id and StaffRole(member.role) not in (StaffRole.supervisor, StaffRole.manager):
-        raise NotAllowed(f"{member.username} is not the handler of {case.number}, nor a supervisor or manager")
+    member = holder_or_supervisor(session, desk, case=case, by=by, code=code, now=now)
     if amount is None:
         append_event(session, case=case, actor=member.username, type="advance_not_certain",
                      data={"reason": none_certain.strip()[:500]}, now=now)  # fmt: skip

@@ -1020,7 +1020,6 @@ def release_held(
         NotFound: ``outbox_id`` is no held message.
     """
     from tasks.cases import append_event
-    from tasks.workflow import close_step
 
     # never checked again first, then the longest since (a still-held row's next_attempt_at marks its last check):
     # a backlog of letters that stay held does not keep the newer ones from being looked at
@@ -1076,10 +1075,7 @@ def release_held(
             continue
         row.status, row.next_attempt_at, row.last_error = OutboxStatus.pending, now, None
         session.add(row)
-        for step in session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording",
-                                                    Step.status == StepStatus.open)):  # fmt: skip
-            if (step.policy_rule or "").startswith(f"{row.template}/{row.language}:"):
-                close_step(session, case=case, step=step, now=now, outcome="released", actor="system")
+        _close_fix_task(session, row, case=case, now=now, outcome="released")
         append_event(session, case=case, actor="system", type="message_released",
                      data={"template": row.template, "outbox_id": row.id}, now=now)  # fmt: skip
         released.queued.append(row)
@@ -1090,22 +1086,30 @@ def _withdraw(session: Session, row: Outbox, *, case: Case, now: datetime) -> No
     """A held letter the case's decision has overtaken: kept as ``withdrawn``, never sent; its fix_wording task is
     done, and the case says so."""
     from tasks.cases import append_event
-    from tasks.workflow import close_step
 
     row.status, row.next_attempt_at = OutboxStatus.withdrawn, None
     row.last_error = f"withdrawn: the case was {case.status} before it could be sent"
     session.add(row)
-    for step in session.exec(select(Step).where(Step.case_id == case.id, Step.name == "fix_wording",
-                                                Step.status == StepStatus.open)):  # fmt: skip
-        if (step.policy_rule or "").startswith(f"{row.template}/{row.language}:"):
-            close_step(session, case=case, step=step, now=now, outcome="withdrawn", actor="system")
+    _close_fix_task(session, row, case=case, now=now, outcome="withdrawn")
     append_event(session, case=case, actor="system", type="message_withdrawn",
                  data={"template": row.template, "outbox_id": row.id, "status": str(case.status)}, now=now)  # fmt: skip
 
 
-def _fix_step_open(session: Session, *, case: Case, template: str, language: str) -> bool:
+def _fix_tasks(session: Session, *, case: Case, template: str, language: str) -> list[Step]:
+    """The open ``fix_wording`` steps of the case for this letter (its template and language)."""
     steps = select(Step).where(Step.case_id == case.id, Step.name == "fix_wording", Step.status == StepStatus.open)
-    return any((step.policy_rule or "").startswith(f"{template}/{language}:") for step in session.exec(steps))
+    return [s for s in session.exec(steps) if (s.policy_rule or "").startswith(f"{template}/{language}:")]
+
+
+def _fix_step_open(session: Session, *, case: Case, template: str, language: str) -> bool:
+    return bool(_fix_tasks(session, case=case, template=template, language=language))
+
+
+def _close_fix_task(session: Session, row: Outbox, *, case: Case, now: datetime, outcome: str) -> None:
+    from tasks.workflow import close_step
+
+    for step in _fix_tasks(session, case=case, template=row.template, language=row.language):
+        close_step(session, case=case, step=step, now=now, outcome=outcome, actor="system")
 
 
 def list_outbox(session: Session, *, status: str | None = None, limit: int = 50) -> list[Outbox]:

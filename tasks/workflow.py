@@ -31,7 +31,7 @@ from models.caseview import (
     runs_url,
 )
 from models.clock import Pause
-from models.enums import CaseKind, StepStatus
+from models.enums import CaseKind, StaffRole, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
 from models.lifecycle import lifecycle_for
 from models.notices import ADVANCE_STEP, owed
@@ -798,6 +798,18 @@ DECISION_KIND = {
     InputKind.inquiry_answer: DecisionKind.review,
     InputKind.second_approval: DecisionKind.second_approval,
 }
+
+
+def holder_or_supervisor(session: Session, desk: Desk, *, case: Case, by: str, code: str, now: datetime) -> Staff:
+    """``by`` with their current code, who must be the case's handler or a supervisor or manager.
+
+    Raises:
+        CodeRefused: the code. NotAllowed: neither the case's handler nor a supervisor or manager.
+    """
+    member = authenticate(session, desk, username=by, code=code, now=now)
+    if member.id != case.handler_id and StaffRole(member.role) not in (StaffRole.supervisor, StaffRole.manager):
+        raise NotAllowed(f"{member.username} is not the handler of {case.number}, nor a supervisor or manager")
+    return member
 
 
 def authenticate(session: Session, desk: Desk, *, username: str, code: str, now: datetime) -> Staff:
