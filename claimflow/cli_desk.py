@@ -163,7 +163,8 @@ def demo() -> None:
     if not server_ready(url, os.environ.get("PREFECT_API_AUTH_STRING") or auth_string(settings)):
         out.print(f"no Prefect server answers at {url}: start 'claimflow up'; its reconciler starts these cases' runs")
         return
-    from tasks.runs import give_input, launch_case
+    from tasks.answers import give_input
+    from tasks.runs import launch_case
 
     for case in cases:
         asyncio.run(launch_case(engine, case_id=case.id or 0))
@@ -175,7 +176,7 @@ def demo() -> None:
 
 
 def _waiting(engine: Any, number: str) -> tuple[str, str] | None:
-    from tasks.runs import waiting_run
+    from tasks.answers import waiting_run
 
     try:
         return asyncio.run(waiting_run(engine, number=number))
@@ -234,14 +235,14 @@ def decide(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
 ) -> None:
     """Give the decision a case's run is waiting for (the same form as in the Prefect UI)."""
-    _prefect()  # before anything imports Prefect: it reads its settings once, when it is first imported
-    from flows.inputs import FORMS
-    from tasks.runs import give_input, waiting_run
+    _prefect()  # the server's address and login, in the environment (Prefect itself is not loaded: see below)
+    from models.forms import FIELDS
+    from tasks.answers import give_input, waiting_run  # the REST API with httpx: answers at once
     from tasks.workflow import key_kind
 
     engine = _shell()._engine()
     run_id, key = asyncio.run(waiting_run(engine, number=number))
-    form = FORMS[key_kind(key)]
+    form = FIELDS[key_kind(key).value]
     given: dict[str, Any] = {"staff": staff, "approval_code": code}
     options = {"decision": decision, "amount": amount, "reasons": reasons, "clause": clause, "remedy": remedy,
                "answer": answer, "reference": reference, "comment": comment}  # fmt: skip
@@ -250,7 +251,7 @@ def decide(
             given[name] = value
     if documents is not None:
         given["documents"] = [d.strip() for d in documents.split(";") if d.strip()]
-        if form.__name__ == "ClaimReview":
+        if form.form == "claim_review":
             given["documents"] = documents
     unknown = [name for name in given if name not in form.model_fields]
     if unknown:
@@ -280,7 +281,7 @@ def _give_and_report(engine: Any, number: str, give: Any, wait: float) -> None:
                 raise DecisionRefused(f"refused: {refused[0].data.get('reason')}")
             out.print(f"{case.number}: {', '.join(e.type for e in new)}; now {status}")
             return
-        time.sleep(0.5)
+        time.sleep(0.2)  # the runner takes a resumed run up within a second; the outcome is shown at once
     out.print(f"{case.number}: decision sent; the desk has not taken it up yet (is 'claimflow up' running?)")
 
 
@@ -319,9 +320,9 @@ def escalation_decide(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 60,
 ) -> None:
     """Decide an escalation (the same form as in the Prefect UI)."""
-    _prefect()  # before anything imports Prefect (see decide)
-    from flows.inputs import EscalationDecision
-    from tasks.runs import give_input
+    _prefect()  # the server's address and login (see decide)
+    from models.forms import EscalationDecisionFields
+    from tasks.answers import give_input
 
     engine = _shell()._engine()
     with Session(engine) as session:
@@ -336,7 +337,7 @@ def escalation_decide(
     given = {"staff": staff, "approval_code": code, "decision": decision, "reason": reason, "extension": extension,
              "reassign_to": reassign_to}  # fmt: skip
     try:
-        EscalationDecision.model_validate(given)
+        EscalationDecisionFields.model_validate(given)
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
     run_id = escalation.flow_run_id

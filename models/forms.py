@@ -6,13 +6,18 @@ form in the desk's language offers its choices as words ("Approve in part", "部
 the word, and the flow reads the word back as its code (``approve_partly``) before the rules see it. The CLI and
 the API keep the codes: ``fit_choices`` turns a code into the word the waiting form's schema offers.
 
+The forms' fields are here, as plain pydantic models (the CLI checks an answer against them without loading
+Prefect); ``flows.inputs`` makes each a Prefect ``RunInput``.
+
 Pure: no Prefect, no database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -144,3 +149,81 @@ def fit_choices(form: str, answer: Mapping[str, Any], schema: Mapping[str, Any])
                 fitted[name] = word
                 break
     return fitted
+
+
+# --- the forms' fields ---------------------------------------------------------------------------------------
+
+
+class SignedFields(BaseModel):
+    """Every form names the staff member and carries their current approval code (the open-source Prefect UI has
+    no login: the flow checks the code, the role and the four-eyes rule before it acts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    form: ClassVar[str] = ""
+    staff: str = Field(description="Your staff username, e.g. li.wei")
+    approval_code: str = Field(description="The 6-digit code your authenticator app shows now")
+
+    @field_validator("decision", mode="before", check_fields=False)
+    @classmethod
+    def _choice_as_code(cls, value: Any) -> Any:
+        """A choice given as its word (the UI's form in the desk's language) is read as its code."""
+        return choice_code(cls.form, value)
+
+
+class ClaimReviewFields(SignedFields):
+    form: ClassVar[str] = "claim_review"
+    decision: Literal["approve", "approve_partly", "reject", "request_documents", "investigate"]
+    amount: str = Field(default="", description="Amount to pay (approve, approve_partly)")
+    reasons: str = Field(default="", description="Reasons (required to reject or approve in part)")
+    clause: str = Field(default="", description="Policy clause relied on (required to reject or approve in part)")
+    documents: str = Field(
+        default="", description="Documents to ask for, separated by ';' (empty: the standard complete list)"
+    )
+
+
+class DocumentsReceivedFields(SignedFields):
+    form: ClassVar[str] = "documents"
+    documents: list[str] = Field(default_factory=list, description="Documents that arrived")
+
+
+class SecondApprovalFields(SignedFields):
+    form: ClassVar[str] = "second_approval"
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", description="Why (recorded with the approval)")
+
+
+class PaymentRecordedFields(SignedFields):
+    form: ClassVar[str] = "payment"
+    amount: str = Field(description="Amount paid")
+    reference: str = Field(default="", description="Payment reference")
+    account_hint: str = Field(default="", description="Last four digits of the account paid into")
+
+
+class ComplaintDecisionFields(SignedFields):
+    form: ClassVar[str] = "complaint_decision"
+    decision: Literal["uphold", "partly_uphold", "not_uphold", "mediate", "refer_outside"]
+    remedy: str = Field(default="", description="What the desk will do (uphold, partly_uphold)")
+    reasons: str = Field(default="", description="What the investigation found (required unless upheld)")
+    body: str = Field(default="", description="Outside body (refer_outside; empty: the jurisdiction's)")
+
+
+class InquiryAnswerFields(SignedFields):
+    form: ClassVar[str] = "inquiry_answer"
+    answer: str = Field(description="The answer given to the customer")
+
+
+class EscalationDecisionFields(SignedFields):
+    form: ClassVar[str] = "escalation"
+    decision: Literal["extend", "reassign", "take_over"]
+    extension: str = Field(default="", description="Extension rule to apply (extend); empty: supervisor-extension")
+    reassign_to: str = Field(default="", description="Username of the new handler (reassign)")
+    reason: str = Field(default="", description="Why (required to extend; told to the customer)")
+
+
+FIELDS: dict[str, type[SignedFields]] = {
+    f.form: f
+    for f in (ClaimReviewFields, DocumentsReceivedFields, SecondApprovalFields, PaymentRecordedFields,
+              ComplaintDecisionFields, InquiryAnswerFields, EscalationDecisionFields)
+}  # fmt: skip
+"""form name -> its fields (``InputKind`` values, and ``escalation``)."""

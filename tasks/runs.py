@@ -3,7 +3,6 @@ Prefect API). The database records which run drives what; the reconciler starts 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +17,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
-from models.errors import InvalidInput, NotFound
-from models.forms import fit_choices
-from models.tables import Case, Escalation, Step
+from models.errors import NotFound
+from models.tables import Case, Escalation
 from models.watch import escalation_run_name
-from tasks.cases import get_case
 
 DEAD = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
 HELD = {StateType.RUNNING, StateType.PENDING}  # a runner holds the run: stranded if it has died meanwhile
@@ -187,58 +184,3 @@ async def launch_case(engine: Engine, *, case_id: int) -> str:
     with session_scope(engine) as session:
         record_case_run(session, case_id=case_id, run_id=run_id)
     return run_id
-
-
-async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
-    """The run driving a case and the key it is suspended on; ``InvalidInput`` if it waits for nobody."""
-    from prefect.client.orchestration import get_client
-
-    with Session(engine) as session:
-        case = get_case(session, number)
-        step = session.exec(
-            select(Step)
-            .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
-            .order_by(col(Step.id).desc())
-        ).first()
-    if case.flow_run_id is None or step is None or step.waiting_key is None:
-        raise InvalidInput(f"{case.number} is not waiting for a decision")
-    async with get_client() as client:
-        run = await client.read_flow_run(UUID(case.flow_run_id))
-    if run.state is None or not run.state.is_paused():
-        state = run.state.name if run.state else "unknown"
-        raise InvalidInput(f"{case.number}: its run is {state}, not waiting for a decision; try again shortly")
-    return case.flow_run_id, step.waiting_key
-
-
-async def _in_the_forms_words(run_id: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """``answer`` with its choices in the words of the form the run waits with (``models.forms.fit_choices``): the
-    form the UI shows offers words in the desk's language, and the server accepts only what the form offers."""
-    async with get_client() as client:
-        run = await client.read_flow_run(UUID(run_id))
-        keyset = run.state.state_details.run_input_keyset if run.state else None
-        if not keyset:
-            return answer  # not suspended with a form: the resume says why
-        try:
-            schema = json.loads(await client.read_flow_run_input(UUID(run_id), keyset["schema"]))
-        except Exception:  # not stored yet (the resume retries) or gone (the resume says why)
-            return answer
-    return fit_choices("", answer, schema) if isinstance(schema, dict) else answer
-
-
-async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = 10) -> None:
-    """Resume a suspended run with a person's answer (the server checks it against the form's schema).
-
-    Prefect marks a run Suspended a moment before it stores the form's schema; a resume in that gap is
-    refused with "Run input schema not found", so that answer is retried briefly.
-    """
-    import anyio
-    from prefect.flow_runs import aresume_flow_run
-
-    for attempt in range(attempts):
-        try:
-            await aresume_flow_run(UUID(run_id), run_input=await _in_the_forms_words(run_id, answer))
-            return
-        except RuntimeError as exc:
-            if "schema not found" not in str(exc).lower() or attempt == attempts - 1:
-                raise
-            await anyio.sleep(0.3)

@@ -443,3 +443,16 @@ def test_a_step_is_extended_before_its_deadline_from_the_terminal(desk: Desk, tm
                 "--reason", "The assessor's report is due on Monday")  # fmt: skip
     assert re.search(rf"{number}: review extended \(supervisor-extension\) from .+ to .+; the customer is told", done)
     assert "step_extended" in desk("case", "show", number)
+
+
+def test_the_cli_decides_without_loading_prefect() -> None:
+    """``claimflow decide`` answers a waiting run through the server's REST API: loading Prefect's client costs
+    about a second of the two a decision may take from the terminal. What it imports must not pull Prefect in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, claimflow.cli, claimflow.cli_desk, tasks.answers, tasks.workflow, models.forms; "
+            "loaded = sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')); "
+            "print(loaded[:5]); sys.exit(1 if loaded else 0)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -27,7 +27,7 @@ from claimflow.settings import Settings, get_settings
 from flows.deployments import UNSCHEDULED, register
 from flows.runner import DeskRunner
 from models.tables import Event, Staff
-from tasks.runs import give_input, waiting_run
+from tasks.answers import give_input, waiting_run
 from tests.ports import free_port
 
 SERVER_START_SECONDS = 120  # about 20 s on a first start (database set-up), under 10 s after

@@ -22,8 +22,9 @@ from flows.watch import reconcile, sla_watch
 from models.enums import CaseKind
 from models.survey import SurveyAnswer
 from models.tables import Case, Escalation, Outbox, SurveyInvitation
+from tasks.answers import give_input
 from tasks.feedback import answer_survey
-from tasks.runs import RunState, crash_if_still, give_input, launch_case, run_states
+from tasks.runs import RunState, crash_if_still, launch_case, run_states
 from tasks.survey import link_token
 
 

@@ -14,9 +14,10 @@ from prefect.client.schemas.sorting import ArtifactSort
 
 from claimflow.db import session_scope
 from flows.workspace import CaseViewPublisher
+from tasks.answers import give_input
 from tasks.caseview import artifact_key
 from tasks.escalations import watch_pass
-from tasks.runs import give_input, launch_case
+from tasks.runs import launch_case
 
 
 def _publish(publisher: CaseViewPublisher) -> int:

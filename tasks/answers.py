@@ -1,0 +1,122 @@
+"""Giving a suspended run its answer, through the Prefect server's REST API with httpx.
+
+``claimflow decide`` answers a waiting form from the terminal. Loading Prefect's client costs about a second, and
+the command itself needs three requests, so this module talks to the server directly:
+- read the run (is it suspended, and with which form);
+- read the form's schema (to send each choice as the word the form offers, ``models.forms.fit_choices``);
+- resume the run with the answer.
+
+Where Prefect is already loaded (the desk runner, the demo, the tests), its settings in force name the server;
+otherwise the environment does (``PREFECT_API_URL``, ``PREFECT_API_AUTH_STRING``, as ``claimflow`` sets them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+from uuid import UUID
+
+import anyio
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from models.errors import InvalidInput
+from models.forms import fit_choices
+from models.tables import Step
+from tasks.cases import get_case
+
+BUSY_STATUSES = (429, 502, 503, 504)  # the server (on SQLite: "database is locked") asks to be asked again
+ATTEMPTS = 10
+
+
+def prefect_api() -> tuple[str, tuple[str, str] | None]:
+    """The Prefect server's API address and basic-auth pair (user, password) in force."""
+    if "prefect.settings" in sys.modules:  # Prefect is loaded: its settings (a test's, the runner's) decide
+        from prefect.settings import get_current_settings
+
+        api = get_current_settings().api
+        url = str(api.url or "")
+        secret = api.auth_string
+        auth = secret.get_secret_value() if secret is not None else None
+    else:
+        url, auth = os.environ.get("PREFECT_API_URL", ""), os.environ.get("PREFECT_API_AUTH_STRING")
+    if not url:
+        raise InvalidInput("no Prefect server is set (PREFECT_API_URL): is 'claimflow up' running?")
+    user, _, password = (auth or "").partition(":")
+    return url.rstrip("/"), (user, password) if auth else None
+
+
+async def _request(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    for attempt in range(ATTEMPTS):
+        response = await client.request(method, path, **kwargs)
+        if response.status_code not in BUSY_STATUSES or attempt == ATTEMPTS - 1:
+            response.raise_for_status()
+            return response
+        await anyio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _client() -> httpx.AsyncClient:
+    url, auth = prefect_api()
+    return httpx.AsyncClient(base_url=url, auth=auth, timeout=30)
+
+
+async def _run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    run: dict[str, Any] = (await _request(client, "GET", f"/flow_runs/{UUID(run_id)}")).json()
+    return run
+
+
+async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
+    """The run driving a case and the key it is suspended on; ``InvalidInput`` if it waits for nobody."""
+    with Session(engine) as session:
+        case = get_case(session, number)
+        step = session.exec(
+            select(Step)
+            .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
+            .order_by(col(Step.id).desc())
+        ).first()
+    if case.flow_run_id is None or step is None or step.waiting_key is None:
+        raise InvalidInput(f"{case.number} is not waiting for a decision")
+    async with _client() as client:
+        state = (await _run(client, case.flow_run_id)).get("state") or {}
+    if state.get("type") != "PAUSED":
+        name = state.get("name") or "unknown"
+        raise InvalidInput(f"{case.number}: its run is {name}, not waiting for a decision; try again shortly")
+    return case.flow_run_id, step.waiting_key
+
+
+async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATTEMPTS) -> None:
+    """Resume a suspended run with a person's answer, each choice in the words of the form it waits with (the
+    server checks the answer against that form's schema and accepts only its own values).
+
+    Prefect marks a run Suspended a moment before it stores the form's schema; a resume in that gap is refused
+    with "Run input schema not found", so that answer is tried again briefly.
+
+    Raises:
+        RuntimeError: the server refused the answer (the run is not suspended, cannot be resumed any more, or the
+            answer does not fit the form), with its reason.
+    """
+    async with _client() as client:
+        for attempt in range(attempts):
+            state = (await _run(client, run_id)).get("state") or {}
+            if state.get("type") != "PAUSED":
+                raise RuntimeError(f"Cannot resume a run that isn't paused! (it is {state.get('name')})")
+            keyset = (state.get("state_details") or {}).get("run_input_keyset") or {}
+            fitted = answer
+            if keyset.get("schema"):
+                found = await client.get(f"/flow_runs/{UUID(run_id)}/input/{keyset['schema']}")
+                schema = json.loads(found.text) if found.status_code == 200 else None
+                fitted = fit_choices("", answer, schema) if isinstance(schema, dict) else answer
+            result = (await _request(client, "POST", f"/flow_runs/{UUID(run_id)}/resume",
+                                     json={"run_input": fitted})).json()  # fmt: skip
+            if result.get("status") != "REJECT":
+                return
+            reason = str((result.get("details") or {}).get("reason") or "")
+            if ((result.get("state") or {}).get("type")) == "FAILED":
+                raise RuntimeError("Flow run can no longer be resumed.")
+            if "schema not found" not in reason.lower() or attempt == attempts - 1:
+                raise RuntimeError(f"Cannot resume this run: {reason}")
+            await anyio.sleep(0.3)
