@@ -35,6 +35,7 @@ from flows.mail import mail_intake, mail_intake_deployment
 from flows.reports import DEPLOYMENT_NAME as REPORT_DEPLOYMENT
 from flows.reports import quality_report, quality_report_deployment
 from flows.watch import reconcile, sla_watch
+from models.forms import parameter_words
 
 
 def desk_deployments(
@@ -128,6 +129,11 @@ def desk_deployments(
             ),
         ),
     ]
+    language = get_settings().default_language
+    for flow, deployment in pairs:  # the desk actions' Custom-run forms, titled and explained in the desk's language
+        schema = getattr(deployment, "_parameter_openapi_schema", None)
+        if flow.name in ACTIONS and schema is not None:
+            schema.properties = parameter_words(schema.properties, language, flow.name)
     for flow, deployment in pairs:  # the Runs page can leave them out: filter on the case flows, or on this tag
         if flow.name in HOUSEKEEPING:
             deployment.tags = sorted({*(deployment.tags or []), HOUSEKEEPING_TAG})
@@ -138,6 +144,8 @@ HOUSEKEEPING = frozenset({"sla-watch", "reconcile", "deliver-outbox", "mail-inta
                           "satisfaction-survey"})  # fmt: skip
 """The flows whose runs are the desk's housekeeping, not a case or an escalation."""
 HOUSEKEEPING_TAG = "housekeeping"
+ACTIONS = frozenset({"reassign-cases", "extend-step", "release-message"})
+"""The flows a person starts from the Deployments page (Run > Custom run), with a form of their parameters."""
 
 
 def up_schedules(settings: Any) -> dict[str, Any]:

@@ -93,6 +93,47 @@ FIELD_WORDS: dict[str, dict[str, tuple[str, str]]] = {
 """language -> field (or ``form.field`` where a form needs its own words) -> (title, help)."""
 
 
+ACTION_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "from_staff": ("Whose cases", "The username whose open cases move, e.g. li.wei"),
+        "to_staff": ("To whom", "The username of the handler who takes them, e.g. wang.fang"),
+        "by": ("Your username", "You: a supervisor or manager (for an extension or a letter, or the case's handler)"),
+        "case_number": ("Case number", "e.g. CLM-2026-000001 (reassigning: empty for all their open cases)"),
+        "step": ("Step", "Empty: the open step due first"),
+        "outbox_id": ("Held message", "Its number (claimflow outbox list --status held); 0: every held letter"),
+        "values": ("Values it lacked", 'e.g. {"clause": "4.2"}: only values the letter already has'),
+        "reassign-cases.reason": ("Reason", "Why (the new handler and the audit log read it), e.g. on leave until "
+                                  "12 January"),
+        "extend-step.reason": ("Reason", "Why more time is needed; the customer is told it"),
+    },
+    "zh-CN": {
+        "from_staff": ("转出谁的案件", "其未结案件将被转出的员工用户名，例如 li.wei"),
+        "to_staff": ("转给谁", "接手案件的经办人用户名，例如 wang.fang"),
+        "by": ("您的用户名", "您本人：主管或经理（延期或处理暂扣信函时，也可以是案件经办人）"),
+        "case_number": ("案件编号", "例如 CLM-2026-000001（转派时留空：其全部未结案件）"),
+        "step": ("环节", "留空：最先到期的未完成环节"),
+        "outbox_id": ("被暂扣的消息", "消息编号（claimflow outbox list --status held）；0：该案件全部暂扣信函"),
+        "values": ("缺少的内容", '例如 {"clause": "4.2"}：只能填写信函中已有的项目'),
+        "reassign-cases.reason": ("理由", "原因（新经办人和审计记录可见），例如 休假至 1 月 12 日"),
+        "extend-step.reason": ("理由", "需要更多时间的原因；会告知客户"),
+    },
+}  # fmt: skip
+"""language -> parameter of the UI's desk actions (``flows/actions.py``) -> (title, help); the rest are the
+forms' own words (``approval_code``, ``reason``, ``extension``)."""
+
+
+def parameter_words(properties: Mapping[str, Any], language: str, action: str = "") -> dict[str, dict[str, Any]]:
+    """A Custom-run form's parameters (the deployment's parameter schema ``properties``) titled and explained in
+    ``language``: Prefect titles each by its Python name (``from_staff``). ``action``: the flow's name, where a
+    parameter needs words of its own (``reassign-cases.reason``)."""
+    words = {**FIELD_WORDS[_language(language)], **ACTION_WORDS[_language(language)]}
+    shown: dict[str, dict[str, Any]] = {}
+    for name, schema in properties.items():
+        found = words.get(f"{action}.{name}") or words.get(name)
+        shown[name] = {**schema, **({"title": found[0], "description": found[1]} if found else {})}
+    return shown
+
+
 def _language(language: str) -> str:
     return language if language in LANGUAGES else "en"
 

@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 from claimflow.orchestrator import api_url, auth_string
 from flows.watch import sla_watch
 from models.caseview import CHOICES, form_words
-from models.forms import choice_words, field_words
+from models.forms import choice_words, field_words, parameter_words
 from models.tables import Escalation
 from tasks.runs import launch_case
 from tests.browser import chromium
@@ -311,11 +311,15 @@ def test_a_supervisor_reassigns_a_handlers_cases_from_the_deployments_page(
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run", exact=True).click()
     page.screenshot(path=str(tmp_path / "custom-run.png"), full_page=True)
+    language = world.desk.settings.default_language
+    names = ("from_staff", "to_staff", "by", "approval_code", "reason", "case_number")
+    shown = parameter_words({name: {} for name in names}, language, "reassign-cases")  # in the desk's language
 
-    def field(name: str) -> Any:  # the parameter's box: the first text area after its heading
-        return page.locator(f"xpath=//*[normalize-space(text())='{name}']/following::textarea[1]")
+    def field(name: str) -> Any:  # the parameter's box: the first text area after its title
+        title = shown[name]["title"]
+        return page.locator(f"xpath=//*[starts-with(normalize-space(text()), '{title}')]/following::textarea[1]")
 
-    expect(page.get_by_text("You: a supervisor or manager (not the person whose cases move).")).to_be_visible()
+    expect(page.get_by_text(shown["by"]["description"])).to_be_visible()
     field("from_staff").fill(handler)
     field("to_staff").fill(target)
     field("by").fill("zhao.min")

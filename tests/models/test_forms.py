@@ -54,3 +54,18 @@ def test_the_cli_code_is_sent_as_the_word_the_waiting_form_offers() -> None:
     assert fit_choices("escalation", {"decision": "延长期限"}, schema) == {"decision": "延长期限"}
     assert fit_choices("", {"decision": "nonsense"}, schema) == {"decision": "nonsense"}  # the server refuses it
     assert fit_choices("", answer, {"properties": {}}) == answer  # a form without choices
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_parameter_of_the_uis_desk_actions_is_titled_and_explained(language) -> None:
+    """Prefect titles a Custom-run form's fields by their Python names (``from_staff``, ``outbox_id``): each desk
+    action's form gets words in the desk's language instead."""
+    from flows.deployments import ACTIONS, desk_deployments
+    from models.forms import parameter_words
+
+    pairs = {flow.name: deployment for flow, deployment in desk_deployments() if flow.name in ACTIONS}
+    assert set(pairs) == ACTIONS
+    for action, deployment in pairs.items():
+        properties = deployment._parameter_openapi_schema.properties
+        for name, shown in parameter_words(properties, language, action).items():
+            assert shown["title"] != name and shown["description"], (action, name)
