@@ -75,7 +75,8 @@ def up(
     out.print("deployments:  claim-process, complaint-process, inquiry-process, escalation; housekeeping (tag "
               f"housekeeping): sla-watch (every minute), reconcile (every {settings.reconcile_seconds} s), "
               "quality-report, satisfaction-survey"
-              + (", mail-intake" if settings.mail_imap_host else ""))  # fmt: skip
+              + (", mail-intake" if settings.mail_imap_host else "")
+              + "; actions (Deployments > Run > Custom run): reassign-cases, extend-step, release-message")  # fmt: skip
     out.print(f"delivery:     {describe_delivery(settings)}")
     if not settings.desk_phone:
         out.print("desk phone:   not set: customer messages quote it, so they are held until CLAIMFLOW_DESK_PHONE "
