@@ -136,10 +136,10 @@ class CaseViewPublisher:
         title = words(UNASSIGNED_TITLE, self.language)
         texts["desk-unassigned"] = (title, render_worklist(title, nobody, now=now, tz=self.tz, language=self.language))
         breached = [r for r in lists.waiting if (r.due_at is not None and r.due_at < now) or r.escalation_level]
-        texts["desk-breached"] = ("breached steps and undecided escalations", render_breached(
+        texts["desk-breached"] = (words("Breached steps and undecided escalations", self.language), render_breached(
             breached, lists.escalations, now=now, tz=self.tz, language=self.language))  # fmt: skip
-        texts["desk-summary"] = ("the desk at a glance", render_summary(lists.counts, now=now, tz=self.tz,
-                                                                         language=self.language))  # fmt: skip
+        texts["desk-summary"] = (words("The desk at a glance", self.language), render_summary(
+            lists.counts, now=now, tz=self.tz, language=self.language))  # fmt: skip
         written = 0
         for key, (description, text) in texts.items():
             if self.worklists.get(key) == text:

@@ -28,6 +28,7 @@ from prefect.client.schemas.objects import StateType
 from sqlmodel import Session, select
 
 from claimflow.orchestrator import api_url, auth_string
+from claimflow.settings import get_settings
 from flows.watch import sla_watch
 from models.caseview import CHOICES, form_words
 from models.forms import choice_words, field_words, parameter_words
@@ -330,3 +331,60 @@ def test_a_supervisor_reassigns_a_handlers_cases_from_the_deployments_page(
     kit.wait_for("the case to move", lambda: kit.handler_of(world, case) == target, timeout=APPLIED_SECONDS)
     assert "reassigned" in kit.events(world, case)
     page.screenshot(path=str(tmp_path / "submitted.png"), full_page=True)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_supervisor_extends_a_breached_step_from_the_breached_list(
+    page, ui_server, ui_live, kit, tmp_path, monkeypatch
+) -> None:
+    """The supervisor's bookmark: the ``desk-breached`` artifact lists the undecided escalation with a link to its
+    run; from there, Resume, extend; the step's deadline moves and the customer is told."""
+    from playwright.sync_api import expect
+
+    from flows.workspace import CaseViewPublisher
+    from tests.flows.test_workspace import _worklists
+
+    world = ui_live
+    case = world.file(product_line="motor")
+    aside(lambda: asyncio.run(launch_case(world.engine, case_id=case.id)))
+    due = world.step(case, "review").due_at
+    aside(lambda: asyncio.run(sla_watch(now=due + timedelta(minutes=1))))
+    with Session(world.engine) as session:
+        escalation = session.exec(select(Escalation).where(Escalation.case_id == case.id)).one()
+    run_id = escalation.flow_run_id
+    kit.wait_for("the escalation run to suspend", lambda: aside(kit.run_state, run_id) == StateType.PAUSED)
+    language = world.desk.settings.default_language
+    monkeypatch.setenv("CLAIMFLOW_UI_URL", ui_server.url)  # the address staff reach the UI at: the links' base
+    get_settings.cache_clear()
+    assert aside(_worklists, CaseViewPublisher(every=1, language=language)) >= 1
+
+    page.goto("/artifacts/key/desk-breached")  # where the supervisors' bookmark points
+    login = page.get_by_role("textbox", name="admin:pass")
+    listed = page.get_by_text("desk-breached").first
+    expect(login.or_(listed).first).to_be_visible()
+    if login.is_visible():
+        login.fill(ui_server.login)
+        page.get_by_role("button", name="Login").click()
+        page.goto("/artifacts/key/desk-breached")
+    page.screenshot(path=str(tmp_path / "breached-key.png"), full_page=True)
+    page.locator("a", has_text=re.compile(r"^[0-9a-f]{8}$")).first.click()  # the newest version
+    link = page.get_by_role("link", name=f"{case.number}-escalation-1", exact=True)
+    expect(link).to_be_visible()
+    page.screenshot(path=str(tmp_path / "breached.png"), full_page=True)
+    href = link.get_attribute("href") or ""
+    assert href.endswith(f"/runs/flow-run/{run_id}"), href
+    page.goto(href)  # the link opens the run (in a new tab: the same address)
+    page.screenshot(path=str(tmp_path / "escalation-run.png"), full_page=True)
+    # the older UI, where the desk's links lead, shows Resume as a button and the form in the desk's language
+    page.get_by_role("button", name="Resume").first.click()
+    expect(page.get_by_role("dialog").get_by_text(form_words(language)["escalation"])).to_be_visible()
+    page.screenshot(path=str(tmp_path / "resume-form.png"), full_page=True)
+    # deciding there: its select of choices does not open under Playwright here, so the same run's form is filled in
+    # the newer UI (the same schema, the same words)
+    page.goto(f"/v2/runs/flow-run/{run_id}")
+    form = open_resume_form(page, language)
+    fill_and_resume(page, form, language=language, staff="zhao.min", code=world.live_code("zhao.min", lasting=True),
+                    decision="extend", reason="Waiting for the assessor's report")  # fmt: skip
+    kit.wait_for("the extension", lambda: "escalation_decided" in kit.events(world, case), timeout=APPLIED_SECONDS)
+    assert world.step(case, "review").due_at > due
+    assert "extension_notice" in world.outbox()  # the customer is told the new date
