@@ -75,8 +75,10 @@ def note(
     if number is not None and (name or phone or email):
         raise InvalidInput("--name, --phone and --email are for feedback with no case (a case's customer is on file)")
     if number is None and (name or phone or email):
+        if not (name or "").strip():
+            raise InvalidInput("--name: who it was (the answer and any complaint case are addressed to them)")
         try:
-            contact = CustomerCreate(name=name or "-", phone=phone, email=email, language=language)
+            contact = CustomerCreate(name=(name or "").strip(), phone=phone, email=email, language=language)
         except ValidationError as exc:
             raise InvalidInput(describe_validation_error(exc)) from None
     with _shell()._session() as session:

@@ -7,6 +7,7 @@ PostgreSQL: psycopg 3, pre-ping, plain READ COMMITTED; concurrency-critical stat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -168,13 +169,18 @@ def describe_failure(error: BaseException) -> str:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction commits at the end of the block and rolls back on any error."""
+    """A session whose transaction commits at the end of the block and rolls back on any error, except an error
+    whose refusal is a fact to keep (``keeps_writes``: a wrong approval code, counted towards the lock-out by
+    ``tasks.workflow.authenticate``, which every action calls before it writes anything else)."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
-        except BaseException:
-            session.rollback()
+        except BaseException as exc:
+            if getattr(exc, "keeps_writes", False):
+                session.commit()
+            else:
+                session.rollback()
             raise
 
 
@@ -407,8 +413,6 @@ def lock_name(session: Session, name: str) -> None:
     """Hold a lock on ``name`` until the transaction ends: two transactions about the same thing with no row to lock
     (an Idempotency-Key seen for the first time) run one after the other. PostgreSQL: a transaction-level advisory
     lock on a 64-bit digest of the name; SQLite: its writes are serial already (``BEGIN IMMEDIATE``)."""
-    import hashlib
-
     if session.get_bind().dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

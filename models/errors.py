@@ -11,6 +11,9 @@ class ClaimflowError(Exception):
     """Base of every error claimflow raises on purpose."""
 
     exit_code = 1
+    keeps_writes = False
+    """The refusal is itself a fact to keep: the transaction that raised it commits what it wrote before failing
+    (``claimflow.db.session_scope``). Only for errors raised before the work writes anything else."""
 
 
 class InvalidInput(ClaimflowError):

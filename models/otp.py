@@ -27,6 +27,7 @@ class CodeRefused(ClaimflowError):
     """The approval code is malformed, wrong, expired or already used."""
 
     exit_code = 6
+    keeps_writes = True  # a wrong code is counted towards the lock-out, whichever command or form refused it
 
 
 def new_secret() -> str:

@@ -107,8 +107,11 @@ async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATT
             keyset = (state.get("state_details") or {}).get("run_input_keyset") or {}
             fitted = answer
             if keyset.get("schema"):
-                found = await client.get(f"/flow_runs/{UUID(run_id)}/input/{keyset['schema']}")
-                schema = json.loads(found.text) if found.status_code == 200 else None
+                try:
+                    found = await _request(client, "GET", f"/flow_runs/{UUID(run_id)}/input/{keyset['schema']}")
+                    schema = json.loads(found.text)
+                except (httpx.HTTPStatusError, ValueError):  # not stored yet: the resume below says so, and is retried
+                    schema = None
                 fitted = fit_choices("", answer, schema) if isinstance(schema, dict) else answer
             result = (await _request(client, "POST", f"/flow_runs/{UUID(run_id)}/resume",
                                      json={"run_input": fitted})).json()  # fmt: skip

@@ -47,13 +47,12 @@ def extension_rules(desk: Desk, case: Case, step: Step) -> list[tuple[str, Exten
     sla = STEP_SLA.get((case.kind, step.name))
     if sla is None:
         return []
-    found: list[tuple[str, Extension]] = []
+    found: dict[str, tuple[str, Extension]] = {}
     for pack in desk.rules.packs_for(case.jurisdiction):
         rule = pack.rule(case.kind, sla[0])
         for extension in rule.extensions if rule is not None else ():
-            if extension.name not in {name for _, e in found for name in [e.name]}:
-                found.append((pack.name, extension))
-    return found
+            found.setdefault(extension.name, (pack.name, extension))
+    return list(found.values())
 
 
 def apply_extension(
@@ -111,8 +110,7 @@ def extend_step(
         CodeRefused: the code. NotAllowed: the role or four eyes. InvalidInput: no open step with a deadline,
         a deadline already passed, an unknown rule, or one the packs allow no more.
     """
-    case = get_case(session, number)
-    case = session.get(Case, case.id, with_for_update=True) or case
+    case = get_case(session, number, for_update=True)
     member = authenticate(session, desk, username=by, code=code, now=now)
     step = _open_step(session, case, step_name)
     if step.due_at is None:

@@ -87,6 +87,8 @@ def test_a_call_about_the_desk_with_no_case_is_noted_and_a_supervisor_closes_it(
         assert complaint.kind == CaseKind.complaint
     refused = cli("feedback", "note", "CLM-2026-000001", "--text", "hi", "--by", "li.wei", "--phone", "1", code=2)
     assert "for feedback with no case" in refused
+    assert "--name: who it was" in cli("feedback", "note", "--text", "投诉", "--by", "li.wei", "--phone", "13700002222",
+                                       code=2)  # fmt: skip
 
 
 @pytest.mark.parametrize(

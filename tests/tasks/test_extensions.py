@@ -80,3 +80,18 @@ def test_only_the_cases_holder_or_a_supervisor_may_and_a_step_without_a_rule_say
     assert extension_rules(world.desk, world.case(inquiry), world.step(inquiry, "answer")) == []
     with pytest.raises(InvalidInput, match="no pack in force allows extending step answer"):
         _extend(world, "zhao.min", inquiry, reason="More time")
+
+
+def test_wrong_codes_given_to_an_action_are_counted_towards_the_lock_out(world) -> None:
+    """A refused action rolls back, but not the count of wrong codes: otherwise a six-digit code could be guessed
+    through any command or UI action that is not a form's decision."""
+    from models.otp import MAX_WRONG_CODES, CodeRefused
+
+    case = world.file(product_line="motor")
+    for _ in range(MAX_WRONG_CODES):
+        with pytest.raises(CodeRefused), session_scope(world.engine) as session:
+            extend_step(session, world.desk, number=case.number, by="zhao.min", code="000000", reason="More time",
+                        now=world.now)  # fmt: skip
+    with pytest.raises(CodeRefused, match="locked after"):
+        _extend(world, "zhao.min", case, reason="More time")  # the right code too, while locked
+    assert world.step(case, "review").extensions == []  # nothing else was kept
