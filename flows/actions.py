@@ -10,12 +10,14 @@ same checks: the approval code, the role, four eyes.
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Failed
 
 from flows.common import REFUSED, desk, now, transaction
+from models.caseview import office_time
 from models.errors import ClaimflowError
 from tasks.extensions import extend_step
 from tasks.letters import release_case_letters
@@ -76,8 +78,11 @@ async def extend_step_flow(
                       step_name=step.strip() or None, extension=extension.strip() or None)  # fmt: skip
     if isinstance(done, State):
         return done
+    settings = desk().settings
+    tz = ZoneInfo(settings.office_timezone)
+    due = f"{office_time(done.due, tz=tz, language=settings.default_language)} ({tz.key})"
     get_run_logger().info("%s: %s extended (%s) to %s; the customer is told", done.number, done.step, done.extension,
-                          done.due.isoformat(timespec="minutes"))  # fmt: skip
+                          due)  # fmt: skip
     return {"case": done.number, "step": done.step, "due": done.due.isoformat()}
 
 

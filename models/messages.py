@@ -245,14 +245,15 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         "staff_general_feedback",
         "staff",
         ("feedback_id", "channel", "classification", "score", "comment", "contact", "complaint_number", "command"),
-        "Feedback about the desk with no case (hotline, web form, social media): a supervisor reads it and closes it.",
+        "Feedback about the desk with no case (hotline, web form, social media): a supervisor reads it and closes it "
+        "(contact: on_file, given or none).",
         {
             "feedback_id": 17,
             "channel": "phone",
             "classification": "suggestion",
             "score": "-",
             "comment": "希望能在网上查询理赔进度",
-            "contact": "a customer on file",
+            "contact": "on_file",
             "complaint_number": "-",
             "command": "claimflow feedback done --feedback 17 --by zhao.min --note ...",
         },

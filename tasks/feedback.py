@@ -233,7 +233,7 @@ def record_general(
         complaint = intake(session, desk, data=data, actor=actor, now=now, customer=filer)
         feedback.complaint_case_id = complaint.id
         session.add(feedback)
-    reached = "a customer on file" if on_file else "contact details given" if contact else "nobody to answer"
+    reached = "on_file" if on_file else "given" if contact else "none"  # the message says it in its language
     enqueue(
         session,
         template="staff_general_feedback",

@@ -386,3 +386,17 @@ def test_a_complaint_posted_with_someones_address_is_not_filed_in_their_name(wor
         assert session.get(Feedback, feedback_id).customer_id == on_file
         assert complaint is not None and complaint.customer_id != on_file
         assert session.get(Customer, complaint.customer_id).phone is None
+
+
+def test_the_supervisors_message_about_general_feedback_speaks_their_language_not_codes(world) -> None:
+    from tasks.outbox import default_config
+
+    _general(world, channel="phone", text="希望能在网上查询进度", score=4)
+    with Session(world.engine) as session:
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_general_feedback")).one()
+    assert (told.context["channel"], told.context["contact"]) == ("phone", "none")
+    zh = default_config().render("staff_general_feedback", language="zh-CN", context=told.context)
+    en = default_config().render("staff_general_feedback", language="en", context=told.context)
+    assert "通过电话收到" in zh.text and "建议" in zh.subject and "未留联系方式" in zh.text
+    assert not any(code in zh.text + zh.subject for code in ("phone", "suggestion", "none"))
+    assert "by phone" in en.text and "nobody to answer" in en.text
