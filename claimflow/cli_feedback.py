@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from sqlmodel import col, select
 
-from claimflow.console import out, parse_now
+from claimflow.console import office, office_zone, out, parse_now
 from claimflow.settings import get_settings
 from models.errors import InvalidInput, NotFound, describe_validation_error
 from models.tables import Case, CustomerCreate, Feedback, Staff
@@ -104,7 +104,7 @@ def note(
 def _describe(outcome: Any) -> str:
     parts = [f"{outcome.kind.value} ({outcome.rule})"]
     if outcome.follow_up is not None:
-        parts.append(f"follow-up step '{outcome.follow_up.name}' opened, due {outcome.follow_up.due_at:%Y-%m-%d %H:%M}")
+        parts.append(f"follow-up step '{outcome.follow_up.name}' opened, due {office(outcome.follow_up.due_at)}")
     if outcome.complaint_case is not None:
         parts.append(f"complaint {outcome.complaint_case.number} filed")
     return "; ".join(parts)
@@ -116,7 +116,9 @@ def list_feedback(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Most recent first, at most this many.")] = 50,
 ) -> None:
     """The latest feedback: channel, score, solved, classification, and the complaint it opened."""
-    table = Table("id", "received", "case", "channel", "score", "solved", "class", "source", "complaint")
+    table = Table(
+        "id", f"received ({office_zone()})", "case", "channel", "score", "solved", "class", "source", "complaint"
+    )
     with _shell()._session() as session:
         query = select(Feedback, Case).join(Case, col(Case.id) == col(Feedback.case_id), isouter=True)
         if number:
@@ -128,7 +130,7 @@ def list_feedback(
         for feedback, case in rows:
             table.add_row(
                 str(feedback.id),
-                f"{feedback.received_at:%Y-%m-%d %H:%M}",
+                office(feedback.received_at),
                 case.number if case else "(general)",
                 feedback.channel,
                 str(feedback.score or "-"),
@@ -145,16 +147,23 @@ def follow_ups() -> None:
     """Open follow-ups (dissatisfied customers to call back), the oldest deadline first."""
     from tasks.feedback import open_follow_ups, open_general
 
-    table = Table("case", "step", "assignee", "due", "status")
+    table = Table("case", "step", "assignee", f"due ({office_zone()})", "status")
     with _shell()._session() as session:
         for case, step in open_follow_ups(session):
             member = session.get(Staff, step.assignee_id) if step.assignee_id else None
-            due = f"{step.due_at:%Y-%m-%d %H:%M}" if step.due_at else "-"
+            due = office(step.due_at) or "-"
             table.add_row(case.number, step.name, member.username if member else "(supervisors)", due, step.status)
-        general = Table("feedback", "received", "channel", "class", "complaint", title="General feedback to close")
+        general = Table(
+            "feedback",
+            f"received ({office_zone()})",
+            "channel",
+            "class",
+            "complaint",
+            title="General feedback to close",
+        )
         for feedback in open_general(session):
             complaint = session.get(Case, feedback.complaint_case_id) if feedback.complaint_case_id else None
-            general.add_row(f"#{feedback.id}", f"{feedback.received_at:%Y-%m-%d %H:%M}", feedback.channel,
+            general.add_row(f"#{feedback.id}", office(feedback.received_at), feedback.channel,
                             feedback.classification or "-", complaint.number if complaint else "-")  # fmt: skip
     out.print(table)
     if general.row_count:
@@ -207,8 +216,8 @@ def link(number: Annotated[str, typer.Argument(help="The case.")]) -> None:
         except SurveyLinkRefused as refused:
             state = refused.reason.value
         out.print(f"{case.number}: {survey_url(settings, token)}")
-        out.print(f"sent {invitation.sent_at:%Y-%m-%d %H:%M} ({invitation.reason}), expires "
-                  f"{invitation.expires_at:%Y-%m-%d %H:%M}, {state}")  # fmt: skip
+        out.print(f"sent {office(invitation.sent_at)} ({invitation.reason}), expires "
+                  f"{office(invitation.expires_at)} ({office_zone()}), {state}")  # fmt: skip
 
 
 @survey_app.command("sample")
