@@ -298,6 +298,18 @@ def staff_enroll(
     out.print(f"  uri:    {uri}")
 
 
+@staff_app.command("code")
+def staff_code(
+    username: Annotated[str, typer.Argument(help="A sample staff member the demo enrolled.")],
+) -> None:
+    """Print the approval code a sample person's authenticator app shows now (demo desk only: the secrets
+    'claimflow demo' made; anyone else's code comes from their own app). Waits up to 30 s when their current codes
+    are used."""
+    from claimflow.demo import demo_code
+
+    out.print(demo_code(_engine(), get_settings(), username))
+
+
 def _qr(text: str) -> str:
     """A QR code of ``text`` in block characters (two rows of modules per line, no colour codes: it prints the
     same in any terminal and in a log)."""
@@ -633,9 +645,11 @@ def case_list(
             raise InvalidInput(f"--status: unknown state '{s}'; known states: {', '.join(sorted(known))}")
     with _session() as session:
         cases = list_cases(session, status=wanted, kind=kind, limit=limit)
-    table = Table("number", "kind", "channel", "status", "priority", "product line", f"opened ({office_zone()})")
+    table = Table("number", "kind", "channel", "status", "outcome", "priority", "product line",
+                  f"opened ({office_zone()})")  # fmt: skip
     for c in cases:
-        table.add_row(c.number, c.kind, c.channel, c.status, c.priority, c.product_line or "", office(c.opened_at))
+        table.add_row(c.number, c.kind, c.channel, c.status, c.outcome or "", c.priority, c.product_line or "",
+                      office(c.opened_at))  # fmt: skip
     out.print(table)
     out.print(f"{len(cases)} case(s)")
 

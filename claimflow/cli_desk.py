@@ -146,7 +146,7 @@ async def _serve(limit: int, poll: float, heartbeats: bool) -> None:
 
 def demo() -> None:
     """File sample cases and play the handlers' decisions on the running desk (start 'claimflow up' first)."""
-    from claimflow.demo import Player, file_samples, load_sample_desk, play
+    from claimflow.demo import Player, file_samples, load_sample_desk, play, secrets_file
     from claimflow.migrate import upgrade
     from claimflow.orchestrator import api_url, auth_string, server_ready
 
@@ -158,6 +158,13 @@ def demo() -> None:
     secrets = load_sample_desk(engine, settings)
     cases = file_samples(engine, _desk(), now=shell._now())
     out.print("filed: " + ", ".join(f"{c.number} ({c.kind})" for c in cases))
+    table = Table(
+        "staff", "approval secret (add it to an authenticator app)", title="the sample staff, enrolled (demo desk only)"
+    )
+    for username, secret in secrets.items():
+        table.add_row(username, secret)
+    out.print(table)
+    out.print(f"'claimflow staff code USER' prints a sample person's current code (kept in {secrets_file(settings)})")
     import os
 
     url = os.environ["PREFECT_API_URL"]
@@ -242,7 +249,7 @@ def decide(
     from tasks.workflow import key_kind
 
     engine = _shell()._engine()
-    run_id, key = asyncio.run(waiting_run(engine, number=number))
+    run_id, key = asyncio.run(waiting_run(engine, number=number, patience=min(wait, 30)))
     form = FIELDS[key_kind(key).value]
     given: dict[str, Any] = {"staff": staff, "approval_code": code}
     options = {"decision": decision, "amount": amount, "reasons": reasons, "clause": clause, "remedy": remedy,

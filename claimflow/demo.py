@@ -1,22 +1,28 @@
 """``claimflow demo``: a sample desk and three sample cases driven through the real desk.
 
-The demo loads the sample staff, enrols them for approval codes (it keeps their secrets for the length of
-the demo only), files a claim, a complaint about it and an inquiry through intake (routing, deadlines,
-acknowledgements), starts their flow runs on the desk's Prefect server and then plays the handlers: it
-answers each run's form with a real approval code, the way a person would in the UI or with
-``claimflow decide``. The claim is reviewed, asked for documents once, approved, paid and closed; the
-inquiry is answered; the complaint is left waiting for the independent complaints team, so there is
+The demo loads the sample staff, enrols them for approval codes, files a claim, a complaint about it and an
+inquiry through intake (routing, deadlines, acknowledgements), starts their flow runs on the desk's Prefect
+server and then plays the handlers: it answers each run's form with a real approval code, the way a person would
+in the UI or with ``claimflow decide``. The claim is reviewed, asked for documents once, approved, paid and
+closed; the inquiry is answered; the complaint is left waiting for the independent complaints team, so there is
 something to decide in the UI.
+
+The sample staff's secrets are printed and kept in ``<data dir>/demo-secrets.json`` (owner-only), so that a
+newcomer without an authenticator app can follow the README's walk: ``claimflow staff code USER`` prints the code
+their app would show (``demo_code``). That file holds only the secrets the demo made; a person enrolled with
+``claimflow staff enroll`` is never in it, and a sample person enrolled again since the demo gets no code from it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,9 +30,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from claimflow.db import session_scope
-from claimflow.secrets import encrypt
+from claimflow.secrets import decrypt, encrypt
 from claimflow.settings import Settings
 from models.enums import CaseKind, Channel, ContactChannel
+from models.errors import InvalidInput
 from models.otp import code_at, new_secret
 from models.staff import StaffDirectory
 from models.tables import Case, CaseCreate, CustomerCreate, Event, Staff
@@ -48,7 +55,7 @@ def sample_directory() -> StaffDirectory:
 
 
 def load_sample_desk(engine: Engine, settings: Settings) -> dict[str, str]:
-    """Import the sample staff and (re-)enrol them; returns their secrets for this demo."""
+    """Import the sample staff and (re-)enrol them; returns their secrets, also kept in the demo's secrets file."""
     directory = sample_directory()
     secrets: dict[str, str] = {}
     with session_scope(engine) as session:
@@ -56,7 +63,52 @@ def load_sample_desk(engine: Engine, settings: Settings) -> dict[str, str]:
         for entry in directory.staff:
             secrets[entry.username] = secret = new_secret()
             enroll(session, username=entry.username, encrypted_secret=encrypt(settings, secret), force=True)
+    path = secrets_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(secrets, indent=1), encoding="utf-8")
     return secrets
+
+
+def secrets_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo-secrets.json"
+
+
+def demo_code(engine: Engine, settings: Settings, username: str, *, sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.time) -> str:  # fmt: skip
+    """The approval code a sample person's app shows now, from the secret the demo gave them: one not used yet
+    (a code is accepted once; when this window's and the next one's are both used, it waits for the next).
+
+    Raises:
+        InvalidInput: not a person the demo enrolled on this desk, or enrolled again since.
+    """
+    name = username.strip()
+    try:
+        known = json.loads(secrets_file(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    secret = known.get(name) if isinstance(known, dict) else None
+    app = "an approval code comes from the person's authenticator app"
+    if not isinstance(secret, str):
+        raise InvalidInput(f"{name} was not enrolled by 'claimflow demo' on this desk: {app}")
+    with Session(engine) as session:
+        member = session.exec(select(Staff).where(Staff.username == name)).first()
+    if member is None or member.totp_secret is None or decrypt(settings, member.totp_secret) != secret:
+        raise InvalidInput(f"{name} was enrolled again since 'claimflow demo': {app}")
+    return code_at(secret, datetime.fromtimestamp(fresh_counter(member.totp_last_counter, sleep, clock) * 30, UTC))
+
+
+def fresh_counter(last_used: int | None, sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.time) -> int:  # fmt: skip
+    """The first time step after ``last_used`` whose code the desk accepts now (this one or the next), waiting for
+    the clock when both are used."""
+    while True:
+        current = int(clock()) // 30
+        counter = max((last_used if last_used is not None else -1) + 1, current)
+        if counter <= current + 1:
+            return counter
+        sleep(1)
 
 
 SAMPLES: tuple[tuple[CaseKind, Channel, CustomerCreate, dict[str, Any]], ...] = (
@@ -103,13 +155,8 @@ class Player:
         self.used: dict[str, int] = {}
 
     def code(self, who: str) -> str:
-        while True:
-            current = int(time.time()) // 30
-            counter = max(self.used.get(who, -1) + 1, current)
-            if counter <= current + 1:
-                self.used[who] = counter
-                return code_at(self.secrets[who], datetime.fromtimestamp(counter * 30, UTC))
-            time.sleep(1)
+        self.used[who] = counter = fresh_counter(self.used.get(who))
+        return code_at(self.secrets[who], datetime.fromtimestamp(counter * 30, UTC))
 
     def handler(self, number: str) -> str:
         with Session(self.engine) as session:

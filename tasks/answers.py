@@ -30,6 +30,7 @@ from tasks.cases import get_case
 
 BUSY_STATUSES = (429, 502, 503, 504)  # the server (on SQLite: "database is locked") asks to be asked again
 ATTEMPTS = 10
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 
 
 def prefect_api() -> tuple[str, tuple[str, str] | None]:
@@ -69,23 +70,38 @@ async def _run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     return run
 
 
-async def waiting_run(engine: Engine, *, number: str) -> tuple[str, str]:
-    """The run driving a case and the key it is suspended on; ``InvalidInput`` if it waits for nobody."""
-    with Session(engine) as session:
-        case = get_case(session, number)
-        step = session.exec(
-            select(Step)
-            .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
-            .order_by(col(Step.id).desc())
-        ).first()
-    if case.flow_run_id is None or step is None or step.waiting_key is None:
-        raise InvalidInput(f"{case.number} is not waiting for a decision")
+async def waiting_run(engine: Engine, *, number: str, patience: float = 0.0) -> tuple[str, str]:
+    """The run driving a case and the key it is suspended on; ``InvalidInput`` if it waits for nobody.
+
+    A run busy with a leg (just filed, or taking up the answer before) asks for its next decision a moment later:
+    with ``patience`` this waits up to that many seconds for the run to be suspended on the case's waiting step.
+    """
+    deadline = anyio.current_time() + patience
     async with _client() as client:
-        state = (await _run(client, case.flow_run_id)).get("state") or {}
-    if state.get("type") != "PAUSED":
-        name = state.get("name") or "unknown"
-        raise InvalidInput(f"{case.number}: its run is {name}, not waiting for a decision; try again shortly")
-    return case.flow_run_id, step.waiting_key
+        while True:
+            with Session(engine) as session:
+                case = get_case(session, number)
+                step = session.exec(
+                    select(Step)
+                    .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
+                    .order_by(col(Step.id).desc())
+                ).first()
+            if case.closed_at is not None:
+                raise InvalidInput(f"{case.number} is {case.status}: there is nothing to decide")
+            state = (await _run(client, case.flow_run_id)).get("state") or {} if case.flow_run_id else {}
+            paused_on = (state.get("state_details") or {}).get("pause_key")
+            key = step.waiting_key if step is not None else None
+            if state.get("type") == "PAUSED" and key and paused_on in (None, key):
+                return str(case.flow_run_id), key
+            if anyio.current_time() >= deadline or not state or state.get("type") in TERMINAL:
+                break
+            await anyio.sleep(0.5)
+    if case.flow_run_id is None:
+        raise InvalidInput(f"{case.number} has no run yet: is 'claimflow up' running? (its reconciler starts it)")
+    if key is None and state.get("type") in TERMINAL | {"PAUSED"}:
+        raise InvalidInput(f"{case.number} is not waiting for a decision")
+    name = state.get("name") or "unknown"
+    raise InvalidInput(f"{case.number}: its run is {name}, not waiting for a decision; try again shortly")
 
 
 async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATTEMPTS) -> None:

@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,9 @@ class Journey:
     """A journey's environment, and what it left: what ``claimflow up`` printed, the sample cases."""
 
     env: dict[str, str]
+    port: int = 0
+    auth: tuple[str, str] = ("", "")
+    log: Path = Path()
     output: str = ""
     cases: dict[str, str] = field(default_factory=dict)  # case number per kind: {"CLM": "CLM-2026-000001", ...}
 
@@ -39,45 +43,68 @@ class Journey:
         )
 
 
+@contextmanager
+def running_up(tmp_path: Path, **settings: str) -> Iterator[Journey]:
+    """``claimflow up`` with the given ``CLAIMFLOW_*`` settings on top of a fresh data directory and free ports,
+    checked as it comes up (its banner, its login) and as it stops (Ctrl-C, exit 0, nothing left listening)."""
+    port = free_port()
+    env = {
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path),
+        "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CLAIMFLOW_PREFECT_PORT": str(port),
+        "CLAIMFLOW_API_PORT": str(free_port()),
+        "COLUMNS": "200",
+        # every command must talk to the desk's server: none may quietly start an ephemeral one of its own
+        # (which on SQLite even shares the desk's database file and seems to work)
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+        **settings,
+    }
+    journey = Journey(env, port=port)
+    log_path = tmp_path / "up.log"
+    log = log_path.open("w")
+    up = subprocess.Popen([str(BIN / "claimflow"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "press Ctrl-C to stop" not in log_path.read_text():
+            assert up.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "claimflow up did not come up"
+            time.sleep(0.5)
+        started = log_path.read_text()
+        assert f"Prefect UI:   http://127.0.0.1:{port}" in started
+        login = re.search(r"login with: (desk:\S+)\)", started).group(1)
+        # the server is protected: without the auth string the API refuses (only /health answers everyone)
+        runs = f"http://127.0.0.1:{port}/api/flow_runs/filter"
+        assert httpx.post(runs, json={}, timeout=10).status_code == 401
+        user, _, password = login.partition(":")
+        assert httpx.post(runs, json={}, auth=(user, "wrong"), timeout=10).status_code == 401
+        assert httpx.post(runs, json={}, auth=(user, password), timeout=10).status_code == 200
+        journey.auth = (user, password)
+        journey.log = log_path
+        yield journey
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        finally:
+            if up.poll() is None:
+                up.kill()
+            log.close()
+    journey.output = log_path.read_text()
+    assert up.returncode == 0, journey.output[-2000:]
+    assert "stopped" in journey.output
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=3)
+
+
 @pytest.fixture
 def up_journey(tmp_path: Path) -> Callable[..., Journey]:
     """Plays the journey with the given ``CLAIMFLOW_*`` settings on top of a fresh data directory and free
     ports, checking every step on the way; returns what it left for the test's own checks."""
 
     def play(**settings: str) -> Journey:
-        port = free_port()
-        env = {
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-            "HOME": str(tmp_path),
-            "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
-            "CLAIMFLOW_PREFECT_PORT": str(port),
-            "CLAIMFLOW_API_PORT": str(free_port()),
-            "COLUMNS": "200",
-            # every command must talk to the desk's server: none may quietly start an ephemeral one of its own
-            # (which on SQLite even shares the desk's database file and seems to work)
-            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
-            **settings,
-        }
-        journey = Journey(env)
-        log_path = tmp_path / "up.log"
-        log = log_path.open("w")
-        up = subprocess.Popen([str(BIN / "claimflow"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 180
-            while "press Ctrl-C to stop" not in log_path.read_text():
-                assert up.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "claimflow up did not come up"
-                time.sleep(0.5)
-            started = log_path.read_text()
-            assert f"Prefect UI:   http://127.0.0.1:{port}" in started
-            login = re.search(r"login with: (desk:\S+)\)", started).group(1)
-            # the server is protected: without the auth string the API refuses (only /health answers everyone)
-            runs = f"http://127.0.0.1:{port}/api/flow_runs/filter"
-            assert httpx.post(runs, json={}, timeout=10).status_code == 401
-            user, _, password = login.partition(":")
-            assert httpx.post(runs, json={}, auth=(user, "wrong"), timeout=10).status_code == 401
-            assert httpx.post(runs, json={}, auth=(user, password), timeout=10).status_code == 200
-
+        with running_up(tmp_path, **settings) as journey:
+            port, (user, password), log_path = journey.port, journey.auth, journey.log
             demo = journey.run("demo")
             assert demo.returncode == 0, demo.stdout + demo.stderr
             assert "li.wei — approves 12,000.00" in demo.stdout
@@ -157,19 +184,6 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
                 assert time.monotonic() < deadline, f"no run for {number}: {filed.stderr}"
                 time.sleep(0.5)
             assert "reconciler" not in filed.stderr
-        finally:
-            up.send_signal(signal.SIGINT)
-            try:
-                up.wait(timeout=60)
-            finally:
-                if up.poll() is None:
-                    up.kill()
-                log.close()
-        journey.output = log_path.read_text()
-        assert up.returncode == 0, journey.output[-2000:]
-        assert "stopped" in journey.output
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=3)
         return journey
 
     return play

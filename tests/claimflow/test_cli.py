@@ -243,9 +243,60 @@ def test_sla_tick_shows_and_records_what_is_due(desk: Desk) -> None:
 def test_decide_without_a_waiting_run_says_so(desk: Desk) -> None:
     desk("demo")
     number = re.search(r"INQ-\d{4}-\d{6}", desk("case", "list", "--kind", "inquiry")).group(0)
-    assert f"{number} is not waiting for a decision" in desk("decide", number, "--staff", "liu.yang", "--code", "1",
+    assert f"{number} has no run yet: is 'claimflow up' running?" in desk("decide", number, "--staff", "liu.yang", "--code", "1",
                                                               code=2)  # fmt: skip
     assert "no case numbered" in desk("decide", "INQ-2026-999999", "--staff", "x", "--code", "1", code=3)
+
+
+def test_staff_code_gives_the_demo_staff_fresh_codes_and_nobody_else_any(desk: Desk, tmp_path: Path) -> None:
+    """The README's walk types ``--code "$(claimflow staff code li.wei)"``: the code the sample person's app would
+    show, from the secret the demo made; never for someone enrolled otherwise, nor after a re-enrolment."""
+    from sqlmodel import Session, select
+
+    from claimflow.db import create_db_engine
+    from claimflow.secrets import decrypt
+    from models.otp import verify_code
+    from models.tables import Staff
+
+    assert "was not enrolled by 'claimflow demo'" in desk("staff", "code", "li.wei", code=2)  # no demo yet
+    desk("demo")
+    code = desk("staff", "code", "li.wei").strip()
+    assert re.fullmatch(r"\d{6}", code)
+    engine = create_db_engine(get_settings().resolved_database_url)
+    with Session(engine) as session:
+        member = session.exec(select(Staff).where(Staff.username == "li.wei")).one()
+        assert member.totp_secret is not None
+        secret = decrypt(get_settings(), member.totp_secret)
+        counter = verify_code(secret, code, now=datetime.now(UTC),
+                              last_counter=member.totp_last_counter)  # fmt: skip
+        member.totp_last_counter = counter  # the desk took that code: the next one asked for is a later one
+        session.add(member)
+        session.commit()
+    following = desk("staff", "code", "li.wei").strip()
+    assert following != code
+    assert verify_code(secret, following, now=datetime.now(UTC),
+                       last_counter=counter) > counter  # fmt: skip
+    assert "was not enrolled by 'claimflow demo'" in desk("staff", "code", "nobody", code=2)
+    desk("staff", "enroll", "li.wei", "--force")  # a lost phone: the demo's secret is no longer hers
+    assert "enrolled again since 'claimflow demo'" in desk("staff", "code", "li.wei", code=2)
+    secrets = get_settings().data_dir / "demo-secrets.json"
+    assert secrets.stat().st_mode & 0o077 == 0  # the owner's only
+
+
+def test_a_fresh_code_waits_when_this_window_and_the_next_are_used() -> None:
+    from claimflow.demo import fresh_counter
+
+    slept: list[float] = []
+    now = [3000.0]  # time step 100
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    assert fresh_counter(None, sleep, lambda: now[0]) == 100
+    assert fresh_counter(99, sleep, lambda: now[0]) == 100
+    assert fresh_counter(100, sleep, lambda: now[0]) == 101 and not slept  # the next window is accepted too
+    assert fresh_counter(101, sleep, lambda: now[0]) == 102 and sum(slept) == 30  # waited for step 101 to begin
 
 
 def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: Desk, tmp_path: Path) -> None:
