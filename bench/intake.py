@@ -7,7 +7,7 @@ plain driver loop filing the same rows in the same run.
 
 It creates a throwaway database beside ``--postgres-url`` (dropped at the end), migrates it, loads the sample
 desk (routing needs handlers), and starts the API as its own process (``uvicorn --factory
-claimflow.api:create_app``) with Prefect pointed at a closed port (the runs are the reconciler's job; the
+claimflow.web.app:create_app``) with Prefect pointed at a closed port (the runs are the reconciler's job; the
 launcher gives up once and pauses). Each post is a signed claim, complaint or inquiry (in turn) with its own
 ``Idempotency-Key``; each answer is checked. It prints cases/s, p50/p99 latency, then files the same kind of
 rows with ``tasks.intake.file_from_webhook`` in a loop (one transaction each, no HTTP) and prints that rate.
@@ -40,10 +40,10 @@ from sqlmodel import Session, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from claimflow.api import sign_headers
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
 from claimflow.migrate import upgrade
+from claimflow.web.intake import sign_headers
 from models.tables import Case, CaseCreate, IntakeRequest
 from tasks.staff import import_directory
 
@@ -117,7 +117,7 @@ class ApiProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.api:create_app", "--host", "127.0.0.1",
+        command = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.web.app:create_app", "--host", "127.0.0.1",
                    "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
                    "--no-access-log"]  # fmt: skip
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, start_new_session=True)

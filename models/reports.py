@@ -1,7 +1,7 @@
 """The quality reports' rules: report periods, working-day calendar rows, percentiles, the handler scorecard.
 
 Pure functions over values: no database, no Prefect, no clock. ``tasks.reports`` runs the aggregations in
-the database and hands their results to these functions; ``flows.reports`` and ``claimflow.cli_reports``
+the database and hands their results to these functions; ``flows.reports`` and ``claimflow.cli.reports``
 print and publish what comes back.
 
 Definitions used by every report (the docstrings of ``tasks.reports`` repeat them where they apply):

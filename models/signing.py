@@ -34,7 +34,7 @@ def signed_payload(timestamp: str, body: bytes) -> bytes:
 
     Args:
         timestamp: the ``X-Claimflow-Timestamp`` header exactly as sent.
-        body: the request body exactly as sent (for a GET, the request path; see ``claimflow.api``).
+        body: the request body exactly as sent (for a GET, the request path; see ``claimflow.web.intake``).
 
     Returns:
         ``timestamp + b"." + body``.

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from models.errors import InvalidInput
 from models.forms import fit_choices
-from models.tables import Step
+from models.tables import Case, Step
 from tasks.cases import get_case
 
 BUSY_STATUSES = (429, 502, 503, 504)  # the server (on SQLite: "database is locked") asks to be asked again
@@ -77,28 +77,33 @@ async def waiting_run(engine: Engine, *, number: str, patience: float = 0.0) -> 
     with ``patience`` this waits up to that many seconds for the run to be suspended on the case's waiting step.
     """
     deadline = anyio.current_time() + patience
+
+    def read() -> tuple[Case, str | None]:
+        with Session(engine) as session:
+            case = get_case(session, number)
+            step = session.exec(
+                select(Step)
+                .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
+                .order_by(col(Step.id).desc())
+            ).first()
+        if case.closed_at is not None:
+            raise InvalidInput(f"{case.number} is {case.status}: there is nothing to decide")
+        if case.flow_run_id is None:
+            raise InvalidInput(f"{case.number} has no run yet: is 'claimflow up' running? (its reconciler starts it)")
+        return case, step.waiting_key if step is not None else None
+
+    case, key = read()
     async with _client() as client:
         while True:
-            with Session(engine) as session:
-                case = get_case(session, number)
-                step = session.exec(
-                    select(Step)
-                    .where(Step.case_id == case.id, col(Step.waiting_key).is_not(None))
-                    .order_by(col(Step.id).desc())
-                ).first()
-            if case.closed_at is not None:
-                raise InvalidInput(f"{case.number} is {case.status}: there is nothing to decide")
-            state = (await _run(client, case.flow_run_id)).get("state") or {} if case.flow_run_id else {}
+            state = (await _run(client, str(case.flow_run_id))).get("state") or {}
             paused_on = (state.get("state_details") or {}).get("pause_key")
-            key = step.waiting_key if step is not None else None
             if state.get("type") == "PAUSED" and key and paused_on in (None, key):
                 return str(case.flow_run_id), key
-            if anyio.current_time() >= deadline or not state or state.get("type") in TERMINAL:
+            if anyio.current_time() >= deadline or state.get("type") in TERMINAL:
                 break
             await anyio.sleep(0.5)
-    if case.flow_run_id is None:
-        raise InvalidInput(f"{case.number} has no run yet: is 'claimflow up' running? (its reconciler starts it)")
-    if key is None and state.get("type") in TERMINAL | {"PAUSED"}:
+            case, key = read()
+    if key is None:
         raise InvalidInput(f"{case.number} is not waiting for a decision")
     name = state.get("name") or "unknown"
     raise InvalidInput(f"{case.number}: its run is {name}, not waiting for a decision; try again shortly")

@@ -1,6 +1,6 @@
 """The database work of the intake webhook: idempotent filing, stored attachments, the status a source may see.
 
-Functions take the session first and leave the commit to the caller (``claimflow.api``), so the case, its
+Functions take the session first and leave the commit to the caller (``claimflow.web.intake``), so the case, its
 first event, the acknowledgement in the outbox, the attachment rows and the idempotency record are one
 transaction.
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +30,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+PHONE = {"width": 390, "height": 844}
+SCALE = 2  # device pixels per CSS pixel
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLAYWRIGHT_EXPECT_MS = 5_000  # Playwright's default timeout of ``expect``
 
 
@@ -56,3 +63,48 @@ def chromium(*, expect_seconds: float) -> Iterator[Any]:
         finally:
             browser.close()
             expect.set_options(timeout=PLAYWRIGHT_EXPECT_MS)  # for any other browser test
+
+
+@contextmanager
+def served(app: Any, listener: socket.socket) -> Iterator[None]:
+    """``app`` served by uvicorn in a thread on ``listener`` (a bound socket) until the block ends."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="web-app", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the web app did not start"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        listener.close()
+
+
+def serious_violations(page: Any) -> list[str]:
+    """What axe-core (run in the page) finds of impact serious or critical: ``rule: what (how many)``."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']}: {v['help']} ({len(v['nodes'])}: {[n['target'] for n in v['nodes']][:3]})"
+            for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]  # fmt: skip
+
+
+def screenshot(page: Any, directory: Path, name: str) -> Path:
+    """A full-page PNG of what the page shows, in ``directory`` and in ``CLAIMFLOW_SCREENSHOT_DIR`` if set; checks
+    that it is a PNG as wide as the phone (nothing sticks out sideways)."""
+    path = directory / name
+    page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR", name
+    width, height = struct.unpack(">II", data[16:24])
+    assert width == PHONE["width"] * SCALE and height >= PHONE["height"] * SCALE, (name, width, height)
+    keep = os.environ.get("CLAIMFLOW_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(keep) / name)
+    return path

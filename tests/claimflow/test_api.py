@@ -24,8 +24,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from claimflow.api import create_app, sign_headers
 from claimflow.settings import Settings, get_settings
+from claimflow.web.app import create_app
+from claimflow.web.intake import sign_headers
 from models.tables import Attachment, Case, Event, IntakeRequest, Outbox
 from tasks.intake import body_digest
 from tests.conftest import NOW
@@ -212,7 +213,7 @@ def test_keys_belong_to_their_source(client: TestClient, engine: Engine) -> None
 
 
 def test_racing_twins_with_one_key_file_one_case(app: FastAPI, engine: Engine, settings: Settings) -> None:
-    from claimflow.api import CaseSubmission, to_case
+    from claimflow.web.intake import CaseSubmission, to_case
     from models.enums import CaseKind
 
     intake = app.state.intake
@@ -321,7 +322,7 @@ def test_an_attachment_over_the_limit_is_413_and_nothing_is_stored(world: Any, e
 def test_a_failed_transaction_leaves_no_attachment_file(
     app: FastAPI, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from claimflow.api import CaseSubmission, to_case
+    from claimflow.web.intake import CaseSubmission, to_case
     from models.enums import CaseKind
     from tasks.intake import IncomingAttachment
 
@@ -386,7 +387,7 @@ def test_openapi_is_served(client: TestClient) -> None:
 
 def test_end_to_end_over_http_with_uvicorn(world: Any, engine: Engine, database_url: str) -> None:
     """The thread ``claimflow up`` serves the API from: a real uvicorn server on a real port, the real clock."""
-    from claimflow.cli_api import ApiThread
+    from claimflow.cli.api import ApiThread
 
     api = ApiThread(make_settings(database_url=database_url), host="127.0.0.1", port=free_port())
     api.start()
@@ -418,8 +419,8 @@ def test_an_outage_is_a_503_and_one_log_line_per_refused_request_not_a_traceback
     line with a running count, and the count starts again once the database answers."""
     import logging
 
-    from claimflow.api import OUTAGE
     from claimflow.db import create_db_engine
+    from claimflow.web.http import OUTAGE
 
     gone = create_db_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone", pool=False)
     app = create_app(settings, gone, clock=lambda: NOW)

@@ -18,8 +18,9 @@ from pydantic import SecretStr
 from schemathesis import GenerationMode
 from sqlalchemy import Engine
 
-from claimflow.api import create_app, sign_headers
 from claimflow.settings import get_settings
+from claimflow.web.app import create_app
+from claimflow.web.intake import sign_headers
 
 pytestmark = pytest.mark.slow
 SECRET = "fuzz-secret"

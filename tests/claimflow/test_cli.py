@@ -502,7 +502,7 @@ def test_the_cli_decides_without_loading_prefect() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, claimflow.cli, claimflow.cli_desk, tasks.answers, tasks.workflow, models.forms; "
+    code = ("import sys, claimflow.cli, claimflow.cli.desk, tasks.answers, tasks.workflow, models.forms; "
             "loaded = sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')); "
             "print(loaded[:5]); sys.exit(1 if loaded else 0)")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

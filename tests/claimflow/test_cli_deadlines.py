@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
+from claimflow.cli.deadlines import calendar_app, policy_app, sla_app
 from models.errors import InvalidInput
 
 runner = CliRunner()

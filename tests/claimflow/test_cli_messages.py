@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from claimflow.cli_messages import outbox_app, template_app
+from claimflow.cli.messages import outbox_app, template_app
 from claimflow.db import session_scope
 from claimflow.settings import get_settings
 from models.enums import CaseKind, Channel, OutboxStatus
@@ -29,7 +29,7 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables as on a wide terminal, so that a test can read whole cells."""
     from rich.console import Console
 
-    import claimflow.cli_messages as cli_messages
+    import claimflow.cli.messages as cli_messages
 
     monkeypatch.setattr(cli_messages, "out", Console(width=250, highlight=False, soft_wrap=True))
 

@@ -12,7 +12,7 @@ import typer
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from claimflow.cli_reports import report_app
+from claimflow.cli.reports import report_app
 from claimflow.settings import get_settings
 from models.enums import CaseKind
 from models.errors import InvalidInput
@@ -25,7 +25,7 @@ runner = CliRunner()
 def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    import claimflow.cli_reports as cli_reports
+    import claimflow.cli.reports as cli_reports
 
     monkeypatch.setattr(cli_reports, "out", Console(width=250, highlight=False, soft_wrap=True))
 

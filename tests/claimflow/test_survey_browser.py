@@ -1,6 +1,6 @@
 """A customer answers the survey on a phone, in a real browser.
 
-Everything is real: the web app of ``claimflow.api`` served by uvicorn on a free port (its public address is
+Everything is real: the web app of ``claimflow.web.intake`` served by uvicorn on a free port (its public address is
 the desk's ``public_url``, so the link in the invitation message is the one opened), Debian's headless chromium
 driven by Playwright with a phone's viewport, and the case database. For each language the customer opens the
 link of a settled claim, switches to large text, answers with a low score or "not solved", is thanked and told
@@ -17,36 +17,27 @@ Playwright (see ``tests/browser.py``).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
-import struct
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlmodel import Session, select
 
-from claimflow.api import create_app
+from claimflow.web.app import create_app
 from models.survey import PAGE_TEXT
 from models.tables import Case, Feedback, Outbox, SurveyInvitation
 from tasks.feedback import follow_up_step_name
 from tasks.workflow import Desk
-from tests.browser import chromium
+from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
 from tests.claimflow.test_survey_page import CUSTOMERS, survey_settings
 from tests.tasks.test_feedback import settled_claim
 
 pytestmark = pytest.mark.slow
 
 UI_SECONDS = 15  # any one thing the page is expected to show
-PHONE = {"width": 390, "height": 844}
-SCALE = 2  # device pixels per CSS pixel
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What each customer answers: a low score, or "not solved"; either way a supervisor calls back.
 ANSWERS = {
     "zh-CN": {"score": 4, "solved": False, "comment": "理赔员很耐心，不过车还没修好，希望有人跟进。"},
@@ -70,25 +61,16 @@ def site(world: Any) -> Iterator[str]:
     settings = survey_settings(world, public_url=address)
     world.desk = Desk(rules=world.desk.rules, settings=settings)
     app = create_app(settings, world.engine, clock=lambda: world.now, launch=False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="survey-site", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the web app did not start"
-        time.sleep(0.05)
-    try:
+    with served(app, listener):
         yield address
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        listener.close()
 
 
 @pytest.fixture
 def phone(browser: Any) -> Iterator[Any]:
     """A fresh phone-sized browser profile."""
-    context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True)
+    # the pages' policy allows no script: the profile lets the test's own (axe-core) in
+    context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
+                                  bypass_csp=True)  # fmt: skip
     context.set_default_timeout(UI_SECONDS * 1000)
     page = context.new_page()
     yield page
@@ -109,22 +91,6 @@ def font_size(page: Any, selector: str) -> float:
     """The computed font size of the first element matching ``selector``, in CSS pixels."""
     size: float = page.locator(selector).first.evaluate("element => parseFloat(getComputedStyle(element).fontSize)")
     return size
-
-
-def screenshot(page: Any, directory: Path, name: str) -> Path:
-    """A full-page PNG of what the page shows, in ``directory`` and in ``CLAIMFLOW_SCREENSHOT_DIR`` if set; checks
-    that it is a PNG as wide as the phone (nothing sticks out sideways)."""
-    path = directory / name
-    page.screenshot(path=str(path), full_page=True)
-    data = path.read_bytes()
-    assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR", name
-    width, height = struct.unpack(">II", data[16:24])
-    assert width == PHONE["width"] * SCALE and height >= PHONE["height"] * SCALE, (name, width, height)
-    keep = os.environ.get("CLAIMFLOW_SCREENSHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(keep) / name)
-    return path
 
 
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
@@ -166,6 +132,7 @@ def test_a_customer_answers_the_survey_on_a_phone(
     phone.get_by_label(words["comment"]).fill(answer["comment"])
     expect(phone.get_by_label(words[f"score_{answer['score']}"], exact=True)).to_be_checked()
     screenshot(phone, shots, f"survey-form-{named}")
+    assert serious_violations(phone) == []  # axe-core: nothing serious or critical
     phone.get_by_role("button", name=words["submit"]).click()
 
     # is thanked, told a supervisor will call, still in their language and in large text
@@ -176,6 +143,7 @@ def test_a_customer_answers_the_survey_on_a_phone(
     expect(phone.locator("body")).to_have_class("large")
     expect(phone.locator("nav a")).to_have_count(0)  # switching now would only say "used"
     screenshot(phone, shots, f"survey-thanks-{named}")
+    assert serious_violations(phone) == []
 
     # the answer is stored and a supervisor's follow-up is open
     with Session(world.engine) as session:

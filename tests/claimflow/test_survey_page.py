@@ -21,9 +21,10 @@ from pydantic import SecretStr
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from claimflow.api import create_app, sign_headers
 from claimflow.secrets import survey_key
 from claimflow.settings import Settings
+from claimflow.web.app import create_app
+from claimflow.web.intake import sign_headers
 from models.survey import PAGE_TEXT, make_token
 from models.tables import Case, CustomerCreate, Feedback, Step, SurveyInvitation
 from tasks.feedback import follow_up_step_name
@@ -96,9 +97,18 @@ def test_the_form_shows_the_case_in_the_customers_language(world: Any, client: T
     assert f"<title>{words['title']}</title>" in html and title_of(html) == words["title"]
     assert words["intro"].format(case=case.number) in html
     assert html.count('type="radio" name="score"') == 5 and html.count('type="radio" name="solved"') == 2
-    assert 'class="normal"' in html and "--base: 17px" in html
+    assert 'class="normal"' in html and '<link rel="stylesheet" href="/static/site.css">' in html
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-frame-options"] == "DENY"
+    # no inline style or script: the page's policy allows its own stylesheet only
+    assert (
+        "<style" not in html
+        and "<script" not in html
+        and "style-src 'self'" in response.headers["content-security-policy"]
+    )
+    css = client.get("/static/site.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert ":root { --base: 17px; }" in css.text and "body.large { --base: 24px; }" in css.text
 
 
 def test_the_language_asked_for_in_the_link_wins_over_the_customers(world: Any, client: TestClient) -> None:
@@ -118,7 +128,7 @@ def test_large_text_is_kept_through_the_links_and_the_form(world: Any, client: T
     response = client.get(f"/survey/{token}", params={"large": "1"})
     assert response.status_code == 200
     html = response.text
-    assert 'class="large"' in html and "--base: 24px" in html
+    assert '<body class="large">' in html
     assert f'id="toggle-size">{PAGE_TEXT["en"]["large_off"]}</a>' in html
     assert 'href="?lang=zh-CN&amp;large=1" id="toggle-language"' in html  # the other language, still large
     assert '<input type="hidden" name="large" value="1">' in html
@@ -373,7 +383,7 @@ def test_hostile_feedback_bodies_get_clear_answers_and_store_nothing(world: Any,
 
 
 def test_an_integer_of_thousands_of_digits_is_a_400_on_the_case_endpoints_too(world: Any, client: TestClient) -> None:
-    from claimflow.api import sign_headers
+    from claimflow.web.intake import sign_headers
 
     body = b'{"customer": {"name": "x"}, "amount_claimed": ' + b"1" * 5000 + b"}"
     headers = {

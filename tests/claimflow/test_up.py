@@ -42,7 +42,7 @@ def test_up_runs_the_desk_the_demo_plays_it_and_ctrl_c_stops_it(
     ],
 )
 def test_the_banner_says_where_messages_go(settings: dict[str, object], said: str, tmp_path: Path) -> None:
-    from claimflow.cli_desk import describe_delivery
+    from claimflow.cli.desk import describe_delivery
     from claimflow.settings import Settings
 
     described = describe_delivery(Settings(data_dir=tmp_path, **settings))  # type: ignore[arg-type]

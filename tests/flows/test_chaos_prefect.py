@@ -30,8 +30,8 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from claimflow.api import create_app
 from claimflow.orchestrator import EmbeddedServer
+from claimflow.web.app import create_app
 from flows.watch import reconcile, sla_watch
 from models.tables import Case, Escalation, Outbox
 from models.watch import escalation_run_name

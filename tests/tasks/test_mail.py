@@ -487,7 +487,7 @@ def test_claimflow_mail_poll_prints_what_became_of_each_mail(
 ) -> None:
     from typer.testing import CliRunner
 
-    from claimflow.cli_mail import mail_app
+    from claimflow.cli.mail import mail_app
 
     dovecot.deliver(imap_user, message("Car accident claim", "Rear-ended."), AUTO_REPLY)
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", world.engine.url.render_as_string(hide_password=False))

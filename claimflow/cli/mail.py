@@ -12,15 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+import claimflow.cli.common as common
 from claimflow.console import out
 
 mail_app = typer.Typer(help="Read the intake mailbox.", no_args_is_help=True)
-
-
-def _main_cli() -> Any:
-    from claimflow import cli  # imported late: claimflow.cli registers this app
-
-    return cli
 
 
 @mail_app.callback()
@@ -44,7 +39,7 @@ def poll_command(
     from tasks.workflow import Desk
 
     settings = get_settings()
-    engine = _main_cli()._engine()
+    engine = common.engine()
     report = poll(engine, Desk.of(settings), now=lambda: datetime.now(UTC), limit=limit)
     for outcome in report.outcomes:
         detail = outcome.case_number or ""
@@ -78,7 +73,7 @@ def list_command(
         from models.errors import InvalidInput
 
         raise InvalidInput(f"--status: {', '.join(wrong)} is not one of {', '.join(sorted(known))}")
-    with _main_cli()._session() as session:
+    with common.session() as session:
         rows = mail_rows(session, dispositions=status, since=parse_now(since, "--since") if since else None,
                          limit=limit)  # fmt: skip
         cases = _case_numbers(session, {r.case_id for r in rows if r.case_id})
@@ -111,7 +106,7 @@ def retry_command(
     from tasks.mail import open_mailbox, retry_mail
 
     settings = get_settings()
-    engine = _main_cli()._engine()
+    engine = common.engine()
     with open_mailbox(settings) as mailbox:
         row = retry_mail(engine, mail_id=mail_id, source=mailbox)
     out.print(f"mail {mail_id} (UID {row.uid}, {row.disposition} before) is unseen again")

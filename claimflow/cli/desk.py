@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from claimflow.cli_deadlines import sla_app
+import claimflow.cli.common as common
+from claimflow.cli.deadlines import sla_app
 from claimflow.console import office, office_zone, out, parse_now
 from claimflow.settings import Settings, get_settings
 from models.errors import ClaimflowError, DecisionRefused, InvalidInput, describe_validation_error
@@ -24,23 +25,10 @@ from models.tables import Case, Escalation, Event, Staff, Step
 escalation_app = typer.Typer(help="Breached steps waiting for a supervisor's decision.", no_args_is_help=True)
 
 
-def _shell() -> Any:
-    from claimflow import cli
-
-    return cli
-
-
 def _prefect() -> None:
     from claimflow.orchestrator import prefect_environment
 
     prefect_environment(get_settings())
-
-
-def _desk() -> Any:
-    from tasks.workflow import Desk
-
-    settings = get_settings()
-    return Desk.of(settings)
 
 
 # --- up ---------------------------------------------------------------------------------------------------
@@ -63,7 +51,7 @@ def up(
 
     for key in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_HOME"):
         os.environ[key] = server_environment(settings)[key]
-    engine = _shell()._engine()
+    engine = common.engine()
     upgrade(engine)
     log = settings.data_dir / "logs" / "prefect-server.log"
     server = EmbeddedServer(settings, log=log)
@@ -83,7 +71,7 @@ def up(
                   "is set ('claimflow outbox list --status held'; sent within minutes of the restart)")  # fmt: skip
     out.print("desk runner:  executing runs in this process, delivering the outbox and keeping each case's page and "
               "tags current in the UI; try 'claimflow demo' in another terminal")  # fmt: skip
-    from claimflow.cli_api import ApiThread
+    from claimflow.cli.api import ApiThread
 
     intake_api = ApiThread(settings)
     try:
@@ -108,7 +96,7 @@ def runner() -> None:
 
     if not os.environ.get("PREFECT_API_URL"):
         raise InvalidInput("set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the desk's Prefect server")
-    engine = _shell()._engine()
+    engine = common.engine()
     if current_revision(engine) != head_revision(engine):
         raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
     settings = get_settings()
@@ -152,11 +140,10 @@ def demo() -> None:
 
     settings = get_settings()
     _prefect()
-    shell = _shell()
-    engine = shell._engine()
+    engine = common.engine()
     upgrade(engine)
     secrets = load_sample_desk(engine, settings)
-    cases = file_samples(engine, _desk(), now=shell._now())
+    cases = file_samples(engine, common.desk(), now=common.now())
     out.print("filed: " + ", ".join(f"{c.number} ({c.kind})" for c in cases))
     table = Table(
         "staff", "approval secret (add it to an authenticator app)", title="the sample staff, enrolled (demo desk only)"
@@ -248,7 +235,7 @@ def decide(
     from tasks.answers import give_input, waiting_run  # the REST API with httpx: answers at once
     from tasks.workflow import key_kind
 
-    engine = _shell()._engine()
+    engine = common.engine()
     run_id, key = asyncio.run(waiting_run(engine, number=number, patience=min(wait, 30)))
     form = FIELDS[key_kind(key).value]
     given: dict[str, Any] = {"staff": staff, "approval_code": code}
@@ -301,7 +288,7 @@ def escalation_list(
     all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
 ) -> None:
     """Escalations waiting for a decision (and with --all, the decided ones)."""
-    engine = _shell()._engine()
+    engine = common.engine()
     zone = office_zone()
     table = Table("id", "case", "step", "level", "role", f"raised ({zone})", f"decide by ({zone})", "decision")
     with Session(engine) as session:
@@ -332,7 +319,7 @@ def escalation_decide(
     from models.forms import EscalationDecisionFields
     from tasks.answers import give_input
 
-    engine = _shell()._engine()
+    engine = common.engine()
     with Session(engine) as session:
         escalation = session.get(Escalation, escalation_id)
         if escalation is None:
@@ -366,8 +353,8 @@ def sla_tick(
     from claimflow.db import session_scope
     from tasks.escalations import watch_pass
 
-    at = _shell()._now() if now is None else parse_now(now)
-    engine = _shell()._engine()
+    at = common.now() if now is None else parse_now(now)
+    engine = common.engine()
     if dry_run:
         with Session(engine) as session:
             report = watch_pass(session, now=at)

@@ -1,11 +1,11 @@
-"""The customer's survey page and the feedback webhook, served by the intake web app (``claimflow.api``).
+"""The customer's survey page and the feedback webhook, served by the intake web app (``claimflow.web.app``).
 
 ``GET /survey/{token}`` shows the form (``?lang=zh-CN|en``, ``?large=1`` for large text); ``POST`` takes the
 answer once. A forged, unknown, used or expired link gets a page that says so in the customer's language
 (403, 404, 410, 410), never a stack trace; a form with a missing or wrong field is shown again with what
 was wrong (422) and nothing stored.
 
-``POST /v1/feedback`` (signed like every webhook, see ``claimflow.api``) records feedback that arrived on
+``POST /v1/feedback`` (signed like every webhook, see ``claimflow.web.intake``) records feedback that arrived on
 another channel: ``{"case_number": "CLM-2026-000001", "text": "...", "score": 4, "solved": true}``; without a
 ``case_number`` it is feedback about the desk in general (``tasks.feedback.record_general``), with an optional
 ``customer`` (``name`` and a ``phone`` or an ``email``) to answer. With an
@@ -26,21 +26,23 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from claimflow.api import (
+from claimflow.db import lock_name, session_scope
+from claimflow.secrets import survey_key
+from claimflow.web.http import (
     OUTAGE,
+    PAGE_HEADERS,
     ApiProblem,
-    Intake,
     check_idempotency_key,
     invalid,
     is_json,
     json_object,
+    pages,
     read_body,
     validation_errors,
 )
-from claimflow.db import lock_name, session_scope
-from claimflow.secrets import survey_key
+from claimflow.web.intake import Intake
 from models.errors import InvalidInput, NotFound
-from models.messages import format_deadline, make_environment
+from models.messages import format_deadline
 from models.survey import (
     LANGUAGES,
     MAX_COMMENT_CHARS,
@@ -68,7 +70,6 @@ from tasks.survey import open_invitation
 logger = logging.getLogger("claimflow.api")
 
 REFUSAL_STATUS = {Refusal.forged: 403, Refusal.unknown: 404, Refusal.expired: 410, Refusal.used: 410}
-_TEMPLATE = make_environment().get_template("survey.html.j2")
 
 
 def render_page(
@@ -84,18 +85,21 @@ def render_page(
     other = next(language for language in LANGUAGES if language != lang)
     values.setdefault("values", {"score": None, "solved": None, "comment": ""})
     values.setdefault("problem", None)
-    html = _TEMPLATE.render(
-        state=state,
-        lang=lang,
-        other_lang=other,
-        large=large,
-        t=PAGE_TEXT[lang],
-        phone=phone,
-        max_comment=MAX_COMMENT_CHARS,
-        **values,
+    html = (
+        pages()
+        .get_template("survey.html.j2")
+        .render(
+            state=state,
+            lang=lang,
+            other_lang=other,
+            large=large,
+            t=PAGE_TEXT[lang],
+            phone=phone,
+            max_comment=MAX_COMMENT_CHARS,
+            **values,
+        )
     )
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-    return HTMLResponse(html, status_code=status_code, headers=headers)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
 class FeedbackContact(BaseModel):

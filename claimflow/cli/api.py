@@ -42,8 +42,8 @@ def api(
     """
     import uvicorn
 
-    from claimflow.api import create_app
     from claimflow.orchestrator import prefect_environment
+    from claimflow.web.app import create_app
 
     settings = get_settings()
     prefect_environment(settings)
@@ -74,7 +74,7 @@ class ApiThread:
         """Start serving; returns once the port is bound (raises if it is not within ``timeout``)."""
         import uvicorn
 
-        from claimflow.api import create_app
+        from claimflow.web.app import create_app
 
         config = uvicorn.Config(create_app(self.settings), host=self.host, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)

@@ -8,7 +8,6 @@ bar on stderr shows each query while it runs; the tables go to stdout, and with 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import claimflow.cli.common as common
 from claimflow.console import err, out
 from models.errors import InvalidInput
 from models.reports import ReportPeriod, ReportTable, cell_text, csv_document
@@ -29,16 +29,6 @@ ToOption = Annotated[str, typer.Option("--to", help="Last day of the period (YYY
 CsvOption = Annotated[Path | None, typer.Option("--csv", help="Also write the tables to this CSV file.")]
 
 
-def _shell() -> Any:
-    from claimflow import cli  # imported late: claimflow.cli registers this app
-
-    return cli
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def scope_for(start: str, end: str) -> Any:
     """The report's scope from the command line: the period, the desk's calendar, the time now."""
     from claimflow.settings import get_settings
@@ -48,7 +38,7 @@ def scope_for(start: str, end: str) -> Any:
     settings = get_settings()
     period = ReportPeriod.parse(start, end, settings.office_timezone)
     calendar = region_calendar(settings.region, unknown_years="weekends", timezone=settings.office_timezone)
-    return ReportScope(period, calendar, _now())
+    return ReportScope(period, calendar, common.now())
 
 
 def run_section(section: str, start: str, end: str, csv_file: Path | None) -> list[ReportTable]:
@@ -59,7 +49,7 @@ def run_section(section: str, start: str, end: str, csv_file: Path | None) -> li
 
     scope = scope_for(start, end)
     tables: list[ReportTable] = []
-    engine = _shell()._engine()
+    engine = common.engine()
     with (
         Session(engine) as session,
         Progress(

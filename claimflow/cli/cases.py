@@ -1,345 +1,31 @@
-"""The ``claimflow`` command: the desk's tools for people at a terminal.
-
-Every error a person can cause ends as one line on stderr (``error: ...``) and a non-zero exit code, never a
-traceback: usage errors exit 2, ``ClaimflowError`` subclasses exit with their own ``exit_code``.
-"""
+"""``claimflow case ...`` (file, inspect and move cases), ``claimflow audit ...`` (check the hash-chained audit
+log) and ``claimflow attachments ...`` (the documents stored with the cases)."""
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import Session
 
-from claimflow.cli_api import api
-from claimflow.cli_deadlines import calendar_app, policy_app, sla_app
-from claimflow.cli_desk import decide, demo, escalation_app, runner, up
-from claimflow.cli_feedback import feedback_app, survey_app
-from claimflow.cli_mail import mail_app
-from claimflow.cli_messages import outbox_app, template_app
-from claimflow.cli_reports import report_app
-from claimflow.console import err, fit_to_output, office, office_zone, out, parse_sets
-from claimflow.db import check_reachable, get_engine, session_scope
+import claimflow.cli.common as common
+from claimflow.cli.common import CodeOption, HolderOption, SupervisorOption, state
+from claimflow.console import err, office, office_zone, out, parse_sets
 from claimflow.settings import get_settings
 from models.caseview import StepLine, due_words
 from models.enums import CaseKind, Channel, ContactChannel, Priority
-from models.errors import ClaimflowError, DatabaseUnavailable, InvalidInput, NotFound, describe_validation_error
+from models.errors import ClaimflowError, InvalidInput, describe_validation_error
 from models.lifecycle import LIFECYCLES, lifecycle_for
 from models.masking import mask_birth_date, mask_email, mask_id_number, mask_name, mask_phone
-from models.staff import StaffDirectory
-from models.tables import CaseCreate, Customer, CustomerCreate, Department, Staff
+from models.tables import CaseCreate, Customer, CustomerCreate, Staff
 
-try:  # typer vendors its own click since 0.2x; its exceptions are not click's
-    from typer._click import exceptions as cli_errors
-except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as cli_errors  # type: ignore[no-redef]
-
-app = typer.Typer(
-    name="claimflow",
-    help="Claim and complaint desk: cases, deadlines, escalations and the audit log.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
-config_app = typer.Typer(help="Show the settings in force.", no_args_is_help=True)
-staff_app = typer.Typer(help="Departments and staff.", no_args_is_help=True)
 case_app = typer.Typer(help="File, inspect and move cases.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the hash-chained audit log.", no_args_is_help=True)
 attachments_app = typer.Typer(help="Documents stored with the cases.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(config_app, name="config")
-app.add_typer(staff_app, name="staff")
-app.add_typer(case_app, name="case")
-app.add_typer(audit_app, name="audit")
-app.add_typer(attachments_app, name="attachments")
-app.add_typer(calendar_app, name="calendar", help="Working days and rest days per region.")
-app.add_typer(sla_app, name="sla", help="Deadlines from the SLA policy packs.")
-app.add_typer(policy_app, name="policy", help="Check SLA policy packs.")
-app.add_typer(template_app, name="template", help="Preview the messages the desk sends.")
-app.add_typer(outbox_app, name="outbox", help="Messages waiting to leave, sent, or dead-lettered.")
-app.add_typer(mail_app, name="mail", help="Read the intake mailbox.")
-app.add_typer(report_app, name="report", help="Quality reports: SLA, cycle time, satisfaction, scorecard.")
-app.add_typer(escalation_app, name="escalation", help="Breached steps waiting for a supervisor's decision.")
-app.add_typer(feedback_app, name="feedback", help="Feedback from customers and the follow-ups it starts.")
-app.add_typer(survey_app, name="survey", help="Survey links and the periodic satisfaction survey.")
-app.command("up")(up)
-app.command("runner")(runner)
-app.command("demo")(demo)
-app.command("decide")(decide)
-app.command("api")(api)
-
-
-class _State:
-    actor: str = "system"
-
-
-state = _State()
-
-
-@app.callback()
-def _root(
-    actor: Annotated[
-        str | None,
-        typer.Option(help="Who is acting (recorded in the audit log); default $CLAIMFLOW_ACTOR or the OS user."),
-    ] = None,
-) -> None:
-    state.actor = actor or os.environ.get("CLAIMFLOW_ACTOR") or _os_user()
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        return "system"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _engine() -> Engine:
-    engine = get_engine(get_settings().resolved_database_url)
-    check_reachable(engine)
-    return engine
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """A committed-or-rolled-back session; a schema that was never created is reported as such."""
-    engine = _engine()
-    try:
-        with session_scope(engine) as session:
-            yield session
-    except (OperationalError, ProgrammingError) as exc:
-        text = str(exc.orig or exc)
-        if "no such table" in text or "does not exist" in text:
-            raise DatabaseUnavailable(
-                "the database has no claimflow schema yet: run 'claimflow db upgrade' first"
-            ) from exc
-        raise
-
-
-# --- db ---------------------------------------------------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Create the schema, or upgrade it to the newest revision (SQLite and PostgreSQL)."""
-    from claimflow.migrate import upgrade
-
-    engine = _engine()
-    before, after = upgrade(engine, revision)
-    where = engine.url.render_as_string(hide_password=True)
-    if before == after:
-        out.print(f"database {where} already at revision {after}")
-    else:
-        out.print(f"database {where} upgraded from {before or 'empty'} to {after}")
-
-
-@db_app.command("status")
-def db_status() -> None:
-    """Show the schema revision of the database and the newest one this version knows."""
-    from claimflow.migrate import current_revision, head_revision
-
-    engine = _engine()
-    current, head = current_revision(engine), head_revision(engine)
-    out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
-    out.print(f"revision: {current or 'empty'} (newest: {head})")
-    if current != head:
-        out.print("run 'claimflow db upgrade' to bring it up to date")
-
-
-# --- config -----------------------------------------------------------------------------------------------
-
-
-@config_app.command("show")
-def config_show() -> None:
-    """Every setting, its value (secrets hidden) and what it does."""
-    table = Table("variable", "value", "meaning")
-    for name, value, description in get_settings().described():
-        table.add_row(name, value, description)
-    out.print(table)
-
-
-@config_app.command("new-key")
-def config_new_key() -> None:
-    """Print a new key for CLAIMFLOW_SECRET_KEY (encrypts enrolled approval secrets)."""
-    from cryptography.fernet import Fernet
-
-    out.print(Fernet.generate_key().decode())
-
-
-# --- staff ------------------------------------------------------------------------------------------------
-
-
-@staff_app.command("import")
-def staff_import(path: Annotated[Path, typer.Argument(help="Staff directory file (YAML).")]) -> None:
-    """Create or update departments and staff from a YAML file (all or nothing)."""
-    from tasks.staff import import_directory
-
-    directory = _load_yaml(path, StaffDirectory)
-    with _session() as session:
-        result = import_directory(session, directory=directory)
-    out.print(
-        f"departments: {result.departments_created} created, {result.departments_updated} updated; "
-        f"staff: {result.staff_created} created, {result.staff_updated} updated"
-    )
-
-
-@staff_app.command("list")
-def staff_list() -> None:
-    """Staff with their role, department, skills and capacity."""
-    from sqlmodel import col, select
-
-    with _session() as session:
-        departments = {d.id: d.code for d in session.exec(select(Department))}
-        rows = list(session.exec(select(Staff).order_by(col(Staff.username))))
-        table = Table("username", "name", "role", "department", "skills", "languages", "capacity", "active",
-                      "codes")  # fmt: skip
-        for s in rows:
-            table.add_row(
-                s.username,
-                s.name,
-                s.role,
-                departments.get(s.department_id, "-"),
-                ", ".join(s.skills),
-                ", ".join(s.languages),
-                str(s.capacity),
-                "yes" if s.active else "no",
-                "enrolled" if s.totp_secret else "not enrolled",
-            )
-    out.print(table)
-
-
-@staff_app.command("links")
-def staff_links_command(
-    username: Annotated[str, typer.Argument(help="Staff member whose worklists to link.")],
-) -> None:
-    """Bookmarkable Prefect UI links to a person's worklists: their waiting cases, their breached cases, all their
-    cases, their team's queue; for supervisors and managers the breached cases of every team and the escalations
-    of their level. The links open the UI whose run pages show Resume as a button (``CLAIMFLOW_UI_URL``)."""
-    from sqlmodel import select
-
-    from models.caseview import staff_links
-
-    with _session() as session:
-        member = session.exec(select(Staff).where(Staff.username == username.strip())).first()
-        if member is None:
-            raise NotFound(f"no staff member '{username}'")
-        department = session.get(Department, member.department_id) if member.department_id else None
-        links = staff_links(get_settings().resolved_ui_url, username=member.username,
-                            team=department.code if department else None, role=str(member.role))  # fmt: skip
-    for label, url in links:
-        out.print(f"{label}:")
-        out.print(f"  {url}")
-
-
-SupervisorOption = Annotated[str, typer.Option("--by", help="You: a supervisor or manager.")]
-CodeOption = Annotated[str, typer.Option(help="Your current approval code.")]
-HolderOption = Annotated[str, typer.Option("--by", help="You: the case's handler, or a supervisor or manager.")]
-
-
-@staff_app.command("reassign")
-def staff_reassign(
-    from_username: Annotated[str, typer.Argument(help="Whose open cases (on leave, ill, overloaded).")],
-    to: Annotated[str, typer.Option("--to", help="The handler who takes them.")],
-    by: SupervisorOption,
-    code: CodeOption,
-    reason: Annotated[str, typer.Option(help="Why (recorded on each case; the new handler reads it).")],
-    case: Annotated[str | None, typer.Option("--case", help="Only this case.")] = None,
-) -> None:
-    """Hand a person's open cases (or one of them) to another handler: each case moves on its own, a case the
-    routing rules keep from the new handler stays and says why; the new handler is told of each case."""
-    from tasks.reassign import reassign_cases
-    from tasks.workflow import Desk
-
-    with _session() as session:
-        done = reassign_cases(session, Desk.of(get_settings()), from_username=from_username, to_username=to, by=by,
-                              code=code, reason=reason, now=_now(), number=case)  # fmt: skip
-    for number in done.moved:
-        out.print(f"{number}: now {to.strip()}'s")
-    for number, why in done.skipped:
-        out.print(f"{number}: stays with {from_username.strip()}: {why}")
-    out.print(f"{len(done.moved)} case(s) reassigned, {len(done.skipped)} left")
-
-
-@staff_app.command("enroll")
-def staff_enroll(
-    username: Annotated[str, typer.Argument(help="Staff member to enrol.")],
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing secret (a lost phone).")] = False,
-) -> None:
-    """Enrol a staff member for one-time approval codes (TOTP) and print the secret for their app."""
-    from claimflow.secrets import encrypt
-    from models.otp import new_secret, provisioning_uri
-    from tasks.staff import enroll
-
-    secret = new_secret()
-    with _session() as session:
-        enroll(session, username=username, encrypted_secret=encrypt(get_settings(), secret), force=force)
-    uri = provisioning_uri(secret, username=username)
-    out.print(f"{username} enrolled. Scan this with their authenticator app, or type the secret (shown once, not "
-              "stored in clear):")  # fmt: skip
-    out.print(_qr(uri))
-    out.print(f"  secret: {secret}")
-    out.print(f"  uri:    {uri}")
-
-
-@staff_app.command("code")
-def staff_code(
-    username: Annotated[str, typer.Argument(help="A sample staff member the demo enrolled.")],
-) -> None:
-    """Print the approval code a sample person's authenticator app shows now (demo desk only: the secrets
-    'claimflow demo' made; anyone else's code comes from their own app). Waits up to 30 s when their current codes
-    are used."""
-    from claimflow.demo import demo_code
-
-    out.print(demo_code(_engine(), get_settings(), username))
-
-
-def _qr(text: str) -> str:
-    """A QR code of ``text`` in block characters (two rows of modules per line, no colour codes: it prints the
-    same in any terminal and in a log)."""
-    import io
-
-    import segno
-
-    drawn = io.StringIO()
-    segno.make(text, error="m").terminal(out=drawn, compact=True)
-    return drawn.getvalue().rstrip("\n")
-
-
-def _load_yaml(path: Path, model: type[StaffDirectory]) -> StaffDirectory:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InvalidInput(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{path}: expected a mapping with 'departments' and 'staff'")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(exc, source=str(path))) from None
-
 
 # --- case -------------------------------------------------------------------------------------------------
 
@@ -423,9 +109,9 @@ def case_new(
         )
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
-    with _session() as session:
+    with common.session() as session:
         settings = get_settings()
-        case = intake(session, Desk.of(settings), data=data, actor=state.actor, now=_now())
+        case = intake(session, Desk.of(settings), data=data, actor=state.actor, now=common.now())
     out.print(case.number)
     _start_run(case.id or 0, settings)
 
@@ -448,7 +134,7 @@ def _start_run(case_id: int, settings: Any) -> None:
     from tasks.runs import launch_case
 
     try:
-        asyncio.run(launch_case(_engine(), case_id=case_id))
+        asyncio.run(launch_case(common.engine(), case_id=case_id))
     except Exception as exc:  # the case is filed; only its run waits
         err.print(f"its run could not be started now ({type(exc).__name__}): {later}")
 
@@ -465,9 +151,9 @@ def case_triage(
     from tasks.reassign import triage_case
     from tasks.workflow import Desk
 
-    with _session() as session:
+    with common.session() as session:
         handler = triage_case(session, Desk.of(get_settings()), number=number, product_line=product_line, by=by,
-                              code=code, now=_now())  # fmt: skip
+                              code=code, now=common.now())  # fmt: skip
         held = handler.username if handler else None
     if held:
         out.print(f"{number.strip().upper()}: {product_line.strip().lower()}, now {held}'s")
@@ -492,9 +178,9 @@ def case_notice(
 
     when = _parse_date(expected.strip(), "--expected")
     assert when is not None
-    with _session() as session:
+    with common.session() as session:
         following = send_progress_notice(session, Desk.of(get_settings()), number=number, by=by, code=code,
-                                         reasons=reasons, expected=when, now=_now())  # fmt: skip
+                                         reasons=reasons, expected=when, now=common.now())  # fmt: skip
         nxt = office(following.due_at) if following is not None and following.due_at else None
     out.print(f"{number.strip().upper()}: progress notice queued" + (f"; the next one is due {nxt}" if nxt else ""))
 
@@ -515,8 +201,8 @@ def case_advance(
     from tasks.workflow import Desk
 
     paid = _parse_amount(amount)
-    with _session() as session:
-        record_advance_payment(session, Desk.of(get_settings()), number=number, by=by, code=code, now=_now(),
+    with common.session() as session:
+        record_advance_payment(session, Desk.of(get_settings()), number=number, by=by, code=code, now=common.now(),
                                amount=paid, reference=reference, account_hint=account_hint,
                                none_certain=none_certain)  # fmt: skip
     what = f"{paid} paid in advance" if paid is not None else "nothing certain yet (recorded)"
@@ -539,9 +225,9 @@ def case_extend(
     from tasks.extensions import extend_step
     from tasks.workflow import Desk
 
-    with _session() as session:
+    with common.session() as session:
         done = extend_step(session, Desk.of(get_settings()), number=number, by=by, code=code, reason=reason,
-                           now=_now(), step_name=step, extension=extension)  # fmt: skip
+                           now=common.now(), step_name=step, extension=extension)  # fmt: skip
     out.print(f"{done.number}: {done.step} extended ({done.extension}) from "
               f"{office(done.previous_due) if done.previous_due else '-'} to {office(done.due)}; the customer is "
               "told")  # fmt: skip
@@ -560,12 +246,12 @@ def case_show(
     from models.tables import Step
     from tasks.cases import append_event, events_of, get_case
 
-    with _session() as session:
+    with common.session() as session:
         case = get_case(session, number, for_update=reveal)
         customer = session.get(Customer, case.customer_id)
         assert customer is not None
         if reveal:
-            append_event(session, case=case, actor=state.actor, type="personal_data_viewed", data={}, now=_now())
+            append_event(session, case=case, actor=state.actor, type="personal_data_viewed", data={}, now=common.now())
         steps = list(session.exec(select(Step).where(Step.case_id == case.id).order_by(col(Step.id))))
         events = events_of(session, case)
         handler = session.get(Staff, case.handler_id) if case.handler_id else None
@@ -588,7 +274,7 @@ def case_show(
     out.print(f"next moves: {', '.join(lifecycle.allowed(case.status)) or 'none'}")
     if steps:
         table = Table("step", "status", "started", "due", "", "completed", "outcome", title="steps")
-        now = _now()
+        now = common.now()
         for s in steps:
             line = StepLine(s.name, str(s.status), None, s.due_at, s.policy_rule, s.escalation_level)
             table.add_row(s.name, s.status, office(s.started_at), office(s.due_at),
@@ -643,7 +329,7 @@ def case_list(
     for s in wanted:
         if s not in known:
             raise InvalidInput(f"--status: unknown state '{s}'; known states: {', '.join(sorted(known))}")
-    with _session() as session:
+    with common.session() as session:
         cases = list_cases(session, status=wanted, kind=kind, limit=limit)
     table = Table("number", "kind", "channel", "status", "outcome", "priority", "product line",
                   f"opened ({office_zone()})")  # fmt: skip
@@ -664,9 +350,9 @@ def case_visit(
     """Record the home visit offered to an elderly or vulnerable customer, and close its step."""
     from tasks.workflow import record_home_visit
 
-    with _session() as session:
+    with common.session() as session:
         record_home_visit(session, number=number.strip().upper(), username=by, outcome=outcome, note=note,
-                          now=_now())  # fmt: skip
+                          now=common.now())  # fmt: skip
     out.print(f"{number.strip().upper()}: home visit recorded ({outcome}) by {by}")
 
 
@@ -684,9 +370,11 @@ def case_move(
     from tasks.workflow import settle_notice
 
     data = parse_sets(values)
-    with _session() as session:
-        case, event = apply_transition(session, number=number, action=action, actor=state.actor, now=_now(), data=data)
-        settle_notice(session, case=case, now=_now())
+    with common.session() as session:
+        case, event = apply_transition(
+            session, number=number, action=action, actor=state.actor, now=common.now(), data=data
+        )
+        settle_notice(session, case=case, now=common.now())
     out.print(f"{case.number}: {event.data['from']} -> {case.status} (event #{event.sequence})")
 
 
@@ -705,7 +393,7 @@ def audit_verify(
     from tasks.cases import get_case
 
     settings = get_settings()
-    with _session() as session:
+    with common.session() as session:
         cases = [get_case(session, number)] if number else None
         report = verify_cases(session, cases)
         problems = verify_checkpoints(session, key=audit_key(settings), anchor=anchor_path(settings.data_dir))
@@ -717,8 +405,8 @@ def audit_verify(
         first = str(report.breaks[0]) if report.breaks else problems[0]
         raise ClaimflowError(f"audit log broken: {len(report.breaks)} of {report.cases_checked} case(s) with a broken "
                              f"chain, {len(problems)} checkpoint finding(s); first: {first}")  # fmt: skip
-    with _session() as session:
-        signed = checkpoint(session, key=audit_key(settings), now=_now(), anchor=anchor_path(settings.data_dir))
+    with common.session() as session:
+        signed = checkpoint(session, key=audit_key(settings), now=common.now(), anchor=anchor_path(settings.data_dir))
     if signed is not None:
         write_anchor(anchor_path(settings.data_dir), signed)
     out.print(f"audit log intact: {report.cases_checked} case(s), {report.events_checked} event(s)"
@@ -736,7 +424,7 @@ def attachments_orphans(
     from tasks.intake import find_orphans, sweep_orphans
 
     settings = get_settings()
-    with _session() as session:
+    with common.session() as session:
         orphans = find_orphans(
             session, data_dir=settings.data_dir, now=datetime.now(UTC), grace=timedelta(minutes=older_than)
         )
@@ -754,48 +442,8 @@ def attachments_orphans(
             f"{len(orphans)} orphan file(s); --delete removes the {len(orphans) - young} older than {older_than} min"
         )
         return
-    with _session() as session:
+    with common.session() as session:
         deleted = sweep_orphans(session, orphans, data_dir=settings.data_dir)
     taken = len(orphans) - young - len(deleted)  # a filing committed or reused them since they were listed
     taken_note = f", {taken} taken up by a filing meanwhile" if taken else ""
     out.print(f"deleted {len(deleted)} orphan file(s); kept {young} younger than {older_than} min{taken_note}")
-
-
-# --- entry point ------------------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; turn every expected failure into one line and an exit code."""
-    fit_to_output()
-    try:
-        result = app(args=argv, standalone_mode=False, prog_name="claimflow")
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    except cli_errors.NoArgsIsHelpError as exc:
-        print(exc.format_message())
-        return 2
-    except cli_errors.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "claimflow"
-        message = " ".join(exc.format_message().replace("Value error, ", "").split())
-        print(f"error: {command}: {message}", file=sys.stderr)
-        return 2
-    except cli_errors.ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
-        return exc.exit_code
-    except ClaimflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except IntegrityError as exc:
-        print(f"error: refused by the database: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    except OperationalError as exc:
-        print(f"error: database failure: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
-        return 5
-    return int(result) if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

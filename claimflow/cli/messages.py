@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+import claimflow.cli.common as common
+from claimflow.cli.common import state
 from claimflow.console import err, out, parse_sets
 from models.errors import InvalidInput
 from models.masking import mask_name
@@ -28,12 +30,6 @@ def _table(*columns: str) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
-
-
-def _main_cli() -> Any:
-    from claimflow import cli  # imported late: claimflow.cli registers these apps
-
-    return cli
 
 
 # --- template ---------------------------------------------------------------------------------------------
@@ -96,7 +92,7 @@ def template_render(
     context: dict[str, Any] = dict(spec.sample)
     from_case: set[str] = set()
     if case is not None:
-        with _main_cli()._session() as session:
+        with common.session() as session:
             found = case_context(session, case)
         from_case = {k for k in found if k in spec.required}
         context.update({k: v for k, v in found.items() if k in spec.required})
@@ -142,7 +138,7 @@ def outbox_list(
     """Outbox messages with their state (recipients as references: no personal data)."""
     from tasks.outbox import list_outbox
 
-    with _main_cli()._session() as session:
+    with common.session() as session:
         rows = list_outbox(session, status=status, limit=limit)
     table = Table("id", "status", "template", "recipient", "channel", "lang", "tries", "next attempt", "error")
     for row in rows:
@@ -167,9 +163,8 @@ def outbox_retry(outbox_id: Annotated[int, typer.Argument(help="Outbox message i
     """Put a dead or blocked message back in the queue, due now."""
     from tasks.outbox import retry
 
-    cli = _main_cli()
-    with cli._session() as session:
-        row = retry(session, outbox_id=outbox_id, now=cli._now(), actor=cli.state.actor)
+    with common.session() as session:
+        row = retry(session, outbox_id=outbox_id, now=common.now(), actor=state.actor)
     out.print(f"outbox #{row.id} queued again ({row.template} to {row.recipient})")
 
 
@@ -188,11 +183,10 @@ def outbox_release(
     from tasks.cases import get_case
     from tasks.outbox import default_config, release_held
 
-    cli = _main_cli()
-    with cli._session() as session:
+    with common.session() as session:
         case_id = get_case(session, case).id if case else None
-        done = release_held(session, now=cli._now(), config=default_config(), case_id=case_id, outbox_id=outbox_id,
-                            edits=parse_sets(sets) or None, by=cli.state.actor)  # fmt: skip
+        done = release_held(session, now=common.now(), config=default_config(), case_id=case_id, outbox_id=outbox_id,
+                            edits=parse_sets(sets) or None, by=state.actor)  # fmt: skip
         lines = [f"outbox #{row.id} queued ({row.template} to {row.recipient})" for row in done.queued]
         lines += [f"outbox #{row.id} still held ({row.template}): {why}" for row, why in done.still_held]
         lines += [f"outbox #{row.id} withdrawn ({row.template}): {row.last_error}" for row in done.withdrawn]
@@ -209,8 +203,7 @@ def outbox_deliver(
     """One delivery pass by hand: send everything due now (what the deliver-outbox deployment does)."""
     from tasks.outbox import drain
 
-    cli = _main_cli()
-    report = drain(cli._engine(), now=cli._now, max_batches=max_batches)
+    report = drain(common.engine(), now=common.now, max_batches=max_batches)
     out.print(
         f"claimed {report.claimed}: sent {report.sent}, retry later {report.retried}, "
         f"dead {report.dead}, blocked {report.blocked}"

@@ -25,30 +25,38 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from claimflow.db import get_engine, session_scope
-from claimflow.settings import Settings, get_settings
+from claimflow.db import session_scope
+from claimflow.settings import Settings
+from claimflow.web.http import (
+    IDEMPOTENCY_KEY_LENGTH,
+    OUTAGE,
+    ApiProblem,
+    check_idempotency_key,
+    invalid,
+    is_json,
+    json_object,
+    problem_responses,
+    read_body,
+    too_large,
+    validation_errors,
+)
 from models.enums import CaseKind, Channel
 from models.errors import InvalidInput, NotFound
 from models.signing import SignatureRejected, SignedRequest, verify
@@ -67,10 +75,8 @@ from tasks.workflow import Desk
 
 logger = logging.getLogger("claimflow.api")
 
-PROBLEM_JSON = "application/problem+json"
 KINDS = {"claims": CaseKind.claim, "complaints": CaseKind.complaint, "inquiries": CaseKind.inquiry}
 MAX_SOURCE_LENGTH = 48  # the actor "webhook:<source>" fits the event's 64 characters
-IDEMPOTENCY_KEY_LENGTH = 200
 
 
 # --- what a source sends and gets back ----------------------------------------------------------------------
@@ -158,54 +164,6 @@ class CaseStatus(BaseModel):
     open_steps: list[OpenStep]
 
 
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldError] | None = None
-
-
-# --- problems -----------------------------------------------------------------------------------------------
-
-
-class ApiProblem(Exception):
-    """An answer other than success, raised anywhere in a request and turned into problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str,
-        *,
-        errors: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
-        self.errors, self.headers = errors, headers
-
-
-def problem_response(problem: ApiProblem) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"urn:claimflow:problem:{problem.slug}",
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
-    if problem.errors:
-        body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
-
-
 class SeenSignatures:
     """The signatures of requests without an Idempotency-Key seen in the last window, per process: the same signed
     request sent again (captured and replayed within the timestamp's tolerance) is refused instead of filing a new
@@ -223,141 +181,6 @@ class SeenSignatures:
                 raise SignatureRejected("this signature was used before: a request is accepted once (send an "
                                         "Idempotency-Key to retry safely)")  # fmt: skip
             self.until[signature] = now + window
-
-
-class Outage:
-    """One log line per request refused because the case database is unavailable, with a running count, instead of
-    a traceback each (a two-minute outage under load was 2,340 lines of them). The count starts again once a
-    request succeeds after the outage."""
-
-    def __init__(self) -> None:
-        self.refused = 0
-        self.since: datetime | None = None
-        self._lock = threading.Lock()
-
-    def refuse(self, where: str, error: BaseException) -> None:
-        with self._lock:
-            if self.since is None:
-                self.since = datetime.now(UTC)
-            self.refused += 1
-            count, since = self.refused, self.since
-        kind = type(getattr(error, "orig", None) or error).__name__
-        logger.warning("%s: the case database is unavailable (%s); %d request(s) refused since %s", where, kind,
-                       count, f"{since:%H:%M:%S} UTC")  # fmt: skip
-
-    def over(self) -> None:
-        if self.since is not None:
-            with self._lock:
-                if self.since is not None:
-                    logger.warning("the case database answers again after %d refused request(s)", self.refused)
-                self.refused, self.since = 0, None
-
-
-OUTAGE = Outage()
-
-
-def malformed(detail: str) -> ApiProblem:
-    return ApiProblem(400, "malformed", "Malformed request", detail)
-
-
-def too_large(detail: str) -> ApiProblem:
-    return ApiProblem(413, "too-large", "Content too large", detail)
-
-
-def invalid(errors: list[dict[str, str]]) -> ApiProblem:
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    return ApiProblem(422, "invalid-field", "Invalid field", detail, errors=errors)
-
-
-def _location(loc: tuple[Any, ...] | list[Any]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
-def validation_errors(exc: ValidationError, *, prefix: tuple[Any, ...] = ()) -> list[dict[str, str]]:
-    """Each failing field of a pydantic error as ``{"field": "customer.phone", "message": ...}``."""
-    return [
-        {"field": _location((*prefix, *item.get("loc", ()))), "message": str(item.get("msg", "invalid"))}
-        for item in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-# --- checks on the raw request ------------------------------------------------------------------------------
-
-
-def _unstorable_strings(value: Any, loc: tuple[Any, ...] = ()) -> list[dict[str, str]]:
-    """Strings a database cannot store: NUL characters (PostgreSQL text) and lone surrogates (not UTF-8)."""
-    found: list[dict[str, str]] = []
-    if isinstance(value, str):
-        if "\x00" in value:
-            found.append({"field": _location(loc), "message": "must not contain NUL characters"})
-        else:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                found.append({"field": _location(loc), "message": "is not valid Unicode (lone surrogate)"})
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found += _unstorable_strings(key, loc) + _unstorable_strings(item, (*loc, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _unstorable_strings(item, (*loc, index))
-    return found
-
-
-def check_idempotency_key(key: str | None) -> None:
-    """An ``Idempotency-Key`` header, when given, is 1 to ``IDEMPOTENCY_KEY_LENGTH`` printable ASCII characters
-    (400 otherwise: a longer key was cut short, and two keys with the same start were one)."""
-    if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()):
-        raise malformed(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters")
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """A POST body as a JSON object every database can store, or the problem that says what is wrong with it: not
-    JSON, nested too deeply, an integer of more digits than Python converts (its ``ValueError`` was a 500), not an
-    object (400 or 422), or a string holding NUL or a lone surrogate (422, naming the field)."""
-    try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise malformed(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise malformed("the body nests too deeply") from None
-    except ValueError as exc:  # int() refusing thousands of digits (sys.set_int_max_str_digits)
-        raise malformed(f"the body holds a number that cannot be read: {str(exc)[:120]}") from None
-    if not isinstance(raw, dict):
-        raise invalid([{"field": "body", "message": "must be a JSON object"}])
-    unstorable = _unstorable_strings(raw)
-    if unstorable:
-        raise invalid(unstorable)
-    return raw
-
-
-def is_json(content_type: str | None) -> bool:
-    """``application/json`` or any ``application/*+json``, with or without parameters."""
-    if not content_type:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) more than ``limit`` bytes before reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise malformed("Content-Length is not a number")
-        if int(declared) > limit:
-            raise too_large(f"the body is {int(declared)} bytes; at most {limit} are accepted")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def decode_attachments(items: list[AttachmentIn], settings: Settings) -> list[IncomingAttachment]:
@@ -572,26 +395,6 @@ class Intake:
             return case_status(session, number=number, source=source)
 
 
-def _problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    meaning = {
-        400: "Malformed request or headers",
-        401: "Missing or wrong signature, unknown source, stale timestamp",
-        404: "No such case filed by this source",
-        409: "Idempotency-Key reused with another body",
-        413: "Body or attachment too large",
-        415: "Body is not JSON",
-        422: "A field is invalid (errors names it)",
-        503: "Database unavailable; retry with the same Idempotency-Key",
-    }
-    return {
-        code: {
-            "description": meaning[code],
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for code in codes
-    }
-
-
 _SOURCE = Annotated[str | None, Header(alias="X-Claimflow-Source", description="The source's name.")]
 _TIMESTAMP = Annotated[str | None, Header(alias="X-Claimflow-Timestamp", description="Unix seconds.")]
 _SIGNATURE = Annotated[
@@ -609,77 +412,9 @@ _KEY = Annotated[
 ]
 
 
-def create_app(
-    settings: Settings | None = None,
-    engine: Engine | None = None,
-    *,
-    clock: Callable[[], datetime] | None = None,
-    launch: bool = True,
-) -> FastAPI:
-    """The webhook app on ``engine`` (default: the settings' database); ``launch=False`` leaves every run to
-    the reconciler."""
-
-    settings = settings or get_settings()
-    for source in settings.webhook_secrets:
-        if not source or len(source) > MAX_SOURCE_LENGTH:
-            raise InvalidInput(f"webhook source name {source!r}: 1 to {MAX_SOURCE_LENGTH} characters")
-    engine = engine or get_engine(settings.resolved_database_url)
-    intake = Intake(settings, engine, Desk.of(settings), clock or (lambda: datetime.now(UTC)))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if launch:
-            intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
-            intake.launcher.start()
-        app.state.intake = intake
-        try:
-            yield
-        finally:
-            if intake.launcher is not None:
-                await intake.launcher.stop()
-
-    app = FastAPI(
-        title="claimflow intake",
-        version="1",
-        summary="File claims, complaints and inquiries; ask for their status.",
-        description=__doc__,
-        lifespan=lifespan,
-    )
-    app.state.intake = intake
-
-    @app.exception_handler(ApiProblem)
-    async def _problem(_request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem_response(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
-        return problem_response(
-            ApiProblem(
-                exc.status_code,
-                title.lower().replace(" ", "-"),
-                title,
-                str(exc.detail),
-                headers=getattr(exc, "headers", None),
-            )
-        )
-
-    @app.exception_handler(Exception)
-    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unexpected %s in the intake API", type(exc).__name__, exc_info=exc)
-        return problem_response(
-            ApiProblem(
-                500,
-                "internal",
-                "Internal error",
-                "the request could not be handled; nothing was filed unless a 202 was answered",
-            )
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
-        return problem_response(invalid(errors))
+def add_intake_routes(app: FastAPI, intake: Intake) -> None:
+    """``POST /v1/claims``, ``/v1/complaints``, ``/v1/inquiries`` and ``GET /v1/cases/{number}``."""
+    settings = intake.settings
 
     async def submit(kind: CaseKind, request: Request) -> JSONResponse:
         body = await read_body(request, settings.api_max_body_bytes)
@@ -727,7 +462,7 @@ def create_app(
     post_doc: dict[str, Any] = {
         "status_code": 202,
         "response_model": Accepted,
-        "responses": _problem_responses(400, 401, 409, 413, 415, 422, 503),
+        "responses": problem_responses(400, 401, 409, 413, 415, 422, 503),
         "openapi_extra": {
             "requestBody": {
                 "required": True,
@@ -762,7 +497,7 @@ def create_app(
     @app.get(
         "/v1/cases/{number}",
         response_model=CaseStatus,
-        responses=_problem_responses(400, 401, 404, 503),
+        responses=problem_responses(400, 401, 404, 503),
         summary="Status of a case this source filed",
     )
     async def get_status(
@@ -789,32 +524,6 @@ def create_app(
                 headers={"Retry-After": "5"},
             ) from None
         return JSONResponse(found)
-
-    from claimflow.feedback_api import add_feedback_routes  # it builds on this module
-
-    add_feedback_routes(app, intake)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            from claimflow.feedback_api import FeedbackIn  # it builds on this module
-
-            for model in (CaseSubmission, Problem, FeedbackIn):
-                generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(generated.pop("$defs", {}))
-                components[model.__name__] = generated
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
 
 
 def sign_headers(

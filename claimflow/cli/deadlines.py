@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+import claimflow.cli.common as common
 from claimflow.settings import get_settings
 from models.calendar import (
     Calendar,
@@ -246,7 +247,6 @@ def calendar_import(
     make-up working day a weekend, every statutory holiday in a rest block, the notice cited. Open steps whose due
     time was assumed are counted again; each that moved is on its case's log and its handler is told. Restart the
     desk runner afterwards so it reads the new year."""
-    from claimflow.cli import _now, _session
     from tasks.calendars import import_years, retime_assumed
     from tasks.workflow import Desk
 
@@ -256,8 +256,8 @@ def calendar_import(
         raise InvalidInput(f"{path}: cannot read: {exc}") from None
     settings = get_settings()
     years = import_years(settings, text)
-    with _session() as session:
-        moved = retime_assumed(session, Desk.of(settings), now=_now())
+    with common.session() as session:
+        moved = retime_assumed(session, Desk.of(settings), now=common.now())
         lines = [f"{r.number} {r.step}: due {r.due.isoformat() if r.due else '-'} (was "
                  f"{r.previous.isoformat() if r.previous else '-'})" for r in moved]  # fmt: skip
     typer.echo(f"official years imported: {', '.join(map(str, years))}")

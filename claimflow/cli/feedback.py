@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from sqlmodel import col, select
 
+import claimflow.cli.common as common
 from claimflow.console import office, office_zone, out, parse_now
 from claimflow.settings import get_settings
 from models.errors import InvalidInput, NotFound, describe_validation_error
@@ -22,18 +23,6 @@ from models.tables import Case, CustomerCreate, Feedback, Staff
 
 feedback_app = typer.Typer(help="Feedback from customers and the follow-ups it starts.", no_args_is_help=True)
 survey_app = typer.Typer(help="Survey links and the periodic satisfaction survey.", no_args_is_help=True)
-
-
-def _shell() -> Any:
-    from claimflow import cli  # imported late: claimflow.cli registers these apps
-
-    return cli
-
-
-def _desk() -> Any:
-    from tasks.workflow import Desk
-
-    return Desk.of(get_settings())
 
 
 def _solved(value: str | None) -> bool | None:
@@ -81,13 +70,13 @@ def note(
             contact = CustomerCreate(name=(name or "").strip(), phone=phone, email=email, language=language)
         except ValidationError as exc:
             raise InvalidInput(describe_validation_error(exc)) from None
-    with _shell()._session() as session:
+    with common.session() as session:
         member = session.exec(select(Staff).where(Staff.username == by)).first()
         if member is None or not member.active:
             raise NotFound(f"no active staff member {by!r}")
         if number is None:
-            general = record_general(session, _desk(), channel=channel, text=text, score=score,
-                                     solved=_solved(solved), contact=contact, source=by, actor=by, now=_shell()._now(),
+            general = record_general(session, common.desk(), channel=channel, text=text, score=score,
+                                     solved=_solved(solved), contact=contact, source=by, actor=by, now=common.now(),
                                      vouched=True)  # fmt: skip
             filed = f"; complaint {general.complaint_case.number} filed" if general.complaint_case else ""
             unanswered = "; a complaint nobody can be told the outcome of" if general.unanswerable else ""
@@ -95,8 +84,8 @@ def note(
                       f"{filed}{unanswered}; the supervisors are told")  # fmt: skip
             return
         case = get_case(session, number.strip().upper(), for_update=True)
-        outcome = record(session, _desk(), case=case, channel=channel, text=text, score=score, solved=_solved(solved),
-                         source=by, actor=by, now=_shell()._now())  # fmt: skip
+        outcome = record(session, common.desk(), case=case, channel=channel, text=text, score=score,
+                         solved=_solved(solved), source=by, actor=by, now=common.now())  # fmt: skip
         shown = _describe(outcome)
     out.print(f"recorded feedback on {case.number}: {shown}")
 
@@ -119,7 +108,7 @@ def list_feedback(
     table = Table(
         "id", f"received ({office_zone()})", "case", "channel", "score", "solved", "class", "source", "complaint"
     )
-    with _shell()._session() as session:
+    with common.session() as session:
         query = select(Feedback, Case).join(Case, col(Case.id) == col(Feedback.case_id), isouter=True)
         if number:
             query = query.where(Case.number == number.strip().upper())
@@ -148,7 +137,7 @@ def follow_ups() -> None:
     from tasks.feedback import open_follow_ups, open_general
 
     table = Table("case", "step", "assignee", f"due ({office_zone()})", "status")
-    with _shell()._session() as session:
+    with common.session() as session:
         for case, step in open_follow_ups(session):
             member = session.get(Staff, step.assignee_id) if step.assignee_id else None
             due = office(step.due_at) or "-"
@@ -182,14 +171,14 @@ def done(
 
     if (number is None) == (feedback_id is None):
         raise InvalidInput("give a case number (its follow-up) or --feedback ID (general feedback), one of them")
-    with _shell()._session() as session:
+    with common.session() as session:
         if feedback_id is not None:
-            finish_general(session, feedback_id=feedback_id, username=by, note=note_text, now=_shell()._now())
+            finish_general(session, feedback_id=feedback_id, username=by, note=note_text, now=common.now())
             out.print(f"general feedback #{feedback_id} closed by {by}")
             return
         assert number is not None
         step = finish_follow_up(session, number=number.strip().upper(), username=by, note=note_text,
-                                now=_shell()._now())  # fmt: skip
+                                now=common.now())  # fmt: skip
         name = step.name
     out.print(f"{number.strip().upper()}: {name} closed by {by}")
 
@@ -203,7 +192,7 @@ def link(number: Annotated[str, typer.Argument(help="The case.")]) -> None:
     from tasks.survey import invitation_for, link_token, survey_url
 
     settings = get_settings()
-    with _shell()._session() as session:
+    with common.session() as session:
         case = get_case(session, number.strip().upper())
         token = link_token(session, settings, case=case)
         invitation = invitation_for(session, case.id or 0)
@@ -212,7 +201,7 @@ def link(number: Annotated[str, typer.Argument(help="The case.")]) -> None:
         state = "open"
         try:
             check_link(read_token(survey_key(settings), token), answered_at=invitation.answered_at, exists=True,
-                       now=_shell()._now())  # fmt: skip
+                       now=common.now())  # fmt: skip
         except SurveyLinkRefused as refused:
             state = refused.reason.value
         out.print(f"{case.number}: {survey_url(settings, token)}")
@@ -227,10 +216,10 @@ def sample(
     """Run one pass of the periodic satisfaction survey now: sample recently closed cases and invite them."""
     from tasks.feedback import periodic_survey
 
-    at = _shell()._now() if now is None else parse_now(now)
+    at = common.now() if now is None else parse_now(now)
     settings = get_settings()
-    with _shell()._session() as session:
-        report = periodic_survey(session, _desk(), now=at)
+    with common.session() as session:
+        report = periodic_survey(session, common.desk(), now=at)
     out.print(f"{report.closed} case(s) closed in the last {settings.survey_lookback_days} day(s) without a survey; "
               f"invited {len(report.invited)} (share {settings.survey_share:.0%} per handler and product line, "
               f"quiet period {settings.survey_quiet_days} days)")  # fmt: skip

@@ -1,0 +1,92 @@
+"""The desk's web app: one FastAPI app for the signed intake API (``claimflow.web.intake``), the feedback API and
+the customers' survey page (``claimflow.web.feedback``) and the public pages (``claimflow.web.pages``).
+
+``claimflow up`` serves it at ``CLAIMFLOW_API_PORT`` (8000); ``claimflow api`` serves it alone;
+``uvicorn --factory claimflow.web.app:create_app`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from claimflow.db import get_engine
+from claimflow.settings import Settings, get_settings
+from claimflow.web import intake as intake_api
+from claimflow.web.feedback import FeedbackIn, add_feedback_routes
+from claimflow.web.http import STATIC, Problem, install_problem_handlers
+from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
+from claimflow.web.pages import add_page_routes
+from models.errors import InvalidInput
+from tasks.workflow import Desk
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    launch: bool = True,
+) -> FastAPI:
+    """The webhook app on ``engine`` (default: the settings' database); ``launch=False`` leaves every run to
+    the reconciler."""
+
+    settings = settings or get_settings()
+    for source in settings.webhook_secrets:
+        if not source or len(source) > MAX_SOURCE_LENGTH:
+            raise InvalidInput(f"webhook source name {source!r}: 1 to {MAX_SOURCE_LENGTH} characters")
+    engine = engine or get_engine(settings.resolved_database_url)
+    intake = Intake(settings, engine, Desk.of(settings), clock or (lambda: datetime.now(UTC)))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if launch:
+            intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
+            intake.launcher.start()
+        app.state.intake = intake
+        try:
+            yield
+        finally:
+            if intake.launcher is not None:
+                await intake.launcher.stop()
+
+    app = FastAPI(
+        title="claimflow intake",
+        version="1",
+        summary="File claims, complaints and inquiries; ask for their status.",
+        description=intake_api.__doc__,
+        lifespan=lifespan,
+    )
+    app.state.intake = intake
+    install_problem_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_intake_routes(app, intake)
+    add_feedback_routes(app, intake)
+    add_page_routes(app, intake)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (CaseSubmission, Problem, FeedbackIn):
+                generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(generated.pop("$defs", {}))
+                components[model.__name__] = generated
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
