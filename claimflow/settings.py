@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "https://desk.insurer.example; default: http://<api host>:<api port>.",
     )
     survey_valid_days: int = Field(default=14, ge=1, description="Days a survey link stays valid.")
+    status_link_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Days the link to a customer's case status page stays valid; every customer message carries a "
+        "fresh one (claimflow case link CLM-... --revoke withdraws those sent).",
+    )
     survey_share: float = Field(
         default=0.2,
         gt=0,

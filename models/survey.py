@@ -30,22 +30,26 @@ MAX_COMMENT_CHARS = 2000
 
 
 class Refusal(StrEnum):
-    """Why a survey link cannot be answered."""
+    """Why a link sent to a customer (a survey's, a case status page's) does not open."""
 
     forged = "forged"
     expired = "expired"
     used = "used"
     unknown = "unknown"
+    revoked = "revoked"
 
 
-class SurveyLinkRefused(ClaimflowError):
-    """A survey link that cannot be answered; ``reason`` says why (the page words it for the customer)."""
+class LinkRefused(ClaimflowError):
+    """A customer's link that does not open; ``reason`` says why (the page words it for the customer)."""
 
     exit_code = 2
 
     def __init__(self, reason: Refusal, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+SurveyLinkRefused = LinkRefused
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,29 @@ class LinkClaim:
     expires_at: datetime
 
 
-def _serializer(key: str) -> URLSafeSerializer:
+def _serializer(key: str, salt: str = SALT) -> URLSafeSerializer:
     if not key:
-        raise InvalidInput("the survey link key is empty")
-    return URLSafeSerializer(key, salt=SALT)
+        raise InvalidInput("the link key is empty")
+    return URLSafeSerializer(key, salt=salt)
+
+
+def read_signed(key: str, token: str, *, salt: str, fields: tuple[str, ...], what: str) -> dict[str, int]:
+    """A signed link's payload: a dict of the integer ``fields``.
+
+    Raises:
+        LinkRefused: ``forged`` when the token is malformed, not signed by ``key`` for ``salt``, or not of this shape.
+    """
+    if not token or len(token) > 500:
+        raise LinkRefused(Refusal.forged, f"the {what} link is malformed")
+    try:
+        payload: Any = _serializer(key, salt).loads(token)
+    except BadSignature:
+        raise LinkRefused(Refusal.forged, f"the {what} link's signature does not match") from None
+    if not isinstance(payload, dict) or not all(
+        isinstance(payload.get(k), int) and not isinstance(payload.get(k), bool) for k in fields
+    ):
+        raise LinkRefused(Refusal.forged, f"the {what} link's content is not ours")
+    return {k: payload[k] for k in fields}
 
 
 def make_token(key: str, *, invitation_id: int, expires_at: datetime) -> str:
@@ -84,19 +107,7 @@ def read_token(key: str, token: str) -> LinkClaim:
     Raises:
         SurveyLinkRefused: ``forged`` when the signature or the payload is not ours.
     """
-    if not token or len(token) > 500:
-        raise SurveyLinkRefused(Refusal.forged, "the survey link is malformed")
-    try:
-        payload: Any = _serializer(key).loads(token)
-    except BadSignature:
-        raise SurveyLinkRefused(Refusal.forged, "the survey link's signature does not match") from None
-    if (
-        not isinstance(payload, dict)
-        or not isinstance(payload.get("i"), int)
-        or not isinstance(payload.get("e"), int)
-        or isinstance(payload.get("i"), bool)
-    ):
-        raise SurveyLinkRefused(Refusal.forged, "the survey link's content is not a survey invitation")
+    payload = read_signed(key, token, salt=SALT, fields=("i", "e"), what="survey")
     return LinkClaim(invitation_id=payload["i"], expires_at=datetime.fromtimestamp(payload["e"], UTC))
 
 

@@ -164,6 +164,8 @@ class Case(CaseBase, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     flow_run_id: str | None = Field(default=None, max_length=36)
     """The Prefect flow run driving the case (the reconciler starts one where it is missing)."""
+    links_revoked_at: datetime | None = _ts()
+    """Status page links issued at or before this time are refused (``claimflow case link --revoke``)."""
 
 
 class CaseCreate(CaseBase):

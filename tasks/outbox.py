@@ -31,7 +31,7 @@ import random as random_module
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,12 @@ class WordingBlocked(ClaimflowError):
 _PLAIN = (str, int, float, bool, type(None))
 
 
+def _status_url(settings: Any, case_id: int) -> str:
+    from tasks.status import status_url  # it reads the link key; only delivery needs it
+
+    return status_url(settings, case_id=case_id, now=datetime.now(UTC))
+
+
 @dataclass(frozen=True)
 class OutboxConfig:
     """Everything queueing and delivery need besides the session: templates, rules, channels, policy."""
@@ -106,6 +112,8 @@ class OutboxConfig:
     staff_channels: Mapping[str, Sequence[SecretStr]] = field(default_factory=dict, repr=False)
     dead_letter_recipient: str = "role:supervisor"
     batch_size: int = 100
+    status_link: Callable[[int], str] | None = field(default=None, repr=False)
+    """A fresh link to a case's status page (``tasks.status``), added to every customer message about a case."""
     _rendered: set[tuple[Any, ...]] = field(default_factory=set, init=False, repr=False, compare=False)
     """The shapes of staff messages this configuration has rendered (see ``check_renders``)."""
 
@@ -129,11 +137,17 @@ class OutboxConfig:
             staff_channels=settings.staff_channels,
             dead_letter_recipient=settings.dead_letter_recipient,
             batch_size=settings.outbox_batch_size,
+            status_link=lambda case_id: _status_url(settings, case_id),
         )
 
-    def render(self, template: str, *, language: str, context: Mapping[str, Any], html: bool = True) -> RenderedMessage:
+    def render(self, template: str, *, language: str, context: Mapping[str, Any], html: bool = True,
+               case_id: int | None = None) -> RenderedMessage:  # fmt: skip
+        """The message as sent; a customer's message about a case (``case_id``) carries a fresh status link."""
+        desk = self.desk
+        if case_id is not None and self.status_link is not None:
+            desk = {**desk, "status_url": self.status_link(case_id)}
         return render_message(
-            self.env, template, language=language, context=context, timezone=self.timezone, desk=self.desk, html=html
+            self.env, template, language=language, context=context, timezone=self.timezone, desk=desk, html=html
         )
 
     def check_renders(self, template: str, *, language: str, context: Mapping[str, Any]) -> None:
@@ -678,7 +692,8 @@ def prepare(session: Session, row: Outbox, *, config: OutboxConfig) -> Outgoing 
             urls = _customer_urls(customer, row, config)
         else:
             urls = _staff_urls(session, kind, name, row, config)
-        rendered = config.render(row.template, language=row.language, context=context)
+        rendered = config.render(row.template, language=row.language, context=context,
+                                 case_id=row.case_id if kind == "customer" else None)  # fmt: skip
         if kind == "customer":
             violations = check_wording(config.rules, template=row.template, language=row.language,
                                        text=f"{rendered.subject}\n{rendered.text}", context=row.context)  # fmt: skip

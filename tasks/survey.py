@@ -22,10 +22,14 @@ from tasks.outbox import enqueue
 REASONS = ("resolution", "periodic")
 
 
+def public_base(settings: Settings) -> str:
+    """Where customers reach the web app (``CLAIMFLOW_PUBLIC_URL``, else the API's own address)."""
+    return (settings.public_url or f"http://{settings.api_host}:{settings.api_port}").rstrip("/")
+
+
 def survey_url(settings: Settings, token: str) -> str:
     """The link a customer opens: the public address of the web app, ``/survey/``, the token."""
-    base = settings.public_url or f"http://{settings.api_host}:{settings.api_port}"
-    return f"{base.rstrip('/')}/survey/{token}"
+    return f"{public_base(settings)}/survey/{token}"
 
 
 def invitation_for(session: Session, case_id: int) -> SurveyInvitation | None:

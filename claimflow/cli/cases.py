@@ -233,6 +233,30 @@ def case_extend(
               "told")  # fmt: skip
 
 
+@case_app.command("link")
+def case_link(
+    number: Annotated[str, typer.Argument(help="The case whose status page to link.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw every link sent until now instead.")] = False,
+    by: Annotated[str | None, typer.Option("--by", help="You (recorded on the case; needed with --revoke).")] = None,
+) -> None:
+    """Print a fresh link to the customer's case status page (to give on the phone or by SMS), or with --revoke
+    withdraw the links sent so far (one forwarded to the wrong person): the next message carries a new one."""
+    from tasks.cases import get_case
+    from tasks.status import revoke_links, status_url
+
+    now = common.now()
+    with common.session() as session:
+        if revoke:
+            if not by or not by.strip():
+                raise InvalidInput("--revoke needs --by (who withdrew the links is recorded)")
+            case = revoke_links(session, number=number, by=by.strip(), now=now)
+            out.print(f"{case.number}: the status links sent until {office(now)} no longer open")
+            return
+        case = get_case(session, number)
+        assert case.id is not None
+        out.print(status_url(get_settings(), case_id=case.id, now=now))
+
+
 @case_app.command("show")
 def case_show(
     number: Annotated[str, typer.Argument(help="Case number, e.g. CLM-2026-000123.")],

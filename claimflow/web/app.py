@@ -23,7 +23,7 @@ from claimflow.web import intake as intake_api
 from claimflow.web.feedback import FeedbackIn, add_feedback_routes
 from claimflow.web.http import STATIC, Problem, install_problem_handlers
 from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
-from claimflow.web.pages import add_page_routes
+from claimflow.web.pages import add_page_routes, add_status_routes
 from models.errors import InvalidInput
 from tasks.workflow import Desk
 
@@ -70,6 +70,7 @@ def create_app(
     add_intake_routes(app, intake)
     add_feedback_routes(app, intake)
     add_page_routes(app, intake)
+    add_status_routes(app, intake)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -31,6 +31,7 @@ from claimflow.secrets import survey_key
 from claimflow.web.http import (
     OUTAGE,
     PAGE_HEADERS,
+    REFUSAL_STATUS,
     ApiProblem,
     check_idempotency_key,
     invalid,
@@ -68,8 +69,6 @@ from tasks.intake import IdempotencyConflict, body_digest, filed_by
 from tasks.survey import open_invitation
 
 logger = logging.getLogger("claimflow.api")
-
-REFUSAL_STATUS = {Refusal.forged: 403, Refusal.unknown: 404, Refusal.expired: 410, Refusal.used: 410}
 
 
 def render_page(

@@ -19,6 +19,8 @@ from jinja2 import Environment
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.survey import Refusal
+
 logger = logging.getLogger("claimflow.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -30,6 +32,9 @@ PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "
                                            "frame-ancestors 'none'; base-uri 'none'"}  # fmt: skip
 """Every HTML page: never cached or framed, no referrer leaking a signed link, no script, forms post back only."""
 IDEMPOTENCY_KEY_LENGTH = 200
+REFUSAL_STATUS = {Refusal.forged: 403, Refusal.unknown: 404, Refusal.expired: 410, Refusal.used: 410,
+                  Refusal.revoked: 410}  # fmt: skip
+"""The HTTP status of a page whose link does not open (``models.survey.Refusal``)."""
 
 
 class FieldError(BaseModel):

@@ -299,6 +299,17 @@ def test_a_fresh_code_waits_when_this_window_and_the_next_are_used() -> None:
     assert fresh_counter(101, sleep, lambda: now[0]) == 102 and sum(slept) == 30  # waited for step 101 to begin
 
 
+def test_case_link_prints_a_status_link_and_revoke_withdraws_them(desk: Desk) -> None:
+    desk("demo")
+    number = re.search(r"CMP-\d{4}-\d{6}", desk("case", "list", "--kind", "complaint")).group(0)
+    link = desk("case", "link", number).strip()
+    assert re.fullmatch(r"http://127\.0\.0\.1:8000/status/[\w.\-]+", link), link
+    assert "--revoke needs --by" in desk("case", "link", number, "--revoke", code=2)
+    assert "no longer open" in desk("case", "link", number, "--revoke", "--by", "zhao.min")
+    assert "status_links_revoked" in desk("case", "show", number)
+    assert "no case numbered" in desk("case", "link", "CMP-2026-999999", code=3)
+
+
 def test_enrolment_stores_the_secret_encrypted_and_refuses_a_second_time(desk: Desk, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 

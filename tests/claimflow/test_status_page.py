@@ -1,0 +1,189 @@
+"""The customer's case status page (``/status/<token>``): every customer message about a case carries a fresh
+signed link; it shows that case only, in the customer's words and language; a forged, unknown, expired or revoked
+link gets a page that says which, with the desk's phone; nothing is rendered unescaped."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlmodel import Session, select
+
+from claimflow.db import session_scope
+from claimflow.secrets import survey_key
+from claimflow.web.app import create_app
+from models.status import PAGE_TEXT, make_status_token
+from models.tables import DocumentRequirement, Outbox
+from tasks.outbox import OutboxConfig, Outgoing, prepare
+from tasks.status import revoke_links, status_url
+from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
+from tests.claimflow.test_survey_page import CUSTOMERS, survey_settings
+from tests.tasks.test_feedback import handler_of
+
+DESK_PHONE = "010-0000-0000"  # the test desk's (tests/conftest.py)
+
+
+@pytest.fixture
+def client(world: Any) -> Iterator[TestClient]:
+    app = create_app(survey_settings(world), world.engine, clock=lambda: world.now, launch=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def waiting_for_documents(world: Any, language: str) -> Any:
+    case = world.file(product_line="motor", customer=CUSTOMERS[language])
+    assert world.decide(case, handler_of(world, case).username, decision="request_documents").applied
+    return world.case(case)
+
+
+def link_path(world: Any, case: Any) -> str:
+    url = status_url(world.desk.settings, case_id=case.id, now=world.now)
+    return url[url.index("/status/") :]
+
+
+def refused(response: Any, status: int, reason: str, language: str) -> None:
+    assert response.status_code == status, response.text
+    html = response.text
+    assert f'data-reason="{reason}"' in html and f'<html lang="{language}">' in html
+    assert PAGE_TEXT[language][reason].format(phone=DESK_PHONE) in html
+    assert 'id="history"' not in html
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_the_link_shows_the_customers_own_case_in_their_words(world: Any, client: TestClient, language: str) -> None:
+    case = waiting_for_documents(world, language)
+    page = client.get(link_path(world, case), params={"lang": language})
+    assert page.status_code == 200, page.text
+    html, words = page.text, PAGE_TEXT[language]
+    assert case.number in html and f"<title>{words['title']}</title>" in html
+    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    expected = {
+        "zh-CN": ["等待您补充材料", "驾驶证", "维修发票", "已收到您的案件", "已通知您补充材料", DESK_PHONE],
+        "en": ["We are waiting for documents from you", "driving licence", "repair invoice", "We received your case",
+               "We asked you for documents", DESK_PHONE],
+    }[language]  # fmt: skip
+    for phrase in expected:
+        assert phrase in shown, phrase
+    # nothing another person could use, nothing of the desk's inside
+    handler = handler_of(world, case)
+    for private in (handler.username, handler.name, CUSTOMERS[language].name, CUSTOMERS[language].email,
+                    "step_opened", "assigned", "clock_paused"):  # fmt: skip
+        assert private not in html, private
+    assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in html
+
+
+def test_promised_dates_are_the_open_steps_in_office_time(world: Any, client: TestClient) -> None:
+    case = world.file(product_line="motor", customer=CUSTOMERS["en"])
+    step = world.step(case, "review")
+    html = client.get(link_path(world, case), params={"lang": "en"}).text
+    from models.messages import format_deadline
+
+    assert f"We decide on your claim: by {format_deadline(step.due_at, 'en', 'Asia/Shanghai')}" in html
+
+
+def test_every_customer_message_carries_a_fresh_link_that_opens_the_case(world: Any, client: TestClient) -> None:
+    case = world.file(product_line="motor", customer=CUSTOMERS["zh-CN"])
+    mail = SecretStr("mailto://desk:secret@127.0.0.1:2525?from=desk@insurer.example")
+    config = OutboxConfig.from_settings(survey_settings(world, customer_email_url=mail))
+    with Session(world.engine) as session:
+        row = session.exec(select(Outbox).where(Outbox.case_id == case.id, Outbox.template == "acknowledgement_claim")
+                           ).one()  # fmt: skip
+        first, second = prepare(session, row, config=config), prepare(session, row, config=config)
+        assert isinstance(first, Outgoing) and isinstance(second, Outgoing), first
+    links = [re.search(r"https?://\S+/status/[\w.\-]+", m.text).group(0) for m in (first, second)]  # type: ignore[union-attr]
+    assert links[0] != links[1]  # a fresh one each time a message leaves
+    assert "查看案件进度" in first.text and links[0] in (first.html or "")  # type: ignore[union-attr]
+    for link in links:
+        page = client.get(link[link.index("/status/") :])
+        assert page.status_code == 200 and case.number in page.text
+
+
+def test_a_forged_unknown_expired_or_revoked_link_says_which(world: Any, client: TestClient) -> None:
+    case = waiting_for_documents(world, "zh-CN")
+    path = link_path(world, case)
+    refused(client.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")), 403, "forged", "zh-CN")
+    refused(client.get("/status/not-a-token", params={"lang": "en"}), 403, "forged", "en")
+    refused(client.get("/status/" + "x" * 600), 403, "forged", "zh-CN")
+    key = survey_key(survey_settings(world))
+    nobody = make_status_token(key, case_id=999_999, issued_at=world.now, expires_at=world.now + timedelta(days=1))
+    refused(client.get(f"/status/{nobody}"), 404, "unknown", "zh-CN")
+    world.now += timedelta(days=world.desk.settings.status_link_days, seconds=1)
+    refused(client.get(path, params={"lang": "en"}), 410, "expired", "en")
+    fresh = link_path(world, case)
+    assert client.get(fresh).status_code == 200
+    with session_scope(world.engine) as session:
+        revoke_links(session, number=case.number, by="zhao.min", now=world.now)
+    refused(client.get(fresh), 410, "revoked", "zh-CN")
+    world.now += timedelta(seconds=1)
+    assert client.get(link_path(world, case)).status_code == 200  # the next message's link opens
+    assert "status_links_revoked" in world.events(case)
+
+
+def test_nothing_on_the_page_is_rendered_unescaped(world: Any, client: TestClient) -> None:
+    case = waiting_for_documents(world, "en")
+    with session_scope(world.engine) as session:
+        session.add(DocumentRequirement(case_id=case.id, document_type='<script>alert(1)</script><b onclick="x">'))
+    html = client.get(link_path(world, case), params={"lang": "en", "large": "1"}).text
+    assert "<script>alert" not in html and "<b onclick" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert '<body class="large">' in html
+
+
+def test_the_page_speaks_the_customers_language_unless_the_link_asks_for_the_other(
+    world: Any, client: TestClient
+) -> None:
+    case = waiting_for_documents(world, "en")  # the desk's language is zh-CN
+    assert '<html lang="en">' in client.get(link_path(world, case)).text
+    assert '<html lang="zh-CN">' in client.get(link_path(world, case), params={"lang": "zh-CN"}).text
+
+
+def test_both_languages_have_the_same_words() -> None:
+    assert PAGE_TEXT["zh-CN"].keys() == PAGE_TEXT["en"].keys()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium(expect_seconds=15) as launched:
+        yield launched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
+    world: Any, browser: Any, language: str, tmp_path: Path
+) -> None:
+    case = waiting_for_documents(world, language)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    app = create_app(survey_settings(world), world.engine, clock=lambda: world.now, launch=False)
+    with served(app, listener):
+        context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
+                                      java_script_enabled=False)  # fmt: skip
+        page = context.new_page()
+        page.goto(address + link_path(world, case))
+        assert page.title() == PAGE_TEXT[language]["title"]
+        assert page.locator("#needed-list li").count() >= 3
+        screenshot(page, tmp_path, f"status-{language}.png")
+        page.locator("#toggle-size").click()
+        assert page.locator("body.large").count() == 1
+        screenshot(page, tmp_path, f"status-{language}-large.png")
+        page.locator("a[href^='/standards']").click()  # the service standards, in the same language and size
+        assert "/standards" in page.url and page.locator("body.large").count() == 1
+        context.close()
+        checked = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, bypass_csp=True)
+        page = checked.new_page()
+        for large in ("0", "1"):
+            page.goto(f"{address}{link_path(world, case)}?large={large}")
+            assert serious_violations(page) == [], (language, large)
+        page.goto(f"{address}/status/forged-link")
+        assert page.locator("#refused").count() == 1 and serious_violations(page) == []
+        checked.close()
