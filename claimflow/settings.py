@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "https://desk.insurer.example; default: http://<api host>:<api port>.",
     )
     survey_valid_days: int = Field(default=14, ge=1, description="Days a survey link stays valid.")
+    form_filings_per_hour: int = Field(
+        default=10,
+        ge=1,
+        description="Online claim and complaint forms filed per client address and hour (per "
+        "process); more are refused with a page that gives the desk's phone.",
+    )
+    form_max_bytes: int = Field(default=32_768, ge=4096, description="Largest online form accepted, in bytes.")
     status_link_days: int = Field(
         default=90,
         ge=1,

@@ -21,6 +21,7 @@ from claimflow.db import get_engine
 from claimflow.settings import Settings, get_settings
 from claimflow.web import intake as intake_api
 from claimflow.web.feedback import FeedbackIn, add_feedback_routes
+from claimflow.web.forms import add_form_routes
 from claimflow.web.http import STATIC, Problem, install_problem_handlers
 from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
 from claimflow.web.pages import add_page_routes, add_status_routes
@@ -71,6 +72,7 @@ def create_app(
     add_feedback_routes(app, intake)
     add_page_routes(app, intake)
     add_status_routes(app, intake)
+    add_form_routes(app, intake)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
