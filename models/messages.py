@@ -259,6 +259,19 @@ _MESSAGES: tuple[MessageSpec, ...] = (
         },
     ),
     MessageSpec(
+        "staff_documents_arrived",
+        "staff",
+        ("case_number", "handler_name", "documents", "still_missing", "case_url"),
+        "The customer sent missing documents from their case's status page.",
+        {
+            "case_number": "CLM-2026-000123",
+            "handler_name": "李伟",
+            "documents": ["repair invoice"],
+            "still_missing": ["bank account details"],
+            "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
+        },
+    ),
+    MessageSpec(
         "staff_new_assignment",
         "staff",
         ("case_number", "kind", "priority", "handler_name", "due_at", "case_url"),

@@ -203,6 +203,7 @@ def store_attachments(
     now: datetime,
     requested: list[str] | None = None,
     subject: str = "",
+    source: str = SOURCE,
 ) -> list[Attachment]:
     """Store the files under ``<data dir>/attachments/<case number>/`` and record them on the case.
 
@@ -222,7 +223,7 @@ def store_attachments(
             size=len(file.data),
             sha256=file.sha256,
             storage_path=str(path.relative_to(data_dir))[:500],
-            source=SOURCE,
+            source=source,
             document_type=guessed[:64] if guessed else None,
             received_at=now,
         )

@@ -20,7 +20,7 @@ from claimflow.db import session_scope
 from claimflow.secrets import survey_key
 from claimflow.web.app import create_app
 from models.status import PAGE_TEXT, make_status_token
-from models.tables import DocumentRequirement, Outbox
+from models.tables import Attachment, DocumentRequirement, Outbox
 from tasks.outbox import OutboxConfig, Outgoing, prepare
 from tasks.status import revoke_links, status_url
 from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
@@ -173,6 +173,13 @@ def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
         assert page.title() == PAGE_TEXT[language]["title"]
         assert page.locator("#needed-list li").count() >= 3
         screenshot(page, tmp_path, f"status-{language}.png")
+        # a missing document sent from the phone, without script
+        page.select_option("#document", "repair invoice")
+        page.set_input_files("#file", files=[{"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": PDF}])
+        page.click("#upload button[type=submit]")
+        assert page.locator("#sent").count() == 1 and "sent=1" in page.url
+        assert page.locator("#needed-list li").count() >= 2
+        screenshot(page, tmp_path, f"status-{language}-sent.png")
         page.locator("#toggle-size").click()
         assert page.locator("body.large").count() == 1
         screenshot(page, tmp_path, f"status-{language}-large.png")
@@ -187,3 +194,83 @@ def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
         page.goto(f"{address}/status/forged-link")
         assert page.locator("#refused").count() == 1 and serious_violations(page) == []
         checked.close()
+
+
+PDF = b"%PDF-1.7\n" + b"0" * 2000 + b"\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500
+
+
+def upload(client: TestClient, path: str, document: str, content: bytes, name: str = "scan.pdf", **params: str) -> Any:
+    return client.post(f"{path}/documents", params=params, data={"document": document},
+                       files={"file": (name, content, "application/octet-stream")}, follow_redirects=False)  # fmt: skip
+
+
+def test_a_missing_document_sent_from_the_page_ticks_it_and_tells_the_handler(world: Any, client: TestClient) -> None:
+    case = waiting_for_documents(world, "en")
+    path = link_path(world, case)
+    page = client.get(path).text
+    assert 'enctype="multipart/form-data"' in page and '<option value="repair invoice">repair invoice</option>' in page
+    sent = upload(client, path, "repair invoice", PDF, name="invoice.pdf", lang="en")
+    assert (
+        sent.status_code == 303
+        and sent.headers["location"].startswith(f"{path}?")
+        and "sent=1" in sent.headers["location"]
+    )
+    after = client.get(sent.headers["location"]).text
+    assert PAGE_TEXT["en"]["sent"] in after
+    assert '<option value="repair invoice">' not in after  # ticked off the list
+    with Session(world.engine) as session:
+        ticked = session.exec(select(DocumentRequirement).where(DocumentRequirement.case_id == case.id,
+                                                                DocumentRequirement.document_type == "repair invoice")
+                              ).one()  # fmt: skip
+        stored = session.exec(select(Attachment).where(Attachment.case_id == case.id)).all()
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_documents_arrived")).all()
+    assert ticked.received_at is not None
+    assert [(a.source, a.document_type, a.content_type, a.size) for a in stored] == [
+        ("status-page", "repair invoice", "application/pdf", len(PDF))
+    ]
+    assert (tmp := world.desk.settings.data_dir / stored[0].storage_path).read_bytes() == PDF, tmp
+    [message] = told
+    assert message.recipient == f"staff:{handler_of(world, case).username}"
+    assert "repair invoice" in message.context["documents"] and message.context["still_missing"]
+    assert world.events(case)[-1] == "documents_arrived"
+    # an image of another document is taken too; the same document twice is not needed any more
+    assert upload(client, path, "photos of the damage", PNG, name="photo.png").status_code == 303
+    again = upload(client, path, "repair invoice", PDF)
+    assert again.status_code == 422 and 'data-reason="not_needed"' in again.text
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "reason"),
+    [
+        (b"MZ\x90\x00 an executable", 415, "wrong_type"),
+        (b"<html><script>alert(1)</script></html>", 415, "wrong_type"),
+        (b"", 422, "empty"),
+    ],
+)
+def test_an_upload_of_the_wrong_kind_is_refused_and_nothing_stored(
+    world: Any, client: TestClient, content: bytes, status: int, reason: str
+) -> None:
+    case = waiting_for_documents(world, "zh-CN")
+    refused_upload = upload(client, link_path(world, case), "repair invoice", content)
+    assert refused_upload.status_code == status and f'data-reason="{reason}"' in refused_upload.text
+    with Session(world.engine) as session:
+        assert session.exec(select(Attachment).where(Attachment.case_id == case.id)).all() == []
+    assert "documents_arrived" not in world.events(case)
+
+
+def test_a_file_over_the_limit_is_refused_with_the_limit_named(world: Any) -> None:
+    case = waiting_for_documents(world, "en")
+    settings = survey_settings(world, api_attachment_max_bytes=100_000)
+    app = create_app(settings, world.engine, clock=lambda: world.now, launch=False)
+    with TestClient(app) as small:
+        path = link_path(world, case)
+        just_over = upload(small, path, "repair invoice", PDF + b"0" * 100_000)
+        assert just_over.status_code == 413 and "at most 97.65625 KB" not in just_over.text
+        assert 'data-reason="too_big"' in just_over.text and "97 KB" in just_over.text
+        huge = upload(small, path, "repair invoice", PDF + b"0" * 400_000)  # refused on its declared length
+        assert huge.status_code == 413
+        forged = upload(small, "/status/forged", "repair invoice", PDF)
+        assert 'data-reason="forged"' in forged.text
+    with Session(world.engine) as session:
+        assert session.exec(select(Attachment).where(Attachment.case_id == case.id)).all() == []
