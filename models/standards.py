@@ -106,6 +106,9 @@ TEXT: dict[str, dict[str, str]] = {
         "phone": "Phone",
         "email": "E-mail",
         "no_phone": "the number on your policy documents",
+        "online": "Online",
+        "online_claim": "make a claim",
+        "online_complaint": "make a complaint",
         "claims": "Claims: what happens and when",
         "claims_intro": "Every claim gets a case number and an acknowledgement at once. While we wait for documents "
         "from you, the time we have stops and starts again when they arrive.",
@@ -154,6 +157,9 @@ TEXT: dict[str, dict[str, str]] = {
         "phone": "电话",
         "email": "电子邮件",
         "no_phone": "保单上的客服电话",
+        "online": "在线",
+        "online_claim": "报案理赔",
+        "online_complaint": "投诉",
         "claims": "理赔流程与时限",
         "claims_intro": "每一笔理赔都会立即生成案件编号并向您发送受理通知。"
         "等待您补充材料期间，时限暂停计算，收到材料后继续计算。",

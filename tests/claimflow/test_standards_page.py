@@ -61,6 +61,7 @@ def test_the_standards_are_public_and_in_the_language_asked_for(client: TestClie
     assert "the Financial Ombudsman Service" in shown and "DISP 1.6.2R" in shown
     assert "the Australian Financial Complaints Authority (AFCA)" in shown
     assert 'href="tel:400-800-1234"' in html and "care@insurer.example" in html
+    assert f'href="/claim?lang={language}&amp;large=0" id="online-claim"' in html  # the online forms, linked
     assert words["free_text"] in shown and words["privacy_text"] in shown
     assert "<script" not in html and "style=" not in html  # no script; styles from the stylesheet only
     assert "default-src 'none'" in page.headers["content-security-policy"]
