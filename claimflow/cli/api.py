@@ -29,6 +29,8 @@ def _describe(settings: Settings, host: str, port: int) -> None:
         f"intake API:   http://{host}:{port}/v1/claims|complaints|inquiries  (OpenAPI: http://{host}:{port}/docs)"
     )
     out.print(f"sources:      {sources}")
+    out.print(f"customers:    http://{host}:{port}/claim, /complaint (online forms), /standards (service standards); "
+              "each customer message links its case's status page")  # fmt: skip
 
 
 def api(
