@@ -47,6 +47,17 @@ settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
+# The files that wait most (a whole desk started and played: claimflow up, Prefect servers, a browser) start first,
+# so that they wait beside the quick files instead of after them (xdist hands whole files to workers in this order).
+SLOW_FIRST = ("test_readme_walk.py", "test_up.py", "test_chaos_prefect.py", "test_ui_decision.py", "test_up_postgres.py",
+              "test_chaos.py", "test_runner.py", "test_case_flows.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: the rest keep their order
+
+
 POSTGRES_ADMIN_URL = os.environ.get("CLAIMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("CLAIMFLOW_REQUIRE_POSTGRES") == "1"
 TABLES = (
