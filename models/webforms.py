@@ -13,18 +13,28 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from models.enums import CaseKind, Channel, ContactChannel
 from models.mail import infer_product_line
+from models.standards import PRODUCT_WORDS
 from models.tables import CaseCreate, CustomerCreate
 
 KINDS = {"claim": CaseKind.claim, "complaint": CaseKind.complaint}
 PRODUCT_LINES = ("motor", "health", "property", "travel", "life")
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-LIMITS = {"name": 200, "phone": 40, "email": 254, "policy_number": 64, "related_case_number": 32,
-          "incident_date": 10, "amount": 20, "description": 4000, "product_line": 16}  # fmt: skip
-"""The longest value each field takes (characters); the page's inputs carry the same ``maxlength``."""
+
+
+def _max_length(model: type[BaseModel], name: str) -> int:
+    """The column's own limit, so the form never promises more than the database keeps."""
+    return next(m.max_length for m in model.model_fields[name].metadata if getattr(m, "max_length", None))
+
+
+LIMITS = {**{name: _max_length(CustomerCreate, name) for name in ("name", "phone", "email")},
+          "policy_number": _max_length(CaseCreate, "policy_number"), "related_case_number": 32, "incident_date": 10,
+          "amount": 20, "description": 4000, "product_line": 16}  # fmt: skip
+"""The longest value each field takes (characters; the form's own for the description); the page's inputs carry the
+same ``maxlength``."""
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -92,11 +102,6 @@ TEXT: dict[str, dict[str, str]] = {
         "standards": "服务标准",
     },
 }  # fmt: skip
-
-PRODUCT_WORDS = {
-    "en": {"motor": "Motor", "health": "Health", "property": "Property", "travel": "Travel", "life": "Life"},
-    "zh-CN": {"motor": "车险", "health": "健康险", "property": "财产险", "travel": "旅行险", "life": "寿险"},
-}
 
 
 @dataclass
@@ -172,4 +177,6 @@ def read_form(kind: str, fields: dict[str, list[str]], *, language: str, today: 
 
 
 def words_for(language: str) -> dict[str, Any]:
-    return {**TEXT[language], "products": PRODUCT_WORDS[language]}
+    """The page's words, with the kinds of insurance a customer can choose (those of ``/standards``)."""
+    products = {code: PRODUCT_WORDS[language][code] for code in PRODUCT_LINES}
+    return {**TEXT[language], "products": products}

@@ -65,6 +65,32 @@ def chromium(*, expect_seconds: float) -> Iterator[Any]:
             expect.set_options(timeout=PLAYWRIGHT_EXPECT_MS)  # for any other browser test
 
 
+def listening() -> tuple[socket.socket, str]:
+    """A socket bound to a free local port, and the address a browser opens it at."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served on a free local port; yields its address."""
+    listener, address = listening()
+    with served(app, listener):
+        yield address
+
+
+def phone(browser: Any, *, script: bool = True) -> Any:
+    """A fresh phone-sized browser profile (``script=False``: a phone with JavaScript off)."""
+    return browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
+                               java_script_enabled=script)  # fmt: skip
+
+
+def checking(browser: Any) -> Any:
+    """A phone-sized profile that lets the test's own script (axe-core) in past the pages' no-script policy."""
+    return browser.new_context(viewport=PHONE, device_scale_factor=SCALE, bypass_csp=True)
+
+
 @contextmanager
 def served(app: Any, listener: socket.socket) -> Iterator[None]:
     """``app`` served by uvicorn in a thread on ``listener`` (a bound socket) until the block ends."""

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,15 @@ from models.otp import code_at
 from tests.ports import free_port
 
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium for a file's customer-page tests (``tests/browser.py``; skipped or failed without it)."""
+    from tests.browser import chromium
+
+    with chromium(expect_seconds=15) as launched:
+        yield launched
 
 
 @dataclass

@@ -5,7 +5,6 @@ typed kept (escaped); abuse limits with clear pages; a phone-sized browser witho
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sqlmodel import Session, select
 from claimflow.web.app import create_app
 from models.tables import Case, Event, Outbox
 from models.webforms import TEXT
-from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
+from tests.browser import checking, phone, screenshot, serious_violations, serving
 from tests.claimflow.test_survey_page import survey_settings
 
 MARKUP = '<script>alert(1)</script><img src=x onerror="y">'
@@ -168,30 +167,20 @@ def test_abuse_limits_answer_with_a_page_that_says_which(world: Any) -> None:
     assert len(cases(world)) == 2
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(expect_seconds=15) as launched:
-        yield launched
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
 def test_a_customer_files_a_claim_on_a_phone_without_script(
     world: Any, browser: Any, language: str, tmp_path: Path
 ) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with served(app_for(world), listener):
-        checked = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, bypass_csp=True)
+    with serving(app_for(world)) as address:
+        checked = checking(browser)
         page = checked.new_page()
         for kind in ("claim", "complaint"):
             for large in ("0", "1"):
                 page.goto(f"{address}/{kind}?lang={language}&large={large}")
                 assert serious_violations(page) == [], (kind, large)
         checked.close()
-        context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
-                                      java_script_enabled=False)  # fmt: skip
+        context = phone(browser, script=False)
         page = context.new_page()
         page.goto(f"{address}/claim?lang={language}&large=1")
         screenshot(page, tmp_path, f"claim-form-{language}-large.png")

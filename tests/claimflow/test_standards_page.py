@@ -5,7 +5,6 @@ phone's screen, large text, screenshots)."""
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from claimflow.web.app import create_app
 from models.sla import load_pack, parse_pack
 from models.standards import TEXT
 from tasks.workflow import Desk
-from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
+from tests.browser import checking, phone, screenshot, serious_violations, serving
 
 MARKUP = '<script>alert(1)</script><b onmouseover="x">'
 
@@ -112,21 +111,11 @@ def test_nothing_from_the_settings_is_rendered_unescaped() -> None:
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(expect_seconds=15) as launched:
-        yield launched
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
 def test_the_standards_page_on_a_phone_passes_axe_in_both_sizes(browser: Any, language: str, tmp_path: Path) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with served(create_app(settings(), launch=False), listener):
-        context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
-                                      java_script_enabled=False)  # fmt: skip
+    with serving(create_app(settings(), launch=False)) as address:
+        context = phone(browser, script=False)
         page = context.new_page()
         page.goto(f"{address}/standards?lang={language}")
         words = TEXT[language]
@@ -141,7 +130,7 @@ def test_the_standards_page_on_a_phone_passes_axe_in_both_sizes(browser: Any, la
         screenshot(page, tmp_path, f"standards-{language}-large.png")
         context.close()
         # axe-core needs scripts: a second profile with them on, both sizes
-        checked = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, bypass_csp=True)
+        checked = checking(browser)
         page = checked.new_page()
         for large_text in ("0", "1"):
             page.goto(f"{address}/standards?lang={language}&large={large_text}")

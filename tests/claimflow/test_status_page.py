@@ -5,7 +5,6 @@ link gets a page that says which, with the desk's phone; nothing is rendered une
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from models.status import PAGE_TEXT, make_status_token
 from models.tables import Attachment, DocumentRequirement, Outbox
 from tasks.outbox import OutboxConfig, Outgoing, prepare
 from tasks.status import revoke_links, status_url
-from tests.browser import PHONE, SCALE, chromium, screenshot, serious_violations, served
+from tests.browser import checking, phone, screenshot, serious_violations, serving
 from tests.claimflow.test_survey_page import CUSTOMERS, survey_settings
 from tests.tasks.test_feedback import handler_of
 
@@ -149,25 +148,15 @@ def test_both_languages_have_the_same_words() -> None:
     assert PAGE_TEXT["zh-CN"].keys() == PAGE_TEXT["en"].keys()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(expect_seconds=15) as launched:
-        yield launched
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
 def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
     world: Any, browser: Any, language: str, tmp_path: Path
 ) -> None:
     case = waiting_for_documents(world, language)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
     app = create_app(survey_settings(world), world.engine, clock=lambda: world.now, launch=False)
-    with served(app, listener):
-        context = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, is_mobile=True, has_touch=True,
-                                      java_script_enabled=False)  # fmt: skip
+    with serving(app) as address:
+        context = phone(browser, script=False)
         page = context.new_page()
         page.goto(address + link_path(world, case))
         assert page.title() == PAGE_TEXT[language]["title"]
@@ -186,7 +175,7 @@ def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
         page.locator("a[href^='/standards']").click()  # the service standards, in the same language and size
         assert "/standards" in page.url and page.locator("body.large").count() == 1
         context.close()
-        checked = browser.new_context(viewport=PHONE, device_scale_factor=SCALE, bypass_csp=True)
+        checked = checking(browser)
         page = checked.new_page()
         for large in ("0", "1"):
             page.goto(f"{address}{link_path(world, case)}?large={large}")
