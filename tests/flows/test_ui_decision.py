@@ -166,6 +166,9 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
     # goes to the runs and looks the case up by its number
     page.get_by_role("link", name="Runs", exact=True).click()
     page.get_by_role("textbox", name="Search by flow run name").fill(case.number)
+    # the UI writes the search into the address after a pause; a click before that lands on the run page and the
+    # late write then takes the browser back to the list, so wait for the address to carry the search
+    expect(page).to_have_url(re.compile(rf"flow-run-search={case.number}"))
     page.get_by_role("link", name=f"{case.number}-escalation-1", exact=True).click()
     expect(page).to_have_url(re.compile(rf"/v2/runs/flow-run/{run_id}"))
     expect(page.get_by_text("Suspended", exact=True).first).to_be_visible()
