@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -255,10 +256,29 @@ def decide(
         form.model_validate(given)
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
-    _give_and_report(engine, number, lambda: asyncio.run(give_input(run_id, given)), wait)
+
+    _give_and_report(engine, number, lambda: asyncio.run(give_input(run_id, given)), wait, key=key,
+                     taken_up=moved_off(key))  # fmt: skip
 
 
-def _give_and_report(engine: Any, number: str, give: Any, wait: float) -> None:
+def moved_off(key: str) -> Callable[[Session, Case], bool]:
+    """Whether the run took up the answer given under ``key``: every answer taken up (applied or refused) moves
+    the case's step off that key (a new key, or none once the step is done)."""
+
+    def taken_up(session: Session, case: Case) -> bool:
+        return session.exec(select(Step.id).where(Step.case_id == case.id, Step.waiting_key == key)).first() is None
+
+    return taken_up
+
+
+def _give_and_report(
+    engine: Any, number: str, give: Any, wait: float, *, key: str, taken_up: Callable[[Session, Case], bool]
+) -> None:
+    """Give the answer, then wait for the run to take it up and say what it did.
+
+    The outcome is read from the answer's own traces (``taken_up``, and a refusal recorded under ``key``), never
+    from whatever event comes next: the outbox and the watcher write events on the same case meanwhile.
+    """
     with Session(engine) as session:
         case = session.exec(select(Case).where(Case.number == number.strip().upper())).one()
         before = len(session.exec(select(Event.id).where(Event.case_id == case.id)).all())
@@ -269,13 +289,14 @@ def _give_and_report(engine: Any, number: str, give: Any, wait: float) -> None:
             new = list(session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence))))[
                 before:
             ]
-            status = session.get(Case, case.id).status  # type: ignore[union-attr]
-        if new:
-            refused = [e for e in new if e.type == "decision_refused"]
+            now_case = session.get(Case, case.id)
+            assert now_case is not None
+            refused = [e for e in new if e.type == "decision_refused" and e.data.get("key") == key]
             if refused:
                 raise DecisionRefused(f"refused: {refused[0].data.get('reason')}")
-            out.print(f"{case.number}: {', '.join(e.type for e in new)}; now {status}")
-            return
+            if taken_up(session, now_case):
+                out.print(f"{case.number}: {', '.join(e.type for e in new) or 'decided'}; now {now_case.status}")
+                return
         time.sleep(0.2)  # the runner takes a resumed run up within a second; the outcome is shown at once
     out.print(f"{case.number}: decision sent; the desk has not taken it up yet (is 'claimflow up' running?)")
 
@@ -318,6 +339,7 @@ def escalation_decide(
     _prefect()  # the server's address and login (see decide)
     from models.forms import EscalationDecisionFields
     from tasks.answers import give_input
+    from tasks.escalations import escalation_key
 
     engine = common.engine()
     with Session(engine) as session:
@@ -336,7 +358,15 @@ def escalation_decide(
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
     run_id = escalation.flow_run_id
-    _give_and_report(engine, case.number, lambda: asyncio.run(give_input(run_id, given)), wait)
+    with Session(engine) as session:
+        key = escalation_key(session, escalation)
+
+    def taken_up(session: Session, case: Case) -> bool:
+        decided = session.get(Escalation, escalation_id)
+        return decided is not None and decided.decision is not None
+
+    _give_and_report(engine, case.number, lambda: asyncio.run(give_input(run_id, given)), wait, key=key,
+                     taken_up=taken_up)  # fmt: skip
 
 
 # --- sla tick ---------------------------------------------------------------------------------------------

@@ -518,3 +518,64 @@ def test_the_cli_decides_without_loading_prefect() -> None:
             "print(loaded[:5]); sys.exit(1 if loaded else 0)")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("outcome", ["taken up", "refused"])
+def test_decide_reports_the_answers_own_outcome_not_the_next_event_on_the_case(
+    desk: Desk, database_url: str, outcome: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outbox and the watcher write events on a case while its run takes an answer up (a dead-lettered
+    message, a reminder): ``decide`` must wait for the answer's own traces, not report the first event it sees."""
+    import threading
+    import time
+
+    from sqlmodel import Session, select
+
+    from claimflow.cli.desk import _give_and_report, moved_off
+    from claimflow.db import create_db_engine
+    from models.errors import DecisionRefused
+    from models.tables import Case, Step
+    from tasks.cases import append_event
+
+    desk("demo")
+    number = re.search(r"CMP-\d{4}-\d{6}", desk("case", "list", "--kind", "complaint")).group(0)
+    engine = create_db_engine(database_url)
+    key = "complaint-decision-test-0-1"
+    with Session(engine) as session:
+        case = session.exec(select(Case).where(Case.number == number)).one()
+        step = session.exec(select(Step).where(Step.case_id == case.id, Step.status == "open")).first()
+        assert step is not None
+        step.waiting_key = key
+        session.add(step)
+        session.commit()
+        case_id, step_id = case.id, step.id
+
+    def write(type: str, data: dict[str, str], new_key: str | None = key) -> None:
+        with Session(engine) as session:
+            held = session.exec(select(Case).where(Case.id == case_id).with_for_update()).one()
+            append_event(session, case=held, actor="system", type=type, data=data, now=datetime.now(UTC))
+            step = session.get(Step, step_id)
+            assert step is not None
+            step.waiting_key = new_key
+            session.add(step)
+            session.commit()
+
+    def run_takes_it_up() -> None:  # the run, a moment later
+        time.sleep(1.0)
+        if outcome == "refused":
+            write("decision_refused", {"key": key, "reason": "the approval code is wrong"}, new_key=key[:-1] + "2")
+        else:
+            write("complaint_decided", {"decision": "uphold"}, new_key=None)
+
+    def give() -> None:  # the answer goes to the run; meanwhile the outbox dead-letters a message on the case
+        threading.Thread(target=run_takes_it_up).start()
+        write("message_dead_lettered", {"template": "x"})
+
+    capsys.readouterr()
+    if outcome == "refused":
+        with pytest.raises(DecisionRefused, match="refused: the approval code is wrong"):
+            _give_and_report(engine, number, give, 10, key=key, taken_up=moved_off(key))
+    else:
+        _give_and_report(engine, number, give, 10, key=key, taken_up=moved_off(key))
+        assert capsys.readouterr().out.strip().endswith("message_dead_lettered, complaint_decided; now investigating")
+    engine.dispose()
