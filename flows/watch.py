@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import StateType
 
 from claimflow.secrets import audit_key
 from claimflow.settings import get_settings
@@ -25,11 +26,13 @@ from flows.common import now as clock
 from flows.common import transaction
 from models.tables import Case, Escalation
 from models.watch import at_most
+from tasks.answers import waiting_keys, wake_if_stale
 from tasks.audit import CheckpointsTampered, anchor_path, checkpoint, write_anchor
 from tasks.escalations import WatchReport, watch_pass
 from tasks.outbox import default_config, release_held
 from tasks.runs import (
     PREFECT_PAGE,
+    RunState,
     crash_if_still,
     open_with_runs,
     record_case_run,
@@ -130,6 +133,7 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
         start_case,
         now=at,
         stranded_after=stranded_after,
+        on_paused=_wake_stale,
     )
     escalations = await _replace_dead_runs(
         lambda after_id: transaction(undecided_with_runs, after_id=after_id, limit=RECONCILE_PAGE),
@@ -139,7 +143,22 @@ async def reconcile(now: datetime | None = None) -> dict[str, int]:
         stranded_after=stranded_after,
     )
     return {"assigned": len(assigned), "started": started, "restarted": cases[0] + escalations[0],
-            "checked": cases[1] + escalations[1], "released": len(released.queued)}  # fmt: skip
+            "checked": cases[1] + escalations[1], "released": len(released.queued), "woken": cases[2]}  # fmt: skip
+
+
+async def _wake_stale(paused: list[tuple[Case, RunState]]) -> int:
+    """Wake the suspended case runs whose form the case has moved past (the customer's last missing document
+    restarted the clock while the run waited on the documents form), if the web app could not; the rest wait."""
+    logger = get_run_logger()
+    keys = await transaction(waiting_keys, case_ids=[case.id for case, _ in paused if case.id is not None])
+    woken = 0
+    for case, state in paused:
+        now_waits = keys.get(case.id or 0, set())
+        stale = state.pause_key is not None and state.pause_key not in now_waits
+        if stale and await wake_if_stale(str(case.flow_run_id), now_waits):
+            logger.info("%s: its run waited on %s, which the case has moved past: woken", case.number, state.pause_key)
+            woken += 1
+    return woken
 
 
 async def _replace_dead_runs(
@@ -149,15 +168,24 @@ async def _replace_dead_runs(
     *,
     now: datetime,
     stranded_after: timedelta,
-) -> tuple[int, int]:
+    on_paused: Callable[[list[tuple[T, RunState]]], Awaitable[int]] | None = None,
+) -> tuple[int, int, int]:
     """Walk the open cases (or undecided escalations) a page at a time and start a new run for each whose run is
-    dead, unknown to the server, or stranded (marked crashed first). Returns (restarted, checked)."""
+    dead, unknown to the server, or stranded (marked crashed first); the page's suspended runs go to
+    ``on_paused``. Returns (restarted, checked, what ``on_paused`` counted)."""
     logger = get_run_logger()
-    restarted = checked = after_id = 0
+    restarted = checked = after_id = counted = 0
     while page := await page_after(after_id):
         after_id = run_of(page[-1])[0] or after_id
         checked += len(page)
         states = await run_states([run_id for item in page if (run_id := run_of(item)[1])])
+        if on_paused is not None:
+            paused = [
+                (item, state)
+                for item in page
+                if (state := states.get(run_of(item)[1] or "")) is not None and state.type == StateType.PAUSED
+            ]
+            counted += await on_paused(paused) if paused else 0  # fmt: skip
         for item in page:
             _, run_id, label = run_of(item)
             state = states.get(run_id or "")
@@ -174,4 +202,4 @@ async def _replace_dead_runs(
                                state.type.value if state else "unknown to the server")  # fmt: skip
             await start(item)
             restarted += 1
-    return restarted, checked
+    return restarted, checked, counted

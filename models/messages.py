@@ -268,6 +268,7 @@ _MESSAGES: tuple[MessageSpec, ...] = (
             "handler_name": "李伟",
             "documents": ["repair invoice"],
             "still_missing": ["bank account details"],
+            "due_at": None,  # the new due time when the upload completed the list and the clock runs again
             "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
         },
     ),

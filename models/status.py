@@ -200,6 +200,8 @@ PAGE_TEXT: dict[str, dict[str, str]] = {
         "upload": "Send a document from here", "upload_which": "Which document",
         "upload_file": "The file (PDF, JPEG or PNG, at most {limit})", "upload_submit": "Send the document",
         "sent": "Thank you: we have received it. Your handler has been told.",
+        "sent_all": "Thank you: we now have every document we asked for. Your case is back with your handler, and "
+        "the time we promised runs again from today.",
         "too_big": "This file is too large: at most {limit}. Please send a smaller scan or photo.",
         "wrong_type": "We take PDF, JPEG and PNG files only. Please send the document in one of these.",
         "empty": "The file was empty. Please choose the file again.",
@@ -229,6 +231,7 @@ PAGE_TEXT: dict[str, dict[str, str]] = {
         "upload": "在此提交材料", "upload_which": "提交哪一项材料",
         "upload_file": "文件（PDF、JPEG 或 PNG，最大 {limit}）", "upload_submit": "提交材料",
         "sent": "谢谢，我们已收到，并已通知您的经办人。",
+        "sent_all": "谢谢，我们要求的材料已全部收到。您的案件已回到经办人处理，承诺的办理时限自今天起继续计算。",
         "too_big": "文件过大，最大 {limit}。请提交较小的扫描件或照片。",
         "wrong_type": "仅接受 PDF、JPEG 和 PNG 文件，请转换后再提交。",
         "empty": "文件为空，请重新选择文件。",

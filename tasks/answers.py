@@ -144,3 +144,47 @@ async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATT
             if "schema not found" not in reason.lower() or attempt == attempts - 1:
                 raise RuntimeError(f"Cannot resume this run: {reason}")
             await anyio.sleep(0.3)
+
+
+WAKE_MESSAGE = "the case moved on without this form (documents uploaded by the customer): reading it again"
+
+
+def waiting_keys(session: Session, *, case_ids: list[int]) -> dict[int, set[str]]:
+    """The decision keys each case's steps wait on now (a case waiting for nobody has none)."""
+    keys: dict[int, set[str]] = {case_id: set() for case_id in case_ids}
+    rows = session.exec(
+        select(Step.case_id, Step.waiting_key).where(
+            col(Step.case_id).in_(case_ids), col(Step.waiting_key).is_not(None)
+        )
+    )
+    for case_id, key in rows:
+        keys[case_id].add(str(key))
+    return keys
+
+
+async def wake_if_stale(run_id: str, keys: set[str]) -> bool:
+    """Send a run suspended on a form the case no longer waits for (its key is none of ``keys``) back to its
+    runner, as a resume does, so it reads the case again and asks what the case waits for now; True if it was.
+
+    The state is read first and the move proposed under the server's rules (Suspended to Scheduled, as Prefect's
+    own resume does), never forced: a run that was answered or finished meanwhile is left as it is.
+    """
+    async with _client() as client:
+        state = (await _run(client, run_id)).get("state") or {}
+        paused_on = (state.get("state_details") or {}).get("pause_key")
+        if state.get("type") != "PAUSED" or not paused_on or paused_on in keys:
+            return False
+        proposed = {"type": "SCHEDULED", "name": "Resuming", "message": WAKE_MESSAGE}
+        response = await _request(client, "POST", f"/flow_runs/{UUID(run_id)}/set_state",
+                                  json={"state": proposed, "force": False})  # fmt: skip
+    return bool(response.json().get("status") == "ACCEPT")
+
+
+async def wake_case(engine: Engine, *, case_id: int) -> bool:
+    """``wake_if_stale`` for one case's run, with the keys its steps wait on now."""
+    with Session(engine) as session:
+        case = session.get(Case, case_id)
+        keys = waiting_keys(session, case_ids=[case_id])[case_id]
+    if case is None or case.flow_run_id is None:
+        return False
+    return await wake_if_stale(str(case.flow_run_id), keys)

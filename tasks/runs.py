@@ -69,6 +69,7 @@ class RunState:
 
     type: StateType
     since: datetime | None = None
+    pause_key: str | None = None  # what a suspended run waits for: the decision key of its form
 
     def dead(self) -> bool:
         return self.type in DEAD
@@ -92,7 +93,11 @@ async def run_states(run_ids: list[str]) -> dict[str, RunState | None]:
             runs = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in batch])), limit=len(batch)
             )
-            found.update((str(r.id), RunState(r.state.type, r.state.timestamp)) for r in runs if r.state)
+            found.update(
+                (str(r.id), RunState(r.state.type, r.state.timestamp, r.state.state_details.pause_key))
+                for r in runs
+                if r.state
+            )
     return {r: found.get(r) for r in run_ids}
 
 
@@ -102,7 +107,10 @@ async def crash_if_still(run_id: str, held: RunState, message: str) -> bool:
     that suspended, finished or was taken up again meanwhile is left as it is."""
     async with get_client() as client:
         run = await client.read_flow_run(UUID(run_id))
-        if run.state is None or RunState(run.state.type, run.state.timestamp) != held:
+        if (
+            run.state is None
+            or RunState(run.state.type, run.state.timestamp, run.state.state_details.pause_key) != held
+        ):
             return False
         result: Any = await client.set_flow_run_state(UUID(run_id), Crashed(message=message))
     return result.state is not None and result.state.type == StateType.CRASHED

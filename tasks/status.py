@@ -30,7 +30,7 @@ from tasks.cases import append_event, get_case
 from tasks.mail import store_attachments
 from tasks.outbox import enqueue
 from tasks.survey import public_base
-from tasks.workflow import Desk, staff_links_for
+from tasks.workflow import Desk, documents_in, paused_for_documents, staff_links_for
 
 
 def status_url(settings: Settings, *, case_id: int, now: datetime) -> str:
@@ -139,16 +139,20 @@ class UploadRefused(InvalidInput):
 
 @dataclass(frozen=True)
 class Uploaded:
+    case_id: int
     number: str
     document: str
     still_missing: tuple[str, ...]
+    restarted: bool = False  # the list is complete: the case is back under review and its clock runs again
 
 
 def upload_document(session: Session, desk: Desk, *, token: str, document_type: str, filename: str, data: bytes,
                     now: datetime) -> Uploaded:  # fmt: skip
     """A missing document sent from the status page: stored with the case's attachments, its requirement ticked,
-    an event on the case, and the handler told (message and worklist). The clock starts again when the handler
-    confirms the documents in the documents form, as for documents that arrive by mail.
+    an event on the case, and the handler told (message and worklist). The upload that completes the list does
+    what the handler's documents form does: the case goes back under review and the paused clock starts again
+    (``tasks.workflow.documents_in``); the run still waiting on the documents form is woken by the caller after
+    the commit (``tasks.answers.wake_if_stale``), or by the reconciler's next pass.
 
     Raises:
         LinkRefused: the link does not open the case.
@@ -178,12 +182,18 @@ def upload_document(session: Session, desk: Desk, *, token: str, document_type: 
     append_event(session, case=case, actor="customer", type="documents_arrived",
                  data={"documents": [document_type], "still_missing": list(missing), "via": UPLOAD_SOURCE,
                        "attachment": stored.filename}, now=now)  # fmt: skip
+    paused = None if missing else paused_for_documents(session, case)
+    if paused is not None:
+        documents_in(session, desk, case=case, step=paused, actor="customer", now=now,
+                     data={"documents": [document_type], "via": UPLOAD_SOURCE})  # fmt: skip
     handler = session.get(Staff, case.handler_id) if case.handler_id else None
     if handler is not None:
+        due = paused.due_at if paused is not None else None  # the new due time once the clock runs again
         enqueue(session, template="staff_documents_arrived", recipient=f"staff:{handler.username}",
                 context={"case_number": case.number, "handler_name": handler.name, "documents": [document_type],
-                         "still_missing": list(missing), **staff_links_for(case.number, handler.username)},
+                         "still_missing": list(missing), "due_at": due.isoformat() if due is not None else None,
+                         **staff_links_for(case.number, handler.username)},
                 idempotency_key=f"documents-arrived:{case.id}:{stored.id}", now=now, case=case)  # fmt: skip
     case.updated_at = now
     session.add(case)
-    return Uploaded(case.number, document_type, missing)
+    return Uploaded(case.id or 0, case.number, document_type, missing, restarted=paused is not None)

@@ -287,6 +287,32 @@ def resume_step(session: Session, desk: Desk, *, case: Case, step: Step, now: da
     )
 
 
+def documents_in(
+    session: Session, desk: Desk, *, case: Case, step: Step, actor: str, now: datetime, data: Mapping[str, Any]
+) -> None:
+    """The documents the case waited for are in: the case goes back under review, every requirement still open
+    is ticked, and the paused step's clock starts again (its deadline moves by the time it stood still). The
+    handler's documents form does this; so does the customer's last missing upload on the status page."""
+    _move(session, case=case, action="documents_received", actor=actor, now=now, data=data)
+    for requirement in session.exec(
+        select(DocumentRequirement).where(
+            DocumentRequirement.case_id == case.id, col(DocumentRequirement.received_at).is_(None)
+        )
+    ):
+        requirement.received_at = now
+        session.add(requirement)
+    resume_step(session, desk, case=case, step=step, now=now)
+
+
+def paused_for_documents(session: Session, case: Case) -> Step | None:
+    """The step whose clock stands still while the case waits for the customer's documents, if it does."""
+    if case.status != "awaiting_documents":
+        return None
+    return session.exec(
+        select(Step).where(Step.case_id == case.id, Step.status == StepStatus.paused).order_by(col(Step.id).desc())
+    ).first()
+
+
 def close_step(session: Session, *, case: Case, step: Step, now: datetime, outcome: str, actor: str) -> None:
     if step.status not in OPEN:
         return
@@ -924,22 +950,8 @@ def _apply(session: Session, desk: Desk, given: Given, input_kind: InputKind) ->
     if input_kind == InputKind.claim_review:
         _claim_review(session, desk, given)
     elif input_kind == InputKind.documents:
-        _move(
-            session,
-            case=case,
-            action="documents_received",
-            actor=actor,
-            now=now,
-            data={"documents": list(answer.get("documents") or [])},
-        )
-        for requirement in session.exec(
-            select(DocumentRequirement).where(
-                DocumentRequirement.case_id == case.id, col(DocumentRequirement.received_at).is_(None)
-            )
-        ):
-            requirement.received_at = now
-            session.add(requirement)
-        resume_step(session, desk, case=case, step=step, now=now)
+        documents_in(session, desk, case=case, step=step, actor=actor, now=now,
+                     data={"documents": list(answer.get("documents") or [])})  # fmt: skip
     elif input_kind == InputKind.second_approval:
         _second_approval(session, desk, given)
     elif input_kind == InputKind.payment:

@@ -234,7 +234,7 @@ class Launcher:
 
     def __init__(self, engine: Engine, *, timeout: float, workers: int = 4, backoff: float = 30.0) -> None:
         self.engine, self.timeout, self.workers, self.backoff = engine, timeout, workers, backoff
-        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=10_000)
+        self.queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue(maxsize=10_000)
         self.paused_until = 0.0
         self.started = self.failed = self.skipped = self.pending = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -247,9 +247,11 @@ class Launcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def submit(self, case_id: int) -> None:
+    def submit(self, case_id: int, *, job: str = "launch") -> None:
+        """After the commit: ``launch`` a new case's run, or ``wake`` a case's run that waits on a form the case
+        has moved past (``tasks.answers.wake_case``: the customer's last missing document)."""
         try:
-            self.queue.put_nowait(case_id)
+            self.queue.put_nowait((job, case_id))
         except asyncio.QueueFull:
             self.skipped += 1  # the reconciler starts it
             return
@@ -262,11 +264,20 @@ class Launcher:
 
     async def _work(self) -> None:
         while True:
-            case_id = await self.queue.get()
+            job, case_id = await self.queue.get()
             try:
-                await self._launch(case_id)
+                await (self._wake(case_id) if job == "wake" else self._launch(case_id))
             finally:
                 self.pending -= 1
+
+    async def _wake(self, case_id: int) -> None:
+        from tasks.answers import wake_case
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                await wake_case(self.engine, case_id=case_id)
+        except Exception as exc:  # Prefect down or slow: the reconciler's next pass wakes the run
+            logger.warning("case id %s: its run was not woken (%s); the reconciler will", case_id, type(exc).__name__)
 
     async def _launch(self, case_id: int) -> None:
         if time.monotonic() < self.paused_until:

@@ -24,7 +24,7 @@ from models.routing import DEFAULT_DOCUMENTS, DOCUMENTS
 from models.standards import LANGUAGES, build
 from models.status import PAGE_TEXT as STATUS_TEXT
 from models.survey import LinkRefused, page_language
-from tasks.status import UploadRefused, open_status, upload_document
+from tasks.status import Uploaded, UploadRefused, open_status, upload_document
 
 
 def add_page_routes(app: FastAPI, intake: Intake) -> None:
@@ -102,16 +102,18 @@ def add_status_routes(app: FastAPI, intake: Intake) -> None:
         data = await upload.read(limit + 1)
         await form.close()
         try:
-            await run_in_threadpool(store_upload, token, document, upload.filename or "", data)
+            uploaded = await run_in_threadpool(store_upload, token, document, upload.filename or "", data)
         except UploadRefused as refused:
             code = {"too_big": 413, "wrong_type": 415}.get(refused.reason, 422)
             return render(token, lang, big, upload_problem=refused.reason, status_code=code)
         except LinkRefused:
             return render(token, lang, big)  # the page says why the link does not open
+        if uploaded.restarted and intake.launcher is not None:  # the run still waits on the documents form
+            intake.launcher.submit(uploaded.case_id, job="wake")
         query = urlencode({"lang": lang or "", "large": "1" if big else "0", "sent": "1"})
         return RedirectResponse(f"/status/{token}?{query}", status_code=303, headers=PAGE_HEADERS)
 
-    def store_upload(token: str, document: str, filename: str, data: bytes) -> None:
+    def store_upload(token: str, document: str, filename: str, data: bytes) -> Uploaded:
         with session_scope(intake.engine) as session:
-            upload_document(session, intake.desk, token=token, document_type=document, filename=filename, data=data,
-                            now=intake.clock())  # fmt: skip
+            return upload_document(session, intake.desk, token=token, document_type=document, filename=filename,
+                                   data=data, now=intake.clock())  # fmt: skip

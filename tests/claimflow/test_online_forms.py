@@ -172,6 +172,8 @@ def test_abuse_limits_answer_with_a_page_that_says_which(world: Any) -> None:
 def test_a_customer_files_a_claim_on_a_phone_without_script(
     world: Any, browser: Any, language: str, tmp_path: Path
 ) -> None:
+    from playwright.sync_api import expect
+
     with serving(app_for(world)) as address:
         checked = checking(browser)
         page = checked.new_page()
@@ -189,11 +191,13 @@ def test_a_customer_files_a_claim_on_a_phone_without_script(
         page.select_option("#product_line", "health")
         page.fill("#description", "住院治疗，需要理赔" if language == "zh-CN" else "A stay in hospital")
         page.click("button[type=submit]")
+        expect(page.locator("#done")).to_be_visible()  # a click does not wait for the page it posts to
         number = re.search(r"CLM-\d{4}-\d{6}", page.locator("#done").inner_text()).group(0)  # type: ignore[union-attr]
         assert page.locator("body.large").count() == 1  # large text kept through the post
         screenshot(page, tmp_path, f"claim-done-{language}.png")
         page.click("#status-link")
-        assert number in page.content() and "/status/" in page.url
+        expect(page).to_have_url(re.compile(r"/status/"))
+        expect(page.locator("body")).to_contain_text(number)
         context.close()
     [case] = cases(world)
     assert case.number == number and case.product_line == "health"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,8 @@ def test_both_languages_have_the_same_words() -> None:
 def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
     world: Any, browser: Any, language: str, tmp_path: Path
 ) -> None:
+    from playwright.sync_api import expect
+
     case = waiting_for_documents(world, language)
     app = create_app(survey_settings(world), world.engine, clock=lambda: world.now, launch=False)
     with serving(app) as address:
@@ -165,15 +167,17 @@ def test_the_status_page_on_a_phone_works_without_script_and_passes_axe(
         # a missing document sent from the phone, without script
         page.select_option("#document", "repair invoice")
         page.set_input_files("#file", files=[{"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": PDF}])
-        page.click("#upload button[type=submit]")
-        assert page.locator("#sent").count() == 1 and "sent=1" in page.url
+        page.click("#upload button[type=submit]")  # a click does not wait for the page it posts to: expect does
+        expect(page).to_have_url(re.compile(r"[?&]sent=1"))
+        expect(page.locator("#sent")).to_have_count(1)
         assert page.locator("#needed-list li").count() >= 2
         screenshot(page, tmp_path, f"status-{language}-sent.png")
         page.locator("#toggle-size").click()
-        assert page.locator("body.large").count() == 1
+        expect(page.locator("body.large")).to_have_count(1)
         screenshot(page, tmp_path, f"status-{language}-large.png")
         page.locator("a[href^='/standards']").click()  # the service standards, in the same language and size
-        assert "/standards" in page.url and page.locator("body.large").count() == 1
+        expect(page).to_have_url(re.compile(r"/standards"))
+        expect(page.locator("body.large")).to_have_count(1)
         context.close()
         checked = checking(browser)
         page = checked.new_page()
@@ -263,3 +267,43 @@ def test_a_file_over_the_limit_is_refused_with_the_limit_named(world: Any) -> No
         assert 'data-reason="forged"' in forged.text
     with Session(world.engine) as session:
         assert session.exec(select(Attachment).where(Attachment.case_id == case.id)).all() == []
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_the_last_missing_document_puts_the_case_back_under_review_and_restarts_its_clock(
+    world: Any, client: TestClient, language: str
+) -> None:
+    """As the handler's documents form does: the case under review again, the step's clock running, its deadline
+    moved by the time it stood still, and the handler told the new due time in their message."""
+    from models.enums import StepStatus
+    from models.tables import Step
+    from tasks.outbox import default_config
+
+    case = waiting_for_documents(world, language)
+    path = link_path(world, case)
+    with Session(world.engine) as session:
+        wanted = [r.document_type for r in session.exec(select(DocumentRequirement)
+                                                         .where(DocumentRequirement.case_id == case.id))]  # fmt: skip
+        [paused] = session.exec(select(Step).where(Step.case_id == case.id, Step.status == StepStatus.paused)).all()
+    assert len(wanted) >= 2 and world.case(case).status == "awaiting_documents"
+    for document in wanted[:-1]:
+        assert upload(client, path, document, PDF).status_code == 303
+        assert world.case(case).status == "awaiting_documents"  # not yet: something is still missing
+    world.now += timedelta(days=3)  # the clock stood still for three days
+    assert upload(client, path, wanted[-1], PNG, name="last.png").status_code == 303
+    assert world.case(case).status == "under_review"
+    with Session(world.engine) as session:
+        step = session.get(Step, paused.id)
+        told = session.exec(select(Outbox).where(Outbox.template == "staff_documents_arrived")
+                            .order_by(Outbox.id.desc())).first()  # fmt: skip
+    assert step.status == StepStatus.open and step.paused_since is None and step.due_at > paused.due_at
+    assert step.waiting_key and step.waiting_key.startswith("claim-review-")  # the run asks for the review again
+    assert world.events(case)[-3:] == ["documents_arrived", "documents_received", "clock_resumed"]
+    assert told.context["still_missing"] == []
+    assert datetime.fromisoformat(told.context["due_at"]).astimezone(UTC) == step.due_at.replace(tzinfo=UTC)
+    for words, said in (("en", "its clock runs again; it is now due"), ("zh-CN", "时限已恢复计算，现应于")):
+        text = default_config().render("staff_documents_arrived", language=words, context=told.context).text
+        assert said in text and "Still missing" not in text and "仍缺少" not in text
+    after = client.get(f"{path}?lang={language}&sent=1").text  # where the last upload leads
+    assert "<select" not in after  # nothing left to send
+    assert PAGE_TEXT[language]["sent_all"] in after  # and the customer is told what happens now

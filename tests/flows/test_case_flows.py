@@ -118,7 +118,7 @@ def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:
 
     asyncio.run(crash())
     result = asyncio.run(reconcile())
-    assert result == {"assigned": 0, "started": 0, "restarted": 1, "checked": 1, "released": 0}
+    assert result == {"assigned": 0, "started": 0, "restarted": 1, "checked": 1, "released": 0, "woken": 0}
     new_run = world.case(case).flow_run_id
     assert new_run != run_id
     kit.wait_for("the new run to suspend", lambda: kit.run_state(new_run) == StateType.PAUSED)
