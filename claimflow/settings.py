@@ -17,6 +17,12 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.outside import OUTSIDE_BODIES
+
+
+def _outside_bodies() -> dict[str, str | dict[str, str]]:
+    return {code: dict(names) for code, names in OUTSIDE_BODIES.items()}
+
 
 def _default_data_dir() -> Path:
     """XDG data directory: ``$XDG_DATA_HOME/claimflow`` or ``~/.local/share/claimflow``."""
@@ -144,14 +150,11 @@ class Settings(BaseSettings):
     documents_reply_days: int = Field(
         default=30, ge=1, description="Calendar days a customer is given to send missing documents."
     )
-    outside_bodies: dict[str, str] = Field(
-        default_factory=lambda: {
-            "CN": "国家金融监督管理总局 (NFRA) 消费者投诉热线 12378",
-            "GB": "the Financial Ombudsman Service",
-            "AU": "the Australian Financial Complaints Authority (AFCA)",
-            "US-CA": "the California Department of Insurance",
-        },
-        description="Where a complainant can take a complaint next, per jurisdiction, JSON (quoted in the answer).",
+    outside_bodies: dict[str, str | dict[str, str]] = Field(
+        default_factory=_outside_bodies,
+        description="Where a complainant can take a complaint next, per jurisdiction, JSON: a name per language "
+        '({"GB": {"en": "the Financial Ombudsman Service", "zh-CN": "英国金融申诉专员服务机构"}}) or one name for '
+        "all; named in complaint outcomes, delay notices and the published service standards.",
     )
     second_approval_threshold: Decimal = Field(
         default=Decimal("50000"),

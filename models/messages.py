@@ -37,6 +37,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from models.errors import InvalidInput, NotFound
+from models.outside import OUTSIDE_BODIES, OutsideBodies, outside_body_name
 
 LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 """The languages every message is written in; the first is the fallback of last resort."""
@@ -196,15 +197,15 @@ _MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(
         "complaint_outcome",
         "customer",
-        ("case_number", "customer_name", "outcome", "findings", "remedy", "outside_body"),
-        "The answer to a complaint, and the outside body the customer can take it to.",
+        ("case_number", "customer_name", "outcome", "findings", "remedy", "jurisdiction"),
+        "The answer to a complaint, and the outside body of its jurisdiction the customer can take it to.",
         {
             **_SAMPLE_CASE,
             "case_number": "CMP-2026-000045",
             "outcome": "partly_upheld",
             "findings": "理赔审核超出了承诺的时限",
             "remedy": "补偿延误期间的利息",
-            "outside_body": "国家金融监督管理总局消费者投诉热线 12378",
+            "jurisdiction": "CN",
         },
     ),
     MessageSpec(
@@ -581,6 +582,16 @@ def template_path(name: str, language: str) -> str:
     return f"{language}/{name}.txt.j2"
 
 
+def with_outside_body(context: Mapping[str, Any], language: str, desk: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``context`` with ``outside_body``, where it names a ``jurisdiction`` and no body of its own: that
+    jurisdiction's body in ``language`` (the desk's ``outside_bodies``), as the message says it and the wording
+    rules check it."""
+    if context.get("outside_body") or "jurisdiction" not in context:
+        return dict(context)
+    bodies: OutsideBodies = (desk or {}).get("outside_bodies") or OUTSIDE_BODIES
+    return {**context, "outside_body": outside_body_name(bodies, context.get("jurisdiction"), language)}
+
+
 def render_message(
     env: Environment,
     name: str,
@@ -599,7 +610,8 @@ def render_message(
         language: one of ``LANGUAGES`` (use ``choose_language`` first).
         context: the message's values; every key the catalogue requires must be present.
         timezone: the office time zone in which dates are shown.
-        desk: the desk's own contact details (``phone``, ``email``), shown in customer messages.
+        desk: the desk's own contact details (``phone``, ``email``), shown in customer messages, and the outside
+            bodies (``outside_bodies``, default ``OUTSIDE_BODIES``) its complaint messages name.
         html: also lay the text out as HTML; False for a check at queue time (the layout only ever sees the
             rendered text, so it cannot fail on a message's values), and ``html`` is then empty.
 
@@ -617,11 +629,13 @@ def render_message(
     missing = [key for key in spec.required if key not in context]
     if missing:
         raise InvalidInput(f"message {name!r} needs {', '.join(missing)} (not given)")
+    bodies: OutsideBodies = (desk or {}).get("outside_bodies") or OUTSIDE_BODIES
     values = {
-        **context,
+        **with_outside_body(context, language, desk),
         "lang": language,
         "tz": timezone,
-        "desk": desk_values(desk or {}),
+        # desk.outside(jurisdiction): the outside body in this message's language, from CLAIMFLOW_OUTSIDE_BODIES
+        "desk": desk_values(desk or {}) | {"outside": lambda j: outside_body_name(bodies, j, language)},
     }
     try:
         template = env.get_template(template_path(name, language))

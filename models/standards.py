@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from models.clock import Unit
 from models.enums import CaseKind, Channel
+from models.outside import OutsideBodies, outside_body_name
 from models.sla import Amount, Pack, StepName, StepRule
 
 LANGUAGES = ("zh-CN", "en")
@@ -289,7 +290,7 @@ def build(
     *,
     house: Pack,
     regulators: Mapping[str, Sequence[Pack]],
-    outside_bodies: Mapping[str, str],
+    outside_bodies: OutsideBodies,
     documents: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
     default_documents: tuple[tuple[str, ...], tuple[str, ...]],
     second_approval: Decimal,
@@ -314,12 +315,13 @@ def build(
     full, short = default_documents
     products.append(Documents(PRODUCT_WORDS[language][""], tuple(document_words(d, language) for d in full),
                               tuple(document_words(d, language) for d in short)))  # fmt: skip
-    bodies = {code.upper(): body for code, body in outside_bodies.items()}
+    bodies = {code.upper() for code in outside_bodies}
     regions = []
-    for code in sorted(set(regulators) | set(bodies)):
+    for code in sorted(set(regulators) | bodies):
         promises = tuple(p for pack in regulators.get(code, ()) for kind in CaseKind for p in
                          _promises(pack, kind, language))  # fmt: skip
-        regions.append(Region(code, JURISDICTION_WORDS[language].get(code, code), promises, bodies.get(code, "")))
+        body = outside_body_name(outside_bodies, code, language) if code.upper() in bodies else ""
+        regions.append(Region(code, JURISDICTION_WORDS[language].get(code, code), promises, body))
     packs = (house.title, *dict.fromkeys(p.title for ps in regulators.values() for p in ps))
     return Standards(
         language=language, text=text, phone=phone, email=email, channels=tuple(channels),

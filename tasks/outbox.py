@@ -58,6 +58,7 @@ from models.messages import (
     make_environment,
     render_message,
     spec_for,
+    with_outside_body,
 )
 from models.notices import stale
 from models.tables import Case, Customer, Outbox, Staff, Step
@@ -105,7 +106,7 @@ class OutboxConfig:
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     default_language: str = "zh-CN"
     timezone: str = "Asia/Shanghai"
-    desk: Mapping[str, str] = field(default_factory=lambda: {"phone": "", "email": ""})
+    desk: Mapping[str, Any] = field(default_factory=lambda: {"phone": "", "email": ""})
     """The desk's contact details quoted in customer messages; an empty one holds them (``DeskNotConfigured``)."""
     customer_email_url: SecretStr | None = field(default=None, repr=False)
     customer_sms_url: SecretStr | None = field(default=None, repr=False)
@@ -131,7 +132,11 @@ class OutboxConfig:
             ),
             default_language=settings.default_language,
             timezone=settings.office_timezone,
-            desk={"phone": settings.desk_phone, "email": settings.desk_email},
+            desk={
+                "phone": settings.desk_phone,
+                "email": settings.desk_email,
+                "outside_bodies": settings.outside_bodies,  # named in the customer's language (desk.outside)
+            },
             customer_email_url=settings.customer_email_url,
             customer_sms_url=settings.customer_sms_url,
             staff_channels=settings.staff_channels,
@@ -524,8 +529,9 @@ def _checked(
     """
     rendered = config.render(template, language=language, context={**context, "customer_name": customer.name},
                              html=False)  # fmt: skip
+    said = with_outside_body(context, language, config.desk)  # the values as the message rendered them
     return check_wording(config.rules, template=template, language=language,
-                         text=f"{rendered.subject}\n{rendered.text}", context=context)  # fmt: skip
+                         text=f"{rendered.subject}\n{rendered.text}", context=said)  # fmt: skip
 
 
 def _queued_under(session: Session, keys: Collection[str]) -> dict[str, Outbox]:

@@ -38,6 +38,7 @@ from models.notices import ADVANCE_STEP, owed
 from models.notices import STEP as NOTICE_STEP
 from models.notices import rule_for as notice_rule_for
 from models.otp import MAX_WRONG_CODES, CodeRefused, after_wrong_code, verify_code
+from models.outside import outside_body_name
 from models.plan import Ask, Auto, Finished, InputKind, Move, next_move
 from models.routing import (
     Candidate,
@@ -1201,16 +1202,14 @@ def _complaint_decision(session: Session, desk: Desk, given: Given) -> None:
             "outcome": case.outcome,
             "findings": reasons or remedy,
             "remedy": remedy or "-",
-            "outside_body": outside_body(desk, case),
             "jurisdiction": case.jurisdiction,
         },
     )
 
 
 def outside_body(desk: Desk, case: Case) -> str:
-    """Where the complainant can go next in the case's jurisdiction."""
-    bodies = {k.upper(): v for k, v in desk.settings.outside_bodies.items()}
-    return bodies.get(case.jurisdiction.upper(), "the insurance regulator or an independent mediation body")
+    """Where the complainant can go next in the case's jurisdiction, in the desk's language (as recorded)."""
+    return outside_body_name(desk.settings.outside_bodies, case.jurisdiction, desk.settings.default_language)
 
 
 def _fresh_key(session: Session, step: Step) -> None:

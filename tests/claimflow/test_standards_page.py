@@ -56,9 +56,14 @@ def test_the_standards_are_public_and_in_the_language_asked_for(client: TestClie
         assert phrase in shown, phrase
     assert "Service code: claims reviewed within 3 working days" in shown
     # each jurisdiction: the law's limits and where to go next
-    assert "保险法 art. 25" in shown and "国家金融监督管理总局 (NFRA) 消费者投诉热线 12378" in shown
-    assert "the Financial Ombudsman Service" in shown and "DISP 1.6.2R" in shown
-    assert "the Australian Financial Complaints Authority (AFCA)" in shown
+    assert "保险法 art. 25" in shown and "DISP 1.6.2R" in shown
+    assert {"zh-CN": "国家金融监督管理总局", "en": "the National Financial Regulatory Administration"}[
+        language
+    ] in shown
+    assert {"zh-CN": "英国金融申诉专员服务机构", "en": "the Financial Ombudsman Service"}[language] in shown
+    assert {"zh-CN": "澳大利亚金融投诉管理局（AFCA）", "en": "the Australian Financial Complaints Authority (AFCA)"}[
+        language
+    ] in shown
     assert 'href="tel:400-800-1234"' in html and "care@insurer.example" in html
     assert f'href="/claim?lang={language}&amp;large=0" id="online-claim"' in html  # the online forms, linked
     assert words["free_text"] in shown and words["privacy_text"] in shown
@@ -149,3 +154,28 @@ def test_the_accessibility_check_finds_what_it_should(browser: Any) -> None:
     found = " ".join(serious_violations(page))
     assert "image-alt" in found and "label" in found, found
     context.close()
+
+
+def test_the_outside_bodies_are_written_once_and_named_in_each_language_where_customers_read_them() -> None:
+    """``CLAIMFLOW_OUTSIDE_BODIES`` names each body per language (or once for all): the service standards and the
+    complaint letters both take it from there, so a change shows in both and an English letter names no body in
+    Chinese."""
+    from models.messages import CATALOGUE, make_environment, render_message
+    from tasks.outbox import OutboxConfig
+
+    changed = settings(outside_bodies={"GB": {"en": "the Test Ombudsman", "zh-CN": "测试申诉机构"}, "AU": "AFCA-X"})
+    config = OutboxConfig.from_settings(changed)
+    with TestClient(create_app(changed, launch=False)) as test_client:
+        for language, gb in (("en", "the Test Ombudsman"), ("zh-CN", "测试申诉机构")):
+            shown = text_of(test_client.get("/standards", params={"lang": language}).text)
+            assert gb in shown and "AFCA-X" in shown and "Financial Ombudsman Service" not in shown
+            for jurisdiction, named in (("GB", gb), ("AU", "AFCA-X")):
+                for template in ("complaint_outcome", "progress_notice"):
+                    context = {**CATALOGUE[template].sample, "jurisdiction": jurisdiction, "kind": "complaint"}
+                    text = config.render(template, language=language, context=context, html=False).text
+                    assert named in text, (template, language, text)
+    # the default: a CN customer who reads English is told the regulator's name in English
+    letter = render_message(make_environment(), "complaint_outcome", language="en",
+                            context={**CATALOGUE["complaint_outcome"].sample, "jurisdiction": "CN"},
+                            desk={"phone": "1", "email": "e"}).text  # fmt: skip
+    assert "the National Financial Regulatory Administration" in letter and "国家金融" not in letter
