@@ -20,10 +20,19 @@ import anyio
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.flow_runs import asuspend_flow_run
 from prefect.states import Failed
 
-from flows.common import MAX_LEGS, REFUSED, SUSPEND_TIMEOUT, desk, not_refused, now, refused_again, transaction
+from flows.common import (
+    MAX_LEGS,
+    REFUSED,
+    desk,
+    not_refused,
+    now,
+    refused_again,
+    suspend_for,
+    transaction,
+    waiting_message,
+)
 from flows.inputs import FORMS, form_for
 from models.errors import ClaimflowError
 from models.plan import Ask, Auto, Finished
@@ -73,6 +82,7 @@ async def apply_decision(case_id: int, key: str, answer: dict[str, Any]) -> Deci
 async def drive_case(case_id: int) -> str:
     """Drive the case until it is closed, suspending whenever a person must decide."""
     logger = get_run_logger()
+    refused: str | None = None  # the last answer's refusal, while the run asks again
     for _ in range(MAX_LEGS):
         current = await read_case(case_id, logger=logger)
         move = current.move
@@ -87,11 +97,13 @@ async def drive_case(case_id: int) -> str:
             description=current.description
         )
         logger.info("%s waits for %s (%s)", current.number, move.input_kind.value, current.waiting_key)
-        answer = await asuspend_flow_run(wait_for_input=form, key=current.waiting_key, timeout=SUSPEND_TIMEOUT)
+        message = waiting_message(current.number, move.input_kind.value, refused)
+        answer = await suspend_for(form, key=current.waiting_key, message=message)
         state: State[Any] = await apply_decision(  # type: ignore[misc]  # an async task's call is awaited
             case_id, current.waiting_key, answer.model_dump(mode="json"), return_state=True
         )
-        if refused_again(state):
+        refused = state.message if refused_again(state) else None
+        if refused:
             logger.warning("%s: decision %s; asking again", current.number, state.message)
         else:  # applied, or failed for another reason: then the run fails and the reconciler restarts it
             await state.aresult()

@@ -7,12 +7,16 @@ database work itself is synchronous and runs in a worker thread, one transaction
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+import prefect.flow_runs
+import prefect.states
 from prefect.client.schemas.objects import State
+from prefect.flow_runs import asuspend_flow_run
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -61,3 +65,37 @@ async def transaction(work: Callable[..., T], **kwargs: Any) -> T:
 
 
 __all__ = ["MAX_LEGS", "SUSPEND_TIMEOUT", "Session", "desk", "engine", "now", "transaction"]
+
+
+# --- suspending with a message --------------------------------------------------------------------------------
+
+_SUSPEND_MESSAGE: ContextVar[str | None] = ContextVar("claimflow_suspend_message", default=None)
+
+
+def _suspended(*args: Any, **kwargs: Any) -> State[Any]:
+    message = _SUSPEND_MESSAGE.get()
+    return prefect.states.Suspended(*args, **({"message": message, **kwargs} if message else kwargs))
+
+
+# Prefect's ``asuspend_flow_run`` takes no message for the Suspended state it proposes; it builds that state with
+# the ``Suspended`` of its own module, looked up at the call. This one adds the message ``suspend_for`` set for
+# the current task (a context variable: runs suspending at the same moment in one runner each keep their own).
+prefect.flow_runs.Suspended = _suspended
+
+
+async def suspend_for(form: Any, *, key: str, message: str) -> Any:
+    """Suspend the current run until someone fills ``form`` under ``key``, with ``message`` as the state message
+    the run's page shows (what the run waits for, or why the last answer was refused)."""
+    token = _SUSPEND_MESSAGE.set(message[:1000])
+    try:
+        return await asuspend_flow_run(wait_for_input=form, key=key, timeout=SUSPEND_TIMEOUT)
+    finally:
+        _SUSPEND_MESSAGE.reset(token)
+
+
+def waiting_message(subject: str, waits_for: str, refused: str | None) -> str:
+    """``CLM-2026-000123 waits for claim_review``; after a refused answer, the refusal first, as the page's
+    state message: ``CLM-2026-000123: decision refused: the approval code is wrong ...; waits for a new answer``."""
+    if refused:
+        return f"{subject}: decision {refused}; waits for a new answer ({waits_for})"
+    return f"{subject} waits for {waits_for}"

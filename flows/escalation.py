@@ -8,10 +8,19 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.flow_runs import asuspend_flow_run
 from prefect.states import Failed
 
-from flows.common import MAX_LEGS, REFUSED, SUSPEND_TIMEOUT, desk, not_refused, now, refused_again, transaction
+from flows.common import (
+    MAX_LEGS,
+    REFUSED,
+    desk,
+    not_refused,
+    now,
+    refused_again,
+    suspend_for,
+    transaction,
+    waiting_message,
+)
 from flows.inputs import EscalationDecision, form_for
 from tasks.escalations import EscalationResult, EscalationView, decide_escalation, escalation_view
 
@@ -40,6 +49,7 @@ async def apply_escalation_decision(
 async def escalation(escalation_id: int) -> str:
     """Wait for the decision on one escalation; a superseded or decided escalation ends the run."""
     logger = get_run_logger()
+    refused: str | None = None  # the last answer's refusal, while the run asks again
     for _ in range(MAX_LEGS):
         current = await read_escalation(escalation_id)
         if not current.open:
@@ -48,11 +58,13 @@ async def escalation(escalation_id: int) -> str:
             description=current.description
         )
         logger.info("%s level %s waits for a %s (%s)", current.case_number, current.level, current.role, current.key)
-        answer = await asuspend_flow_run(wait_for_input=form, key=current.key, timeout=SUSPEND_TIMEOUT)
+        message = waiting_message(f"{current.case_number} level {current.level}", f"a {current.role}", refused)
+        answer = await suspend_for(form, key=current.key, message=message)
         state: State[Any] = await apply_escalation_decision(  # type: ignore[misc]  # an async task's call is awaited
             escalation_id, current.key, answer.model_dump(mode="json"), return_state=True
         )
-        if refused_again(state):
+        refused = state.message if refused_again(state) else None
+        if refused:
             logger.warning("%s: escalation decision %s; asking again", current.case_number, state.message)
         else:
             await state.aresult()

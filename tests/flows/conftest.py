@@ -212,6 +212,17 @@ class FlowKit:
         return asyncio.run(read())
 
     @staticmethod
+    def state_message(run_id: str) -> str | None:
+        """The message of a run's current state, as its page shows it under the state."""
+
+        async def read() -> str | None:
+            async with get_client() as client:
+                run = await client.read_flow_run(UUID(run_id))
+                return run.state.message if run.state else None
+
+        return asyncio.run(read())
+
+    @staticmethod
     def task_runs(run_id: str) -> list[tuple[str, StateType | None, str | None]]:
         """A flow run's task runs as its page lists them: name, state type, state message."""
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -86,11 +86,16 @@ def test_a_refused_code_is_recorded_and_the_run_asks_again(live, kit) -> None:
     run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
     who = kit.handler_of(world, case)
     _, first_key = kit.wait_for("the run to ask", lambda: kit.waiting(world, case))
+    # the run's page says what it waits for: its state's message
+    assert kit.state_message(run_id) == f"{case.number} waits for inquiry_answer"
     asyncio.run(give_input(run_id, {"staff": who, "approval_code": "000000", "answer": "Yes."}))
     kit.wait_for("the refusal", lambda: kit.events(world, case)[-1] == "decision_refused")
     _, second_key = kit.wait_for("the run to ask again", lambda: kit.waiting(world, case) if kit.waiting(world, case) and
                              kit.waiting(world, case)[1] != first_key else None)  # fmt: skip
     assert second_key.endswith("-2")
+    # ... and after the refused answer, the refusal first: the page does not look as if the answer was taken
+    assert kit.state_message(run_id) == (f"{case.number}: decision refused: the approval code is wrong or has expired; "
+                                     "waits for a new answer (inquiry_answer)")  # fmt: skip
     kit.give(world, case, who, answer="Yes, physiotherapy is covered.")
     kit.wait_for("the run to finish", lambda: kit.run_state(run_id) == StateType.COMPLETED)
     assert world.case(case).status == "closed"

@@ -205,6 +205,9 @@ def test_a_supervisor_decides_a_suspended_escalation_in_the_prefect_ui(page, ui_
     page.reload()
     expect(page.get_by_text("Suspended", exact=True).first).to_be_visible()
     expect(page.get_by_text(f"{case.number}: escalation decision refused")).to_be_visible()  # the page says why
+    refusal = aside(kit.state_message, run_id)  # and the run's own state says it first, not only the artifact
+    assert refusal and refusal.startswith(f"{case.number} level 1: decision refused: "), refusal
+    page.screenshot(path=str(tmp_path / "refused.png"))
 
     # the supervisor decides with their own name and code
     form = open_resume_form(page, language)
