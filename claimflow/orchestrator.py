@@ -137,7 +137,8 @@ def server_ready(url: str, auth: str | None, *, timeout: float = 2.0) -> bool:
 
 
 class EmbeddedServer:
-    """``prefect server start`` as a child process, stopped with the desk."""
+    """``prefect server start`` as a child process (``claimflow.prefect_server``: its SQLite writes immediate),
+    stopped with the desk."""
 
     def __init__(self, settings: Settings, *, log: Path) -> None:
         self.settings = settings
@@ -155,7 +156,7 @@ class EmbeddedServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                [sys.executable, "-m", "prefect", "server", "start", "--host", self.settings.prefect_host,
+                [sys.executable, "-m", "claimflow.prefect_server", "--host", self.settings.prefect_host,
                  "--port", str(self.settings.prefect_port)],
                 env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip

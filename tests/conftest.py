@@ -50,7 +50,7 @@ if os.environ.get("CI") == "true":
 # The files that wait most (a whole desk started and played: claimflow up, Prefect servers, a browser) start first,
 # so that they wait beside the quick files instead of after them (xdist hands whole files to workers in this order).
 SLOW_FIRST = ("test_readme_walk.py", "test_up.py", "test_chaos_prefect.py", "test_ui_decision.py", "test_up_postgres.py",
-              "test_chaos.py", "test_runner.py", "test_case_flows.py")  # fmt: skip
+              "test_chaos.py", "test_runner.py", "test_case_flows.py", "test_prefect_server.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

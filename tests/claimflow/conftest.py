@@ -194,6 +194,10 @@ def up_journey(tmp_path: Path) -> Callable[..., Journey]:
                 assert time.monotonic() < deadline, f"no run for {number}: {filed.stderr}"
                 time.sleep(0.5)
             assert "reconciler" not in filed.stderr
+        # the Prefect server took the whole journey without an error (on SQLite, resumes among the runner's writes
+        # once met "database is locked": claimflow.prefect_server)
+        server_log = (tmp_path / "data" / "logs" / "prefect-server.log").read_text()
+        assert "| ERROR" not in server_log and "Traceback" not in server_log, server_log[-3000:]
         return journey
 
     return play
