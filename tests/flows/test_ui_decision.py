@@ -394,3 +394,56 @@ def test_a_supervisor_extends_a_breached_step_from_the_breached_list(
     kit.wait_for("the extension", lambda: "escalation_decided" in kit.events(world, case), timeout=APPLIED_SECONDS)
     assert world.step(case, "review").due_at > due
     assert "extension_notice" in world.outbox()  # the customer is told the new date
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_handler_decides_in_the_ui_the_desks_links_open(page, ui_server, ui_live, kit, tmp_path) -> None:
+    """The links the desk sends (``/runs?flow-run-search=CLM-...``) open the UI where Resume is a button on the run's
+    page: the handler opens it, fills the form in the desk's language (the choice by its word) and submits; the run
+    takes the decision and asks for what comes next."""
+    from playwright.sync_api import expect
+
+    world = ui_live
+    language = world.desk.settings.default_language
+    case = world.file(product_line="motor")
+    run_id = aside(lambda: asyncio.run(launch_case(world.engine, case_id=case.id)))
+    kit.wait_for("the case run to suspend", lambda: aside(kit.run_state, run_id) == StateType.PAUSED)
+    handler = kit.handler_of(world, case)
+
+    link = f"{ui_server.url}/runs?flow-run-search={case.number}"  # as the staff messages link a case
+    page.goto(link)
+    login, listed = (
+        page.get_by_role("textbox", name="admin:pass"),
+        page.get_by_role("link", name=case.number, exact=True),
+    )
+    expect(login.or_(listed).first).to_be_visible()
+    if login.is_visible():
+        login.fill(ui_server.login)
+        page.get_by_role("button", name="Login").click()
+        page.goto(link)
+    listed.click()
+    expect(page).to_have_url(re.compile(rf"/runs/flow-run/{run_id}"))
+    page.get_by_role("button", name="Resume").first.click()  # in plain sight on the run's page
+    form = page.get_by_role("dialog")
+
+    def field(name: str) -> Any:  # a field of this UI's form: its block, by the title it shows, and its input
+        block = form.locator(".schema-form-property", has_text=field_words("claim_review", name, language)[0])
+        return block.locator("textarea, input").first
+
+    field("staff").fill(handler)
+    field("approval_code").fill(world.live_code(handler, lasting=True))
+    # the choice: this UI's select opens from the keyboard (a synthetic click on its button does not open it)
+    form.locator(".p-select-button__control").first.focus()
+    page.keyboard.press("ArrowDown")
+    word = choice_words("claim_review", language)["request_documents"]
+    page.get_by_role("option", name=word, exact=True).click()
+    expect(form.locator(".p-select-button__control").first).to_contain_text(word)
+    page.screenshot(path=str(tmp_path / "older-ui-form.png"))
+    form.get_by_role("button", name="Submit").click()
+    expect(form).to_be_hidden()
+
+    kit.wait_for("the decision", lambda: world.case(case).status == "awaiting_documents", timeout=APPLIED_SECONDS)
+    _, key = kit.wait_for("the run to ask for the documents", lambda: aside(kit.waiting, world, case),
+                          timeout=APPLIED_SECONDS)  # fmt: skip
+    assert key.startswith("documents-")
+    assert "request_documents" in kit.events(world, case)
