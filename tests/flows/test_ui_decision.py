@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect.client.schemas.objects import StateType
@@ -447,3 +448,21 @@ def test_a_handler_decides_in_the_ui_the_desks_links_open(page, ui_server, ui_li
                           timeout=APPLIED_SECONDS)  # fmt: skip
     assert key.startswith("documents-")
     assert "request_documents" in kit.events(world, case)
+
+    # the case's page and tags follow: the artifact (published as the desk runner does) and the run's tags
+    async def publish_and_tags() -> list[str]:
+        from prefect.client.orchestration import get_client
+
+        from flows.workspace import CaseViewPublisher
+
+        async with get_client() as client:
+            await CaseViewPublisher(every=1, language="en").publish_changed(client)
+            return list((await client.read_flow_run(UUID(run_id))).tags)
+
+    tags = aside(lambda: asyncio.run(publish_and_tags()))
+    assert "waiting:documents" in tags and "waiting:claim-review" not in tags, tags
+    page.reload()
+    page.get_by_text("Artifacts", exact=True).click()
+    page.get_by_text(f"case-{case.number.lower()}").first.click()
+    expect(page.get_by_text(f"{case.number} · claim · awaiting_documents").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "older-ui-after.png"), full_page=True)
