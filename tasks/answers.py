@@ -146,7 +146,7 @@ async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATT
             await anyio.sleep(0.3)
 
 
-WAKE_MESSAGE = "the case moved on without this form (documents uploaded by the customer): reading it again"
+WAKE_MESSAGE = "the case no longer waits for this form (e.g. the customer sent the last document): reading it again"
 
 
 def waiting_keys(session: Session, *, case_ids: list[int]) -> dict[int, set[str]]:

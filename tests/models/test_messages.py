@@ -248,3 +248,23 @@ def test_a_message_quoting_a_desk_detail_that_is_not_set_is_refused_with_the_set
         ENV, "staff_new_assignment", language="en", context=CATALOGUE["staff_new_assignment"].sample
     )
     assert "CLM-2026-000123" in staff.text  # staff messages quote no desk detail: unaffected
+
+
+def test_documents_are_named_in_the_readers_language_and_a_typed_one_as_given() -> None:
+    """The desk stores a document by its English name (``repair invoice``); a zh-CN letter or staff message names
+    it in Chinese, as the status page does. A document a handler typed has no other words: it stays as typed."""
+    documents = ["repair invoice", "driving licence", "一份修理厂的证明"]
+    for name, said in (("missing_documents", ("维修发票", "驾驶证", "一份修理厂的证明")),
+                       ("progress_notice", ("维修发票", "驾驶证"))):  # fmt: skip
+        text = render_message(
+            ENV, name, language="zh-CN", context={**CATALOGUE[name].sample, "documents": documents}
+        ).text
+        assert all(part in text for part in said) and "repair invoice" not in text, text
+        english = render_message(
+            ENV, name, language="en", context={**CATALOGUE[name].sample, "documents": documents}
+        ).text
+        assert "repair invoice" in english and "driving licence" in english
+    staff = render_message(ENV, "staff_documents_arrived", language="zh-CN",
+                           context={**CATALOGUE["staff_documents_arrived"].sample,
+                                    "documents": ["repair invoice"], "still_missing": ["driving licence"]}).text  # fmt: skip
+    assert "提交：维修发票。" in staff and "仍缺少：驾驶证。" in staff
