@@ -75,6 +75,24 @@ async def _live_runs(name: str) -> list[tuple[UUID, StateType]]:
     return [(r.id, r.state.type) for r in runs if r.state is not None and r.state.type in LIVE]
 
 
+def _settled(quiet_seconds: float = 10.0) -> bool:
+    """No run became Pending or Running in the last ``quiet_seconds``: the runner has finished the legs it had in
+    hand, so a run still held now is one the crash left (what the reconciler's pass "as if later" is for), not one
+    the runner took up a moment ago."""
+    from datetime import UTC, datetime
+
+    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+
+    async def held() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))), limit=200)  # fmt: skip
+
+    now = datetime.now(UTC)
+    return all(r.state is None or (now - r.state.timestamp).total_seconds() >= quiet_seconds
+               for r in asyncio.run(held()))  # fmt: skip
+
+
 def _all_waiting(names: list[str]) -> dict[str, list[StateType]]:
     """name -> the states of its live runs, for each name that does not have exactly one run, waiting."""
     wrong: dict[str, list[StateType]] = {}
@@ -151,6 +169,9 @@ def test_when_the_prefect_server_crashes_under_load_no_case_or_escalation_is_los
         # the reconciler's pass, as 'claimflow up' runs it every few minutes: a run the crash left Running is
         # judged stranded by its age, so the pass is made as if later
         later = world.now + timedelta(minutes=world.desk.settings.stranded_run_minutes + 1)
+        # first the runner finishes the legs in hand (on a slow machine a run it took up a moment ago was judged
+        # stranded by that pass, marked crashed and started again while its leg went on: two runs, both waiting)
+        kit.wait_for("the runner to settle", _settled, timeout=180)
         kit.wait_for("a reconcile pass to go through", lambda: _reconciled(later), timeout=180)
         with Session(world.engine) as session:
             cases = session.exec(select(Case).where(col(Case.number).in_(filed))).all()
