@@ -199,6 +199,19 @@ class Settings(BaseSettings):
         "or role:<role>, a key of CLAIMFLOW_STAFF_CHANNELS).",
     )
     outbox_batch_size: int = Field(default=100, ge=1, description="Outbox rows claimed per delivery batch.")
+    outbox_senders: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Delivery threads side by side in each pass, each with its own SMTP connections; sending "
+        "mostly waits on the network, so a few hide each other's round trips.",
+    )
+    smtp_messages_per_connection: int = Field(
+        default=100,
+        ge=1,
+        description="E-mails sent over one SMTP connection before a new one is opened (many servers refuse more "
+        "than about 100 per connection).",
+    )
     outbox_max_attempts: int = Field(
         default=6, ge=1, description="Delivery attempts of one message before it is dead-lettered."
     )

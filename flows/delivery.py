@@ -108,17 +108,12 @@ class DeliveryLoop:
         """Send what is due now; returns the counts (what ``deliver_outbox`` returns)."""
         from claimflow.db import get_engine
         from claimflow.settings import get_settings
-        from tasks.outbox import deliver_batch
+        from tasks.outbox import default_config, drain
 
+        config = default_config()
         engine = get_engine(get_settings().resolved_database_url)
-        total: dict[str, int] = {}
-        for _ in range(self.max_batches):
-            report = asdict(deliver_batch(engine, now=_now))
-            for key, value in report.items():
-                total[key] = total.get(key, 0) + value
-            if report["claimed"] == 0:
-                break
-        return total
+        report = drain(engine, now=_now, config=config, max_batches=self.max_batches, senders=config.senders)
+        return asdict(report)
 
     async def loop(self, _client: Any, stop: Any) -> None:
         """Deliver every ``every`` seconds until ``stop``; a pass that fails (the database restarting) is logged

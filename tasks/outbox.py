@@ -10,7 +10,8 @@ Delivery runs in three short transactions per message, none of them open while t
 1. ``claim_due`` takes due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the database lock on SQLite),
    marks them ``sending``, counts the attempt and leases them until ``now + lease``; a sender that dies
    leaves its rows to come back when the lease ends. ``prepare`` renders them and resolves recipients.
-2. ``send`` hands one message to apprise (no transaction; a ``False`` from apprise is a failure).
+2. ``send`` hands one message to apprise (no transaction): e-mail over SMTP connections kept open for a
+   pass (``tasks.mailpool``), other channels through ``apprise.Apprise``; a failure is the message's.
 3. ``record_result`` writes ``sent``, or the next attempt time (exponential backoff with jitter), or the
    dead letter and a staff alert after the last attempt. A result is only recorded by the sender that
    still holds the lease (its attempt number is the fencing token).
@@ -26,21 +27,23 @@ without one is mailed at their address through the customer e-mail server, if co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random as random_module
 import re
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import apprise
 from jinja2 import Environment
 from pydantic import SecretStr
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from claimflow.db import insert_rows, one_of
@@ -63,8 +66,11 @@ from models.messages import (
 from models.notices import stale
 from models.tables import Case, Customer, Outbox, Staff, Step
 from models.wording import Violation, WordingRules, check_wording, load_rules
+from tasks.mailpool import MailPool, SendError
 
 if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
+
     from tasks.cases import CaseRef
 
 logger = logging.getLogger("claimflow.outbox")
@@ -113,6 +119,10 @@ class OutboxConfig:
     staff_channels: Mapping[str, Sequence[SecretStr]] = field(default_factory=dict, repr=False)
     dead_letter_recipient: str = "role:supervisor"
     batch_size: int = 100
+    messages_per_connection: int = 100
+    """E-mails sent over one SMTP connection before it is closed and a new one opened (``tasks.mailpool``)."""
+    senders: int = 1
+    """Delivery threads side by side in one pass (``drain``)."""
     status_link: Callable[[int], str] | None = field(default=None, repr=False)
     """A fresh link to a case's status page (``tasks.status``), added to every customer message about a case."""
     _rendered: set[tuple[Any, ...]] = field(default_factory=set, init=False, repr=False, compare=False)
@@ -142,6 +152,8 @@ class OutboxConfig:
             staff_channels=settings.staff_channels,
             dead_letter_recipient=settings.dead_letter_recipient,
             batch_size=settings.outbox_batch_size,
+            messages_per_connection=settings.smtp_messages_per_connection,
+            senders=settings.outbox_senders,
             status_link=lambda case_id: _status_url(settings, case_id),
         )
 
@@ -777,29 +789,23 @@ def mask_secrets(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-def send(outgoing: Outgoing) -> None:
-    """Hand one message to apprise.
+def send(outgoing: Outgoing, pool: MailPool | None = None) -> None:
+    """Hand one message to apprise: e-mail over ``pool``'s open SMTP connections (``tasks.mailpool``), any
+    other channel through ``apprise.Apprise``. Without a pool, one is opened and closed for this message.
 
     Raises:
-        DeliveryFailed: apprise refused a URL (permanent) or reported failure (``notify`` returned False),
-            with apprise's warnings as the reason, secrets and personal data masked.
+        DeliveryFailed: apprise refused a URL (permanent) or the server or channel did not take the message,
+            with the reason given, secrets and personal data masked.
     """
-    # A fresh Apprise object per message, on purpose: a plugin object that is reused throttles itself
-    # (NotifyBase.request_rate_per_sec, 5.5 s between two sends of the same object). Cost measured in
-    # bench/outbox.py: apprise's e-mail plugin opens one SMTP connection per message and builds a new TLS
-    # context for it (loading the CA store, ~20 ms of CPU) even for a plaintext connection.
-    notifier = apprise.Apprise()
-    for url in outgoing.urls:
-        if not notifier.add(url):
-            raise DeliveryFailed(
-                f"the {outgoing.channel} channel for {outgoing.recipient} is not a valid apprise URL",
-                permanent=True,
-            )
-    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        result = notifier.notify(title=outgoing.subject, body=outgoing.body, body_format=outgoing.body_format)
-    if not result:
-        warnings = " | ".join(line for line in captured.getvalue().splitlines() if line.strip())
-        raise DeliveryFailed(mask_secrets(warnings or "apprise reported failure")[:1000])
+    own = pool is None
+    pool = pool or MailPool()
+    try:
+        pool.send(outgoing)
+    except SendError as exc:
+        raise DeliveryFailed(mask_secrets(str(exc))[:1000], permanent=exc.permanent) from None
+    finally:
+        if own:
+            pool.close()
 
 
 def record_result(
@@ -818,18 +824,20 @@ def record_result(
         The new status, or ``None`` when the row is no longer this sender's (its lease ended and another
         sender claimed it: that sender records the result).
     """
+    if error is None:  # the common case, one statement: sent, if the row is still this sender's
+        held = update(Outbox).where(
+            col(Outbox.id) == outbox_id,
+            col(Outbox.status) == OutboxStatus.sending.value,
+            col(Outbox.attempts) == attempt,
+        )
+        done = session.execute(held.values(status=OutboxStatus.sent.value, sent_at=now, next_attempt_at=None,
+                                           last_error=None))  # fmt: skip
+        if cast("CursorResult[Any]", done).rowcount == 1:
+            return OutboxStatus.sent
     row = session.exec(select(Outbox).where(Outbox.id == outbox_id).with_for_update()).first()
-    if row is None or row.status != OutboxStatus.sending or row.attempts != attempt:
+    if error is None or row is None or row.status != OutboxStatus.sending or row.attempts != attempt:
         logger.warning("outbox #%s attempt %s: no longer held by this sender; result not recorded", outbox_id, attempt)
         return None
-    if error is None:
-        row.status = OutboxStatus.sent
-        row.sent_at = now
-        row.next_attempt_at = None
-        row.last_error = None
-        session.add(row)
-        session.flush()
-        return row.status
     row.last_error = str(error)
     parked: tuple[OutboxStatus, str, dict[str, Any]] | None = None
     if isinstance(error, DeskNotConfigured):  # queued before the desk's detail was unset: held until it is set
@@ -932,6 +940,10 @@ class DrainReport:
         elif status == OutboxStatus.blocked:
             self.blocked += 1
 
+    def merge(self, other: DrainReport) -> None:
+        for name in ("claimed", "sent", "retried", "dead", "blocked", "lost_lease"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def deliver_batch(
     engine: Any,
@@ -940,6 +952,7 @@ def deliver_batch(
     config: OutboxConfig | None = None,
     limit: int | None = None,
     random: Callable[[], float] = random_module.random,
+    pool: MailPool | None = None,
 ) -> DrainReport:
     """Claim one batch of due messages, send each, record each result in its own transaction.
 
@@ -949,6 +962,8 @@ def deliver_batch(
         config: templates, rules, channels and policy; default: from the settings.
         limit: batch size; default: ``config.batch_size``.
         random: jitter source for the backoff.
+        pool: the SMTP connections to send over (kept open for the caller's next batch); default: one for
+            this batch.
     """
     from claimflow.db import session_scope
 
@@ -958,27 +973,30 @@ def deliver_batch(
         rows = claim_due(session, now=now(), limit=limit or config.batch_size, policy=config.policy)
         prepared = [prepare(session, row, config=config) for row in rows]
     report.claimed = len(prepared)
-    for item in prepared:
-        error: ClaimflowError | None
-        if isinstance(item, Unsendable):
-            error = item.error
-        else:
-            try:
-                send(item)
-                error = None
-            except DeliveryFailed as exc:
-                error = exc
-        with session_scope(engine) as session:
-            status = record_result(
-                session,
-                outbox_id=item.outbox_id,
-                attempt=item.attempt,
-                error=error,
-                now=now(),
-                config=config,
-                random=random,
-            )
-        report.add(status)
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(MailPool(max_per_connection=config.messages_per_connection))
+        for item in prepared:
+            error: ClaimflowError | None
+            if isinstance(item, Unsendable):
+                error = item.error
+            else:
+                try:
+                    send(item, pool)
+                    error = None
+                except DeliveryFailed as exc:
+                    error = exc
+            with session_scope(engine) as session:
+                status = record_result(
+                    session,
+                    outbox_id=item.outbox_id,
+                    attempt=item.attempt,
+                    error=error,
+                    now=now(),
+                    config=config,
+                    random=random,
+                )
+            report.add(status)
     return report
 
 
@@ -989,15 +1007,39 @@ def drain(
     config: OutboxConfig | None = None,
     max_batches: int = 100,
     random: Callable[[], float] = random_module.random,
+    senders: int = 1,
 ) -> DrainReport:
-    """Deliver batches until nothing is due (or ``max_batches`` were taken); the sum of their reports."""
+    """Deliver batches until nothing is due (or ``max_batches`` were taken); the sum of their reports.
+
+    ``senders`` threads do it side by side, each with its own SMTP connections (``MailPool``) and claims: a
+    message is claimed by one of them, under its lease, as between two desk runners. Sending waits on the
+    network far more than it computes, so a few senders hide each other's round trips.
+    """
+    config = config or default_config()
     total = DrainReport()
-    for _ in range(max_batches):
-        report = deliver_batch(engine, now=now, config=config, random=random)
-        for name in ("claimed", "sent", "retried", "dead", "blocked", "lost_lease"):
-            setattr(total, name, getattr(total, name) + getattr(report, name))
-        if report.claimed == 0:
-            break
+    lock = threading.Lock()
+    batches = iter(range(max_batches))
+
+    def sender() -> None:
+        with MailPool(max_per_connection=config.messages_per_connection) as pool:
+            while True:
+                with lock:
+                    if next(batches, None) is None:
+                        return
+                report = deliver_batch(engine, now=now, config=config, random=random, pool=pool)
+                with lock:
+                    total.merge(report)
+                if report.claimed == 0:
+                    return
+
+    if senders <= 1:
+        sender()
+        return total
+    threads = [threading.Thread(target=sender, name=f"outbox-sender-{n}", daemon=True) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return total
 
 

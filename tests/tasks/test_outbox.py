@@ -60,7 +60,15 @@ class SmtpSink:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.envelopes: list[Any] = []
+        self.connections = 0
         self._controller: Controller | None = None
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
@@ -486,6 +494,22 @@ def test_a_sender_that_dies_leaves_its_messages_to_come_back_after_the_lease(
             record_result(session, outbox_id=row.id or 0, attempt=stale_attempt, error=None, now=clock(), config=config)
             is None
         )
+
+
+def test_four_senders_deliver_every_message_once_over_reused_connections(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    case = _file(engine)
+    for i in range(150):
+        _queue(engine, case, config, key=f"ack:{i}")
+
+    report = drain(engine, now=Clock(), config=replace(config, batch_size=10), senders=4)
+
+    assert (report.claimed, report.sent) == (150, 150)
+    ids = [int(message[OUTBOX_ID_HEADER]) for message in smtp.messages]
+    assert len(ids) == 150 and sorted(set(ids)) == sorted(r.id for r in _rows(engine))
+    assert smtp.connections <= 4  # one per sender, not one per message
+    assert {r.status for r in _rows(engine)} == {OutboxStatus.sent}
 
 
 def test_concurrent_claimers_never_take_the_same_message(engine: Engine, config: OutboxConfig) -> None:
