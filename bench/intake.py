@@ -48,6 +48,7 @@ from models.tables import Case, CaseCreate, IntakeRequest
 from tasks.staff import import_directory
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("CLAIMFLOW_DESK_PHONE", "95500")  # a configured desk: acknowledgements queued, not held
 SOURCE, SECRET = "bench", "bench-secret"
 PATHS = ("/v1/claims", "/v1/complaints", "/v1/inquiries")
 DEFAULT_POSTGRES = os.environ.get("CLAIMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -61,6 +61,7 @@ from models.tables import (
     DocumentRequirement,
     Event,
     Staff,
+    StaffLoad,
     Step,
 )
 from models.watch import NO_SCHEDULE, Schedule, progress_after_reschedule
@@ -349,14 +350,9 @@ def _username(session: Session, staff_id: int | None) -> str | None:
 
 
 def candidates(session: Session) -> list[Candidate]:
-    """Every staff member with their open load (open or paused steps assigned to them)."""
-    load = dict(
-        session.exec(
-            select(Step.assignee_id, func.count())
-            .where(col(Step.status).in_(OPEN), col(Step.assignee_id).is_not(None))
-            .group_by(col(Step.assignee_id))
-        ).all()
-    )
+    """Every staff member with their open load (open or paused steps assigned to them), as the database keeps
+    it (``StaffLoad``: one row per person, not a count of every open step)."""
+    load = dict(session.exec(select(StaffLoad.staff_id, StaffLoad.open_steps)).all())
     departments = {d.id: d.code for d in session.exec(select(Department))}
     return [
         Candidate(
@@ -368,7 +364,7 @@ def candidates(session: Session) -> list[Candidate]:
             languages=frozenset(s.languages),
             active=s.active,
             capacity=s.capacity,
-            open_load=int(load.get(s.id, 0)),
+            open_load=int(load.get(s.id or 0, 0)),
         )
         for s in session.exec(select(Staff))
     ]
