@@ -55,7 +55,7 @@ def _columns(engine: Engine, table: str) -> list[str]:
                 "SELECT column_name FROM information_schema.columns WHERE table_name = :t AND column_name <> 'id' "
                 "ORDER BY ordinal_position"
             ),
-            {"t": table},  # fmt: skip
+            {"t": table},
         ).scalars()
         return list(rows)
 

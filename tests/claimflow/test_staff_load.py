@@ -20,10 +20,11 @@ STATUSES = ("open", "paused", "done", "cancelled")
 
 def live_counts(engine: Engine) -> dict[int, int]:
     with engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT assignee_id, count(*) FROM step WHERE status IN ('open', 'paused') "
-                 "AND assignee_id IS NOT NULL GROUP BY assignee_id")  # fmt: skip
-        ).all()
+        query = text(
+            "SELECT assignee_id, count(*) FROM step WHERE status IN ('open', 'paused') "
+            "AND assignee_id IS NOT NULL GROUP BY assignee_id"
+        )
+        rows = connection.execute(query).all()
     return {int(staff): int(n) for staff, n in rows}
 
 
