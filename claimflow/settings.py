@@ -198,6 +198,14 @@ class Settings(BaseSettings):
         description="Who is alerted when a message is dead-lettered (staff:<username>, department:<code> "
         "or role:<role>, a key of CLAIMFLOW_STAFF_CHANNELS).",
     )
+    api_group_commit_max: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Filings the intake API writes in one transaction at most (group commit: the requests that "
+        "arrived while the previous batch was written, each under a savepoint; 1 files each in a transaction of "
+        "its own).",
+    )
     outbox_batch_size: int = Field(default=100, ge=1, description="Outbox rows claimed per delivery batch.")
     outbox_senders: int = Field(
         default=4,

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +23,7 @@ from claimflow.settings import Settings, get_settings
 from claimflow.web import intake as intake_api
 from claimflow.web.feedback import FeedbackIn, add_feedback_routes
 from claimflow.web.forms import add_form_routes
+from claimflow.web.groupcommit import GroupCommit
 from claimflow.web.http import STATIC, Problem, install_problem_handlers
 from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
 from claimflow.web.pages import add_page_routes, add_status_routes
@@ -51,10 +53,16 @@ def create_app(
         if launch:
             intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
             intake.launcher.start()
+        if settings.api_group_commit_max > 1:
+            intake.committer = GroupCommit(engine, intake.file_one, data_dir=settings.data_dir,
+                                           max_batch=settings.api_group_commit_max)  # fmt: skip
+            intake.committer.start()
         app.state.intake = intake
         try:
             yield
         finally:
+            if intake.committer is not None:
+                await anyio.to_thread.run_sync(intake.committer.stop)  # what is waiting is written first
             if intake.launcher is not None:
                 await intake.launcher.stop()
 

@@ -22,7 +22,6 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
-from starlette.concurrency import run_in_threadpool
 
 from claimflow.web.http import OUTAGE, PAGE_HEADERS, ApiProblem, pages, read_body
 from claimflow.web.intake import Intake
@@ -109,8 +108,7 @@ def add_form_routes(app: FastAPI, intake: Intake) -> None:
             return refused(kind, language, large, "too_many", 429)
         digest = hashlib.sha256(json.dumps(result.values, sort_keys=True).encode()).hexdigest()
         try:
-            answer = await run_in_threadpool(intake.file, source=SOURCE, data=result.case, attachments=[], key=token,
-                                             digest=digest)  # fmt: skip
+            answer = await intake.file_async(source=SOURCE, data=result.case, attachments=[], key=token, digest=digest)
         except IdempotencyConflict:
             return refused(kind, language, large, "conflict", 409)
         except (NotFound, InvalidInput):

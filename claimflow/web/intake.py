@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from claimflow.db import session_scope
 from claimflow.settings import Settings
+from claimflow.web.groupcommit import Filing, GroupCommit
 from claimflow.web.http import (
     IDEMPOTENCY_KEY_LENGTH,
     OUTAGE,
@@ -316,6 +317,7 @@ class Intake:
     desk: Desk
     clock: Callable[[], datetime]
     launcher: Launcher | None = None
+    committer: GroupCommit | None = None
     replays: SeenSignatures = field(default_factory=lambda: SeenSignatures())
 
     def secrets(self, source: str | None) -> list[str]:
@@ -363,29 +365,45 @@ class Intake:
         assert source is not None
         return source
 
+    def file_one(self, session: Session, filing: Filing, store: AttachmentStore) -> Answer:
+        """File ``filing`` in ``session`` (the caller commits), or replay the answer stored under its key."""
+        answer = None
+        if filing.key is not None:
+            answer = stored_answer(session, source=filing.source, idempotency_key=filing.key, body_sha256=filing.digest)
+        if answer is None:
+            answer = file_from_webhook(
+                session,
+                self.desk,
+                source=filing.source,
+                data=filing.data,
+                attachments=filing.attachments,
+                idempotency_key=filing.key,
+                body_sha256=filing.digest,
+                store=store,
+                now=self.clock(),
+            )
+        return answer
+
+    async def file_async(
+        self, *, source: str, data: CaseCreate, attachments: list[IncomingAttachment], key: str | None, digest: str
+    ) -> Answer:
+        """File through the group commit when it runs (``claimflow.web.groupcommit``), else in a transaction of its
+        own on a worker thread."""
+        if self.committer is not None and self.committer.running:
+            return await self.committer.file(Filing(source, data, attachments, key, digest))
+        return await run_in_threadpool(self.file, source=source, data=data, attachments=attachments, key=key,
+                                       digest=digest)  # fmt: skip
+
     def file(
         self, *, source: str, data: CaseCreate, attachments: list[IncomingAttachment], key: str | None, digest: str
     ) -> Answer:
         """File in one transaction; replay the stored answer for a known key (also after losing a race)."""
+        filing = Filing(source, data, attachments, key, digest)
         for _ in range(3):
             store = AttachmentStore(self.settings.data_dir)
             try:
                 with session_scope(self.engine) as session:
-                    answer = None
-                    if key is not None:
-                        answer = stored_answer(session, source=source, idempotency_key=key, body_sha256=digest)
-                    if answer is None:
-                        answer = file_from_webhook(
-                            session,
-                            self.desk,
-                            source=source,
-                            data=data,
-                            attachments=attachments,
-                            idempotency_key=key,
-                            body_sha256=digest,
-                            store=store,
-                            now=self.clock(),
-                        )
+                    answer = self.file_one(session, filing, store)
             except IntegrityError:
                 store.discard()
                 if key is None:
@@ -444,8 +462,8 @@ def add_intake_routes(app: FastAPI, intake: Intake) -> None:
         data = to_case(kind, submission)
         attachments = decode_attachments(submission.attachments, settings)
         try:
-            answer = await run_in_threadpool(
-                intake.file, source=source, data=data, attachments=attachments, key=key, digest=body_digest(body)
+            answer = await intake.file_async(
+                source=source, data=data, attachments=attachments, key=key, digest=body_digest(body)
             )
         except IdempotencyConflict as exc:
             raise ApiProblem(409, "idempotency-conflict", "Idempotency conflict", str(exc)) from None

@@ -1,0 +1,133 @@
+"""Group commit (claimflow.web.groupcommit): filings that arrive together share one transaction, each under its own
+savepoint, so one bad filing is refused alone and each is answered only from the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from claimflow.db import create_db_engine
+from claimflow.web.app import create_app
+from claimflow.web.groupcommit import Filing, GroupCommit
+from claimflow.web.intake import CaseSubmission, sign_headers, to_case
+from models.enums import CaseKind
+from models.errors import NotFound
+from models.tables import Attachment, Case, IntakeRequest
+from tasks.intake import Answer, IdempotencyConflict, IncomingAttachment, body_digest
+from tests.claimflow.test_api import claim, make_settings
+from tests.conftest import NOW
+
+
+@pytest.fixture(autouse=True)
+def _no_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+
+
+def filing(index: int, *, key: str | None = None, related: str | None = None, attach: bool = False) -> Filing:
+    body = claim(policy_number=f"P-{index:06d}", related_case_number=related) if related else claim(
+        policy_number=f"P-{index:06d}")  # fmt: skip
+    data = to_case(CaseKind.complaint if related else CaseKind.claim, CaseSubmission.model_validate(body))
+    files = [IncomingAttachment(f"photo{index}.jpg", "image/jpeg", f"photo {index}".encode(), None)] if attach else []
+    return Filing(
+        "webform", data, files, key if key is not None else f"key-{index}", body_digest(json.dumps(body).encode())
+    )
+
+
+def answers(futures: list[Future[Answer]]) -> list[Answer | BaseException]:
+    out: list[Answer | BaseException] = []
+    for future in futures:
+        try:
+            out.append(future.result(timeout=60))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def numbers(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.exec(select(Case.number).order_by(col(Case.number))))
+
+
+def test_filings_waiting_together_are_one_transaction_and_a_bad_one_is_refused_alone(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, max_batch=64)
+    first = filing(0, key="reused")
+    batch = [
+        first,
+        filing(1, attach=True),
+        filing(2, related="CLM-2026-999999"),  # no such case: refused, its savepoint rolled back
+        filing(3, key="reused"),  # the same key with another body: a conflict
+        Filing(first.source, first.data, [], "reused", first.digest),  # the same key and body: the same answer
+        filing(5, attach=True),
+    ]
+    futures = [committer.submit(f) for f in batch]  # all waiting before the writer starts: one batch
+    committer.start()
+    results = answers(futures)
+    committer.stop()
+
+    assert (committer.batches, committer.filings) == (1, 6)
+    ok = [r for r in results if isinstance(r, Answer)]
+    assert [r.status_code for r in ok] == [202, 202, 202, 202]
+    assert isinstance(results[2], NotFound) and isinstance(results[3], IdempotencyConflict)
+    assert isinstance(results[4], Answer) and results[4].replayed and results[4].body == results[0].body  # type: ignore[union-attr]
+    # gapless: the refused complaint gave its number back with its savepoint
+    assert numbers(engine) == ["CLM-2026-000001", "CLM-2026-000002", "CLM-2026-000003"]
+    with Session(engine) as session:
+        stored = list(session.exec(select(Attachment)))
+        assert session.exec(select(func.count()).select_from(IntakeRequest)).one() == 3
+    assert sorted(a.filename for a in stored) == ["photo1.jpg", "photo5.jpg"]
+    on_disk = sorted(p.name for p in (tmp_path / "attachments").rglob("*") if p.is_file())
+    assert on_disk == sorted(Path(a.storage_path).name for a in stored)  # the refused filing's file is gone
+
+
+def test_a_batch_whose_database_is_gone_answers_every_filing_with_that_and_leaves_no_file(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    gone = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:9/none", pool=False)
+    committer = GroupCommit(gone, app.state.intake.file_one, data_dir=tmp_path)
+    futures = [committer.submit(filing(n, attach=True)) for n in range(3)]
+    committer.start()
+    results = answers(futures)
+    committer.stop()
+    assert all(type(r).__name__ == "OperationalError" for r in results), results
+    assert not [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()]
+
+
+def test_concurrent_posts_through_the_api_are_grouped_each_answered_once_and_all_filed(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    """48 signed posts at once through the ASGI app: fewer transactions than posts, every answer its own case."""
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def one(n: int) -> httpx.Response:
+                body = json.dumps(claim(policy_number=f"P-{n:06d}")).encode()
+                headers = {**sign_headers("webform", "new-secret", body, now=NOW, path="/v1/claims", key=f"k{n}"),
+                           "Content-Type": "application/json"}  # fmt: skip
+                return await c.post("/v1/claims", content=body, headers=headers)
+
+            responses = await asyncio.gather(*(one(n) for n in range(48)))
+            committer = app.state.intake.committer
+            assert committer is not None and committer.filings == 48 and committer.batches < 48
+            return list(responses)
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [202] * 48
+    answered = sorted(r.json()["case_number"] for r in responses)
+    assert answered == numbers(engine) and len(set(answered)) == 48
+    assert answered[-1] == "CLM-2026-000048"
