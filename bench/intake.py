@@ -19,17 +19,17 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
 from claimflow.migrate import upgrade
 from claimflow.web.intake import sign_headers
-from models.tables import Case, CaseCreate, IntakeRequest
+from models.tables import Case, IntakeRequest
 from tasks.staff import import_directory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,69 +177,208 @@ async def load(url: str, *, count: int, concurrency: int) -> tuple[list[float], 
         return latencies, statuses, time.perf_counter() - started
 
 
-def plain_loop(database_url: str, data_dir: Path, *, count: int) -> float:
-    """Cases/s of a loop filing the same rows (case, customer, event, steps, outbox, idempotency record) with
-    ``file_from_webhook``, one transaction each, no HTTP, no JSON, no signature."""
-    from claimflow.settings import Settings
-    from models.enums import CaseKind, Channel
-    from tasks.intake import AttachmentStore, body_digest, file_from_webhook
-    from tasks.workflow import Desk
+TABLES_PER_CASE = ("event", "step", "outbox", "intake_request", "attachment")
 
-    settings = Settings(database_url=database_url, data_dir=data_dir)
-    desk = Desk.of(settings)
-    engine = create_db_engine(database_url)
-    kinds = (CaseKind.claim, CaseKind.complaint, CaseKind.inquiry)
+
+def anchor(database_url: str, *, count: int, concurrency: int) -> tuple[float, int, int]:
+    """The anchor: raw psycopg writing the rows one filing wrote, per case, in a transaction of its own, from
+    ``concurrency`` threads, into tables made like the desk's (``LIKE ... INCLUDING ALL``: columns, defaults,
+    indexes; no triggers), with the number taken from a counter row the same way. The rows are those of the first
+    case the API filed, each with its own case id, number and keys. Returns cases/s, rows and statements a case."""
+    import threading
+
+    import psycopg
+
+    conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        template = connection.execute('SELECT id, customer_id, kind FROM "case" ORDER BY id LIMIT 1').fetchone()
+        assert template is not None, "the API filed nothing"
+        case_id, customer_id, kind = template
+        rows: dict[str, list[str]] = {}
+        for table in ("customer", "case", *TABLES_PER_CASE):
+            where = "id = %s" if table in ("customer", "case") else "case_id = %s"
+            key = customer_id if table == "customer" else case_id
+            found = connection.execute(f'SELECT row_to_json(t)::text FROM "{table}" t WHERE {where}', (key,))
+            rows[table] = [row[0] for row in found]
+            connection.execute(f'DROP TABLE IF EXISTS "anchor_{table}"')
+            connection.execute(f'CREATE TABLE "anchor_{table}" (LIKE "{table}" INCLUDING ALL)')
+        connection.execute("CREATE TABLE IF NOT EXISTS anchor_counter (LIKE case_counter INCLUDING ALL)")
+        query = "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND column_name <> 'id'"
+        columns = {table: [c for (c,) in connection.execute(query, (f"anchor_{table}",))] for table in rows}
+
+    def insert(table: str, returning: bool = False) -> str:
+        names = ", ".join(f'"{c}"' for c in columns[table])
+        tail = " RETURNING id" if returning else ""
+        return (f'INSERT INTO "anchor_{table}" ({names}) SELECT {names} '
+                f'FROM json_populate_record(NULL::"anchor_{table}", %s::json){tail}')  # fmt: skip
+
+    def changed(row: str, **values: Any) -> str:
+        return json.dumps({**json.loads(row), **values})
+
+    next_index = iter(range(count))
+    lock = threading.Lock()
+    statements = 0
+
+    def worker() -> None:
+        nonlocal statements
+        with psycopg.connect(conninfo) as connection:
+            while True:
+                with lock:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                with connection.transaction():
+                    value = connection.execute(
+                        "INSERT INTO anchor_counter (kind, year, last_value) VALUES (%s, 2026, 1) ON CONFLICT (kind, "
+                        "year) DO UPDATE SET last_value = anchor_counter.last_value + 1 RETURNING last_value",
+                        (kind,),
+                    ).fetchone()[0]  # type: ignore[index]
+                    customer = connection.execute(insert("customer", True), (rows["customer"][0],)).fetchone()[0]  # type: ignore[index]
+                    case = connection.execute(insert("case", True), (changed(
+                        rows["case"][0], number=f"A-{value:07d}", customer_id=customer),)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+                    done = 3
+                    for table in TABLES_PER_CASE:
+                        for n, row in enumerate(rows[table]):
+                            extra = (
+                                {"idempotency_key": f"a{index}:{n}"} if table in ("outbox", "intake_request") else {}
+                            )
+                            connection.execute(insert(table), (changed(row, case_id=case, **extra),))
+                            done += 1
+                with lock:
+                    statements = done
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     started = time.perf_counter()
-    for index in range(count):
-        raw = payload(index)
-        data = CaseCreate.model_validate(
-            {**{k: v for k, v in raw.items() if k != "amount"}, "amount_claimed": raw["amount"],
-             "kind": kinds[index % 3], "channel": Channel.webhook}
-        )  # fmt: skip
-        with session_scope(engine) as session:
-            file_from_webhook(session, desk, source="plain", data=data, attachments=[],
-                              idempotency_key=uuid.uuid4().hex, body_sha256=body_digest(json.dumps(raw).encode()),
-                              store=AttachmentStore(data_dir), now=datetime.now(UTC))  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.perf_counter() - started
+    per_case = 2 + sum(len(v) for v in rows.values())  # the counter row and every row written
+    return count / elapsed, per_case, statements
+
+
+def cpu_seconds(match: Callable[[str, int], bool]) -> float:
+    """CPU time (user + system) of the live processes whose command name and process group ``match``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text_ = stat.read_text()
+        except OSError:
+            continue
+        name = text_[text_.index("(") + 1 : text_.rindex(")")]
+        fields = text_[text_.rindex(")") + 2 :].split()
+        if match(name, int(fields[2])):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One load against the API: answers, latencies and the CPU each side spent."""
+
+    label: str
+    count: int
+    concurrency: int
+    elapsed: float
+    latencies: list[float]
+    statuses: dict[int, int]
+    cpu: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.statuses.get(202, 0) / self.elapsed
+
+    def report(self) -> None:
+        p50, p99 = percentile(self.latencies, 0.5) * 1000, percentile(self.latencies, 0.99) * 1000
+        print(f"project: {self.label}, concurrency {self.concurrency}: {self.rate:7.1f} cases/s "
+              f"({self.count} posts in {self.elapsed:.1f} s; answers {dict(sorted(self.statuses.items()))}); "
+              f"latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")  # fmt: skip
+        shares = ", ".join(
+            f"{name} {seconds / self.elapsed * 100:.0f} % of a core ({seconds / self.count * 1000:.2f} ms a case)"
+            for name, seconds in self.cpu.items()
+        )
+        bound = max(self.cpu, key=lambda name: self.cpu[name])
+        print(f"  CPU: {shares}; the most loaded: {bound}")
+
+
+def drive(url: str, api: ApiProcess, label: str, *, count: int, concurrency: int) -> Run:
+    assert api.process is not None
+    group = api.process.pid  # its own session: uvicorn and its workers
+    sides = {
+        "API": lambda name, pgid: pgid == group,
+        "PostgreSQL": lambda name, pgid: name == "postgres",
+    }
+    before = {name: cpu_seconds(match) for name, match in sides.items()}
+    mine = own_cpu()
+    latencies, statuses, elapsed = asyncio.run(load(url, count=count, concurrency=concurrency))
+    cpu = {name: cpu_seconds(match) - before[name] for name, match in sides.items()}
+    cpu["load generator"] = own_cpu() - mine
+    return Run(label, count, concurrency, elapsed, latencies, statuses, cpu)
+
+
+def stored(url: str) -> tuple[int, int]:
+    engine = create_db_engine(url, pool=False)
+    with Session(engine) as session:
+        cases = session.exec(select(func.count()).select_from(Case)).one()
+        records = session.exec(select(func.count()).select_from(IntakeRequest)).one()
     engine.dispose()
-    return count / elapsed
+    return cases, records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--count", type=int, default=10_000, help="posts per concurrency")
+    parser.add_argument("--concurrency", default="64,32", help="comma-separated; each gets its own run and anchor")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--plain-count", type=int, default=2_000, help="filings of the plain driver loop")
+    parser.add_argument("--sqlite-count", type=int, default=2_000, help="posts to the embedded default (0: skip)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    accepted = 0
 
     with throwaway_database(args.postgres_url, "claimflow_bench_intake") as url, tempfile.TemporaryDirectory() as tmp:
-        api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers)
-        api.start()
-        try:
-            latencies, statuses, elapsed = asyncio.run(load(api.url, count=args.count, concurrency=args.concurrency))
-        finally:
-            api.stop()
-        engine = create_db_engine(url, pool=False)
-        with Session(engine) as session:
-            cases = session.exec(select(func.count()).select_from(Case)).one()
-            records = session.exec(select(func.count()).select_from(IntakeRequest)).one()
-        engine.dispose()
-        accepted = statuses.get(202, 0)
-        print(f"API ({args.workers} uvicorn worker(s), concurrency {args.concurrency}, PostgreSQL): "
-              f"{args.count} posts in {elapsed:.1f} s")  # fmt: skip
-        print(f"  answers: {dict(sorted(statuses.items()))}; cases in the database: {cases}, "
-              f"idempotency records: {records}")  # fmt: skip
-        print(
-            f"  {accepted / elapsed:.1f} cases/s, latency p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, mean {statistics.fmean(latencies) * 1000:.1f} ms"
-        )
-        rate = plain_loop(url, Path(tmp), count=args.plain_count)
-        print(f"plain driver loop (file_from_webhook, one transaction each, sequential): {args.plain_count} cases, "
-              f"{rate:.1f} cases/s")  # fmt: skip
+        for concurrency in levels:
+            api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers)
+            api.start()
+            try:
+                run = drive(api.url, api, f"API, {args.workers} worker(s), PostgreSQL", count=args.count,
+                            concurrency=concurrency)  # fmt: skip
+            finally:
+                api.stop()
+            accepted += run.statuses.get(202, 0)
+            rate, rows, statements = anchor(url, count=args.count, concurrency=concurrency)
+            print(f"anchor: raw psycopg, the same {rows} rows a case in {statements} statements and one commit, "
+                  f"concurrency {concurrency}: {rate:7.1f} cases/s")  # fmt: skip
+            run.report()
+            print(f"ratio project/anchor: {run.rate / rate:.2f}")
+        cases, records = stored(url)
+        print(f"stored: {cases} cases, {records} idempotency records, for {accepted} answers 202")
         if cases != accepted:
             raise SystemExit(f"mismatch: {accepted} accepted but {cases} cases stored")
+        if args.sqlite_count:
+            sqlite_url = f"sqlite:///{Path(tmp) / 'desk.db'}"
+            engine = create_db_engine(sqlite_url, pool=False)
+            upgrade(engine)
+            with session_scope(engine) as session:
+                import_directory(session, directory=sample_directory())
+                session.execute(text("UPDATE staff SET capacity = 1000000"))
+            engine.dispose()
+            api = ApiProcess(sqlite_url, Path(tmp) / "sqlite", port=free_port())
+            api.start()
+            try:
+                run = drive(api.url, api, "API on the embedded default (SQLite)", count=args.sqlite_count,
+                            concurrency=levels[-1])  # fmt: skip
+            finally:
+                api.stop()
+            run.report()
+            if stored(sqlite_url)[0] != run.statuses.get(202, 0):
+                raise SystemExit("mismatch on SQLite")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def pin(session: Session, *objects: Any) -> None:
+    """Keep ``objects`` in ``session``'s identity map for as long as the session lives.
+
+    SQLAlchemy's identity map holds objects weakly: a row loaded in one function and no longer referenced is
+    forgotten, and the next ``session.get`` of it is a query again. A filing loaded the staff three times and the
+    customer it had just inserted twice that way."""
+    pinned: list[Any] = session.info.setdefault("claimflow.pinned", [])
+    pinned.extend(objects)
+
+
 # --- many rows in one statement ---------------------------------------------------------------------------
 
 

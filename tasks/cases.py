@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, bindparam, func, true
+from sqlalchemy import Integer, bindparam, event, func, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import SessionTransaction, SessionTransactionOrigin
 from sqlmodel import Session, col, select
 
-from claimflow.db import insert_rows
+from claimflow.db import insert_rows, pin
 from models.audit import GENESIS, ChainTip, NewLink, next_link
 from models.enums import CaseKind
 from models.errors import InvalidInput, NotFound
@@ -80,6 +81,7 @@ def file_case(
         customer = Customer.model_validate(data.customer, update={"created_at": now})
         session.add(customer)
         session.flush()
+        pin(session, customer)  # routing and the acknowledgement read it again
     kind = CaseKind(data.kind)
     lifecycle = lifecycle_for(kind)
     case = Case.model_validate(
@@ -95,6 +97,8 @@ def file_case(
     )
     session.add(case)
     session.flush()
+    assert case.id is not None
+    _new_chains(session)[case.id] = GENESIS
     append_event(
         session,
         case=case,
@@ -133,12 +137,33 @@ def append_event(
     cannot be taken twice; the unique (case, sequence) constraint is the last guard.
     """
     assert case.id is not None, "the case must be flushed before events are appended"
-    tip = chain_tips(session, [case.id]).get(case.id, GENESIS)
+    known = _new_chains(session)
+    tip = known[case.id] if case.id in known else chain_tips(session, [case.id]).get(case.id, GENESIS)
     link = next_link(case.number, tip, at=now, actor=actor, type=type, data=data)
     event = Event(**_event_row(case.id, link, actor=actor, type=type, now=now))
     session.add(event)
     session.flush()
+    if case.id in known:
+        known[case.id] = link.tip
     return event
+
+
+_NEW_CHAINS = "claimflow.new_chains"
+
+
+def _new_chains(session: Session) -> dict[int, ChainTip]:
+    """The chain tips of the cases filed in this session's current transaction (or savepoint), as appended since:
+    nobody else can append to a case not yet committed, so their tips need not be read back (a filing appends four
+    or five events). Forgotten whenever a transaction or savepoint ends, committed or rolled back
+    (``_forget_new_chains``)."""
+    chains: dict[int, ChainTip] = session.info.setdefault(_NEW_CHAINS, {})
+    return chains
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_new_chains(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.origin is not SessionTransactionOrigin.SUBTRANSACTION:  # not a flush's own
+        session.info.pop(_NEW_CHAINS, None)
 
 
 @dataclass(frozen=True)
@@ -182,6 +207,9 @@ def append_events(
         links.append(link)
         rows.append(_event_row(case_id, link, actor=new.actor, type=new.type, now=now))
     insert_rows(session, Event.__table__, rows)  # type: ignore[attr-defined]
+    known = _new_chains(session)
+    for case_id in known.keys() & tips.keys():
+        known[case_id] = tips[case_id]
     return links
 
 

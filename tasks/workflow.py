@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from claimflow.db import pin
 from claimflow.settings import Settings
 from models.approval import Decider, DecisionKind, NotAllowed, check_decider, check_payment, who_may_decide
 from models.caseview import (
@@ -354,6 +355,8 @@ def candidates(session: Session) -> list[Candidate]:
     it (``StaffLoad``: one row per person, not a count of every open step)."""
     load = dict(session.exec(select(StaffLoad.staff_id, StaffLoad.open_steps)).all())
     departments = {d.id: d.code for d in session.exec(select(Department))}
+    staff = list(session.exec(select(Staff)))
+    pin(session, *staff)  # routing and the messages after it get the handler again
     return [
         Candidate(
             staff_id=s.id or 0,
@@ -366,7 +369,7 @@ def candidates(session: Session) -> list[Candidate]:
             capacity=s.capacity,
             open_load=int(load.get(s.id or 0, 0)),
         )
-        for s in session.exec(select(Staff))
+        for s in staff
     ]
 
 
