@@ -50,6 +50,25 @@ def next_case_number(session: Session, *, kind: CaseKind, year: int) -> str:
     return case_number(kind, year, value)
 
 
+def lock_numbering(session: Session, *, kinds: Collection[CaseKind], year: int) -> None:
+    """Take the number counters of ``kinds`` in ``year`` now, in one fixed order (PostgreSQL; SQLite's writes are
+    serial already): a transaction that files several cases of several kinds (``claimflow.web.groupcommit``) then
+    never holds one counter while it waits for another that a second such transaction holds."""
+    if session.get_bind().dialect.name != "postgresql" or not kinds:
+        return
+    table = CaseCounter.__table__  # type: ignore[attr-defined]
+    ordered = sorted({CaseKind(k).value for k in kinds})
+    session.execute(
+        pg_insert(table).values([{"kind": k, "year": year, "last_value": 0} for k in ordered]).on_conflict_do_nothing()
+    )
+    session.execute(
+        select(table.c.kind)
+        .where(table.c.year == year, table.c.kind.in_(ordered))
+        .order_by(table.c.kind)
+        .with_for_update()
+    ).all()
+
+
 def get_case(session: Session, number: str, *, for_update: bool = False) -> Case:
     """The case with this number; ``NotFound`` if there is none."""
     statement = select(Case).where(Case.number == number.strip().upper())

@@ -16,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
+from sqlalchemy import literal as sql_literal
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col, select
 
 from claimflow.db import pin
@@ -371,6 +373,21 @@ def candidates(session: Session) -> list[Candidate]:
         )
         for s in staff
     ]
+
+
+def lock_loads(session: Session) -> None:
+    """Take every person's load row now, in the order of their ids (PostgreSQL): the triggers that count open
+    steps change the row of whoever a step is assigned to, so a transaction that files many cases would otherwise
+    take them in routing order and could wait, holding one, for another that a second such transaction holds."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    table = StaffLoad.__table__  # type: ignore[attr-defined]
+    session.execute(
+        pg_insert(table)
+        .from_select(["staff_id", "open_steps"], select(Staff.id, sql_literal(0)))
+        .on_conflict_do_nothing()
+    )
+    session.execute(select(table.c.staff_id).order_by(table.c.staff_id).with_for_update()).all()
 
 
 def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -> Staff | None:

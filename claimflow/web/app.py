@@ -54,8 +54,13 @@ def create_app(
             intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
             intake.launcher.start()
         if settings.api_group_commit_max > 1:
-            intake.committer = GroupCommit(engine, intake.file_one, data_dir=settings.data_dir,
-                                           max_batch=settings.api_group_commit_max)  # fmt: skip
+            intake.committer = GroupCommit(
+                engine,
+                intake.file_one,
+                data_dir=settings.data_dir,
+                max_batch=settings.api_group_commit_max,
+                prepare=intake.prepare_batch,
+            )
             intake.committer.start()
         app.state.intake = intake
         try:

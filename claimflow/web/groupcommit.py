@@ -55,12 +55,30 @@ class Filing:
 FileOne = Callable[[Session, Filing, AttachmentStore], Answer]
 """Files (or replays) one filing in the session given; raises what the request should be answered with."""
 
+Prepare = Callable[[Session, list[Filing]], None]
+"""Takes, at the start of a batch's transaction, the locks its filings will need, in a fixed order."""
+
+RETRIES = 3
+"""Times a batch is written again after the database rolled it back to break a deadlock or a serialisation
+conflict (with a transaction of another process), before its filings are answered 503."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, OperationalError) and code in ("40P01", "40001")
+
+
+class _Again(Exception):
+    """The batch was rolled back whole and may be written again."""
+
 
 class GroupCommit:
     """One writer thread that files the waiting filings in batches; ``submit`` from any thread or task."""
 
-    def __init__(self, engine: Engine, file_one: FileOne, *, data_dir: Any, max_batch: int = 64) -> None:
-        self.engine, self.file_one, self.data_dir = engine, file_one, data_dir
+    def __init__(
+        self, engine: Engine, file_one: FileOne, *, data_dir: Any, max_batch: int = 16, prepare: Prepare | None = None
+    ) -> None:
+        self.engine, self.file_one, self.data_dir, self.prepare = engine, file_one, data_dir, prepare
         self.max_batch = max(1, max_batch)
         self._waiting: queue.SimpleQueue[Filing | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -106,26 +124,38 @@ class GroupCommit:
                     break
                 batch.append(more)
             try:
-                self._write(batch)
+                for attempt in range(1, RETRIES + 1):
+                    try:
+                        self._write(batch, last=attempt == RETRIES)
+                        break
+                    except _Again:
+                        logger.warning("group commit: batch of %d rolled back by the database (deadlock or conflict); "
+                                       "writing it again (%d)", len(batch), attempt)  # fmt: skip
             except Exception:  # never leave a request waiting, nor the writer dead
                 logger.exception("group commit: a batch of %d filing(s) failed", len(batch))
                 self._answer(batch, {n: RuntimeError("the filing could not be written") for n in range(len(batch))})
             if stopping:
                 return
 
-    def _write(self, batch: list[Filing]) -> None:
+    def _write(self, batch: list[Filing], *, last: bool = True) -> None:
         answers: dict[int, Answer | BaseException] = {}
         stores: list[AttachmentStore] = []
         try:
             with session_scope(self.engine) as session:
+                if self.prepare is not None:
+                    self.prepare(session, batch)
                 for number, filing in enumerate(batch):
                     try:
                         answers[number] = self._one(session, filing, stores)
                     except OperationalError:
-                        raise  # the connection is gone: the whole batch is answered with it
+                        raise  # the connection is gone, or a deadlock: the whole batch is rolled back
                     except Exception as exc:
                         answers[number] = exc
         except BaseException as exc:  # the commit (or the connection) failed: nothing of the batch is known filed
+            if _retryable(exc) and not last:
+                for store in stores:
+                    store.discard()
+                raise _Again from exc
             for store in stores:
                 if isinstance(exc, OperationalError):  # perhaps after COMMIT: keep what was committed
                     store.discard_uncommitted(self.engine)

@@ -62,6 +62,7 @@ from models.enums import CaseKind, Channel
 from models.errors import InvalidInput, NotFound
 from models.signing import SignatureRejected, SignedRequest, verify
 from models.tables import CaseCreate, CustomerCreate
+from tasks.cases import lock_numbering
 from tasks.intake import (
     Answer,
     AttachmentStore,
@@ -72,7 +73,7 @@ from tasks.intake import (
     file_from_webhook,
     stored_answer,
 )
-from tasks.workflow import Desk
+from tasks.workflow import Desk, lock_loads
 
 logger = logging.getLogger("claimflow.api")
 
@@ -364,6 +365,12 @@ class Intake:
             ) from None
         assert source is not None
         return source
+
+    def prepare_batch(self, session: Session, batch: list[Filing]) -> None:
+        """The locks a batch of filings takes first, in a fixed order: the number counters of its kinds, then the
+        people's load rows (``tasks.cases.lock_numbering``, ``tasks.workflow.lock_loads``)."""
+        lock_numbering(session, kinds={f.data.kind for f in batch}, year=self.clock().year)
+        lock_loads(session)
 
     def file_one(self, session: Session, filing: Filing, store: AttachmentStore) -> Answer:
         """File ``filing`` in ``session`` (the caller commits), or replay the answer stored under its key."""

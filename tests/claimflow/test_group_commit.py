@@ -131,3 +131,38 @@ def test_concurrent_posts_through_the_api_are_grouped_each_answered_once_and_all
     answered = sorted(r.json()["case_number"] for r in responses)
     assert answered == numbers(engine) and len(set(answered)) == 48
     assert answered[-1] == "CLM-2026-000048"
+
+
+def test_two_api_processes_grouping_mixed_kinds_never_deadlock_and_number_without_gaps(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    """Two writers (as two API processes: an engine each), each with batches of claims, complaints and inquiries in
+    different orders: each batch takes its counters and the load rows first, in one order, so none waits for
+    another while holding what that one needs (and a batch the database rolls back to break a deadlock is
+    written again)."""
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    writers = []
+    for _ in range(2):
+        own = create_db_engine(engine.url.render_as_string(hide_password=False))
+        writers.append((own, GroupCommit(own, intake.file_one, data_dir=tmp_path, max_batch=8,
+                                         prepare=intake.prepare_batch)))  # fmt: skip
+    kinds = (CaseKind.claim, CaseKind.inquiry, CaseKind.complaint)
+    futures = []
+    for n in range(60):
+        writer = writers[n % 2][1]
+        kind = kinds[(n // 2 + n % 2) % 3]  # the two writers see the kinds in different orders
+        body = claim(policy_number=f"P-{n:06d}")
+        data = to_case(kind, CaseSubmission.model_validate(body))
+        futures.append(writer.submit(Filing("webform", data, [], f"k{n}", body_digest(json.dumps(body).encode()))))
+    for _, writer in writers:
+        writer.start()
+    results = answers(futures)
+    for own, writer in writers:
+        writer.stop()
+        own.dispose()
+    assert [type(r).__name__ for r in results] == ["Answer"] * 60
+    filed = numbers(engine)
+    for prefix in ("CLM", "CMP", "INQ"):
+        mine = sorted(int(n.rsplit("-", 1)[1]) for n in filed if n.startswith(prefix))
+        assert mine == list(range(1, len(mine) + 1)) and len(mine) == 20
