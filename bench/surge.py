@@ -1,0 +1,272 @@
+"""The surge, end to end: N signed claims at once, to every acknowledgement out by SMTP and every run suspended.
+
+    python bench/surge.py --claims 2000                      # kill -9 of the API and of the desk runner midway
+    python bench/surge.py --claims 100000 --concurrency 64   # the typhoon (hours on two cores: see the README)
+    python bench/surge.py --claims 500 --no-chaos
+
+What runs, each in a process of its own, on two throwaway PostgreSQL databases beside ``--postgres-url`` (the
+cases' and the Prefect server's, dropped at the end): the Prefect server (``prefect server start``, tuned as the
+embedded one), the desk runner (``claimflow runner``: case runs, the outbox delivery loop, the reconciler every
+30 s), the intake API (uvicorn, ``claimflow.web.app``, group commit on), and an SMTP server (aiosmtpd) that
+records the outbox id of every mail it takes. The sample desk is loaded with room for every case.
+
+The load generator (this process) posts N signed claims, ``--concurrency`` at a time, each with its own
+Idempotency-Key, and retries a post that got no answer or a 503 with the same key until it is answered 202, as a
+partner system would. With chaos (the default) it kills the API with SIGKILL once ``--kill-api-at`` of the claims
+are answered and starts it again, and the desk runner the same at ``--kill-runner-at`` (the reconciler finds the
+runs it left Running after ``CLAIMFLOW_STRANDED_RUN_MINUTES``, 1 here).
+
+Printed: the time until every claim was answered 202, until every acknowledgement had been taken by the SMTP
+server, and until every case's run was suspended at its first person's step (with the run-start rate); then the
+counts that must be zero: claims answered but not stored, cases stored twice (by policy number), acknowledgements
+never received or received twice, cases without a waiting run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.flow_runs import Child, free_port, server_tuning, start_server, throwaway_databases, wait_until
+from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, payload, signed
+from bench.outbox import CountingSink
+from claimflow.db import create_db_engine, session_scope
+from claimflow.demo import sample_directory
+from claimflow.migrate import upgrade
+from tasks.staff import import_directory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Desk:
+    """The API and the desk runner as killable processes with the surge's environment."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env, self.workdir = env, workdir
+        self.api_port = free_port()
+        self.api: Child | None = None
+        self.runner: Child | None = None
+        self.restarts = 0
+
+    def start_runner(self) -> None:
+        self.runner = Child(f"runner-{self.restarts}", [sys.executable, "-m", "claimflow", "runner"], env=self.env,
+                            logdir=self.workdir)  # fmt: skip
+
+    def start_api(self) -> None:
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.web.app:create_app", "--host", "127.0.0.1",
+                "--port", str(self.api_port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        self.api = Child(f"api-{self.restarts}", argv, env=self.env, logdir=self.workdir)
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{self.api_port}/openapi.json", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until("the intake API", answers, timeout=60, every=0.2)
+
+    def kill(self, which: str) -> None:
+        child = self.api if which == "api" else self.runner
+        assert child is not None
+        child.stop(signal.SIGKILL, timeout=5)
+        self.restarts += 1
+        log(f"killed the {which} (SIGKILL); starting it again")
+        self.start_api() if which == "api" else self.start_runner()
+
+    def stop(self) -> None:
+        for child in (self.api, self.runner):
+            if child is not None:
+                child.stop()
+
+
+async def post_all(url: str, *, count: int, concurrency: int, on_answered: Callable[[int], None]) -> dict[str, Any]:
+    """Post every claim until it is answered 202 (same key on every try); returns the counts."""
+    queue = iter(range(count))
+    tried = retried = answered = 0
+    started = time.perf_counter()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal tried, retried, answered
+        for index in queue:
+            claim = payload(index)
+            claim["customer"]["email"] = f"customer{index}@example.com"  # acknowledged by e-mail
+            body = json.dumps(claim).encode()
+            key = f"surge-{index}"
+            while True:
+                tried += 1
+                try:
+                    response = await client.post("/v1/claims", content=body, headers=signed(body, key, "/v1/claims"))
+                    if response.status_code == 202:
+                        break
+                    if response.status_code != 503:
+                        raise RuntimeError(f"claim {index}: {response.status_code} {response.text[:200]}")
+                except httpx.TransportError:
+                    pass
+                retried += 1
+                await asyncio.sleep(0.5)
+            answered += 1
+            on_answered(answered)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return {"seconds": time.perf_counter() - started, "posts": tried, "retried": retried}
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill cleans up: processes, databases
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--claims", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-chaos", action="store_true", help="no kill -9 of the API and the runner")
+    parser.add_argument("--kill-api-at", type=float, default=0.3)
+    parser.add_argument("--kill-runner-at", type=float, default=0.5)
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each phase")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    args = parser.parse_args()
+    n = args.claims
+
+    workdir = Path(tempfile.mkdtemp(prefix="claimflow-bench-surge-"))
+    suffix = uuid.uuid4().hex[:8]
+    prefect_db, cases_db = f"claimflow_surge_prefect_{suffix}", f"claimflow_surge_cases_{suffix}"
+    admin = make_url(args.postgres_url)
+    cases_url = admin.set(drivername="postgresql+psycopg", database=cases_db).render_as_string(False)
+    port = free_port()
+    with ExitStack() as stack:
+        stack.enter_context(throwaway_databases(args.postgres_url, prefect_db, cases_db))
+        sink = stack.enter_context(CountingSink(workdir, "surge"))
+        from cryptography.fernet import Fernet
+
+        env = {
+            **os.environ,
+            **server_tuning(),
+            "PREFECT_HOME": str(workdir / "prefect"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": admin.set(drivername="postgresql+asyncpg",
+                                                                database=prefect_db).render_as_string(False),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            "CLAIMFLOW_DATA_DIR": str(workdir / "data"),
+            "CLAIMFLOW_DATABASE_URL": cases_url,
+            "CLAIMFLOW_SECRET_KEY": Fernet.generate_key().decode(),
+            "CLAIMFLOW_WEBHOOK_SECRETS": json.dumps({SOURCE: [SECRET]}),
+            "CLAIMFLOW_DESK_PHONE": "95500",
+            "CLAIMFLOW_CUSTOMER_EMAIL_URL": f"mailto://127.0.0.1:{sink.port}?mode=insecure&from=desk@insurer.example",
+            "CLAIMFLOW_OUTBOX_POLL_SECONDS": "1",
+            "CLAIMFLOW_RECONCILE_SECONDS": "30",
+            "CLAIMFLOW_STRANDED_RUN_MINUTES": "1",
+            "CLAIMFLOW_OUTBOX_LEASE_SECONDS": "30",  # a killed runner's claimed messages come back after 30 s
+            "PYTHONPATH": str(REPO),
+        }  # fmt: skip
+        for name in ("PREFECT_API_AUTH_STRING",):
+            env.pop(name, None)
+        engine = create_db_engine(cases_url, pool=False)
+        stack.callback(engine.dispose)
+        upgrade(engine)
+        with session_scope(engine) as session:
+            import_directory(session, directory=sample_directory())
+            session.execute(text("UPDATE staff SET capacity = 10000000, email = username || '@insurer.example'"))
+        server = start_server(env, port, workdir)
+        stack.callback(server.stop)
+        desk = Desk(env, workdir)
+        stack.callback(desk.stop)
+        desk.start_runner()
+        wait_until("the deployments", lambda: _count_runs(port, "/deployments/count", {}) >= 3, timeout=120)
+        desk.start_api()
+        log(f"surge of {n} claims at concurrency {args.concurrency}; work folder {workdir}")
+
+        kills = [] if args.no_chaos else [(args.kill_api_at, "api"), (args.kill_runner_at, "runner")]
+        pending = sorted(kills)
+        chaos: list[str] = []
+
+        def on_answered(done: int) -> None:
+            while pending and done >= pending[0][0] * n:
+                _, which = pending.pop(0)
+                chaos.append(which)
+
+        started = time.perf_counter()
+
+        async def surge() -> dict[str, Any]:
+            poster = asyncio.create_task(post_all(f"http://127.0.0.1:{desk.api_port}", count=n,
+                                                  concurrency=args.concurrency, on_answered=on_answered))  # fmt: skip
+            while not poster.done():
+                while chaos:
+                    await asyncio.to_thread(desk.kill, chaos.pop(0))
+                await asyncio.sleep(0.1)
+            return poster.result()
+
+        posted = asyncio.run(surge())
+        acknowledged = time.perf_counter() - started
+        log(f"all {n} claims answered 202 in {acknowledged:.1f} s ({n / acknowledged:.1f} claims/s; "
+            f"{posted['retried']} posts retried with their key)")  # fmt: skip
+
+        acks = "SELECT id, status FROM outbox WHERE template = 'acknowledgement_claim'"
+
+        def acks_sent() -> int:
+            with engine.connect() as connection:
+                return sum(1 for _, status in connection.execute(text(acks)) if status == "sent")
+
+        paused = {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}
+        done: dict[str, float] = {}
+        checks = {"mailed": lambda: acks_sent() >= n, "suspended": lambda: _count_runs(port, "/flow_runs/count",
+                                                                                       paused) >= n}  # fmt: skip
+
+        def both() -> bool:
+            for name, check in checks.items():
+                if name not in done and check():
+                    done[name] = time.perf_counter() - started
+                    log(f"{name}: {done[name]:.1f} s after the surge began")
+            return len(done) == len(checks)
+
+        wait_until("every acknowledgement sent and every run suspended", both, timeout=args.timeout, every=1)
+        mailed, suspended = done["mailed"], done["suspended"]
+
+        with engine.connect() as connection:
+            cases = int(connection.execute(text('SELECT count(*) FROM "case"')).scalar_one())
+            distinct = int(connection.execute(text('SELECT count(DISTINCT policy_number) FROM "case"')).scalar_one())
+            ack_ids = [int(i) for i, _ in connection.execute(text(acks))]
+        twice = cases - distinct
+        seen = sink.seen()
+        never = sum(1 for i in ack_ids if seen[i] == 0)
+        doubled = sum(1 for i in ack_ids if seen[i] > 1)
+        killed = f"kill -9 of the API at {args.kill_api_at:.0%}, of the runner at {args.kill_runner_at:.0%}"
+        print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}")
+        print(f"all answered 202:          {acknowledged:8.1f} s ({n / acknowledged:.1f}/s)")
+        print(f"all acknowledgements out:  {mailed:8.1f} s")
+        print(f"all runs suspended:        {suspended:8.1f} s ({n / suspended:.1f} runs/s)")
+        print(f"lost: {n - cases} cases; duplicated: {twice} cases; acknowledgements never received: {never}, "
+              f"received twice: {doubled} (of {len(ack_ids)})")  # fmt: skip
+        return 0 if (cases, twice, never, doubled, len(ack_ids)) == (n, 0, 0, 0, n) else 1
+
+
+def _count_runs(port: int, path: str, body: dict[str, Any]) -> int:
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/api{path}", json=body, timeout=10)
+        return int(response.json()) if response.status_code == 200 else 0
+    except (httpx.HTTPError, ValueError):
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
