@@ -19,7 +19,7 @@ runs it left Running after ``CLAIMFLOW_STRANDED_RUN_MINUTES``, 1 here).
 Printed: the time until every claim was answered 202, until every acknowledgement had been taken by the SMTP
 server, and until every case's run was suspended at its first person's step (with the run-start rate); then the
 counts that must be zero: claims answered but not stored, cases stored twice (by policy number), acknowledgements
-never received or received twice, cases without a waiting run.
+never received or received twice, cases without a run and cases with more than one live run.
 """
 
 from __future__ import annotations
@@ -247,6 +247,9 @@ def main() -> int:
             distinct = int(connection.execute(text('SELECT count(DISTINCT policy_number) FROM "case"')).scalar_one())
             ack_ids = [int(i) for i, _ in connection.execute(text(acks))]
         twice = cases - distinct
+        live_runs = _runs_by_name(port)  # every case run not crashed or cancelled, by its case number
+        without_run = cases - len(live_runs)
+        many_runs = sum(1 for count in live_runs.values() if count > 1)
         seen = sink.seen()
         never = sum(1 for i in ack_ids if seen[i] == 0)
         doubled = sum(1 for i in ack_ids if seen[i] > 1)
@@ -256,8 +259,26 @@ def main() -> int:
         print(f"all acknowledgements out:  {mailed:8.1f} s")
         print(f"all runs suspended:        {suspended:8.1f} s ({n / suspended:.1f} runs/s)")
         print(f"lost: {n - cases} cases; duplicated: {twice} cases; acknowledgements never received: {never}, "
-              f"received twice: {doubled} (of {len(ack_ids)})")  # fmt: skip
-        return 0 if (cases, twice, never, doubled, len(ack_ids)) == (n, 0, 0, 0, n) else 1
+              f"received twice: {doubled} (of {len(ack_ids)}); cases without a run: {without_run}, "
+              f"with more than one live run: {many_runs}")  # fmt: skip
+        counts = (cases, twice, never, doubled, len(ack_ids), without_run, many_runs)
+        return 0 if counts == (n, 0, 0, 0, n, 0, 0) else 1
+
+
+def _runs_by_name(port: int) -> dict[str, int]:
+    """How many runs not crashed, cancelled or failed each case has (by the run's name, the case number)."""
+    counts: dict[str, int] = {}
+    offset = 0
+    body: dict[str, Any] = {"flow_runs": {"name": {"like_": "CLM-"}, "state": {"type": {"not_any_": [
+        "CRASHED", "CANCELLED", "FAILED"]}}}, "limit": 200}  # fmt: skip
+    while True:
+        page = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={**body, "offset": offset}, timeout=60)
+        runs = page.json()
+        if not runs:
+            return counts
+        for run in runs:
+            counts[run["name"]] = counts.get(run["name"], 0) + 1
+        offset += len(runs)
 
 
 def _count_runs(port: int, path: str, body: dict[str, Any]) -> int:

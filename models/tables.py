@@ -178,6 +178,8 @@ class Case(CaseBase, table=True):
     closed_at: datetime | None = _ts()
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     flow_run_id: str | None = Field(default=None, max_length=36)
+    run_key: str | None = Field(default=None, max_length=32)
+    """Random, set at filing: the Prefect idempotency key of the case's runs is made from it (``tasks.runs``)."""
     """The Prefect flow run driving the case (the reconciler starts one where it is missing)."""
     links_revoked_at: datetime | None = _ts()
     """Status page links issued at or before this time are refused (``claimflow case link --revoke``)."""

@@ -6,6 +6,7 @@ event (and, later, its outbox message) commit together or not at all.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,7 @@ def file_case(
             "related_case_id": related_id,
             "opened_at": now,
             "updated_at": now,
+            "run_key": uuid.uuid4().hex,
         },
     )
     session.add(case)

@@ -38,14 +38,29 @@ def case_tags(case: Case) -> list[str]:
     return tags
 
 
+def run_key(case: Case) -> str | None:
+    """The idempotency key the case's next run is created under: its first run, or the one that replaces its
+    current ``flow_run_id``. The intake API's launcher and the reconciler both start a case's first run (the
+    reconciler when the launcher has not yet, or never will: the API was killed); under one key the Prefect
+    server creates it once and gives both the same run. A surge of 1,000 claims had left 402 cases with two or
+    three runs, each waiting for the same decision (bench/surge.py). The key is the case's own random
+    ``run_key`` (ids and times repeat between databases the same Prefect server has seen); a case filed before
+    it had one gets none."""
+    if not case.run_key:
+        return None
+    return f"claimflow:case:{case.run_key}:{case.flow_run_id or 'first'}"
+
+
 async def start_case_run(case: Case) -> str:
-    """Create the case's flow run (named by its number, taking only its id); returns the run id."""
+    """Create the case's flow run (named by its number, taking only its id), once per ``run_key``; returns the
+    run id."""
     run = await arun_deployment(
         case_deployment(case.kind),
         parameters={"case_id": case.id},
         flow_run_name=case.number,
         tags=case_tags(case),
         timeout=0,
+        idempotency_key=run_key(case),
         as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)
     )
     return str(run.id)
@@ -188,6 +203,8 @@ async def launch_case(engine: Engine, *, case_id: int) -> str:
         if case is None:
             raise NotFound(f"no case with id {case_id}")
         session.expunge(case)
+    if case.flow_run_id is not None:  # the reconciler was first
+        return case.flow_run_id
     run_id = await start_case_run(case)
     with session_scope(engine) as session:
         record_case_run(session, case_id=case_id, run_id=run_id)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed, Running
 from sqlmodel import Session, col, select
@@ -24,7 +25,7 @@ from models.survey import SurveyAnswer
 from models.tables import Case, Escalation, Outbox, SurveyInvitation
 from tasks.answers import give_input
 from tasks.feedback import answer_survey
-from tasks.runs import RunState, crash_if_still, launch_case, run_states
+from tasks.runs import RunState, crash_if_still, launch_case, run_states, start_case_run
 from tasks.survey import link_token
 
 
@@ -106,6 +107,37 @@ def test_a_refused_code_is_recorded_and_the_run_asks_again(live, kit) -> None:
     states = {name: (state_type, message) for name, state_type, message in kit.task_runs(run_id)}
     assert states[first_key] == (StateType.FAILED, "refused: the approval code is wrong or has expired")
     assert states[second_key][0] == StateType.COMPLETED
+
+
+def test_the_launcher_and_the_reconciler_racing_start_a_case_s_first_run_once(live, kit) -> None:
+    """Under a surge the API's launcher falls behind and the reconciler starts the same cases' first runs: both ask
+    under one idempotency key, so the server creates the run once (a surge of 1,000 claims had left 402 cases with
+    two or three runs, each waiting for the same decision)."""
+    world = live
+    case = world.file(product_line="motor")
+    unstarted = world.case(case)
+    assert unstarted.flow_run_id is None
+
+    async def runs_named() -> set[str]:  # the file's tests share one Prefect server: other desks' runs too
+        async with get_client() as client:
+            found = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[case.number]))
+            )
+            return {str(run.id) for run in found}
+
+    before = asyncio.run(runs_named())
+
+    async def race() -> list[str]:
+        return list(await asyncio.gather(start_case_run(unstarted), start_case_run(unstarted),
+                                         launch_case(world.engine, case_id=case.id)))  # fmt: skip
+
+    first, second, launched = asyncio.run(race())
+    assert first == second == launched
+    asyncio.run(launch_case(world.engine, case_id=case.id))  # the launcher, late: the case's run is recorded
+    assert world.case(case).flow_run_id == first
+    assert asyncio.run(reconcile())["started"] == 0  # nothing left to start
+    assert asyncio.run(runs_named()) - before == {first}
+    kit.wait_for("the run to suspend", lambda: kit.run_state(first) == StateType.PAUSED)
 
 
 def test_a_crashed_run_is_replaced_and_nothing_is_done_twice(live, kit) -> None:
