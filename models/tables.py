@@ -280,6 +280,8 @@ class Escalation(SQLModel, table=True):
     decision: str | None = Field(default=None, max_length=32)
     decided_at: datetime | None = _ts()
     flow_run_id: str | None = Field(default=None, max_length=36)
+    run_key: str | None = Field(default=None, max_length=32)
+    """Random, set when raised: the Prefect idempotency key of its runs is made from it (``tasks.runs``)."""
 
 
 class Approval(SQLModel, table=True):

@@ -70,6 +70,11 @@ def lock_numbering(session: Session, *, kinds: Collection[CaseKind], year: int) 
     ).all()
 
 
+def new_run_key() -> str:
+    """A random key for a new case's or escalation's runs (``tasks.runs.run_key``)."""
+    return uuid.uuid4().hex
+
+
 def get_case(session: Session, number: str, *, for_update: bool = False) -> Case:
     """The case with this number; ``NotFound`` if there is none."""
     statement = select(Case).where(Case.number == number.strip().upper())
@@ -113,7 +118,7 @@ def file_case(
             "related_case_id": related_id,
             "opened_at": now,
             "updated_at": now,
-            "run_key": uuid.uuid4().hex,
+            "run_key": new_run_key(),
         },
     )
     session.add(case)

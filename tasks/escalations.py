@@ -26,7 +26,7 @@ from models.errors import IllegalTransition, InvalidInput, NotFound
 from models.otp import CodeRefused
 from models.tables import Approval, Case, Escalation, Event, Staff, Step
 from models.watch import Schedule, WatchOutcome, escalation_run_name, what_is_due
-from tasks.cases import NewEvent, append_event, append_events, chain_tips
+from tasks.cases import NewEvent, append_event, append_events, chain_tips, new_run_key
 from tasks.extensions import apply_extension
 from tasks.outbox import Message, default_config, look_up, prepare_messages, queue_messages
 from tasks.workflow import (
@@ -324,7 +324,7 @@ def _decide(
                 "step_id": step.id, "case_id": step.case_id, "round": step.ladder_round, "level": point.level,
                 "role": StaffRole(point.role).value, "reason": f"{step.name} due {due_at} passed ({step.policy_rule})",
                 "raised_at": now, "decide_by": min(following, default=None), "decided_by_id": None,
-                "decision": None, "decided_at": None, "flow_run_id": None,
+                "decision": None, "decided_at": None, "flow_run_id": None, "run_key": new_run_key(),
             }  # fmt: skip
             item.raised.append(open_row)
         due.append(item)

@@ -38,17 +38,17 @@ def case_tags(case: Case) -> list[str]:
     return tags
 
 
-def run_key(case: Case) -> str | None:
-    """The idempotency key the case's next run is created under: its first run, or the one that replaces its
-    current ``flow_run_id``. The intake API's launcher and the reconciler both start a case's first run (the
-    reconciler when the launcher has not yet, or never will: the API was killed); under one key the Prefect
-    server creates it once and gives both the same run. A surge of 1,000 claims had left 402 cases with two or
-    three runs, each waiting for the same decision (bench/surge.py). The key is the case's own random
-    ``run_key`` (ids and times repeat between databases the same Prefect server has seen); a case filed before
-    it had one gets none."""
-    if not case.run_key:
+def run_key(what: str, row: Case | Escalation) -> str | None:
+    """The idempotency key the next run of a case (or an escalation) is created under: its first run, or the one
+    that replaces its current ``flow_run_id``. The intake API's launcher and the reconciler both start a case's
+    first run (the reconciler when the launcher has not yet, or never will: the API was killed), as the watcher
+    and the reconciler both start an escalation's; under one key the Prefect server creates it once and gives both
+    the same run. A surge of 1,000 claims had left 402 cases with two or three runs, each waiting for the same
+    decision (bench/surge.py). The key is the row's own random ``run_key`` (ids and times repeat between databases
+    the same Prefect server has seen); a row from before it had one gets none."""
+    if not row.run_key:
         return None
-    return f"claimflow:case:{case.run_key}:{case.flow_run_id or 'first'}"
+    return f"claimflow:{what}:{row.run_key}:{row.flow_run_id or 'first'}"
 
 
 async def start_case_run(case: Case) -> str:
@@ -60,7 +60,7 @@ async def start_case_run(case: Case) -> str:
         flow_run_name=case.number,
         tags=case_tags(case),
         timeout=0,
-        idempotency_key=run_key(case),
+        idempotency_key=run_key("case", case),
         as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)
     )
     return str(run.id)
@@ -73,6 +73,7 @@ async def start_escalation_run(escalation: Escalation, case: Case) -> str:
         flow_run_name=escalation_run_name(case.number, level=escalation.level, ladder_round=escalation.round),
         tags=[*case_tags(case), f"escalation:level-{escalation.level}"],
         timeout=0,
+        idempotency_key=run_key("escalation", escalation),
         as_subflow=False,  # a case or escalation run stands on its own (subflows cannot be suspended)
     )
     return str(run.id)

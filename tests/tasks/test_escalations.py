@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
@@ -288,12 +289,19 @@ def _steps_in_every_state(world) -> datetime:
 
 def test_a_batched_pass_writes_what_the_per_row_path_writes(world, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _steps_in_every_state(world)
+
+    def same_run_keys() -> None:  # random by design: the same sequence for both ways of writing
+        keys = (f"{n:032x}" for n in itertools.count(1))
+        monkeypatch.setattr("tasks.escalations.new_run_key", lambda: next(keys))
+
+    same_run_keys()
     with monkeypatch.context() as patched, Session(world.engine) as session:
         _one_at_a_time(patched)
         per_row = watch_pass(session, now=at)
         expected = table_rows(session, *WRITTEN)
         session.rollback()
         rewind_ids(session, *WRITTEN)
+    same_run_keys()
     batched = _watch(world, at)
     with Session(world.engine) as session:
         assert table_rows(session, *WRITTEN) == expected

@@ -1,4 +1,4 @@
-"""a random key per case for its runs
+"""a random key per case and escalation for their runs
 
 Revision ID: 0014
 Revises: 0013
@@ -6,8 +6,9 @@ Create Date: 2026-12-07
 
 The intake API's launcher and the reconciler both start a case's first run; without an idempotency key the Prefect
 server created one for each (a surge of 1,000 claims left 402 cases with two or three runs). ``case.run_key`` is
-random, set at filing, and the runs' idempotency keys are made from it (``tasks.runs.run_key``). Cases filed before
-have none and are started as before.
+random, set at filing, and the runs' idempotency keys are made from it (``tasks.runs.run_key``); the same for an
+escalation (``escalation.run_key``, set when raised: the watcher and the reconciler both start its run). Rows from
+before have none and are started as before.
 """
 from collections.abc import Sequence
 
@@ -22,11 +23,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+TABLES = ('case', 'escalation')
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('case', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('run_key', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
+    for table in TABLES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('run_key', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('case', schema=None) as batch_op:
-        batch_op.drop_column('run_key')
+    for table in TABLES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column('run_key')
