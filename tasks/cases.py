@@ -38,17 +38,26 @@ def next_case_number(session: Session, *, kind: CaseKind, year: int) -> str:
     The counter row stays locked until the caller's transaction ends, so concurrent filings queue on it
     (PostgreSQL row lock, SQLite database lock) and no number is handed out twice or skipped by a rollback.
     """
+    [number] = take_case_numbers(session, kind=kind, year=year, count=1)
+    return number
+
+
+def take_case_numbers(session: Session, *, kind: CaseKind, year: int, count: int) -> list[str]:
+    """Take the next ``count`` numbers for ``kind`` in ``year`` at once, in order, as ``next_case_number`` takes one
+    (the same counter row, the same lock, given back with a rollback)."""
+    if count < 1:
+        return []
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = CaseCounter.__table__  # type: ignore[attr-defined]
     statement = (
         insert(table)
-        .values(kind=kind.value, year=year, last_value=1)
-        .on_conflict_do_update(index_elements=["kind", "year"], set_={"last_value": table.c.last_value + 1})
+        .values(kind=kind.value, year=year, last_value=count)
+        .on_conflict_do_update(index_elements=["kind", "year"], set_={"last_value": table.c.last_value + count})
         .returning(table.c.last_value)
     )
-    value = session.execute(statement).scalar_one()
-    return case_number(kind, year, value)
+    last = int(session.execute(statement).scalar_one())
+    return [case_number(kind, year, value) for value in range(last - count + 1, last + 1)]
 
 
 def lock_numbering(session: Session, *, kinds: Collection[CaseKind], year: int) -> None:
@@ -124,7 +133,7 @@ def file_case(
     session.add(case)
     session.flush()
     assert case.id is not None
-    _new_chains(session)[case.id] = GENESIS
+    mark_new(session, [case.id])
     append_event(
         session,
         case=case,
@@ -184,6 +193,14 @@ def _new_chains(session: Session) -> dict[int, ChainTip]:
     (``_forget_new_chains``)."""
     chains: dict[int, ChainTip] = session.info.setdefault(_NEW_CHAINS, {})
     return chains
+
+
+def mark_new(session: Session, case_ids: Collection[int]) -> None:
+    """These cases were just filed in this transaction: their chains start at the genesis, and their tips are kept
+    in the session from here on (``_new_chains``)."""
+    chains = _new_chains(session)
+    for case_id in case_ids:
+        chains[case_id] = GENESIS
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -34,9 +34,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from claimflow.db import insert_rows, update_rows
 from models.errors import ClaimflowError, NotFound
 from models.tables import Attachment, Case, CaseCreate, Event, IntakeRequest, Step
 from tasks.cases import get_case
+from tasks.filing import intake_many, takes
 from tasks.workflow import Desk, intake
 
 logger = logging.getLogger(__name__)
@@ -208,12 +210,89 @@ def file_from_webhook(
         session.flush()  # takes the (source, key) slot now: a racing twin waits here, not after all the work
     case = intake(session, desk, data=data, actor=intake_actor(source), now=now)
     assert case.id is not None
+    session.add_all(_stored(case, attachments, store=store, now=now))
+    body = _accepted(source, case, attachments, now=now)
+    if record is not None:
+        record.status_code, record.response, record.case_id = 202, body, case.id
+        session.add(record)
+    session.flush()
+    return Answer(202, body, case.id)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One post for ``file_many_from_webhook``: what ``file_from_webhook`` takes besides the session, the desk, the
+    store and the time."""
+
+    source: str
+    data: CaseCreate
+    attachments: Sequence[IncomingAttachment]
+    idempotency_key: str | None
+    body_sha256: str
+
+
+def file_many_from_webhook(
+    session: Session, desk: Desk, posts: Sequence[Posted], *, store: AttachmentStore, now: datetime
+) -> dict[int, Answer]:
+    """File at once the posts ``tasks.filing.intake_many`` takes, each as ``file_from_webhook`` would; the caller
+    commits, or rolls back and calls ``store.discard()``.
+
+    The posts left out are the caller's to file one by one with ``file_from_webhook`` (or to replay): a related
+    case or a care plan (``tasks.filing.takes``), a key given twice in the batch, and a key already taken (an answer
+    stored before, or a twin committed meanwhile by another process: its slot is skipped, not waited for in an
+    error). Every slot is taken first, in one insert, as ``file_from_webhook`` takes its one.
+
+    Returns:
+        The answer of each post filed, by its index in ``posts``.
+    """
+    keys: set[tuple[str, str]] = set()
+    chosen: list[int] = []
+    for index, post in enumerate(posts):
+        key = (post.source, post.idempotency_key) if post.idempotency_key is not None else None
+        if takes(post.data) and key not in keys:
+            chosen.append(index)
+            if key is not None:
+                keys.add(key)
+    table = IntakeRequest.__table__  # type: ignore[attr-defined]
+    claims: list[dict[str, Any]] = [
+        {"source": posts[i].source, "idempotency_key": posts[i].idempotency_key, "body_sha256": posts[i].body_sha256,
+         "status_code": 0, "response": {}, "received_at": now}
+        for i in chosen if posts[i].idempotency_key is not None
+    ]  # fmt: skip
+    written = insert_rows(session, table, claims, returning=(table.c.id, table.c.source, table.c.idempotency_key),
+                          skip_conflicts_on=("source", "idempotency_key"))  # fmt: skip
+    slots = {(src, key): slot for slot, src, key in written}
+    chosen = [i for i in chosen if posts[i].idempotency_key is None or (posts[i].source, posts[i].idempotency_key)
+              in slots]  # fmt: skip
+    cases = intake_many(session, desk, cases=[(posts[i].data, intake_actor(posts[i].source)) for i in chosen], now=now)
+    answers: dict[int, Answer] = {}
+    records: list[dict[str, Any]] = []
+    for index, case in zip(chosen, cases, strict=True):
+        post = posts[index]
+        assert case.id is not None
+        session.add_all(_stored(case, post.attachments, store=store, now=now))
+        body = _accepted(post.source, case, post.attachments, now=now)
+        if post.idempotency_key is not None:
+            records.append({"id": slots[post.source, post.idempotency_key], "status_code": 202, "response": body,
+                            "case_id": case.id})  # fmt: skip
+        answers[index] = Answer(202, body, case.id)
+    session.flush()
+    update_rows(session, table, records)
+    return answers
+
+
+def _stored(
+    case: Case, attachments: Sequence[IncomingAttachment], *, store: AttachmentStore, now: datetime
+) -> list[Attachment]:
+    """The case's attachments written to ``store``, and their rows (for the caller to add)."""
+    assert case.id is not None
+    rows = []
     for attachment in attachments:
         digest = hashlib.sha256(attachment.content).hexdigest()
         path = store.put(
             case_number=case.number, filename=attachment.filename, content=attachment.content, sha256=digest
         )
-        session.add(
+        rows.append(
             Attachment(
                 case_id=case.id,
                 filename=attachment.filename,
@@ -226,7 +305,13 @@ def file_from_webhook(
                 received_at=now,
             )
         )
-    body = {
+    return rows
+
+
+def _accepted(source: str, case: Case, attachments: Sequence[IncomingAttachment], *, now: datetime) -> dict[str, Any]:
+    """The 202's body for a filed case (also stored under its key, for a replay)."""
+    logger.info("webhook %s filed %s with %d attachment(s)", source, case.number, len(attachments))
+    return {
         "case_number": case.number,
         "kind": str(case.kind),
         "status": case.status,
@@ -234,12 +319,6 @@ def file_from_webhook(
         "received_at": now.isoformat(),
         "attachments": len(attachments),
     }
-    if record is not None:
-        record.status_code, record.response, record.case_id = 202, body, case.id
-        session.add(record)
-    session.flush()
-    logger.info("webhook %s filed %s with %d attachment(s)", source, case.number, len(attachments))
-    return Answer(202, body, case.id)
 
 
 def filed_by(session: Session, *, number: str, source: str, for_update: bool = False) -> Case:

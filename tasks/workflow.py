@@ -8,7 +8,7 @@ run be restarted from its start at any time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -133,12 +133,17 @@ def _case_pauses(session: Session, case_id: int, now: datetime) -> list[Pause]:
 
 
 def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: datetime) -> Schedule:
+    assert case.id is not None
+    return schedule_for(desk, case=case, step=step, pauses=_case_pauses(session, case.id, now))
+
+
+def schedule_for(desk: Desk, *, case: Case, step: Step, pauses: Sequence[Pause]) -> Schedule:
+    """The step's deadline, reminders and ladder by the rules, given the case's clock pauses (none for a new case)."""
     sla = STEP_SLA.get((case.kind, step.name))
     if sla is None:
         return NO_SCHEDULE
     sla_step, regulators_only = sla
     start = step.started_at if step.name in CLOCK_FROM_STEP else case.opened_at
-    assert case.id is not None
     rules = desk.rules
     ladder: tuple[Pack, ...] = ()
     if regulators_only:  # the regulator's own clock; reminders and the ladder from the house where it sets none
@@ -154,7 +159,7 @@ def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: date
         jurisdiction=case.jurisdiction,
         channel=case.channel,
         start=start,
-        pauses=_case_pauses(session, case.id, now),
+        pauses=list(pauses),
         extensions=step.extensions,
     )
 
@@ -598,16 +603,35 @@ def settle_notice(session: Session, *, case: Case, now: datetime) -> None:
             close_step(session, case=case, step=step, now=now, outcome="not_needed", actor="system")
 
 
+def first_moves(kind: CaseKind | str, status: str) -> list[str]:
+    """The lifecycle moves a case makes by itself from ``status`` before a person's first step: a claim goes to
+    review; a complaint is acknowledged, then investigated."""
+    if kind == CaseKind.claim:
+        return ["start_review"] if status in ("received", "reopened") else []
+    if kind == CaseKind.complaint:
+        moves = ["acknowledge"] if status == "received" else []
+        if status in ("received", "acknowledged", "reopened"):
+            moves.append("start_investigation")
+        return moves
+    return []
+
+
+def notice_owed(case: Case) -> bool:
+    """Whether a regulator of the case's jurisdiction wants a notice while the case is undecided
+    (``models.notices``), and it is still owed at the case's status."""
+    return notice_rule_for(case.kind, case.jurisdiction) is not None and owed(case.kind, case.status)
+
+
+def advance_owed(desk: Desk, case: Case) -> bool:
+    """Whether the claim is one a regulator wants paid in advance while it is assessed, at its status."""
+    return case.kind == CaseKind.claim and owed(case.kind, case.status) and _advance_owed(desk, case)
+
+
 def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
     """The automatic first moves of a case, from wherever it stands (idempotent)."""
     route(session, case=case, now=now)
-    if case.kind == CaseKind.claim and case.status in ("received", "reopened"):
-        _move(session, case=case, action="start_review", actor="system", now=now)
-    if case.kind == CaseKind.complaint:
-        if case.status == "received":
-            _move(session, case=case, action="acknowledge", actor="system", now=now)
-        if case.status in ("acknowledged", "reopened"):
-            _move(session, case=case, action="start_investigation", actor="system", now=now)
+    for action in first_moves(case.kind, case.status):
+        _move(session, case=case, action=action, actor="system", now=now)
     name = FIRST_STEP[case.kind]
     if current_step(session, case_id=case.id or 0, name=name) is None and not lifecycle_for(case.kind).is_closed(
         case.status
@@ -615,10 +639,9 @@ def start(session: Session, desk: Desk, *, case: Case, now: datetime) -> None:
         step = open_step(session, desk, case=case, name=name, now=now)
         _tell_handler(session, case=case, step=step, now=now)
         _care_for(session, desk, case=case, now=now)
-    if (notice_rule_for(case.kind, case.jurisdiction) is not None and owed(case.kind, case.status)
-            and current_step(session, case_id=case.id or 0, name=NOTICE_STEP) is None):  # fmt: skip
+    if notice_owed(case) and current_step(session, case_id=case.id or 0, name=NOTICE_STEP) is None:
         open_step(session, desk, case=case, name=NOTICE_STEP, now=now)
-    if (case.kind == CaseKind.claim and owed(case.kind, case.status) and _advance_owed(desk, case)
+    if (advance_owed(desk, case)
             and session.exec(select(Step.id).where(Step.case_id == case.id, Step.name == ADVANCE_STEP)).first()
             is None):  # fmt: skip
         open_step(session, desk, case=case, name=ADVANCE_STEP, now=now)

@@ -60,6 +60,7 @@ def create_app(
                 data_dir=settings.data_dir,
                 max_batch=settings.api_group_commit_max,
                 prepare=intake.prepare_batch,
+                file_many=intake.file_many,
             )
             intake.committer.start()
         app.state.intake = intake

@@ -55,6 +55,10 @@ class Filing:
 FileOne = Callable[[Session, Filing, AttachmentStore], Answer]
 """Files (or replays) one filing in the session given; raises what the request should be answered with."""
 
+FileMany = Callable[[Session, list[Filing], AttachmentStore], dict[int, Answer]]
+"""Files at once those of the filings it can (writing their attachments to the store given), in the session given;
+returns their answers by index. The others are filed one by one (``FileOne``)."""
+
 Prepare = Callable[[Session, list[Filing]], None]
 """Takes, at the start of a batch's transaction, the locks its filings will need, in a fixed order."""
 
@@ -76,9 +80,17 @@ class GroupCommit:
     """One writer thread that files the waiting filings in batches; ``submit`` from any thread or task."""
 
     def __init__(
-        self, engine: Engine, file_one: FileOne, *, data_dir: Any, max_batch: int = 16, prepare: Prepare | None = None
+        self,
+        engine: Engine,
+        file_one: FileOne,
+        *,
+        data_dir: Any,
+        max_batch: int = 16,
+        prepare: Prepare | None = None,
+        file_many: FileMany | None = None,
     ) -> None:
         self.engine, self.file_one, self.data_dir, self.prepare = engine, file_one, data_dir, prepare
+        self.file_many = file_many
         self.max_batch = max(1, max_batch)
         self._waiting: queue.SimpleQueue[Filing | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -144,7 +156,10 @@ class GroupCommit:
             with session_scope(self.engine) as session:
                 if self.prepare is not None:
                     self.prepare(session, batch)
+                answers.update(self._many(session, batch, stores))
                 for number, filing in enumerate(batch):
+                    if number in answers:
+                        continue
                     try:
                         answers[number] = self._one(session, filing, stores)
                     except OperationalError:
@@ -173,6 +188,26 @@ class GroupCommit:
         self.batches += 1
         self.filings += len(batch)
         self._answer(batch, answers)
+
+    def _many(self, session: Session, batch: list[Filing], stores: list[AttachmentStore]) -> dict[int, Answer]:
+        """The filings ``file_many`` takes, filed at once under one savepoint; none when it fails (each is then
+        filed on its own, so one the database refuses is refused alone)."""
+        if self.file_many is None:
+            return {}
+        store = AttachmentStore(self.data_dir)
+        try:
+            with session.begin_nested():
+                done = self.file_many(session, batch, store)
+        except OperationalError:
+            store.discard()
+            raise  # the connection is gone, or a deadlock: the whole batch is rolled back
+        except Exception as exc:
+            store.discard()
+            logger.warning("group commit: a batch of %d could not be filed at once (%s); filing each on its own",
+                           len(batch), type(exc).__name__)  # fmt: skip
+            return {}
+        stores.append(store)
+        return done
 
     def _one(self, session: Session, filing: Filing, stores: list[AttachmentStore]) -> Answer:
         """File one under a savepoint; its attachment files join ``stores`` once it is filed, else are removed."""

@@ -68,9 +68,11 @@ from tasks.intake import (
     AttachmentStore,
     IdempotencyConflict,
     IncomingAttachment,
+    Posted,
     body_digest,
     case_status,
     file_from_webhook,
+    file_many_from_webhook,
     stored_answer,
 )
 from tasks.workflow import Desk, lock_loads
@@ -390,6 +392,12 @@ class Intake:
                 now=self.clock(),
             )
         return answer
+
+    def file_many(self, session: Session, batch: list[Filing], store: AttachmentStore) -> dict[int, Answer]:
+        """File at once the filings of ``batch`` that can be (``tasks.intake.file_many_from_webhook``); the caller
+        commits. The others are for ``file_one``."""
+        posts = [Posted(f.source, f.data, f.attachments, f.key, f.digest) for f in batch]
+        return file_many_from_webhook(session, self.desk, posts, store=store, now=self.clock())
 
     async def file_async(
         self, *, source: str, data: CaseCreate, attachments: list[IncomingAttachment], key: str | None, digest: str

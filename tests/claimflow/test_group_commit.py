@@ -21,7 +21,7 @@ from claimflow.web.intake import CaseSubmission, sign_headers, to_case
 from models.enums import CaseKind
 from models.errors import NotFound
 from models.tables import Attachment, Case, IntakeRequest
-from tasks.intake import Answer, IdempotencyConflict, IncomingAttachment, body_digest
+from tasks.intake import Answer, AttachmentStore, IdempotencyConflict, IncomingAttachment, body_digest
 from tests.claimflow.test_api import claim, make_settings
 from tests.conftest import NOW
 
@@ -56,12 +56,16 @@ def numbers(engine: Engine) -> list[str]:
         return list(session.exec(select(Case.number).order_by(col(Case.number))))
 
 
+@pytest.mark.parametrize("at_once", [True, False], ids=["filed-at-once", "one-by-one"])
 def test_filings_waiting_together_are_one_transaction_and_a_bad_one_is_refused_alone(
-    world: Any, engine: Engine, tmp_path: Path
+    world: Any, engine: Engine, tmp_path: Path, at_once: bool
 ) -> None:
+    """With ``file_many`` (as the API runs) the plain filings are filed at once and the rest one by one: the
+    complaint about a case, the second use of a key; without it, each under its own savepoint."""
     app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
     intake = app.state.intake
-    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, max_batch=64)
+    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, max_batch=64,
+                            file_many=intake.file_many if at_once else None)  # fmt: skip
     first = filing(0, key="reused")
     batch = [
         first,
@@ -133,8 +137,9 @@ def test_concurrent_posts_through_the_api_are_grouped_each_answered_once_and_all
     assert answered[-1] == "CLM-2026-000048"
 
 
+@pytest.mark.parametrize("at_once", [True, False], ids=["filed-at-once", "one-by-one"])
 def test_two_api_processes_grouping_mixed_kinds_never_deadlock_and_number_without_gaps(
-    world: Any, engine: Engine, tmp_path: Path
+    world: Any, engine: Engine, tmp_path: Path, at_once: bool
 ) -> None:
     """Two writers (as two API processes: an engine each), each with batches of claims, complaints and inquiries in
     different orders: each batch takes its counters and the load rows first, in one order, so none waits for
@@ -146,7 +151,8 @@ def test_two_api_processes_grouping_mixed_kinds_never_deadlock_and_number_withou
     for _ in range(2):
         own = create_db_engine(engine.url.render_as_string(hide_password=False))
         writers.append((own, GroupCommit(own, intake.file_one, data_dir=tmp_path, max_batch=8,
-                                         prepare=intake.prepare_batch)))  # fmt: skip
+                                         prepare=intake.prepare_batch,
+                                         file_many=intake.file_many if at_once else None)))  # fmt: skip
     kinds = (CaseKind.claim, CaseKind.inquiry, CaseKind.complaint)
     futures = []
     for n in range(60):
@@ -166,3 +172,51 @@ def test_two_api_processes_grouping_mixed_kinds_never_deadlock_and_number_withou
     for prefix in ("CLM", "CMP", "INQ"):
         mine = sorted(int(n.rsplit("-", 1)[1]) for n in filed if n.startswith(prefix))
         assert mine == list(range(1, len(mine) + 1)) and len(mine) == 20
+
+
+def test_a_batch_that_cannot_be_filed_at_once_is_filed_one_by_one_and_leaves_nothing_of_the_first_try(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    """``file_many`` fails after it wrote everything (cases, steps, messages, attachment files): its savepoint is
+    rolled back, its files removed, and each filing is filed on its own, with the numbers it would have had."""
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    tried: list[int] = []
+
+    def fails_after_writing(session: Session, batch: list[Filing], store: AttachmentStore) -> dict[int, Answer]:
+        tried.append(len(intake.file_many(session, batch, store)))
+        assert list((tmp_path / "attachments").rglob("*.jpg")), "the first try wrote the attachment files"
+        raise RuntimeError("a fault after the writes")
+
+    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, file_many=fails_after_writing)
+    futures = [committer.submit(filing(n, attach=True)) for n in range(4)]
+    committer.start()
+    results = answers(futures)
+    committer.stop()
+    assert tried == [4]
+    assert [r.status_code for r in results if isinstance(r, Answer)] == [202] * 4
+    assert numbers(engine) == [f"CLM-2026-{n:06d}" for n in range(1, 5)]
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(IntakeRequest)).one() == 4
+        stored = sorted(Path(a.storage_path).name for a in session.exec(select(Attachment)))
+    assert sorted(p.name for p in (tmp_path / "attachments").rglob("*") if p.is_file()) == stored
+    assert len(stored) == 4
+
+
+def test_a_key_a_twin_committed_meanwhile_is_replayed_not_filed_again(
+    world: Any, engine: Engine, tmp_path: Path
+) -> None:
+    """Another API process committed a post with the same key just before this batch: the batch skips its slot,
+    and the post is answered with the twin's case."""
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    twin = filing(1)
+    first = intake.file(source=twin.source, data=twin.data, attachments=[], key=twin.key, digest=twin.digest)
+    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, file_many=intake.file_many)
+    futures = [committer.submit(f) for f in (filing(0), Filing(twin.source, twin.data, [], twin.key, twin.digest),
+                                             filing(2))]  # fmt: skip
+    committer.start()
+    results = answers(futures)
+    committer.stop()
+    assert isinstance(results[1], Answer) and results[1].replayed and results[1].body == first.body
+    assert numbers(engine) == [f"CLM-2026-{n:06d}" for n in range(1, 4)]

@@ -1,0 +1,234 @@
+"""Many new cases filed at once: what ``tasks.workflow.intake`` does for each, in a handful of statements.
+
+A filing through ``intake`` is about 35 statements, one after the other, each waiting for the database and each
+paying SQLAlchemy's per-statement cost; a surge of webhook posts spent 30 ms of the API's Python per case there
+(issue 18). ``intake_many`` makes the same rows for a batch of new cases:
+
+- the customers, the cases and the steps as one multi-row insert each (SQLAlchemy's batched ``INSERT ... RETURNING``);
+- the case numbers of each kind with one counter update (``tasks.cases.take_case_numbers``);
+- routing decided in memory for the whole batch (``models.routing.choose_handler`` against the loads read once,
+  each assignment counted before the next);
+- the deadlines from the same rules (``tasks.workflow.schedule_for``: a new case has no clock pauses);
+- every case's events in one insert, chained in memory from the genesis (``tasks.cases.append_events``);
+- the handlers' and customers' messages queued with ``tasks.outbox.enqueue_many`` (one lookup, one insert).
+
+It files what ``intake`` files, row for row, for the cases it takes (``takes``): no related case (a complaint about
+a case excludes its handler, and names it) and no customer with a care plan (a home visit is offered). The others
+are for the caller to file with ``intake``. ``tests/tasks/test_filing.py`` files the same cases both ways and
+compares every row; a change to what ``intake`` writes that is not made here too fails it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from models.audit import GENESIS
+from models.enums import CaseKind
+from models.lifecycle import lifecycle_for
+from models.notices import ADVANCE_STEP
+from models.notices import STEP as NOTICE_STEP
+from models.routing import Candidate, NoEligibleHandler, RoutingRequest, choose_handler, triage_reason
+from models.tables import Case, CaseCreate, Customer, Staff, Step
+from tasks.cases import NewEvent, append_events, mark_new, new_run_key, take_case_numbers
+from tasks.outbox import Message, enqueue_many
+from tasks.workflow import (
+    FIRST_STEP,
+    Desk,
+    _apply_schedule,
+    _input_for,
+    advance_owed,
+    candidates,
+    decision_key,
+    first_moves,
+    notice_owed,
+    schedule_for,
+    staff_links_for,
+)
+
+
+def takes(data: CaseCreate) -> bool:
+    """Whether ``intake_many`` files this case; else ``intake`` does (a related case, a care plan)."""
+    return not data.related_case_number and not data.customer.elderly and not data.customer.vulnerable
+
+
+@dataclass
+class _Filing:
+    """One case of the batch as it is built."""
+
+    data: CaseCreate
+    actor: str
+    customer: Customer
+    case: Case | None = None
+    handler: Staff | None = None
+    events: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    """(actor, type, data), in the order ``intake`` appends them."""
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    deferred: tuple[str, bool] | None = None
+    """Why nobody was assigned, and whether it is triage."""
+
+
+def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreate, str]], now: datetime) -> list[Case]:
+    """File each (case, actor) as ``tasks.workflow.intake`` would, one after the other in this order; the caller
+    commits. Every case must be one ``takes`` accepts.
+
+    Raises:
+        InvalidInput: a case ``takes`` refuses (nothing is written then).
+    """
+    from models.errors import InvalidInput
+
+    if not all(takes(data) for data, _ in cases):
+        raise InvalidInput("intake_many files no case with a related case or a care plan; file those with intake")
+    if not cases:
+        return []
+    batch = [_Filing(data, actor, Customer.model_validate(data.customer, update={"created_at": now}))
+             for data, actor in cases]  # fmt: skip
+    session.add_all([f.customer for f in batch])
+    session.flush()  # one insert for the customers: the cases need their ids
+    numbers = _numbers(session, batch, year=now.year)
+    pool = {c.staff_id: c for c in candidates(session)}  # one read of the loads; the staff stay in the session
+    for filing, number in zip(batch, numbers, strict=True):
+        _build(session, desk, filing, number=number, pool=pool, now=now)
+    session.add_all([f.case for f in batch if f.case is not None])
+    session.flush()  # one insert for the cases
+    for filing in batch:
+        assert filing.case is not None and filing.case.id is not None
+        for step in filing.steps:
+            step.case_id = filing.case.id
+    session.add_all([step for f in batch for step in f.steps])
+    session.flush()  # one insert for the steps; their waiting keys name their ids
+    for filing in batch:
+        assert filing.case is not None
+        for step in filing.steps:
+            kind = _input_for(filing.case, step.name)
+            step.waiting_key = decision_key(kind, step) if kind else None
+    mark_new(session, [f.case.id for f in batch if f.case is not None and f.case.id is not None])
+    append_events(
+        session,
+        [NewEvent(f.case, actor, type_, data) for f in batch if f.case is not None for actor, type_, data in f.events],
+        now=now,
+        tips={f.case.id: GENESIS for f in batch if f.case is not None and f.case.id is not None},
+    )
+    enqueue_many(session, [message for f in batch for message in _messages(f, now=now)], now=now)
+    return [f.case for f in batch if f.case is not None]
+
+
+def _numbers(session: Session, batch: Sequence[_Filing], *, year: int) -> list[str]:
+    """Each filing's number, in the batch's order, taken per kind with one counter update each."""
+    wanted: dict[CaseKind, int] = {}
+    for filing in batch:
+        kind = CaseKind(filing.data.kind)
+        wanted[kind] = wanted.get(kind, 0) + 1
+    taken = {kind: iter(take_case_numbers(session, kind=kind, year=year, count=count))
+             for kind, count in sorted(wanted.items())}  # fmt: skip
+    return [next(taken[CaseKind(f.data.kind)]) for f in batch]
+
+
+def _build(
+    session: Session, desk: Desk, filing: _Filing, *, number: str, pool: dict[int, Candidate], now: datetime
+) -> None:
+    """The case, its steps and its events, in memory; ``pool``'s loads count the steps given to its handler."""
+    data, customer = filing.data, filing.customer
+    kind = CaseKind(data.kind)
+    lifecycle = lifecycle_for(kind)
+    case = Case.model_validate(
+        data.model_dump(exclude={"customer", "related_case_number"}),
+        update={
+            "number": number,
+            "status": lifecycle.initial,
+            "customer_id": customer.id,
+            "related_case_id": None,
+            "opened_at": now,
+            "updated_at": now,
+            "run_key": new_run_key(),
+        },
+    )
+    filing.case = case
+    filing.events.append((filing.actor, "filed", {
+        "kind": case.kind, "channel": case.channel, "status": case.status, "priority": case.priority,
+        "product_line": case.product_line, "related_case": None}))  # fmt: skip
+    _route(session, filing, pool)
+    for action in first_moves(kind, case.status):
+        case.status, moved = lifecycle.apply(case.status, action, actor="system")
+        if "outcome" in moved.data:
+            case.outcome = moved.data["outcome"]
+        filing.events.append(("system", moved.type, dict(moved.data)))
+    names = [FIRST_STEP[kind]]
+    if notice_owed(case):
+        names.append(NOTICE_STEP)
+    if advance_owed(desk, case):
+        names.append(ADVANCE_STEP)
+    handler = filing.handler
+    for name in names:
+        step = Step(case_id=0, name=name, attempt=1, assignee_id=case.handler_id, started_at=now)
+        _apply_schedule(step, schedule_for(desk, case=case, step=step, pauses=()), now=now)
+        filing.steps.append(step)
+        filing.events.append(("system", "step_opened", {
+            "step": name, "attempt": 1, "assignee": handler.username if handler else None, "due": step.due_at,
+            "rule": step.policy_rule}))  # fmt: skip
+    if handler is not None and handler.id in pool:
+        held = pool[handler.id]
+        pool[handler.id] = dataclasses.replace(held, open_load=held.open_load + len(names))
+
+
+def _route(session: Session, filing: _Filing, pool: dict[int, Candidate]) -> None:
+    """``tasks.workflow.route`` for a new case: a handler from the pool, else deferred (triage, nobody free)."""
+    case = filing.case
+    assert case is not None
+    reason = triage_reason(case.kind, case.product_line)
+    if reason is not None:
+        filing.deferred = (reason, True)
+    else:
+        request = RoutingRequest(kind=CaseKind(case.kind), product_line=case.product_line,
+                                 language=filing.customer.language)  # fmt: skip
+        try:
+            if not pool:
+                raise NoEligibleHandler("no staff imported")
+            assignment = choose_handler(request, pool.values())
+        except NoEligibleHandler as exc:
+            filing.deferred = (str(exc), False)
+        else:
+            handler = session.get(Staff, assignment.staff_id)  # pinned by ``candidates``: no query
+            assert handler is not None
+            filing.handler = handler
+            case.handler_id, case.department_id = handler.id, handler.department_id
+            filing.events.append(("system", "assigned", {"handler": handler.username,
+                                                         "department": assignment.department,
+                                                         "reason": assignment.reason}))  # fmt: skip
+    if filing.deferred is not None:
+        reason, triage = filing.deferred
+        filing.events.append(("system", "routing_deferred", {"reason": reason, "triage": triage}))
+
+
+def _messages(filing: _Filing, *, now: datetime) -> list[Message]:
+    """What ``intake`` queues for the case, in its order: the supervisors' (nobody could take it), the handler's
+    new assignment, the customer's acknowledgement."""
+    case, handler, first = filing.case, filing.handler, filing.steps[0]
+    assert case is not None
+    messages: list[Message] = []
+    if filing.deferred is not None:
+        reason, triage = filing.deferred
+        messages.append(Message(
+            "staff_unassigned", "role:supervisor",
+            {"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason,
+             "triage": triage},
+            f"unassigned:{case.number}", case=case))  # fmt: skip
+    if first.due_at is None:
+        return messages
+    if handler is not None:
+        messages.append(Message(
+            "staff_new_assignment", f"staff:{handler.username}",
+            {"case_number": case.number, "kind": case.kind, "priority": case.priority, "handler_name": handler.name,
+             "due_at": first.due_at, **staff_links_for(case.number, handler.username)},
+            f"assigned:{case.number}:{first.name}:{first.attempt}:{handler.username}", case=case))  # fmt: skip
+    messages.append(Message(
+        f"acknowledgement_{case.kind}", f"customer:{filing.customer.id}",
+        {"case_number": case.number, "channel": case.channel, "received_at": case.opened_at,
+         "due_at": first.due_at},
+        f"ack:{case.number}", case=case))  # fmt: skip
+    return messages
