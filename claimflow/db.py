@@ -246,6 +246,27 @@ def insert_rows(
     return []
 
 
+def new_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` ids for rows of ``table`` the caller is about to insert with their ids given (so that other rows
+    can name them in the same statement, with no insert and read-back in between).
+
+    PostgreSQL: taken from the id column's sequence (never handed out twice, even across transactions). SQLite:
+    the ids after the highest in the table; the caller's transaction must already have written (it then holds
+    SQLite's one write lock, so nobody else inserts meanwhile).
+    """
+    if count < 1:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        taken = session.execute(
+            select(func.nextval(func.pg_get_serial_sequence(table.name, "id"))).select_from(
+                func.generate_series(1, count)
+            )
+        )
+        return [int(value) for (value,) in taken]
+    highest = int(session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+    return list(range(highest + 1, highest + count + 1))
+
+
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id") -> None:
     """Update many rows, found by ``key``, each with its own values (every row sets the same columns), in one
     statement (PostgreSQL: ``UPDATE ... FROM`` the rows as in ``insert_rows``; SQLite: an executemany)."""

@@ -28,8 +28,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from claimflow.db import insert_rows, new_ids
 from models.audit import GENESIS
-from models.enums import CaseKind
+from models.enums import CaseKind, StepStatus
 from models.lifecycle import lifecycle_for
 from models.notices import ADVANCE_STEP
 from models.notices import STEP as NOTICE_STEP
@@ -40,13 +41,13 @@ from tasks.outbox import Message, enqueue_many
 from tasks.workflow import (
     FIRST_STEP,
     Desk,
-    _apply_schedule,
     _input_for,
     advance_owed,
     candidates,
-    decision_key,
+    first_decision_key,
     first_moves,
     notice_owed,
+    schedule_columns,
     schedule_for,
     staff_links_for,
 )
@@ -68,7 +69,8 @@ class _Filing:
     handler: Staff | None = None
     events: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     """(actor, type, data), in the order ``intake`` appends them."""
-    steps: list[Step] = dataclasses.field(default_factory=list)
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The step rows, as ``tasks.workflow.open_step`` would write them."""
     deferred: tuple[str, bool] | None = None
     """Why nobody was assigned, and whether it is triage."""
 
@@ -96,17 +98,13 @@ def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreat
         _build(session, desk, filing, number=number, pool=pool, now=now)
     session.add_all([f.case for f in batch if f.case is not None])
     session.flush()  # one insert for the cases
-    for filing in batch:
-        assert filing.case is not None and filing.case.id is not None
-        for step in filing.steps:
-            step.case_id = filing.case.id
-    session.add_all([step for f in batch for step in f.steps])
-    session.flush()  # one insert for the steps; their waiting keys name their ids
-    for filing in batch:
+    steps = [(f, step) for f in batch for step in f.steps]
+    table = Step.__table__  # type: ignore[attr-defined]
+    for (filing, step), step_id in zip(steps, new_ids(session, table, len(steps)), strict=True):
         assert filing.case is not None
-        for step in filing.steps:
-            kind = _input_for(filing.case, step.name)
-            step.waiting_key = decision_key(kind, step) if kind else None
+        kind = _input_for(filing.case, step["name"])
+        step.update(id=step_id, case_id=filing.case.id, waiting_key=first_decision_key(kind, step_id) if kind else None)
+    insert_rows(session, table, [step for _, step in steps])  # one insert for the steps
     mark_new(session, [f.case.id for f in batch if f.case is not None and f.case.id is not None])
     append_events(
         session,
@@ -165,15 +163,24 @@ def _build(
         names.append(ADVANCE_STEP)
     handler = filing.handler
     for name in names:
-        step = Step(case_id=0, name=name, attempt=1, assignee_id=case.handler_id, started_at=now)
-        _apply_schedule(step, schedule_for(desk, case=case, step=step, pauses=()), now=now)
+        step = _new_step(name, case=case, now=now)
+        schedule = schedule_for(desk, case=case, name=name, started_at=now, extensions=(), pauses=())
+        step.update(schedule_columns(schedule, now=now))
         filing.steps.append(step)
         filing.events.append(("system", "step_opened", {
-            "step": name, "attempt": 1, "assignee": handler.username if handler else None, "due": step.due_at,
-            "rule": step.policy_rule}))  # fmt: skip
+            "step": name, "attempt": 1, "assignee": handler.username if handler else None, "due": step["due_at"],
+            "rule": step["policy_rule"]}))  # fmt: skip
     if handler is not None and handler.id in pool:
         held = pool[handler.id]
         pool[handler.id] = dataclasses.replace(held, open_load=held.open_load + len(names))
+
+
+def _new_step(name: str, *, case: Case, now: datetime) -> dict[str, Any]:
+    """A step row as ``tasks.workflow.open_step`` writes it for a case's first attempt, before its clock."""
+    return {"name": name, "attempt": 1, "status": StepStatus.open.value, "assignee_id": case.handler_id,
+            "started_at": now, "due_at": None, "next_check_at": None, "paused_since": None, "paused_seconds": 0,
+            "pauses": [], "completed_at": None, "outcome": None, "policy_rule": None, "schedule": {},
+            "reminders_done": 0, "escalation_level": 0, "ladder_round": 0, "extensions": []}  # fmt: skip
 
 
 def _route(session: Session, filing: _Filing, pool: dict[int, Candidate]) -> None:
@@ -209,6 +216,7 @@ def _messages(filing: _Filing, *, now: datetime) -> list[Message]:
     """What ``intake`` queues for the case, in its order: the supervisors' (nobody could take it), the handler's
     new assignment, the customer's acknowledgement."""
     case, handler, first = filing.case, filing.handler, filing.steps[0]
+    due = first["due_at"]
     assert case is not None
     messages: list[Message] = []
     if filing.deferred is not None:
@@ -218,17 +226,17 @@ def _messages(filing: _Filing, *, now: datetime) -> list[Message]:
             {"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason,
              "triage": triage},
             f"unassigned:{case.number}", case=case))  # fmt: skip
-    if first.due_at is None:
+    if due is None:
         return messages
     if handler is not None:
         messages.append(Message(
             "staff_new_assignment", f"staff:{handler.username}",
             {"case_number": case.number, "kind": case.kind, "priority": case.priority, "handler_name": handler.name,
-             "due_at": first.due_at, **staff_links_for(case.number, handler.username)},
-            f"assigned:{case.number}:{first.name}:{first.attempt}:{handler.username}", case=case))  # fmt: skip
+             "due_at": due, **staff_links_for(case.number, handler.username)},
+            f"assigned:{case.number}:{first['name']}:1:{handler.username}", case=case))  # fmt: skip
     messages.append(Message(
         f"acknowledgement_{case.kind}", f"customer:{filing.customer.id}",
         {"case_number": case.number, "channel": case.channel, "received_at": case.opened_at,
-         "due_at": first.due_at},
+         "due_at": due},
         f"ack:{case.number}", case=case))  # fmt: skip
     return messages

@@ -134,16 +134,20 @@ def _case_pauses(session: Session, case_id: int, now: datetime) -> list[Pause]:
 
 def _schedule(session: Session, desk: Desk, *, case: Case, step: Step, now: datetime) -> Schedule:
     assert case.id is not None
-    return schedule_for(desk, case=case, step=step, pauses=_case_pauses(session, case.id, now))
+    return schedule_for(desk, case=case, name=step.name, started_at=step.started_at, extensions=step.extensions,
+                        pauses=_case_pauses(session, case.id, now))  # fmt: skip
 
 
-def schedule_for(desk: Desk, *, case: Case, step: Step, pauses: Sequence[Pause]) -> Schedule:
-    """The step's deadline, reminders and ladder by the rules, given the case's clock pauses (none for a new case)."""
-    sla = STEP_SLA.get((case.kind, step.name))
+def schedule_for(
+    desk: Desk, *, case: Case, name: str, started_at: datetime, extensions: Sequence[str], pauses: Sequence[Pause]
+) -> Schedule:
+    """The deadline, reminders and ladder by the rules of the step ``name`` opened at ``started_at``, given its
+    extensions and the case's clock pauses (none for a new case)."""
+    sla = STEP_SLA.get((case.kind, name))
     if sla is None:
         return NO_SCHEDULE
     sla_step, regulators_only = sla
-    start = step.started_at if step.name in CLOCK_FROM_STEP else case.opened_at
+    start = started_at if name in CLOCK_FROM_STEP else case.opened_at
     rules = desk.rules
     ladder: tuple[Pack, ...] = ()
     if regulators_only:  # the regulator's own clock; reminders and the ladder from the house where it sets none
@@ -160,20 +164,26 @@ def schedule_for(desk: Desk, *, case: Case, step: Step, pauses: Sequence[Pause])
         channel=case.channel,
         start=start,
         pauses=list(pauses),
-        extensions=step.extensions,
+        extensions=list(extensions),
     )
 
 
-def _apply_schedule(step: Step, schedule: Schedule, *, now: datetime) -> None:
+def schedule_columns(schedule: Schedule, *, now: datetime) -> dict[str, Any]:
+    """What an open step's clock columns hold for ``schedule`` at ``now``: its deadline, the rule, the reminders
+    already past and the watcher's next look."""
     done, next_check = progress_after_reschedule(schedule, now=now)
-    step.schedule = schedule.to_json()
-    step.due_at = schedule.due
-    step.policy_rule = schedule.rule[:200]
-    step.reminders_done = done
+    return {"schedule": schedule.to_json(), "due_at": schedule.due, "policy_rule": schedule.rule[:200],
+            "reminders_done": done, "next_check_at": next_check}  # fmt: skip
+
+
+def _apply_schedule(step: Step, schedule: Schedule, *, now: datetime) -> None:
+    columns = schedule_columns(schedule, now=now)
+    step.schedule, step.due_at, step.policy_rule = columns["schedule"], columns["due_at"], columns["policy_rule"]
+    step.reminders_done = columns["reminders_done"]
     if step.escalation_level:  # the ladder starts afresh: a new round, whose escalations are rows of their own
         step.ladder_round += 1
     step.escalation_level = 0
-    step.next_check_at = next_check if step.status == StepStatus.open else None
+    step.next_check_at = columns["next_check_at"] if step.status == StepStatus.open else None
 
 
 def open_step(
@@ -236,7 +246,12 @@ def decision_key(kind: InputKind, step: Step) -> str:
     The round counts the step's pauses (a resumed step asks afresh); the attempt counts refusals (a key
     that was answered once cannot be asked again: Prefect would return the first answer).
     """
-    return f"{kind.value.replace('_', '-')}-{step.id}-{len(step.pauses)}-1"
+    return first_decision_key(kind, step.id, pauses=len(step.pauses))
+
+
+def first_decision_key(kind: InputKind, step_id: int | None, *, pauses: int = 0) -> str:
+    """``decision_key`` for the step with this id, before any refusal."""
+    return f"{kind.value.replace('_', '-')}-{step_id}-{pauses}-1"
 
 
 def key_kind(key: str) -> InputKind:

@@ -244,6 +244,12 @@ class Launcher:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        # Prefect's client is loaded now, as the API starts: loaded by the first launch, on the event loop, it held
+        # every request for one to two seconds (the first filings after a start answered in 1.8 s, not 0.2 s)
+        import flows.delivery  # noqa: F401
+        import tasks.answers
+        import tasks.runs  # noqa: F401
+
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
 
     async def stop(self) -> None:
