@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from sqlmodel import Session, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.httpload import Outcome, Request, post_all
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
 from claimflow.migrate import upgrade
@@ -155,26 +156,20 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def load(url: str, *, count: int, concurrency: int) -> tuple[list[float], dict[int, int], float]:
-    """Post ``count`` signed cases, ``concurrency`` at a time; latencies (s), answers by status, elapsed (s)."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    counter = iter(range(count))
+def request(index: int) -> Request:
+    """The ``index``-th post: a claim, complaint or inquiry in turn, signed now, with a key of its own."""
+    body = json.dumps(payload(index)).encode()
+    path = PATHS[index % 3]
+    return path, body, signed(body, KEYS[index % len(KEYS)] + f"-{index}", path)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        for index in counter:
-            body = json.dumps(payload(index)).encode()
-            started = time.perf_counter()
-            path = PATHS[index % 3]
-            response = await client.post(path, content=body, headers=signed(body, uuid.uuid4().hex, path))
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return latencies, statuses, time.perf_counter() - started
+KEYS = [uuid.uuid4().hex for _ in range(64)]  # a run's keys: new for every run, the same for a post sent again
+
+
+def load(port: int, *, count: int, concurrency: int, first: int = 0) -> Outcome:
+    """Post ``count`` signed cases (numbered from ``first``), ``concurrency`` at a time, with the light client
+    (``bench/httpload.py``: httpx's own CPU made the load generator the bound at concurrency 64)."""
+    return asyncio.run(post_all("127.0.0.1", port, lambda n: request(first + n), count=count, concurrency=concurrency))
 
 
 TABLES_PER_CASE = ("event", "step", "outbox", "intake_request", "attachment")
@@ -289,6 +284,9 @@ class Run:
     latencies: list[float]
     statuses: dict[int, int]
     cpu: dict[str, float]
+    resent: int = 0
+    answered: dict[int, int] = field(default_factory=dict)
+    """Every answer, the warm-up's too (what the database must hold)."""
 
     @property
     def rate(self) -> float:
@@ -298,7 +296,8 @@ class Run:
         p50, p99 = percentile(self.latencies, 0.5) * 1000, percentile(self.latencies, 0.99) * 1000
         print(f"project: {self.label}, concurrency {self.concurrency}: {self.rate:7.1f} cases/s "
               f"({self.count} posts in {self.elapsed:.1f} s; answers {dict(sorted(self.statuses.items()))}); "
-              f"latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")  # fmt: skip
+              f"latency p50 {p50:.0f} ms, p99 {p99:.0f} ms; {self.resent} sent again on a new connection; "
+              f"after {WARM_UP} warm-up posts")  # fmt: skip
         shares = ", ".join(
             f"{name} {seconds / self.elapsed * 100:.0f} % of a core ({seconds / self.count * 1000:.2f} ms a case)"
             for name, seconds in self.cpu.items()
@@ -307,19 +306,30 @@ class Run:
         print(f"  CPU: {shares}; the most loaded: {bound}")
 
 
-def drive(url: str, api: ApiProcess, label: str, *, count: int, concurrency: int) -> Run:
+def drive(api: ApiProcess, label: str, *, count: int, concurrency: int, first: int = 0) -> Run:
+    """``WARM_UP`` posts, then ``count`` measured ones (numbered from ``first``: each post of a bench is its own
+    policy), with the CPU each side spent on the measured ones."""
     assert api.process is not None
     group = api.process.pid  # its own session: uvicorn and its workers
     sides = {
         "API": lambda name, pgid: pgid == group,
         "PostgreSQL": lambda name, pgid: name == "postgres",
     }
+    warm = load(api.port, count=WARM_UP, concurrency=min(concurrency, WARM_UP), first=first)
     before = {name: cpu_seconds(match) for name, match in sides.items()}
     mine = own_cpu()
-    latencies, statuses, elapsed = asyncio.run(load(url, count=count, concurrency=concurrency))
+    outcome = load(api.port, count=count, concurrency=concurrency, first=first + WARM_UP)
     cpu = {name: cpu_seconds(match) - before[name] for name, match in sides.items()}
     cpu["load generator"] = own_cpu() - mine
-    return Run(label, count, concurrency, elapsed, latencies, statuses, cpu)
+    statuses = {code: outcome.statuses.get(code, 0) + warm.statuses.get(code, 0)
+                for code in outcome.statuses.keys() | warm.statuses.keys()}  # fmt: skip
+    return Run(label, count, concurrency, outcome.elapsed, outcome.latencies, outcome.statuses, cpu,
+               resent=outcome.resent, answered=statuses)  # fmt: skip
+
+
+WARM_UP = 32
+"""Posts sent to a freshly started API before the measured ones (and not counted in them): its first batches pay
+for SQLAlchemy's statement cache, psycopg's prepared statements and the first connections."""
 
 
 def stored(url: str) -> tuple[int, int]:
@@ -340,18 +350,19 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    accepted = 0
+    accepted = posted = 0
 
     with throwaway_database(args.postgres_url, "claimflow_bench_intake") as url, tempfile.TemporaryDirectory() as tmp:
         for concurrency in levels:
             api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers)
             api.start()
             try:
-                run = drive(api.url, api, f"API, {args.workers} worker(s), PostgreSQL", count=args.count,
-                            concurrency=concurrency)  # fmt: skip
+                run = drive(api, f"API, {args.workers} worker(s), PostgreSQL", count=args.count,
+                            concurrency=concurrency, first=posted)  # fmt: skip
+                posted += WARM_UP + args.count
             finally:
                 api.stop()
-            accepted += run.statuses.get(202, 0)
+            accepted += run.answered.get(202, 0)
             rate, rows, statements = anchor(url, count=args.count, concurrency=concurrency)
             print(f"anchor: raw psycopg, the same {rows} rows a case in {statements} statements and one commit, "
                   f"concurrency {concurrency}: {rate:7.1f} cases/s")  # fmt: skip
@@ -372,12 +383,12 @@ def main() -> None:
             api = ApiProcess(sqlite_url, Path(tmp) / "sqlite", port=free_port())
             api.start()
             try:
-                run = drive(api.url, api, "API on the embedded default (SQLite)", count=args.sqlite_count,
+                run = drive(api, "API on the embedded default (SQLite)", count=args.sqlite_count,
                             concurrency=levels[-1])  # fmt: skip
             finally:
                 api.stop()
             run.report()
-            if stored(sqlite_url)[0] != run.statuses.get(202, 0):
+            if stored(sqlite_url)[0] != run.answered.get(202, 0):
                 raise SystemExit("mismatch on SQLite")
 
 
