@@ -94,8 +94,9 @@ def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreat
     session.flush()  # one insert for the customers: the cases need their ids
     numbers = _numbers(session, batch, year=now.year)
     pool = {c.staff_id: c for c in candidates(session)}  # one read of the loads; the staff stay in the session
+    clocks: dict[tuple[str, ...], dict[str, Any]] = {}
     for filing, number in zip(batch, numbers, strict=True):
-        _build(session, desk, filing, number=number, pool=pool, now=now)
+        _build(session, desk, filing, number=number, pool=pool, clocks=clocks, now=now)
     session.add_all([f.case for f in batch if f.case is not None])
     session.flush()  # one insert for the cases
     steps = [(f, step) for f in batch for step in f.steps]
@@ -128,9 +129,20 @@ def _numbers(session: Session, batch: Sequence[_Filing], *, year: int) -> list[s
 
 
 def _build(
-    session: Session, desk: Desk, filing: _Filing, *, number: str, pool: dict[int, Candidate], now: datetime
+    session: Session,
+    desk: Desk,
+    filing: _Filing,
+    *,
+    number: str,
+    pool: dict[int, Candidate],
+    clocks: dict[tuple[str, ...], dict[str, Any]],
+    now: datetime,
 ) -> None:
-    """The case, its steps and its events, in memory; ``pool``'s loads count the steps given to its handler."""
+    """The case, its steps and its events, in memory; ``pool``'s loads count the steps given to its handler.
+
+    ``clocks``: the steps' clock columns computed so far in the batch, by kind, step, jurisdiction and channel: the
+    cases of a batch are filed at the same time and have no pauses or extensions yet, so the rules give each such
+    step the same deadline and ladder."""
     data, customer = filing.data, filing.customer
     kind = CaseKind(data.kind)
     lifecycle = lifecycle_for(kind)
@@ -164,8 +176,11 @@ def _build(
     handler = filing.handler
     for name in names:
         step = _new_step(name, case=case, now=now)
-        schedule = schedule_for(desk, case=case, name=name, started_at=now, extensions=(), pauses=())
-        step.update(schedule_columns(schedule, now=now))
+        clock = (case.kind, name, case.jurisdiction, case.channel)
+        if clock not in clocks:
+            schedule = schedule_for(desk, case=case, name=name, started_at=now, extensions=(), pauses=())
+            clocks[clock] = schedule_columns(schedule, now=now)
+        step.update(clocks[clock])
         filing.steps.append(step)
         filing.events.append(("system", "step_opened", {
             "step": name, "attempt": 1, "assignee": handler.username if handler else None, "due": step["due_at"],
