@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 
@@ -56,9 +56,23 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def post_all(
-    host: str, port: int, requests: Callable[[int], Request], *, count: int, concurrency: int, retries: int = 5
+    host: str,
+    port: int,
+    requests: Callable[[int], Request],
+    *,
+    count: int,
+    concurrency: int,
+    retries: int | None = 5,
+    again: Collection[int] = (),
+    pause: float = 0.5,
+    on_answered: Callable[[int], None] | None = None,
 ) -> Outcome:
-    """Post ``requests(0)`` .. ``requests(count - 1)``, ``concurrency`` at a time over keep-alive connections."""
+    """Post ``requests(0)`` .. ``requests(count - 1)``, ``concurrency`` at a time over keep-alive connections.
+
+    A post whose connection failed, or that was answered with a status in ``again`` (a 503), is sent again after
+    ``pause`` seconds (the first resend after a broken keep-alive connection at once), up to ``retries`` times
+    (``None``: until it is answered otherwise, as a partner system would while the API restarts). ``on_answered``
+    is called with the number of posts answered so far."""
     outcome = Outcome()
     numbers: Iterator[int] = iter(range(count))
     authority = f"{host}:{port}"
@@ -67,22 +81,31 @@ async def post_all(
         reader = writer = None
         for number in numbers:
             started = time.perf_counter()
-            for attempt in range(retries + 1):
+            attempt = 0
+            while True:
                 try:
                     if writer is None:
                         reader, writer = await asyncio.open_connection(host, port)
                     assert reader is not None
                     status, keep = await _exchange(reader, writer, _encode(authority, requests(number)))
-                    break
+                    if status not in again:
+                        break
                 except (OSError, asyncio.IncompleteReadError, ValueError):
                     if writer is not None:
                         writer.close()
                     reader = writer = None
-                    if attempt == retries:
+                    if retries is not None and attempt >= retries:
                         raise
-                    outcome.resent += 1
+                if retries is not None and attempt >= retries:
+                    break
+                if attempt:
+                    await asyncio.sleep(pause)
+                attempt += 1
+                outcome.resent += 1
             outcome.latencies.append(time.perf_counter() - started)
             outcome.statuses[status] = outcome.statuses.get(status, 0) + 1
+            if on_answered is not None:
+                on_answered(len(outcome.latencies))
             if not keep and writer is not None:
                 writer.close()
                 reader = writer = None

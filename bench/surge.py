@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.flow_runs import Child, free_port, server_tuning, start_server, throwaway_databases, wait_until
+from bench.httpload import Outcome, Request, post_all
 from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, payload, signed
 from bench.outbox import CountingSink
 from claimflow.db import create_db_engine, session_scope
@@ -100,38 +100,12 @@ class Desk:
                 child.stop()
 
 
-async def post_all(url: str, *, count: int, concurrency: int, on_answered: Callable[[int], None]) -> dict[str, Any]:
-    """Post every claim until it is answered 202 (same key on every try); returns the counts."""
-    queue = iter(range(count))
-    tried = retried = answered = 0
-    started = time.perf_counter()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal tried, retried, answered
-        for index in queue:
-            claim = payload(index)
-            claim["customer"]["email"] = f"customer{index}@example.com"  # acknowledged by e-mail
-            body = json.dumps(claim).encode()
-            key = f"surge-{index}"
-            while True:
-                tried += 1
-                try:
-                    response = await client.post("/v1/claims", content=body, headers=signed(body, key, "/v1/claims"))
-                    if response.status_code == 202:
-                        break
-                    if response.status_code != 503:
-                        raise RuntimeError(f"claim {index}: {response.status_code} {response.text[:200]}")
-                except httpx.TransportError:
-                    pass
-                retried += 1
-                await asyncio.sleep(0.5)
-            answered += 1
-            on_answered(answered)
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return {"seconds": time.perf_counter() - started, "posts": tried, "retried": retried}
+def claim(index: int) -> Request:
+    """The ``index``-th claim, signed now, under its own key (the same on every try)."""
+    body = payload(index)
+    body["customer"]["email"] = f"customer{index}@example.com"  # acknowledged by e-mail
+    raw = json.dumps(body).encode()
+    return "/v1/claims", raw, signed(raw, f"surge-{index}", "/v1/claims")
 
 
 def main() -> int:
@@ -207,9 +181,10 @@ def main() -> int:
 
         started = time.perf_counter()
 
-        async def surge() -> dict[str, Any]:
-            poster = asyncio.create_task(post_all(f"http://127.0.0.1:{desk.api_port}", count=n,
-                                                  concurrency=args.concurrency, on_answered=on_answered))  # fmt: skip
+        async def surge() -> Outcome:
+            poster = asyncio.create_task(post_all("127.0.0.1", desk.api_port, claim, count=n,
+                                                  concurrency=args.concurrency, retries=None, again={503},
+                                                  on_answered=on_answered))  # fmt: skip
             while not poster.done():
                 while chaos:
                     await asyncio.to_thread(desk.kill, chaos.pop(0))
@@ -218,8 +193,10 @@ def main() -> int:
 
         posted = asyncio.run(surge())
         acknowledged = time.perf_counter() - started
+        if posted.statuses != {202: n}:
+            raise SystemExit(f"the claims were answered {posted.statuses}, not all 202")
         log(f"all {n} claims answered 202 in {acknowledged:.1f} s ({n / acknowledged:.1f} claims/s; "
-            f"{posted['retried']} posts retried with their key)")  # fmt: skip
+            f"{posted.resent} posts sent again with their key)")  # fmt: skip
 
         acks = "SELECT id, status FROM outbox WHERE template = 'acknowledgement_claim'"
 

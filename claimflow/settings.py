@@ -199,7 +199,7 @@ class Settings(BaseSettings):
         "or role:<role>, a key of CLAIMFLOW_STAFF_CHANNELS).",
     )
     api_group_commit_max: int = Field(
-        default=16,
+        default=64,
         ge=1,
         le=1000,
         description="Filings the intake API writes in one transaction at most (group commit: the requests that "

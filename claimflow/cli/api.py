@@ -36,6 +36,10 @@ def _describe(settings: Settings, host: str, port: int) -> None:
 def api(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default CLAIMFLOW_API_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default CLAIMFLOW_API_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=32, help="API processes sharing the port (PostgreSQL; each groups its own filings)."),
+    ] = 1,
 ) -> None:
     """Serve the intake webhook API (signed POSTs of claims, complaints and inquiries; OpenAPI at /docs).
 
@@ -52,7 +56,15 @@ def api(
     _check_schema(settings)
     host, port = host or settings.api_host, port or settings.api_port
     _describe(settings, host, port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    if not settings.resolved_database_url.startswith("postgresql"):
+        raise InvalidInput("--workers above 1 needs PostgreSQL (CLAIMFLOW_DATABASE_URL): SQLite takes one writer at a "
+                           "time, so more API processes only wait for each other")  # fmt: skip
+    out.print(f"workers:      {workers} processes")
+    # each worker builds its app from the environment (the settings above, and Prefect's as just set)
+    uvicorn.run("claimflow.web.app:create_app", factory=True, workers=workers, host=host, port=port, log_level="info")
 
 
 class ApiThread:

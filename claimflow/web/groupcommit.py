@@ -85,7 +85,7 @@ class GroupCommit:
         file_one: FileOne,
         *,
         data_dir: Any,
-        max_batch: int = 16,
+        max_batch: int = 64,
         prepare: Prepare | None = None,
         file_many: FileMany | None = None,
     ) -> None:
