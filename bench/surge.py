@@ -117,6 +117,13 @@ def main() -> int:
     parser.add_argument("--kill-api-at", type=float, default=0.3)
     parser.add_argument("--kill-runner-at", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each phase")
+    parser.add_argument(
+        "--runs-window",
+        type=float,
+        default=0.0,
+        help="once every acknowledgement is out, wait this long for the runs and print their start "
+        "rate instead of waiting for all (0: wait for all); the run counts are then not checked",
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     n = args.claims
@@ -216,7 +223,18 @@ def main() -> int:
                     log(f"{name}: {done[name]:.1f} s after the surge began")
             return len(done) == len(checks)
 
-        wait_until("every acknowledgement sent and every run suspended", both, timeout=args.timeout, every=1)
+        if args.runs_window:
+            checks.pop("suspended")
+            wait_until("every acknowledgement sent", both, timeout=args.timeout, every=1)
+            window_end = time.perf_counter() + args.runs_window
+            while time.perf_counter() < window_end:
+                time.sleep(1)
+            suspended_count = _count_runs(port, "/flow_runs/count", paused)
+            so_far = time.perf_counter() - started
+            done["suspended"] = so_far * n / max(suspended_count, 1)
+            log(f"runs suspended after {so_far:.1f} s: {suspended_count} of {n} ({suspended_count / so_far:.1f}/s)")
+        else:
+            wait_until("every acknowledgement sent and every run suspended", both, timeout=args.timeout, every=1)
         mailed, suspended = done["mailed"], done["suspended"]
 
         with engine.connect() as connection:
@@ -234,28 +252,44 @@ def main() -> int:
         print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}")
         print(f"all answered 202:          {acknowledged:8.1f} s ({n / acknowledged:.1f}/s)")
         print(f"all acknowledgements out:  {mailed:8.1f} s")
-        print(f"all runs suspended:        {suspended:8.1f} s ({n / suspended:.1f} runs/s)")
+        if args.runs_window:
+            print(f"all runs suspended:        {suspended:8.1f} s at the rate measured ({n / suspended:.1f} runs/s; "
+                  f"not waited for)")  # fmt: skip
+        else:
+            print(f"all runs suspended:        {suspended:8.1f} s ({n / suspended:.1f} runs/s)")
+        if args.runs_window:  # the runs were not all started: cases without one are not counted
+            without_run = 0
+        runs = "not all started" if args.runs_window else str(without_run)
         print(f"lost: {n - cases} cases; duplicated: {twice} cases; acknowledgements never received: {never}, "
-              f"received twice: {doubled} (of {len(ack_ids)}); cases without a run: {without_run}, "
+              f"received twice: {doubled} (of {len(ack_ids)}); cases without a run: {runs}, "
               f"with more than one live run: {many_runs}")  # fmt: skip
         counts = (cases, twice, never, doubled, len(ack_ids), without_run, many_runs)
         return 0 if counts == (n, 0, 0, 0, n, 0, 0) else 1
 
 
 def _runs_by_name(port: int) -> dict[str, int]:
-    """How many runs not crashed, cancelled or failed each case has (by the run's name, the case number)."""
-    counts: dict[str, int] = {}
+    """How many runs not crashed, cancelled or failed each case has (by the run's name, the case number); the runs
+    of up to five cases with more than one are printed, with their states. Runs are told apart by id: paging by
+    offset while runs change state can show one run on two pages."""
+    seen: dict[str, dict[str, str]] = {}
     offset = 0
     body: dict[str, Any] = {"flow_runs": {"name": {"like_": "CLM-"}, "state": {"type": {"not_any_": [
-        "CRASHED", "CANCELLED", "FAILED"]}}}, "limit": 200}  # fmt: skip
+        "CRASHED", "CANCELLED", "FAILED"]}}}, "limit": 200, "sort": "ID_DESC"}  # fmt: skip
     while True:
         page = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={**body, "offset": offset}, timeout=60)
         runs = page.json()
         if not runs:
-            return counts
+            break
         for run in runs:
-            counts[run["name"]] = counts.get(run["name"], 0) + 1
+            seen.setdefault(run["name"], {})[run["id"]] = (
+                f"{run['id'][:8]} {run['state_type']} since {run['state']['timestamp'][11:19]} created "
+                f"{run['created'][11:19]} key {str(run.get('idempotency_key'))[-40:]}"
+            )
         offset += len(runs)
+    counts = {name: len(runs) for name, runs in seen.items()}
+    for name in [name for name, count in counts.items() if count > 1][:5]:
+        log(f"{name} has {counts[name]} live runs: " + "; ".join(seen[name].values()))
+    return counts
 
 
 def _count_runs(port: int, path: str, body: dict[str, Any]) -> int:
