@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.flow_runs import Child, free_port, server_tuning, start_server, throwaway_databases, wait_until
 from bench.httpload import Outcome, Request, post_all
-from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, payload, signed
+from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, cpu_seconds, payload, signed
 from bench.outbox import CountingSink
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
@@ -186,6 +186,29 @@ def main() -> int:
                 _, which = pending.pop(0)
                 chaos.append(which)
 
+        def cpu() -> dict[str, float]:
+            """CPU seconds of each party so far (a process killed meanwhile takes its share with it)."""
+            assert desk.api is not None and desk.runner is not None
+            groups = {"API": desk.api.pid, "desk runner": desk.runner.pid, "Prefect server": server.pid}
+            seconds = {name: cpu_seconds(lambda _n, pgid, g=group: pgid == g) for name, group in groups.items()}
+            seconds["PostgreSQL"] = cpu_seconds(lambda name, _pgid: name == "postgres")
+            own = os.getpgrp()  # this process (the load generator) and the SMTP sink it started
+            seconds["load generator and SMTP sink"] = cpu_seconds(lambda _n, pgid: pgid == own)
+            return seconds
+
+        def report_cpu(
+            phase: str, before: dict[str, float], seconds: float, until: dict[str, float] | None = None
+        ) -> None:
+            now = until or cpu()
+            used = {name: now[name] - before.get(name, 0.0) for name in now}
+            log(
+                f"CPU {phase} ({seconds:.0f} s, two cores = 200 %): "
+                + ", ".join(
+                    f"{name} {100 * value / seconds:.0f} %" for name, value in sorted(used.items(), key=lambda i: -i[1])
+                )
+            )
+
+        cpu_at_start = cpu()
         started = time.perf_counter()
 
         async def surge() -> Outcome:
@@ -200,6 +223,8 @@ def main() -> int:
 
         posted = asyncio.run(surge())
         acknowledged = time.perf_counter() - started
+        report_cpu("while the claims were posted", cpu_at_start, acknowledged)
+        cpu_at_acknowledged = cpu()
         if posted.statuses != {202: n}:
             raise SystemExit(f"the claims were answered {posted.statuses}, not all 202")
         log(f"all {n} claims answered 202 in {acknowledged:.1f} s ({n / acknowledged:.1f} claims/s; "
@@ -216,10 +241,13 @@ def main() -> int:
         checks = {"mailed": lambda: acks_sent() >= n, "suspended": lambda: _count_runs(port, "/flow_runs/count",
                                                                                        paused) >= n}  # fmt: skip
 
+        snapshots: dict[str, dict[str, float]] = {}
+
         def both() -> bool:
             for name, check in checks.items():
                 if name not in done and check():
                     done[name] = time.perf_counter() - started
+                    snapshots[name] = cpu()
                     log(f"{name}: {done[name]:.1f} s after the surge began")
             return len(done) == len(checks)
 
@@ -236,6 +264,9 @@ def main() -> int:
         else:
             wait_until("every acknowledgement sent and every run suspended", both, timeout=args.timeout, every=1)
         mailed, suspended = done["mailed"], done["suspended"]
+        if mailed > acknowledged:
+            report_cpu("from then until every acknowledgement was out", cpu_at_acknowledged, mailed - acknowledged,
+                       until=snapshots["mailed"])  # fmt: skip
 
         with engine.connect() as connection:
             cases = int(connection.execute(text('SELECT count(*) FROM "case"')).scalar_one())

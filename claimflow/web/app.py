@@ -63,6 +63,8 @@ def create_app(
                 file_many=intake.file_many,
             )
             intake.committer.start()
+            if intake.launcher is not None:
+                intake.launcher.yield_to = lambda: intake.committer is not None and intake.committer.busy
         app.state.intake = intake
         try:
             yield

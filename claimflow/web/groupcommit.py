@@ -95,6 +95,7 @@ class GroupCommit:
         self._waiting: queue.SimpleQueue[Filing | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
+        self._writing = False
         self.filings = 0
 
     def start(self) -> None:
@@ -108,6 +109,11 @@ class GroupCommit:
             self._waiting.put(None)
             self._thread.join(timeout)
             self._thread = None
+
+    @property
+    def busy(self) -> bool:
+        """Filings are waiting or being written: what else this process does (starting runs) may wait."""
+        return self._writing or not self._waiting.empty()
 
     @property
     def running(self) -> bool:
@@ -135,6 +141,7 @@ class GroupCommit:
                     stopping = True
                     break
                 batch.append(more)
+            self._writing = True
             try:
                 for attempt in range(1, RETRIES + 1):
                     try:
@@ -146,6 +153,8 @@ class GroupCommit:
             except Exception:  # never leave a request waiting, nor the writer dead
                 logger.exception("group commit: a batch of %d filing(s) failed", len(batch))
                 self._answer(batch, {n: RuntimeError("the filing could not be written") for n in range(len(batch))})
+            finally:
+                self._writing = False
             if stopping:
                 return
 

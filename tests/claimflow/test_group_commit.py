@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from claimflow.db import create_db_engine
 from claimflow.web.app import create_app
 from claimflow.web.groupcommit import Filing, GroupCommit
-from claimflow.web.intake import CaseSubmission, sign_headers, to_case
+from claimflow.web.intake import CaseSubmission, Launcher, sign_headers, to_case
 from models.enums import CaseKind
 from models.errors import NotFound
 from models.tables import Attachment, Case, IntakeRequest
@@ -220,3 +220,48 @@ def test_a_key_a_twin_committed_meanwhile_is_replayed_not_filed_again(
     committer.stop()
     assert isinstance(results[1], Answer) and results[1].replayed and results[1].body == first.body
     assert numbers(engine) == [f"CLM-2026-{n:06d}" for n in range(1, 4)]
+
+
+def test_the_launcher_starts_no_run_while_filings_wait_and_starts_it_once_they_are_written(
+    world: Any, engine: Engine
+) -> None:
+    """Filing first: a run is not started (here: tried, at a Prefect server that is not there) while the group
+    commit is busy, and is once it is not."""
+    case = world.file()
+    busy = [True]
+    launcher = Launcher(engine, timeout=5, workers=1, yield_to=lambda: busy[0])
+
+    async def run() -> tuple[int, int]:
+        launcher.start()
+        launcher.submit(case.id)
+        await asyncio.sleep(0.6)
+        waited = launcher.in_flight + launcher.failed + launcher.started, launcher.pending
+        busy[0] = False
+        for _ in range(200):
+            if launcher.idle:
+                break
+            await asyncio.sleep(0.05)
+        await launcher.stop()
+        return waited
+
+    assert asyncio.run(run()) == (0, 1)
+    assert launcher.idle and launcher.failed + launcher.started == 1
+
+
+def test_the_group_commit_is_busy_while_filings_wait_or_are_written(world: Any, engine: Engine, tmp_path: Path) -> None:
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    seen: list[bool] = []
+
+    def file_one(session: Session, filing: Filing, store: AttachmentStore) -> Answer:
+        seen.append(committer.busy)
+        return intake.file_one(session, filing, store)
+
+    committer = GroupCommit(engine, file_one, data_dir=tmp_path)
+    assert not committer.busy
+    futures = [committer.submit(filing(n)) for n in range(3)]
+    assert committer.busy  # waiting
+    committer.start()
+    answers(futures)
+    committer.stop()
+    assert seen == [True, True, True] and not committer.busy
