@@ -16,6 +16,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from claimflow.cli.api import api as api_command
@@ -114,4 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except OperationalError as exc:
         print(f"error: database failure: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
         return 5
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        for problem in exc.errors():  # a CLAIMFLOW_* variable the settings refuse: name it, not a traceback
+            name = "CLAIMFLOW_" + "_".join(str(part) for part in problem["loc"]).upper()
+            print(f"error: {name}: {problem['msg']} (got {problem.get('input')!r})", file=sys.stderr)
+        return 2
     return int(result) if isinstance(result, int) else 0

@@ -16,6 +16,7 @@ from rich.table import Table
 import claimflow.cli.common as common
 from claimflow.cli.common import state
 from claimflow.console import err, out, parse_sets
+from claimflow.settings import get_settings
 from models.errors import InvalidInput
 from models.masking import mask_name
 from models.messages import CATALOGUE, LANGUAGES, spec_for
@@ -199,12 +200,41 @@ def outbox_release(
 @outbox_app.command("deliver")
 def outbox_deliver(
     max_batches: Annotated[int, typer.Option(help="Stop after this many batches.")] = 100,
+    senders: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Threads sending side by side (default CLAIMFLOW_OUTBOX_SENDERS)."),
+    ] = None,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop",
+            help="Keep delivering every CLAIMFLOW_OUTBOX_POLL_SECONDS until Ctrl-C: a delivery "
+            "process of its own beside the desk runner's loop (a surge: more senders than one process's "
+            "threads give).",
+        ),
+    ] = False,
 ) -> None:
-    """One delivery pass by hand: send everything due now (what the deliver-outbox deployment does)."""
-    from tasks.outbox import drain
+    """Send everything due now (what the desk runner's delivery loop does each pass); with --loop, keep at it."""
+    import time
 
-    report = drain(common.engine(), now=common.now, max_batches=max_batches)
-    out.print(
-        f"claimed {report.claimed}: sent {report.sent}, retry later {report.retried}, "
-        f"dead {report.dead}, blocked {report.blocked}"
-    )
+    from tasks.outbox import default_config, drain
+
+    config = default_config()
+    every = get_settings().outbox_poll_seconds
+    if loop:
+        out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s); Ctrl-C stops")
+    try:
+        while True:
+            report = drain(common.engine(), now=common.now, config=config, max_batches=max_batches,
+                           senders=senders or config.senders)  # fmt: skip
+            if not loop or report.claimed:
+                out.print(
+                    f"claimed {report.claimed}: sent {report.sent}, retry later {report.retried}, "
+                    f"dead {report.dead}, blocked {report.blocked}"
+                )
+            if not loop:
+                return
+            if not report.claimed:
+                time.sleep(every)
+    except KeyboardInterrupt:
+        out.print("stopped")

@@ -193,6 +193,13 @@ def test_an_unreachable_database_is_one_line(monkeypatch: pytest.MonkeyPatch, ca
     assert err.count("\n") == 1
 
 
+def test_a_setting_refused_names_its_variable_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CLAIMFLOW_OUTBOX_POLL_SECONDS", "0.2")
+    err = Desk(capsys)("outbox", "deliver", code=2)
+    assert err.startswith("error: CLAIMFLOW_OUTBOX_POLL_SECONDS: Input should be a valid integer") and "'0.2'" in err
+    assert err.count("\n") == 1
+
+
 def test_an_unmigrated_database_says_what_to_run(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     err = Desk(capsys)("case", "list", code=5)

@@ -160,3 +160,36 @@ def test_a_day_of_claimflow_up_makes_fewer_than_2000_housekeeping_runs_each_tagg
     assert sum(before.values()) > 20_000
     for flow, deployment in pairs:
         assert (HOUSEKEEPING_TAG in (deployment.tags or [])) == (flow.name in HOUSEKEEPING)
+
+
+def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
+    configured: Engine, smtp: SmtpSink, database_url: str
+) -> None:
+    """``claimflow outbox deliver --loop``: a process that delivers beside the desk runner (a surge): it takes what
+    is queued while it runs, with several senders, and stops on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CLAIMFLOW_DATABASE_URL": database_url, "CLAIMFLOW_OUTBOX_POLL_SECONDS": "1",
+           "PYTHONPATH": str(root)}  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "claimflow", "outbox", "deliver", "--loop", "--senders", "3"],
+                               env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        _queue_acknowledgements(configured, 12)  # while it runs
+        deadline = time.monotonic() + 60
+        while len(smtp.messages) < 12 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "with 3 sender(s)" in output and output.rstrip().endswith("stopped")
+    assert sorted(m["To"] for m in smtp.messages) == sorted(f"customer{i}@example.com" for i in range(12))
+    with Session(configured) as session:
+        assert {r.status for r in session.exec(select(Outbox))} == {OutboxStatus.sent}
