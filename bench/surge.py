@@ -114,6 +114,12 @@ def main() -> int:
     parser.add_argument("--claims", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--no-chaos", action="store_true", help="no kill -9 of the API and the runner")
+    parser.add_argument(
+        "--delivery-processes",
+        type=int,
+        default=0,
+        help="extra 'claimflow outbox deliver --loop' processes beside the runner's delivery loop",
+    )
     parser.add_argument("--kill-api-at", type=float, default=0.3)
     parser.add_argument("--kill-runner-at", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each phase")
@@ -173,6 +179,10 @@ def main() -> int:
         desk = Desk(env, workdir)
         stack.callback(desk.stop)
         desk.start_runner()
+        delivery = [Child(f"delivery-{k}", [sys.executable, "-m", "claimflow", "outbox", "deliver", "--loop"], env=env,
+                          logdir=workdir) for k in range(args.delivery_processes)]  # fmt: skip
+        for child in delivery:
+            stack.callback(child.stop)
         wait_until("the deployments", lambda: _count_runs(port, "/deployments/count", {}) >= 3, timeout=120)
         desk.start_api()
         log(f"surge of {n} claims at concurrency {args.concurrency}; work folder {workdir}")
@@ -189,8 +199,9 @@ def main() -> int:
         def cpu() -> dict[str, float]:
             """CPU seconds of each party so far (a process killed meanwhile takes its share with it)."""
             assert desk.api is not None and desk.runner is not None
-            groups = {"API": desk.api.pid, "desk runner": desk.runner.pid, "Prefect server": server.pid}
-            seconds = {name: cpu_seconds(lambda _n, pgid, g=group: pgid == g) for name, group in groups.items()}
+            groups = {"API": {desk.api.pid}, "desk runner": {desk.runner.pid}, "Prefect server": {server.pid},
+                      "delivery processes": {child.pid for child in delivery}}  # fmt: skip
+            seconds = {name: cpu_seconds(lambda _n, pgid, g=group: pgid in g) for name, group in groups.items()}
             seconds["PostgreSQL"] = cpu_seconds(lambda name, _pgid: name == "postgres")
             own = os.getpgrp()  # this process (the load generator) and the SMTP sink it started
             seconds["load generator and SMTP sink"] = cpu_seconds(lambda _n, pgid: pgid == own)
@@ -280,7 +291,8 @@ def main() -> int:
         never = sum(1 for i in ack_ids if seen[i] == 0)
         doubled = sum(1 for i in ack_ids if seen[i] > 1)
         killed = f"kill -9 of the API at {args.kill_api_at:.0%}, of the runner at {args.kill_runner_at:.0%}"
-        print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}")
+        print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}; "
+              f"delivery processes beside the runner: {args.delivery_processes}")  # fmt: skip
         print(f"all answered 202:          {acknowledged:8.1f} s ({n / acknowledged:.1f}/s)")
         print(f"all acknowledgements out:  {mailed:8.1f} s")
         if args.runs_window:
