@@ -2,13 +2,16 @@
 
 A filing through ``intake`` is about 35 statements, one after the other, each waiting for the database and each
 paying SQLAlchemy's per-statement cost; a surge of webhook posts spent 30 ms of the API's Python per case there
-(issue 18). ``intake_many`` makes the same rows for a batch of new cases:
+(``bench/intake.py``). ``intake_many`` makes the same rows for a batch of new cases:
 
-- the customers, the cases and the steps as one multi-row insert each (SQLAlchemy's batched ``INSERT ... RETURNING``);
+- the customers and the cases as one multi-row insert each (SQLAlchemy's batched ``INSERT ... RETURNING``), the
+  steps as rows with their ids taken first (``claimflow.db.new_ids``: their waiting keys name them, in the same
+  insert);
 - the case numbers of each kind with one counter update (``tasks.cases.take_case_numbers``);
 - routing decided in memory for the whole batch (``models.routing.choose_handler`` against the loads read once,
   each assignment counted before the next);
-- the deadlines from the same rules (``tasks.workflow.schedule_for``: a new case has no clock pauses);
+- the deadlines from the same rules (``tasks.workflow.schedule_for``: a new case has no clock pauses), computed once
+  per kind, step, jurisdiction and channel (the cases of a batch share their filing time);
 - every case's events in one insert, chained in memory from the genesis (``tasks.cases.append_events``);
 - the handlers' and customers' messages queued with ``tasks.outbox.enqueue_many`` (one lookup, one insert).
 
@@ -31,6 +34,7 @@ from sqlmodel import Session
 from claimflow.db import insert_rows, new_ids
 from models.audit import GENESIS
 from models.enums import CaseKind, StepStatus
+from models.errors import InvalidInput
 from models.lifecycle import lifecycle_for
 from models.notices import ADVANCE_STEP
 from models.notices import STEP as NOTICE_STEP
@@ -82,8 +86,6 @@ def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreat
     Raises:
         InvalidInput: a case ``takes`` refuses (nothing is written then).
     """
-    from models.errors import InvalidInput
-
     if not all(takes(data) for data, _ in cases):
         raise InvalidInput("intake_many files no case with a related case or a care plan; file those with intake")
     if not cases:

@@ -1,7 +1,7 @@
 """Group commit: the filings that arrive together are written in one transaction, each under a savepoint.
 
 The API answers ``202`` only once a case is committed. Filed one transaction per request, from a thread per
-request, the desk spent its time elsewhere than filing (profile of the API under load, issue 18): 32 threads
+request, the desk spent its time elsewhere than filing (profile of the API under load, ``bench/intake.py``): 32 threads
 took turns on the interpreter lock and queued on the case-number counter row, each holding it while it waited
 for Python; every request paid a commit of its own. Here one writer thread per API process files whatever has
 arrived while the previous batch was being written (up to ``CLAIMFLOW_API_GROUP_COMMIT_MAX``), one after the
