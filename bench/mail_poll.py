@@ -40,6 +40,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("CLAIMFLOW_DESK_PHONE", "95500")  # a configured desk: acknowledgements queued, not held
 
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
