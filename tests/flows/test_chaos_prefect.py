@@ -76,21 +76,34 @@ async def _live_runs(name: str) -> list[tuple[UUID, StateType]]:
 
 
 def _settled(quiet_seconds: float = 10.0) -> bool:
-    """No run became Pending or Running in the last ``quiet_seconds``: the runner has finished the legs it had in
-    hand, so a run still held now is one the crash left (what the reconciler's pass "as if later" is for), not one
-    the runner took up a moment ago."""
+    """No run became Pending or Running in the last ``quiet_seconds``, and no case run is due and not yet taken up:
+    the runner has finished the legs it had in hand, so a run still held now is one the crash left (what the
+    reconciler's pass "as if later" is for), not one the runner took up a moment ago. (A run the previous try of
+    that pass started, still Scheduled when this was asked and taken up just after, was judged stranded by the next
+    try: two runs waiting, seen in CI.)"""
     from datetime import UTC, datetime
 
-    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
-
-    async def held() -> list[Any]:
-        async with get_client() as client:
-            return await client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))), limit=200)  # fmt: skip
+    from prefect.client.schemas.filters import (
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
 
     now = datetime.now(UTC)
-    return all(r.state is None or (now - r.state.timestamp).total_seconds() >= quiet_seconds
-               for r in asyncio.run(held()))  # fmt: skip
+
+    async def busy() -> tuple[list[Any], list[Any]]:
+        async with get_client() as client:
+            held = await client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))), limit=200)  # fmt: skip
+            due = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(like_="CLM-"), expected_start_time=FlowRunFilterExpectedStartTime(before_=now),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))), limit=1)  # fmt: skip
+            return held, due
+
+    held, due = asyncio.run(busy())
+    return not due and all(r.state is None or (now - r.state.timestamp).total_seconds() >= quiet_seconds
+                           for r in held)  # fmt: skip
 
 
 def _all_waiting(names: list[str]) -> dict[str, list[StateType]]:
