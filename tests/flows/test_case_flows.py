@@ -14,7 +14,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed, Running
+from prefect.states import Crashed, Pending, Running
 from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
@@ -197,6 +197,46 @@ def test_a_run_stranded_by_a_dead_runner_is_marked_crashed_and_replaced_once_it_
     kit.wait_for("the new run to suspend", lambda: kit.run_state(new_run) == StateType.PAUSED)
     assert kit.events(world, case) == before  # the new run read the case and repeated nothing
     assert asyncio.run(reconcile(now=later))["restarted"] == 0  # the new run waits for a person: alive
+
+
+def test_a_reconcile_pass_leaves_alone_a_run_it_has_just_started_whatever_its_clock(live, kit) -> None:
+    """A pass made "as if later" starts a case's missing run, a runner takes it up at once (Pending), and the same
+    pass then walks the open cases: that run is fresh, not stranded. Judged by the shifted clock it was marked
+    crashed and started again while the runner went on with it (two runs waiting; the chaos test caught it)."""
+    from prefect import flow
+
+    from flows.watch import _replace_dead_runs
+
+    world = live
+    case = world.file(product_line="motor")
+    run_id = asyncio.run(launch_case(world.engine, case_id=case.id))
+    kit.wait_for("the run to suspend", lambda: kit.run_state(run_id) == StateType.PAUSED)
+    case = world.case(case)
+    started: list[int | None] = []
+
+    async def start(item: Case) -> str:
+        started.append(item.id)
+        return "never"
+
+    @flow
+    async def walk(fresh: set[str] | None) -> tuple[int, int, int]:
+        async def page(after_id: int) -> list[Case]:
+            return [case] if after_id == 0 else []
+
+        return await _replace_dead_runs(page, lambda c: (c.id, c.flow_run_id, c.number), start,
+                                        now=datetime.now(UTC) + timedelta(minutes=16),
+                                        stranded_after=timedelta(minutes=15), fresh=fresh)  # fmt: skip
+
+    async def taken_up() -> None:  # as a runner taking the run up: Pending, now
+        async with get_client() as client:
+            await client.set_flow_run_state(UUID(run_id), Pending(), force=True)
+
+    asyncio.run(taken_up())
+    assert asyncio.run(walk({run_id})) == (0, 1, 0)
+    assert kit.run_state(run_id) == StateType.PENDING and started == []
+    # the same run, not started by this pass: judged by the clock given, crashed and replaced
+    assert asyncio.run(walk(set())) == (1, 1, 0)
+    assert kit.run_state(run_id) == StateType.CRASHED and started == [case.id]
 
 
 def test_an_escalation_run_stranded_by_a_dead_runner_is_replaced_and_still_waits_for_the_supervisor(live, kit) -> None:
