@@ -203,8 +203,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="Filings the intake API writes in one transaction at most (group commit: the requests that "
-        "arrived while the previous batch was written, each under a savepoint; 1 files each in a transaction of "
-        "its own).",
+        "arrived while the previous batch was written, filed at once, and one by one under a savepoint each where "
+        "they cannot be; 1 files each in a transaction of its own).",
     )
     outbox_batch_size: int = Field(default=100, ge=1, description="Outbox rows claimed per delivery batch.")
     outbox_senders: int = Field(

@@ -1,15 +1,18 @@
-"""Group commit: the filings that arrive together are written in one transaction, each under a savepoint.
+"""Group commit: the filings that arrive together are written in one transaction.
 
 The API answers ``202`` only once a case is committed. Filed one transaction per request, from a thread per
-request, the desk spent its time elsewhere than filing (profile of the API under load, ``bench/intake.py``): 32 threads
-took turns on the interpreter lock and queued on the case-number counter row, each holding it while it waited
-for Python; every request paid a commit of its own. Here one writer thread per API process files whatever has
-arrived while the previous batch was being written (up to ``CLAIMFLOW_API_GROUP_COMMIT_MAX``), one after the
-other in one transaction:
+request, the desk spent its time elsewhere than filing (profile of the API under load, ``bench/intake.py``): 32
+threads took turns on the interpreter lock and queued on the case-number counter row, each holding it while it
+waited for Python; every request paid a commit of its own. Here one writer thread per API process files whatever
+has arrived while the previous batch was being written (up to ``CLAIMFLOW_API_GROUP_COMMIT_MAX``) in one
+transaction:
 
-- each filing runs under a savepoint of its own: one that fails (an idempotency key reused with another body, a
-  related case that does not exist, a value the database refuses, a bug) is rolled back to its savepoint and
-  answered with its own error; the others are filed;
+- the filings ``file_many`` takes are filed at once, under one savepoint (``tasks.intake.file_many_from_webhook``:
+  a dozen statements for the batch instead of 35 a filing); if that fails, the savepoint is rolled back and each is
+  filed on its own;
+- the others (and all of them without ``file_many``) run under a savepoint each: one that fails (an idempotency
+  key reused with another body, a related case that does not exist, a value the database refuses, a bug) is
+  rolled back to its savepoint and answered with its own error; the others are filed;
 - a twin committed meanwhile by another process (the same Idempotency-Key) is replayed, as in one transaction;
 - the batch commits once; each request is answered from the commit, never before: a commit that fails answers
   every filing of the batch with that error (503, retry with the same key), and their attachment files are
