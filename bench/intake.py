@@ -160,10 +160,10 @@ def request(index: int) -> Request:
     """The ``index``-th post: a claim, complaint or inquiry in turn, signed now, with a key of its own."""
     body = json.dumps(payload(index)).encode()
     path = PATHS[index % 3]
-    return path, body, signed(body, KEYS[index % len(KEYS)] + f"-{index}", path)
+    return path, body, signed(body, f"{RUN}-{index}", path)
 
 
-KEYS = [uuid.uuid4().hex for _ in range(64)]  # a run's keys: new for every run, the same for a post sent again
+RUN = uuid.uuid4().hex  # the keys' prefix: new for every run, the same for a post sent again
 
 
 def load(port: int, *, count: int, concurrency: int, first: int = 0) -> Outcome:

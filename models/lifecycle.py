@@ -234,3 +234,16 @@ def lifecycle_for(kind: CaseKind | str) -> Lifecycle:
     except ValueError:
         known = ", ".join(k.value for k in CaseKind)
         raise InvalidInput(f"unknown case kind '{kind}'; known kinds: {known}") from None
+
+
+def first_moves(kind: CaseKind | str, status: str) -> list[str]:
+    """The lifecycle moves a case makes by itself from ``status`` before a person's first step: a claim goes to
+    review; a complaint is acknowledged, then investigated."""
+    if kind == CaseKind.claim:
+        return ["start_review"] if status in ("received", "reopened") else []
+    if kind == CaseKind.complaint:
+        moves = ["acknowledge"] if status == "received" else []
+        if status in ("received", "acknowledged", "reopened"):
+            moves.append("start_investigation")
+        return moves
+    return []

@@ -35,7 +35,7 @@ from claimflow.db import insert_rows, new_ids
 from models.audit import GENESIS
 from models.enums import CaseKind, StepStatus
 from models.errors import InvalidInput
-from models.lifecycle import lifecycle_for
+from models.lifecycle import first_moves, lifecycle_for
 from models.notices import ADVANCE_STEP
 from models.notices import STEP as NOTICE_STEP
 from models.routing import Candidate, NoEligibleHandler, RoutingRequest, choose_handler, triage_reason
@@ -49,7 +49,6 @@ from tasks.workflow import (
     advance_owed,
     candidates,
     first_decision_key,
-    first_moves,
     notice_owed,
     schedule_columns,
     schedule_for,

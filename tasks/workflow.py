@@ -36,7 +36,7 @@ from models.caseview import (
 from models.clock import Pause
 from models.enums import CaseKind, StaffRole, StepStatus
 from models.errors import ClaimflowError, IllegalTransition, InvalidInput, NotFound
-from models.lifecycle import lifecycle_for
+from models.lifecycle import first_moves, lifecycle_for
 from models.notices import ADVANCE_STEP, owed
 from models.notices import STEP as NOTICE_STEP
 from models.notices import rule_for as notice_rule_for
@@ -616,19 +616,6 @@ def settle_notice(session: Session, *, case: Case, now: datetime) -> None:
         step = current_step(session, case_id=case.id or 0, name=name)
         if step is not None:
             close_step(session, case=case, step=step, now=now, outcome="not_needed", actor="system")
-
-
-def first_moves(kind: CaseKind | str, status: str) -> list[str]:
-    """The lifecycle moves a case makes by itself from ``status`` before a person's first step: a claim goes to
-    review; a complaint is acknowledged, then investigated."""
-    if kind == CaseKind.claim:
-        return ["start_review"] if status in ("received", "reopened") else []
-    if kind == CaseKind.complaint:
-        moves = ["acknowledge"] if status == "received" else []
-        if status in ("received", "acknowledged", "reopened"):
-            moves.append("start_investigation")
-        return moves
-    return []
 
 
 def notice_owed(case: Case) -> bool:

@@ -240,7 +240,7 @@ class Launcher:
 
     Filing comes first: while ``yield_to`` says filings are waiting or being written (the group commit is busy),
     no run is started from here. In a surge of 3,000 claims the launches (each a few calls to the Prefect server,
-    which then shares the two cores with the API) halved the filings a second: 86 against 157 claims/s
+    which then shares the two cores with the API) halved the filings a second: 86 against 147 claims/s
     (``bench/surge.py``). A case's deadline, acknowledgement and worklist entry are committed with it and do not
     wait for its run; the runs of a surge are started once it ebbs, or by the reconciler, a page each pass.
     """
@@ -264,7 +264,7 @@ class Launcher:
 
     def start(self) -> None:
         # Prefect's client is loaded now, as the API starts: loaded by the first launch, on the event loop, it held
-        # every request for one to two seconds (the first filings after a start answered in 1.8 s, not 0.2 s)
+        # every request for one to two seconds (the first filings after a start: p99 1.9 s, 0.9 s with it loaded here)
         import flows.delivery  # noqa: F401
         import tasks.answers
         import tasks.runs  # noqa: F401

@@ -8,7 +8,7 @@ import pytest
 
 from models.enums import CaseKind
 from models.errors import IllegalTransition, InvalidInput, MissingTransitionData
-from models.lifecycle import CLAIM, COMPLAINT, INQUIRY, Lifecycle, lifecycle_for
+from models.lifecycle import CLAIM, COMPLAINT, INQUIRY, Lifecycle, first_moves, lifecycle_for
 
 # (from, action, to, data the move needs) -- the whole table, written out as the desk reads it.
 CLAIM_MOVES = {
@@ -215,3 +215,16 @@ def test_a_duplicate_move_in_a_table_is_a_programming_error() -> None:
 def test_event_data_keeps_what_was_given_alongside_from_and_to() -> None:
     _, event = INQUIRY.apply("received", "answer", actor="li.wei", data={"answer": "Yes, covered."})
     assert event.data == {"from": "received", "to": "answered", "answer": "Yes, covered."}
+
+
+@pytest.mark.parametrize("kind", list(CaseKind))
+def test_a_case_s_own_first_moves_are_legal_from_every_state_and_end_where_a_person_acts(kind: CaseKind) -> None:
+    lifecycle = lifecycle_for(kind)
+    for state in sorted(lifecycle.states):
+        status = state
+        for action in first_moves(kind, state):
+            status, _ = lifecycle.apply(status, action, actor="system")  # IllegalTransition would fail it
+        assert first_moves(kind, status) == []  # nothing left to do by itself
+    expected = {CaseKind.claim: ["start_review"], CaseKind.complaint: ["acknowledge", "start_investigation"],
+                CaseKind.inquiry: []}  # fmt: skip
+    assert first_moves(kind, lifecycle.initial) == expected[kind]
