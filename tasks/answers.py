@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from models.errors import InvalidInput
 from models.forms import fit_choices
-from models.tables import Case, Step
+from models.tables import Case, Event, Step
 from tasks.cases import get_case
 
 BUSY_STATUSES = (429, 502, 503, 504)  # the server (on SQLite: "database is locked") asks to be asked again
@@ -107,6 +109,54 @@ async def waiting_run(engine: Engine, *, number: str, patience: float = 0.0) -> 
         raise InvalidInput(f"{case.number} is not waiting for a decision")
     name = state.get("name") or "unknown"
     raise InvalidInput(f"{case.number}: its run is {name}, not waiting for a decision; try again shortly")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run made of an answer: the events written since it was given, the case's status, and the reason
+    if the answer was refused."""
+
+    events: tuple[str, ...]
+    status: str
+    refused: str | None = None
+
+
+def event_count(session: Session, case_id: int) -> int:
+    """How many events the case has: taken just before an answer is given, for ``outcome``."""
+    return len(session.exec(select(Event.id).where(Event.case_id == case_id)).all())
+
+
+def moved_off(case_id: int, key: str) -> Callable[[Session], bool]:
+    """Whether the run took up the answer given under ``key``: every answer taken up (applied or refused) moves
+    the case's step off that key (a new key, or none once the step is done)."""
+
+    def taken_up(session: Session) -> bool:
+        return session.exec(select(Step.id).where(Step.case_id == case_id, Step.waiting_key == key)).first() is None
+
+    return taken_up
+
+
+def outcome(
+    session: Session, case_id: int, *, key: str, before: int, taken_up: Callable[[Session], bool] | None = None
+) -> Outcome | None:
+    """What the run did with the answer given under ``key`` (``before``: the case's ``event_count`` when it was
+    given), or None while it has not taken it up. It is read from the answer's own traces (``taken_up``, by
+    default the step moved off the key, and a refusal recorded under the key), never from whatever event comes
+    next: the outbox and the watcher write events on the same case meanwhile.
+
+    ``taken_up`` is read before the events. On PostgreSQL each statement sees what was committed before it, so
+    events read first could miss a refusal committed just before the key is read, and the refused answer would
+    read as taken up.
+    """
+    done = (taken_up or moved_off(case_id, key))(session)
+    events = list(session.exec(select(Event).where(Event.case_id == case_id).order_by(col(Event.sequence))))
+    new = events[before:]
+    case = session.get(Case, case_id)
+    status = case.status if case is not None else ""
+    refused = [e for e in new if e.type == "decision_refused" and e.data.get("key") == key]
+    if refused:
+        return Outcome(tuple(e.type for e in new), status, str(refused[0].data.get("reason")))
+    return Outcome(tuple(e.type for e in new), status) if done else None
 
 
 async def give_input(run_id: str, answer: dict[str, Any], *, attempts: int = ATTEMPTS) -> None:

@@ -21,7 +21,7 @@ from claimflow.cli.deadlines import sla_app
 from claimflow.console import office, office_zone, out, parse_now
 from claimflow.settings import Settings, get_settings
 from models.errors import ClaimflowError, DecisionRefused, InvalidInput, describe_validation_error
-from models.tables import Case, Escalation, Event, Staff, Step
+from models.tables import Case, Escalation, Staff, Step
 
 escalation_app = typer.Typer(help="Breached steps waiting for a supervisor's decision.", no_args_is_help=True)
 
@@ -257,46 +257,28 @@ def decide(
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc)) from None
 
-    _give_and_report(engine, number, lambda: asyncio.run(give_input(run_id, given)), wait, key=key,
-                     taken_up=moved_off(key))  # fmt: skip
-
-
-def moved_off(key: str) -> Callable[[Session, Case], bool]:
-    """Whether the run took up the answer given under ``key``: every answer taken up (applied or refused) moves
-    the case's step off that key (a new key, or none once the step is done)."""
-
-    def taken_up(session: Session, case: Case) -> bool:
-        return session.exec(select(Step.id).where(Step.case_id == case.id, Step.waiting_key == key)).first() is None
-
-    return taken_up
+    _give_and_report(engine, number, lambda: asyncio.run(give_input(run_id, given)), wait, key=key)
 
 
 def _give_and_report(
-    engine: Any, number: str, give: Any, wait: float, *, key: str, taken_up: Callable[[Session, Case], bool]
+    engine: Any, number: str, give: Any, wait: float, *, key: str, taken_up: Callable[[Session], bool] | None = None
 ) -> None:
-    """Give the answer, then wait for the run to take it up and say what it did.
+    """Give the answer, then wait for the run to take it up and say what it did (``tasks.answers.outcome``)."""
+    from tasks.answers import event_count, outcome
 
-    The outcome is read from the answer's own traces (``taken_up``, and a refusal recorded under ``key``), never
-    from whatever event comes next: the outbox and the watcher write events on the same case meanwhile.
-    """
     with Session(engine) as session:
         case = session.exec(select(Case).where(Case.number == number.strip().upper())).one()
-        before = len(session.exec(select(Event.id).where(Event.case_id == case.id)).all())
+        case_id, before = case.id or 0, event_count(session, case.id or 0)
     give()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         with Session(engine) as session:
-            new = list(session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.sequence))))[
-                before:
-            ]
-            now_case = session.get(Case, case.id)
-            assert now_case is not None
-            refused = [e for e in new if e.type == "decision_refused" and e.data.get("key") == key]
-            if refused:
-                raise DecisionRefused(f"refused: {refused[0].data.get('reason')}")
-            if taken_up(session, now_case):
-                out.print(f"{case.number}: {', '.join(e.type for e in new) or 'decided'}; now {now_case.status}")
-                return
+            done = outcome(session, case_id, key=key, before=before, taken_up=taken_up)
+        if done is not None and done.refused is not None:
+            raise DecisionRefused(f"refused: {done.refused}")
+        if done is not None:
+            out.print(f"{case.number}: {', '.join(done.events) or 'decided'}; now {done.status}")
+            return
         time.sleep(0.2)  # the runner takes a resumed run up within a second; the outcome is shown at once
     out.print(f"{case.number}: decision sent; the desk has not taken it up yet (is 'claimflow up' running?)")
 
@@ -361,7 +343,7 @@ def escalation_decide(
     with Session(engine) as session:
         key = escalation_key(session, escalation)
 
-    def taken_up(session: Session, case: Case) -> bool:
+    def taken_up(session: Session) -> bool:
         decided = session.get(Escalation, escalation_id)
         return decided is not None and decided.decision is not None
 

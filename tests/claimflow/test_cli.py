@@ -538,7 +538,7 @@ def test_decide_reports_the_answers_own_outcome_not_the_next_event_on_the_case(
 
     from sqlmodel import Session, select
 
-    from claimflow.cli.desk import _give_and_report, moved_off
+    from claimflow.cli.desk import _give_and_report
     from claimflow.db import create_db_engine
     from models.errors import DecisionRefused
     from models.tables import Case, Step
@@ -581,8 +581,8 @@ def test_decide_reports_the_answers_own_outcome_not_the_next_event_on_the_case(
     capsys.readouterr()
     if outcome == "refused":
         with pytest.raises(DecisionRefused, match="refused: the approval code is wrong"):
-            _give_and_report(engine, number, give, 10, key=key, taken_up=moved_off(key))
+            _give_and_report(engine, number, give, 10, key=key)
     else:
-        _give_and_report(engine, number, give, 10, key=key, taken_up=moved_off(key))
+        _give_and_report(engine, number, give, 10, key=key)
         assert capsys.readouterr().out.strip().endswith("message_dead_lettered, complaint_decided; now investigating")
     engine.dispose()
