@@ -33,10 +33,11 @@ from claimflow.db import session_scope
 from claimflow.secrets import decrypt, encrypt
 from claimflow.settings import Settings
 from models.enums import CaseKind, Channel, ContactChannel
-from models.errors import InvalidInput
+from models.errors import DecisionRefused, InvalidInput
 from models.otp import code_at, new_secret
 from models.staff import StaffDirectory
-from models.tables import Case, CaseCreate, CustomerCreate, Event, Staff
+from models.tables import Case, CaseCreate, CustomerCreate, Staff
+from tasks.answers import event_count, outcome
 from tasks.staff import enroll, import_directory
 from tasks.workflow import Desk, intake
 
@@ -170,18 +171,22 @@ class Player:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{number}: its run did not ask for a decision in {timeout:.0f} s")
             time.sleep(0.5)
-        before = self.event_count(number)
-        self.give(waiting[0], {"staff": who, "approval_code": self.code(who), **answer})
-        while self.event_count(number) == before:
+        run_id, key = waiting
+        with Session(self.engine) as session:
+            case_id = session.exec(select(Case.id).where(Case.number == number)).one() or 0
+            before = event_count(session, case_id)
+        self.give(run_id, {"staff": who, "approval_code": self.code(who), **answer})
+        while True:
+            with Session(self.engine) as session:
+                done = outcome(session, case_id, key=key, before=before)
+            if done is not None:
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{number}: the decision was not taken up in {timeout:.0f} s")
             time.sleep(0.5)
+        if done.refused is not None:  # the sample desk's own answer: a refusal is a fault in the demo, said plainly
+            raise DecisionRefused(f"{number}: {who}'s answer ({what}) was refused: {done.refused}")
         self.say(f"{number}: {who} — {what}")
-
-    def event_count(self, number: str) -> int:
-        with Session(self.engine) as session:
-            case = session.exec(select(Case).where(Case.number == number)).one()
-            return len(session.exec(select(Event.id).where(Event.case_id == case.id)).all())
 
 
 def play(player: Player, cases: list[Case]) -> None:
