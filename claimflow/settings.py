@@ -286,6 +286,13 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(
         default=50, ge=1, description="Unseen mails read per poll; the next poll takes the rest."
     )
+    mail_file_at_once: int = Field(
+        default=32,
+        ge=1,
+        le=500,
+        description="Mails that open new cases, read one after the other, filed in one transaction at most (should "
+        "it fail, each is taken on its own; 1 takes every mail in a transaction of its own).",
+    )
     mail_max_message_bytes: int = Field(
         default=25 * 1024 * 1024,
         ge=1024,

@@ -24,7 +24,7 @@ compares every row; a change to what ``intake`` writes that is not made here too
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,6 +61,16 @@ def takes(data: CaseCreate) -> bool:
     return not data.related_case_number and not data.customer.elderly and not data.customer.vulnerable
 
 
+@dataclass(frozen=True)
+class Also:
+    """What a caller files with a case beyond ``intake``'s rows, as it would around ``intake``: more for the
+    acknowledgement to say (``intake``'s ``acknowledgement``), and events appended after all of intake's, a held
+    message's too (a mail's ``mail_received``: actor, type, data)."""
+
+    acknowledgement: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    events: Sequence[tuple[str, str, dict[str, Any]]] = ()
+
+
 @dataclass
 class _Filing:
     """One case of the batch as it is built."""
@@ -76,21 +86,33 @@ class _Filing:
     """The step rows, as ``tasks.workflow.open_step`` would write them."""
     deferred: tuple[str, bool] | None = None
     """Why nobody was assigned, and whether it is triage."""
+    also: Also = Also()
 
 
-def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreate, str]], now: datetime) -> list[Case]:
+def intake_many(
+    session: Session,
+    desk: Desk,
+    *,
+    cases: Sequence[tuple[CaseCreate, str]],
+    now: datetime,
+    also: Sequence[Also] | None = None,
+) -> list[Case]:
     """File each (case, actor) as ``tasks.workflow.intake`` would, one after the other in this order; the caller
-    commits. Every case must be one ``takes`` accepts.
+    commits. Every case must be one ``takes`` accepts. ``also``: what each case is filed with beyond that, in the
+    same order (``Also``).
 
     Raises:
-        InvalidInput: a case ``takes`` refuses (nothing is written then).
+        InvalidInput: a case ``takes`` refuses, or ``also`` does not match ``cases`` (nothing is written then).
     """
     if not all(takes(data) for data, _ in cases):
         raise InvalidInput("intake_many files no case with a related case or a care plan; file those with intake")
+    extras = list(also) if also is not None else [Also()] * len(cases)
+    if len(extras) != len(cases):
+        raise InvalidInput(f"intake_many: {len(extras)} extras for {len(cases)} cases")
     if not cases:
         return []
-    batch = [_Filing(data, actor, Customer.model_validate(data.customer, update={"created_at": now}))
-             for data, actor in cases]  # fmt: skip
+    batch = [_Filing(data, actor, Customer.model_validate(data.customer, update={"created_at": now}), also=extra)
+             for (data, actor), extra in zip(cases, extras, strict=True)]  # fmt: skip
     session.add_all([f.customer for f in batch])
     session.flush()  # one insert for the customers: the cases need their ids
     numbers = _numbers(session, batch, year=now.year)
@@ -115,6 +137,10 @@ def intake_many(session: Session, desk: Desk, *, cases: Sequence[tuple[CaseCreat
         tips={f.case.id: GENESIS for f in batch if f.case is not None and f.case.id is not None},
     )
     enqueue_many(session, [message for f in batch for message in _messages(f, now=now)], now=now)
+    later = [NewEvent(f.case, actor, type_, data) for f in batch if f.case is not None
+             for actor, type_, data in f.also.events]  # fmt: skip
+    if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
+        append_events(session, later, now=now)
     return [f.case for f in batch if f.case is not None]
 
 
@@ -253,6 +279,6 @@ def _messages(filing: _Filing, *, now: datetime) -> list[Message]:
     messages.append(Message(
         f"acknowledgement_{case.kind}", f"customer:{filing.customer.id}",
         {"case_number": case.number, "channel": case.channel, "received_at": case.opened_at,
-         "due_at": due},
+         "due_at": due, **filing.also.acknowledgement},
         f"ack:{case.number}", case=case))  # fmt: skip
     return messages

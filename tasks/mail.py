@@ -35,12 +35,14 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from itertools import zip_longest
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, func
@@ -74,10 +76,12 @@ from models.mail import (
 from models.tables import Attachment, Case, CaseCreate, Customer, CustomerCreate, DocumentRequirement, MailMessage
 from tasks.cases import append_event, get_case
 from tasks.feedback import record as record_feedback
+from tasks.filing import Also, intake_many
 from tasks.outbox import enqueue
 from tasks.workflow import Desk, intake
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ACTOR = "mail-intake"
 SOURCE = "email"
@@ -136,20 +140,15 @@ def record_mail(
     now: datetime,
     case_id: int | None = None,
     reason: str | None = None,
+    flush: bool = True,
 ) -> MailMessage:
-    """Record a mail and what became of it (its unique ``key`` is the de-duplication)."""
-    row = MailMessage(
-        dedup_key=key,
-        message_id=message_id,
-        mailbox=mailbox[:200],
-        uid=uid,
-        case_id=case_id,
-        disposition=disposition,
-        reason=reason,
-        received_at=now,
-    )
+    """Record a mail and what became of it (its unique ``key`` is the de-duplication); ``flush=False`` leaves the
+    insert to the caller's next flush (many recorded at once)."""
+    row = MailMessage(dedup_key=key, message_id=message_id, mailbox=mailbox[:200], uid=uid, case_id=case_id,
+                      disposition=disposition, reason=reason, received_at=now)  # fmt: skip
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 
@@ -198,14 +197,16 @@ def store_attachments(
     session: Session,
     *,
     case: Case,
-    files: list[MailAttachment],
+    files: Sequence[MailAttachment],
     data_dir: Path,
     now: datetime,
     requested: list[str] | None = None,
     subject: str = "",
     source: str = SOURCE,
+    flush: bool = True,
 ) -> list[Attachment]:
-    """Store the files under ``<data dir>/attachments/<case number>/`` and record them on the case.
+    """Store the files under ``<data dir>/attachments/<case number>/`` and record them on the case; ``flush=False``
+    leaves the insert to the caller's next flush (many cases' files at once).
 
     ``storage_path`` is relative to the data directory. Each file's ``document_type`` is guessed from its
     name (else the mail's subject) among the documents ``requested`` of the case (``document_type_for``).
@@ -218,7 +219,7 @@ def store_attachments(
         guessed = document_type_for(file.filename, requested, subject=subject) if requested else None
         row = Attachment(
             case_id=case.id,
-            filename=file.filename[:255],
+            filename=_stored_name(file),
             content_type=file.content_type[:100],
             size=len(file.data),
             sha256=file.sha256,
@@ -229,8 +230,13 @@ def store_attachments(
         )
         session.add(row)
         rows.append(row)
-    session.flush()
+    if flush:
+        session.flush()
     return rows
+
+
+def _stored_name(file: MailAttachment) -> str:
+    return file.filename[:255]
 
 
 def _requirements(session: Session, case: Case) -> list[DocumentRequirement]:
@@ -299,6 +305,22 @@ def file_mail(
 def _file_new(
     session: Session, desk: Desk, *, mail: ParsedMail, raw: bytes, mailbox: str, uid: int | None, now: datetime
 ) -> MailOutcome:
+    data, rule = _new_case(desk, mail)
+    case = intake(session, desk, data=data, actor=ACTOR, now=now, acknowledgement=_acknowledgement(mail))
+    assert case.id is not None
+    store_attachments(session, case=case, files=_kept(mail, raw), data_dir=desk.settings.data_dir, now=now)
+    append_event(session, case=case, actor=ACTOR, type="mail_received", data=_received(mail, rule), now=now)
+    record_mail(session, key=mail.key, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=FILED,
+                case_id=case.id, now=now)  # fmt: skip
+    return MailOutcome(FILED, mail.message_id, case_id=case.id, case_number=case.number, key=mail.key)
+
+
+def _new_case(desk: Desk, mail: ParsedMail) -> tuple[CaseCreate, str]:
+    """The case a new mail opens, and the classifier's rule that chose its kind.
+
+    Raises:
+        ValidationError: intake refuses what the mail gives (the caller records the mail as rejected).
+    """
     classification = classify(mail.subject, mail.text)
     description = trim_text(f"{mail.subject}\n\n{mail.text}", desk.settings.mail_max_description_chars)
     data = CaseCreate(
@@ -313,26 +335,124 @@ def _file_new(
             preferred_channel=ContactChannel.email,
         ),
     )
-    case = intake(session, desk, data=data, actor=ACTOR, now=now, acknowledgement={"not_accepted": _not_accepted(mail)})
-    assert case.id is not None
-    files = [_original(mail, raw), *mail.attachments]
-    stored = store_attachments(session, case=case, files=files, data_dir=desk.settings.data_dir, now=now)
-    append_event(
-        session,
-        case=case,
-        actor=ACTOR,
-        type="mail_received",
-        data={
-            "message_id": mail.message_id,
-            "classified_by": classification.rule,
-            "attachments": [a.filename for a in stored[1:]],
-            "skipped_attachments": [d.record() for d in mail.dropped],
-        },
-        now=now,
-    )
-    record_mail(session, key=mail.key, message_id=mail.message_id, mailbox=mailbox, uid=uid, disposition=FILED,
-                case_id=case.id, now=now)  # fmt: skip
-    return MailOutcome(FILED, mail.message_id, case_id=case.id, case_number=case.number, key=mail.key)
+    return data, classification.rule
+
+
+def _acknowledgement(mail: ParsedMail) -> dict[str, Any]:
+    return {"not_accepted": _not_accepted(mail)}
+
+
+def _kept(mail: ParsedMail, raw: bytes) -> list[MailAttachment]:
+    """What a new case keeps of its mail: the mail as received, then its attachments."""
+    return [_original(mail, raw), *mail.attachments]
+
+
+def _received(mail: ParsedMail, rule: str) -> dict[str, Any]:
+    """The ``mail_received`` event of a mail that opened a case."""
+    return {
+        "message_id": mail.message_id,
+        "classified_by": rule,
+        "attachments": [_stored_name(a) for a in mail.attachments],
+        "skipped_attachments": [d.record() for d in mail.dropped],
+    }
+
+
+# --- mails that open new cases, filed at once -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A mail downloaded and parsed, not taken yet."""
+
+    uid: int | None
+    raw: bytes
+    mail: ParsedMail
+    key: str
+    """``mail.key``, computed once."""
+
+    @classmethod
+    def of(cls, uid: int | None, raw: bytes, mail: ParsedMail) -> Fetched:
+        return cls(uid, raw, mail, mail.key)
+
+
+def opens_a_case(mail: ParsedMail) -> bool:
+    """Whether a mail opens a new case by itself: not automatic, no case number in its subject, answering no
+    earlier mail. Only these are filed at once (``take_new_mails``); what becomes of the others depends on the
+    cases and mails on file, so they are taken one at a time, after the mails read before them."""
+    return mail.automatic is None and find_case_number(mail.subject) is None and not mail.replied_to
+
+
+def file_new_mails(
+    session: Session, desk: Desk, mails: Sequence[Fetched], *, mailbox: str, now: datetime
+) -> list[MailOutcome]:
+    """File at once mails that each open a new case (``opens_a_case``, none read before), each as ``file_mail``
+    files it: the case through ``tasks.filing.intake_many``, the mail and its attachments kept, its
+    ``mail_received`` event, its record. The caller commits.
+
+    Raises:
+        ValidationError: intake refuses what a mail gives (nothing is written then: take each on its own).
+    """
+    built = [_new_case(desk, f.mail) for f in mails]
+    also = [Also(_acknowledgement(f.mail), [(ACTOR, "mail_received", _received(f.mail, rule))])
+            for f, (_, rule) in zip(mails, built, strict=True)]  # fmt: skip
+    cases = intake_many(session, desk, cases=[(data, ACTOR) for data, _ in built], now=now, also=also)
+    data_dir = desk.settings.data_dir
+    for fetched, case in zip(mails, cases, strict=True):
+        store_attachments(session, case=case, files=_kept(fetched.mail, fetched.raw), data_dir=data_dir, now=now,
+                          flush=False)  # fmt: skip
+        record_mail(session, key=fetched.key, message_id=fetched.mail.message_id, mailbox=mailbox, uid=fetched.uid,
+                    disposition=FILED, case_id=case.id, now=now, flush=False)  # fmt: skip
+    session.flush()  # one insert for the kept files, one for the mails
+    return [MailOutcome(FILED, f.mail.message_id, case_id=c.id, case_number=c.number, key=f.key)
+            for f, c in zip(mails, cases, strict=True)]  # fmt: skip
+
+
+def take_new_mails(
+    engine: Engine, desk: Desk, mails: Sequence[Fetched], *, mailbox: str, now: datetime
+) -> list[MailOutcome | None]:
+    """File in one committed transaction the mails of ``mails`` that open new cases (``opens_a_case``), in their
+    order; what became of each, or None for a mail to take on its own with ``take_parsed`` afterwards: one read
+    before (a duplicate), a second copy of one in the batch, one intake refuses.
+
+    Should the transaction fail (a value the database refuses, another poller recording one of the mails first,
+    a bug), nothing of it stays and every mail is left to be taken on its own, where a fault stays with its mail.
+    Raises only when the database is unreachable.
+    """
+    chosen: list[int] = []
+    keys: set[str] = set()
+    for index, fetched in enumerate(mails):
+        if opens_a_case(fetched.mail) and fetched.key not in keys and _acceptable(desk, fetched.mail):
+            chosen.append(index)
+            keys.add(fetched.key)
+    results: list[MailOutcome | None] = [None] * len(mails)
+    if not chosen:
+        return results
+    try:
+        with session_scope(engine) as session:
+            # read before: recorded under its key, or (read before keys existed) under its Message-ID's
+            wanted = {i: (mails[i].key, legacy_key(mails[i].mail.message_id)) for i in chosen}
+            asked = [key for pair in wanted.values() for key in pair]
+            read = set(session.exec(select(MailMessage.dedup_key).where(col(MailMessage.dedup_key).in_(asked))))
+            chosen = [i for i in chosen if read.isdisjoint(wanted[i])]
+            filed = file_new_mails(session, desk, [mails[i] for i in chosen], mailbox=mailbox, now=now)
+    except (DatabaseUnavailable, OperationalError):
+        raise
+    except Exception as failed:
+        log.warning("%d new mails could not be filed at once (%s): each is taken on its own", len(chosen),
+                    describe_failure(failed))  # fmt: skip
+        return results
+    for index, outcome in zip(chosen, filed, strict=True):
+        results[index] = outcome
+    return results
+
+
+def _acceptable(desk: Desk, mail: ParsedMail) -> bool:
+    """Whether intake takes the case the mail opens (else ``take_parsed`` records why not)."""
+    try:
+        _new_case(desk, mail)
+    except (ValidationError, ClaimflowError):
+        return False
+    return True
 
 
 def _append(
@@ -443,11 +563,24 @@ def take_mail(engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int 
 
     Raises only when the database itself fails (the mail then stays unseen and is read again next time).
     """
+    read = parse(engine, desk, raw=raw, mailbox=mailbox, uid=uid, now=now)
+    return read if isinstance(read, MailOutcome) else take_parsed(engine, desk, read, mailbox=mailbox, now=now)
+
+
+def parse(
+    engine: Engine, desk: Desk, *, raw: bytes, mailbox: str, uid: int | None, now: datetime
+) -> Fetched | MailOutcome:
+    """The mail parsed, or recorded as rejected (in a committed transaction) when it cannot be read."""
     try:
-        mail = parse_message(raw, limits_from(desk.settings))
+        return Fetched.of(uid, raw, parse_message(raw, limits_from(desk.settings)))
     except MailRejected as rejected:
         return reject(engine, key=rejected.key, message_id=rejected.message_id, reason=rejected.reason,
                       mailbox=mailbox, uid=uid, now=now)  # fmt: skip
+
+
+def take_parsed(engine: Engine, desk: Desk, fetched: Fetched, *, mailbox: str, now: datetime) -> MailOutcome:
+    """``take_mail`` for a mail already parsed."""
+    mail, raw, uid = fetched.mail, fetched.raw, fetched.uid
     try:
         with session_scope(engine) as session:
             return file_mail(session, desk, mail=mail, raw=raw, mailbox=mailbox, uid=uid, now=now)
@@ -663,52 +796,102 @@ class PollReport:
 
 
 def poll_mailbox(
-    engine: Engine, desk: Desk, *, source: MailSource, now: Callable[[], datetime], limit: int
+    engine: Engine,
+    desk: Desk,
+    *,
+    source: MailSource,
+    now: Callable[[], datetime],
+    limit: int,
+    at_once: int | None = None,
 ) -> PollReport:
-    """Take up to ``limit`` unseen mails from ``source``, each in its own transaction, flagging each seen only
-    after its transaction committed.
+    """Take up to ``limit`` unseen mails from ``source``, flagging each seen only after what became of it was
+    committed. Mails that open new cases (``opens_a_case``), read one after the other, are filed together, up to
+    ``at_once`` (default ``CLAIMFLOW_MAIL_FILE_AT_ONCE``) in one transaction (``take_new_mails``); every other mail
+    in a transaction of its own, after the mails read before it.
 
     One mail never stops the poll: whatever fails while one mail is taken (a value the database refuses, a bug)
     is rolled back and the mail is recorded as rejected with the kind of fault (no values: the reason is
     listed and logged), flagged seen, and the poll goes on; ``claimflow mail list --status rejected`` shows it
-    and ``claimflow mail retry`` takes it again after a fix. Only the mailbox or the database being unreachable
+    and ``claimflow mail retry`` takes it again after a fix. Should a group of new mails fail together, each is
+    taken on its own, where the fault stays with its mail. Only the mailbox or the database being unreachable
     stops the poll, with the current mail still unseen (every mail after it would fail the same way). A mail
     whose rejection cannot be recorded either stays unseen, is counted as ``failed``, and the poll goes on.
     """
     report = PollReport()
-    for uid in source.unseen(limit):
-        try:
-            outcome = _take_uid(engine, desk, source=source, uid=uid, now=now())
-        except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
-            raise
-        except Exception as failed:
-            reason = f"failed in intake: {describe_failure(failed)}"
-            log.error("mail uid %s: %s; recorded as rejected", uid, reason)
-            try:
-                outcome = reject_unread(engine, header=source.header(uid), reason=reason, mailbox=source.name,
-                                        uid=uid, now=now())  # fmt: skip
-            except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
-                raise
-            except Exception as unrecorded:
-                log.error("mail uid %s: left unseen, its rejection could not be recorded either (%s)", uid,
-                          describe_failure(unrecorded))  # fmt: skip
-                report.counts[FAILED] = report.counts.get(FAILED, 0) + 1
-                continue
+    group = desk.settings.mail_file_at_once if at_once is None else at_once
+    waiting: list[Fetched] = []  # mails that open new cases, read one after the other: filed at once
+
+    def done(uid: int, outcome: MailOutcome | None) -> None:
+        if outcome is None:
+            report.counts[FAILED] = report.counts.get(FAILED, 0) + 1
+            return
         source.mark_seen(uid)
         log.info(
             "mail uid %s: %s%s", uid, outcome.disposition, f" ({outcome.case_number})" if outcome.case_number else ""
         )
         report.add(outcome)
+
+    def take(fetched: Fetched) -> None:
+        assert fetched.uid is not None
+        work = partial(take_parsed, engine, desk, fetched, mailbox=source.name, now=now())
+        done(fetched.uid, _guarded(engine, source=source, uid=fetched.uid, now=now, work=work))
+
+    def file_waiting() -> None:
+        filed = take_new_mails(engine, desk, waiting, mailbox=source.name, now=now()) if len(waiting) > 1 else []
+        for fetched, outcome in zip_longest(waiting, filed):
+            if outcome is None:
+                take(fetched)
+            else:
+                done(fetched.uid or 0, outcome)
+        waiting.clear()
+
+    for uid in source.unseen(limit):
+        read = _guarded(engine, source=source, uid=uid, now=now, work=partial(_read_uid, engine, desk, source=source,
+                                                                             uid=uid, now=now()))  # fmt: skip
+        if isinstance(read, Fetched) and group > 1 and opens_a_case(read.mail):
+            waiting.append(read)
+            if len(waiting) >= group:
+                file_waiting()
+            continue
+        file_waiting()  # the mails read before this one first: what becomes of it may depend on them
+        if isinstance(read, Fetched):
+            take(read)
+        else:  # recorded as rejected when it was read (too big, unreadable, failed), or not even that
+            done(uid, read)
+    file_waiting()
     return report
 
 
-def _take_uid(engine: Engine, desk: Desk, *, source: MailSource, uid: int, now: datetime) -> MailOutcome:
+def _guarded(
+    engine: Engine, *, source: MailSource, uid: int, now: Callable[[], datetime], work: Callable[[], T]
+) -> T | MailOutcome | None:
+    """``work`` for one mail; whatever fails in it (not the mailbox or the database) is recorded as the mail's
+    rejection with the kind of fault. None: that could not be recorded either (the mail stays unseen)."""
+    try:
+        return work()
+    except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
+        raise
+    except Exception as failed:
+        reason = f"failed in intake: {describe_failure(failed)}"
+        log.error("mail uid %s: %s; recorded as rejected", uid, reason)
+        try:
+            return reject_unread(engine, header=source.header(uid), reason=reason, mailbox=source.name, uid=uid,
+                                 now=now())  # fmt: skip
+        except (MailboxUnavailable, DatabaseUnavailable, OperationalError):
+            raise
+        except Exception as unrecorded:
+            log.error("mail uid %s: left unseen, its rejection could not be recorded either (%s)", uid,
+                      describe_failure(unrecorded))  # fmt: skip
+            return None
+
+
+def _read_uid(engine: Engine, desk: Desk, *, source: MailSource, uid: int, now: datetime) -> Fetched | MailOutcome:
     size = source.size(uid)
     max_bytes = desk.settings.mail_max_message_bytes
     if size > max_bytes:  # not downloaded: its header is enough to record it by its Message-ID
         return reject_unread(engine, header=source.header(uid), reason=f"message too big: {size} bytes, limit "
                              f"{max_bytes}", mailbox=source.name, uid=uid, now=now)  # fmt: skip
-    return take_mail(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now)
+    return parse(engine, desk, raw=source.fetch(uid), mailbox=source.name, uid=uid, now=now)
 
 
 RETRYABLE = (REJECTED, SKIPPED)

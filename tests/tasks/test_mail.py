@@ -444,7 +444,7 @@ def test_a_mail_stays_unseen_until_its_case_is_committed(
     world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dovecot.deliver(imap_user, message("Car accident claim", "first"), message("Car accident claim", "second"))
-    desk = mail_desk(world, dovecot, imap_user)
+    desk = mail_desk(world, dovecot, imap_user, mail_file_at_once=1)  # each mail in a transaction of its own
     real = mail_tasks.file_mail
     calls = []
 
@@ -464,6 +464,110 @@ def test_a_mail_stays_unseen_until_its_case_is_committed(
     monkeypatch.setattr(mail_tasks, "file_mail", real)
     assert [o.disposition for o in poll(world.engine, desk, now=lambda: world.now).outcomes] == [FILED]
     assert dovecot.flags(imap_user) == {1: True, 2: True}
+
+
+def test_new_mails_filed_together_stay_unseen_until_their_transaction_is_committed(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.deliver(imap_user, message("Car accident claim", "first"), message("Car accident claim", "second"))
+    desk = mail_desk(world, dovecot, imap_user)
+    real = mail_tasks.file_new_mails
+
+    def connection_lost(*args, **kwargs):
+        real(*args, **kwargs)  # everything written, then the database goes away before the commit
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(mail_tasks, "file_new_mails", connection_lost)
+    with pytest.raises(OperationalError):
+        poll(world.engine, desk, now=lambda: world.now)
+    assert dovecot.flags(imap_user) == {1: False, 2: False}
+    with Session(world.engine) as session:
+        assert session.exec(select(Case)).all() == []
+
+    monkeypatch.setattr(mail_tasks, "file_new_mails", real)
+    assert [o.disposition for o in poll(world.engine, desk, now=lambda: world.now).outcomes] == [FILED, FILED]
+    assert dovecot.flags(imap_user) == {1: True, 2: True}
+
+
+def test_a_group_of_new_mails_that_fails_is_taken_mail_by_mail_and_the_fault_stays_with_its_mail(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault in the group's transaction (here: a bug on the third mail's case) rolls the group back; each of its
+    mails is then taken on its own, so only the mail that causes it is recorded as rejected, and the poll goes on."""
+    mails = [message("Car accident claim", f"mail {n}", sender=f"driver{n}@example.com") for n in range(5)]
+    dovecot.deliver(imap_user, *mails)
+    desk = mail_desk(world, dovecot, imap_user)
+    real = mail_tasks.intake
+
+    def failing_on_driver2(session, desk, *, data, **kwargs):
+        if data.customer.email == "driver2@example.com":
+            raise KeyError("a bug")
+        return real(session, desk, data=data, **kwargs)
+
+    real_many = mail_tasks.intake_many
+
+    def many_failing_on_driver2(session, desk, *, cases, **kwargs):
+        if any(data.customer.email == "driver2@example.com" for data, _ in cases):
+            raise KeyError("a bug")
+        return real_many(session, desk, cases=cases, **kwargs)
+
+    monkeypatch.setattr(mail_tasks, "intake", failing_on_driver2)
+    monkeypatch.setattr(mail_tasks, "intake_many", many_failing_on_driver2)
+    report = poll(world.engine, desk, now=lambda: world.now)
+    assert [o.disposition for o in report.outcomes] == [FILED, FILED, REJECTED, FILED, FILED]
+    assert report.outcomes[2].reason == "failed in intake: KeyError"
+    assert all(dovecot.flags(imap_user).values())
+    with Session(world.engine) as session:
+        numbers = [c.number for c in session.exec(select(Case).order_by(col(Case.id)))]
+    assert numbers == sorted(numbers) and len(numbers) == 4
+    assert [int(n.rsplit("-", 1)[1]) for n in numbers] == [1, 2, 3, 4]  # no number lost to the rolled-back group
+
+
+def test_a_poll_files_new_mails_together_and_every_other_mail_after_the_mails_read_before_it(
+    world, dovecot: Dovecot, imap_user: str
+) -> None:
+    """A reply to a new mail of the same poll finds that mail's case; a second copy within a group is a duplicate;
+    what became of each mail is reported in the mailbox's order; the groups are one transaction each."""
+    from sqlalchemy import event
+
+    first = message("Car accident claim", "Rear-ended.", sender="zhang.san@example.com", message_id="<a-1@example.com>")
+    complaint = message("[投诉] 服务态度差", "客服挂我电话", sender="李四 <li.si@example.com>")
+    reply = message("Re: claim", "One more photo.", sender="zhang.san@example.com",
+                    headers={"In-Reply-To": "<a-1@example.com>"})  # fmt: skip
+    dovecot.deliver(
+        imap_user,
+        first,  # 1: a new claim
+        message("Opening hours", html="<p>When are you open?</p>"),  # 2: a new inquiry, filed with 1
+        reply,  # 3: answers 1
+        AUTO_REPLY,  # 4
+        complaint,  # 5: a new complaint
+        complaint,  # 6: the same mail again, in the same group
+        message("Car accident claim", "Hit a post.", sender="wang@example.com"),  # 7: a new claim, with 5
+        NO_FROM,  # 8: rejected
+    )
+    desk = mail_desk(world, dovecot, imap_user)
+    commits: list[int] = []
+
+    def committed(connection) -> None:
+        commits.append(1)
+
+    event.listen(world.engine, "commit", committed)
+    try:
+        report = poll(world.engine, desk, now=lambda: world.now)
+    finally:
+        event.remove(world.engine, "commit", committed)
+
+    assert [o.disposition for o in report.outcomes] == [
+        FILED, FILED, APPENDED, SKIPPED, FILED, DUPLICATE, FILED, REJECTED,
+    ]  # fmt: skip
+    assert report.outcomes[2].case_id == report.outcomes[0].case_id
+    assert report.outcomes[5].case_id == report.outcomes[4].case_id
+    assert all(dovecot.flags(imap_user).values())
+    with Session(world.engine) as session:
+        filed = [c.id for c in session.exec(select(Case).order_by(col(Case.id)))]
+    assert filed == [report.outcomes[i].case_id for i in (0, 1, 4, 6)]  # filed in the mailbox's order
+    # 1+2 at once, 3, 4, 5+7 at once, 6, 8 (recorded when it was read): 6 transactions for 8 mails
+    assert len(commits) == 6, len(commits)
 
 
 def test_a_wrong_password_or_a_closed_port_is_a_clear_error(world, dovecot: Dovecot, imap_user: str) -> None:
@@ -622,3 +726,82 @@ def test_a_mail_recorded_before_keys_existed_and_read_again_is_still_the_mail_al
     assert take(world, raw, uid=3).disposition == DUPLICATE
     with Session(world.engine) as session:
         assert session.exec(select(Case)).all() == []
+
+
+# --- new mails filed at once ------------------------------------------------------------------------------------
+
+
+def _new_mails() -> list[bytes]:
+    """Mails that each open a case, of every shape the intake files: Chinese (RFC 2047, GB2312) with an attachment,
+    HTML only, a complaint, English and Chinese senders, one with an attachment not accepted (named in the
+    acknowledgement), two from the same sender."""
+    video = bytes(range(256)) * 20  # over the 1,000-byte limit the comparison's desk sets
+    return [
+        CHINESE_CLAIM,
+        message("Opening hours", html="<p>When are you open?</p>"),
+        message("[投诉] 服务态度差", "客服挂我电话", sender="李四 <li.si@example.com>"),
+        message("Car accident claim", "Video and the invoice attached.",
+                files=(("dashcam.mp4", "video/mp4", video), ("invoice.pdf", "application/pdf", b"%PDF-1.4 x"))),
+        message("住院医疗费用理赔申请", "发票随后补上", sender="王芳 <wang.fang@example.com>"),
+        message("Is physiotherapy covered?", "How many sessions a year?", sender="bo@example.com"),
+        message("Car accident claim", "Second car, same driver.", files=(("photo.jpg", "image/jpeg", JPEG),)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("phone", ["95500", ""])
+def test_new_mails_filed_at_once_write_row_for_row_what_one_by_one_writes(
+    world, phone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``file_new_mails`` against ``file_mail`` for each, on the same database (each rolled back): customers, cases,
+    steps, events with their hashes, messages, loads, counters (``tests.tasks.test_filing``), and the kept files'
+    rows and the mails' records. Without the desk's phone the acknowledgements are held, each with an event
+    before the mail's ``mail_received``."""
+    from models.mail import parse_message
+    from tasks.mail import Fetched, file_new_mails, limits_from, opens_a_case
+    from tests.tasks.test_filing import _snapshot
+
+    monkeypatch.setenv("CLAIMFLOW_DESK_PHONE", phone)  # the outbox reads the desk's details from the settings
+    get_settings.cache_clear()
+    desk = Desk(rules=world.desk.rules, settings=get_settings().model_copy(update={"mail_max_attachment_bytes": 1000}))
+    fetched = [Fetched.of(uid, raw, parse_message(raw, limits_from(desk.settings)))
+               for uid, raw in enumerate(_new_mails(), start=1)]  # fmt: skip
+    assert all(opens_a_case(f.mail) for f in fetched)
+
+    def rows(session: Session) -> dict[str, list[dict]]:
+        snapshot = _snapshot(session)
+        number = {c.id: c.number for c in session.exec(select(Case))}
+        kept = [{**a.model_dump(exclude={"id", "case_id"}), "case": number[a.case_id]}
+                for a in session.exec(select(Attachment).order_by(col(Attachment.id)))]  # fmt: skip
+        mails = [{**m.model_dump(exclude={"id", "case_id"}), "case": number[m.case_id]}
+                 for m in session.exec(select(MailMessage).order_by(col(MailMessage.id)))]  # fmt: skip
+        return {**snapshot, "attachment": sorted(kept, key=lambda r: (r["case"], r["filename"])), "mail": mails}
+
+    def one_by_one(session: Session) -> None:
+        for f in fetched:
+            outcome = mail_tasks.file_mail(session, desk, mail=f.mail, raw=f.raw, mailbox="test/INBOX", uid=f.uid,
+                                           now=world.now)  # fmt: skip
+            assert outcome.disposition == FILED
+
+    def at_once(session: Session) -> None:
+        outcomes = file_new_mails(session, desk, fetched, mailbox="test/INBOX", now=world.now)
+        assert [o.disposition for o in outcomes] == [FILED] * len(fetched)
+
+    expected = _with(world, one_by_one, rows)
+    got = _with(world, at_once, rows)
+    for table in expected:
+        assert got[table] == expected[table], table
+    assert {e["type"] for e in got["event"]} >= {"filed", "assigned", "mail_received", "step_opened"}
+    acks = [o for o in got["outbox"] if o["template"].startswith("acknowledgement_")]
+    assert len(acks) == len(fetched) and any(o["context"]["not_accepted"] for o in acks)
+    assert len(got["attachment"]) == len(fetched) + 3  # each original, the photo, the invoice and the jpeg
+    held = [e for e in got["event"] if e["type"] == "message_held"]
+    assert len(held) == (0 if phone else len(fetched)), held
+
+
+def _with(world, file, rows) -> dict[str, list[dict]]:
+    with Session(world.engine) as session:
+        file(session)
+        session.flush()
+        snapshot = rows(session)
+        session.rollback()
+    return snapshot

@@ -169,25 +169,35 @@ def test_each_mail_of_the_corpus_gets_what_the_desk_owes_it(world, raw: bytes, e
             assert text in (case.description or ""), case.description
 
 
+@pytest.mark.parametrize("at_once", [1, 32])
 def test_one_mail_that_fails_in_intake_is_recorded_and_the_poll_goes_on(
-    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch, at_once: int
 ) -> None:
     """The whole corpus in one mailbox, with a mail that trips a fault in the middle (an injected bug): every
     other mail is taken, the faulty one is rejected with the kind of fault and no values, all are flagged seen,
-    and a second poll finds nothing left."""
+    and a second poll finds nothing left. Each mail in a transaction of its own, and new mails filed in groups
+    (the faulty one's group fails, and its mails are taken one by one)."""
     faulty = _mail(b"From: bug@example.com\r\nSubject: trips a bug\r\nMessage-ID: <bug-1@example.com>\r\n")
     dovecot.deliver(imap_user, *(raw for _, raw, _ in CORPUS[:4]), faulty, *(raw for _, raw, _ in CORPUS[4:]))
-    real = mail_tasks.file_mail
+    real, real_many = mail_tasks.file_mail, mail_tasks.file_new_mails
 
-    def buggy(session, desk, **kwargs):
-        if kwargs["mail"].message_id == "<bug-1@example.com>":
+    def trip(session, message_ids) -> None:
+        if "<bug-1@example.com>" in message_ids:
             session.add(Attachment(case_id=10**9, filename="x", content_type="x", size=0, sha256="x",
                                    storage_path="x", source="email", received_at=world.now))  # fmt: skip
             session.flush()  # a foreign key the database refuses: a fault of this mail only
+
+    def buggy(session, desk, **kwargs):
+        trip(session, [kwargs["mail"].message_id])
         return real(session, desk, **kwargs)
 
+    def buggy_many(session, desk, mails, **kwargs):  # the group it is filed with fails, then each is taken alone
+        trip(session, [f.mail.message_id for f in mails])
+        return real_many(session, desk, mails, **kwargs)
+
     monkeypatch.setattr(mail_tasks, "file_mail", buggy)
-    desk = mail_desk(world, dovecot, imap_user)
+    monkeypatch.setattr(mail_tasks, "file_new_mails", buggy_many)
+    desk = mail_desk(world, dovecot, imap_user, mail_file_at_once=at_once)
     report = poll(world.engine, desk, now=lambda: world.now)
     wanted = [want[0] for _, _, want in CORPUS]
     assert [o.disposition for o in report.outcomes] == [*wanted[:4], REJECTED, *wanted[4:]]
@@ -228,7 +238,9 @@ def test_no_bytes_as_a_mail_escape_as_an_error_and_each_is_recorded_once(world) 
     )
     taken: list[str] = []
 
-    @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    # no deadline: each example is a database transaction on a shared machine (a timing is no finding here)
+    @settings(max_examples=80, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
     @given(raw=mails)
     def take_any(raw: bytes) -> None:
         outcome = take_mail(world.engine, world.desk, raw=raw, mailbox="fuzz/INBOX", uid=None, now=world.now)
