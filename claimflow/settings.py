@@ -284,7 +284,10 @@ class Settings(BaseSettings):
     )
     mail_poll_seconds: int = Field(default=60, ge=5, description="Interval of the mail-intake deployment's schedule.")
     mail_batch_size: int = Field(
-        default=50, ge=1, description="Unseen mails read per poll; the next poll takes the rest."
+        default=50,
+        ge=1,
+        description="Unseen mails read per chunk; a mail-intake run takes chunk after chunk until none is left or "
+        "CLAIMFLOW_MAIL_POLL_SECONDS have passed ('claimflow mail poll': one chunk).",
     )
     mail_file_at_once: int = Field(
         default=32,

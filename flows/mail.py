@@ -1,9 +1,11 @@
 """E-mail intake: the ``mail-intake`` flow and its deployment.
 
-Each run polls the intake mailbox once (``tasks.mail.poll``): every unseen mail is filed as a new case, added
-to the case it answers, or recorded as skipped or rejected, one transaction per mail, and flagged seen only
-after its transaction committed. Then the new cases' runs are started (if Prefect cannot start one, the
-reconciler does within a minute) and the outbox is told that acknowledgements are queued. Serve it with::
+Each run takes the intake mailbox chunk after chunk (``tasks.mail.poll``) until nothing unseen is left or its budget
+(the schedule's interval) is spent: every unseen mail is filed as a new case (the new cases' mails read one after
+the other together, in one transaction), added to the case it answers, or recorded as skipped or rejected, and
+flagged seen only after that committed. The outbox is told after each chunk that acknowledgements are queued;
+the new cases' runs are started once the mail is in (the reconciler starts what the budget leaves, or what
+Prefect could not start). Serve it with::
 
     python -m flows.mail          # or: mail_intake_deployment() passed to prefect.serve(...)
 
@@ -12,6 +14,7 @@ Parameters, results and logs carry counts and case ids only: no addresses, no su
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -38,34 +41,66 @@ async def poll_mailbox(limit: int | None = None) -> dict[str, Any]:
 
 
 @flow(name="mail-intake", persist_result=False)
-async def mail_intake(limit: int | None = None) -> dict[str, Any]:
-    """Read new mail into cases, start the new cases' runs, and wake the outbox for the acknowledgements.
+async def mail_intake(limit: int | None = None, budget_seconds: float | None = None) -> dict[str, Any]:
+    """Read new mail into cases, wake the outbox for the acknowledgements, start the new cases' runs.
+
+    The mailbox is taken chunk after chunk (a ``poll-mailbox`` task run each) until nothing unseen is left or
+    ``budget_seconds`` (default ``CLAIMFLOW_MAIL_POLL_SECONDS``, the schedule's interval) have passed: in a surge
+    the mail is not read at one chunk a minute. The outbox is woken after each chunk. The new cases' runs are
+    started once the mail is in, while the budget lasts; the reconciler starts the rest (their deadlines, their
+    acknowledgements and the worklists do not wait for a run).
 
     Args:
-        limit: mails taken in this run at most; default ``CLAIMFLOW_MAIL_BATCH_SIZE`` (the next run takes the
-            rest).
+        limit: mails taken per chunk at most; default ``CLAIMFLOW_MAIL_BATCH_SIZE``.
+        budget_seconds: how long this run takes mail and starts runs before it leaves the rest to the next run
+            and the reconciler.
     """
-    from tasks.runs import launch_case
+    from tasks.mail import more_unseen
 
     logger = get_run_logger()
-    if not desk().settings.mail_imap_host:
+    settings = desk().settings
+    if not settings.mail_imap_host:
         logger.info("e-mail intake is not configured (CLAIMFLOW_MAIL_IMAP_HOST is unset): nothing to do")
         return {"counts": {}, "new_case_ids": []}
-    result = await poll_mailbox(limit)
-    logger.info("mail: %s", ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
-    for case_id in result["new_case_ids"]:
+    chunk = limit or settings.mail_batch_size
+    deadline = anyio.current_time() + (budget_seconds if budget_seconds is not None else settings.mail_poll_seconds)
+    counts: Counter[str] = Counter()
+    new_case_ids: list[int] = []
+    while True:
+        result = await poll_mailbox(chunk)
+        counts.update(result["counts"])
+        new_case_ids += result["new_case_ids"]
+        if result["new_case_ids"]:
+            _wake_outbox(len(result["new_case_ids"]), logger)
+        if not more_unseen(result["counts"], limit=chunk) or anyio.current_time() >= deadline:
+            break
+    logger.info("mail: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    await _start_runs(new_case_ids, deadline, logger)
+    return {"counts": dict(counts), "new_case_ids": new_case_ids}
+
+
+async def _start_runs(case_ids: list[int], deadline: float, logger: Any) -> None:
+    """Start the new cases' runs while the budget lasts (at least one); the reconciler starts the rest."""
+    from tasks.runs import launch_case
+
+    for done, case_id in enumerate(case_ids):
+        if done and anyio.current_time() >= deadline:
+            logger.info("%d new case(s)' runs left to the reconciler (it starts them on its next passes)",
+                        len(case_ids) - done)  # fmt: skip
+            return
         try:
             await launch_case(engine(), case_id=case_id)
         except Exception as exc:  # Prefect unreachable or refusing: the reconciler starts the run later
             logger.warning("case %s: run not started (%s); the reconciler will start it", case_id, type(exc).__name__)
-    if result["new_case_ids"]:
-        from flows.delivery import announce_queued
 
-        try:
-            announce_queued(len(result["new_case_ids"]))
-        except Exception as exc:  # best effort: the outbox's own schedule sends the acknowledgements anyway
-            logger.warning("outbox not woken (%s); its schedule will send the acknowledgements", type(exc).__name__)
-    return result
+
+def _wake_outbox(count: int, logger: Any) -> None:
+    from flows.delivery import announce_queued
+
+    try:
+        announce_queued(count)
+    except Exception as exc:  # best effort: the outbox's own schedule sends the acknowledgements anyway
+        logger.warning("outbox not woken (%s); its schedule will send the acknowledgements", type(exc).__name__)
 
 
 def mail_intake_deployment(interval_seconds: int | None = None) -> Any:

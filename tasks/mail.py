@@ -862,6 +862,14 @@ def poll_mailbox(
     return report
 
 
+def more_unseen(counts: dict[str, int], *, limit: int) -> bool:
+    """Whether a poll that took up to ``limit`` mails with these ``counts`` may have left unseen mail to take
+    now: it took a full chunk, and made progress (a chunk of mails that all failed and stay unseen would be
+    read again: that waits for the next scheduled run)."""
+    taken = sum(counts.values())
+    return taken >= limit and taken - counts.get(FAILED, 0) > 0
+
+
 def _guarded(
     engine: Engine, *, source: MailSource, uid: int, now: Callable[[], datetime], work: Callable[[], T]
 ) -> T | MailOutcome | None:
