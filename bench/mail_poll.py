@@ -3,6 +3,7 @@
     python bench/mail_poll.py                      # 1,000 mails, SQLite file in a temporary folder
     python bench/mail_poll.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_mail
     python bench/mail_poll.py --count 300 --batch 100 --seed 7
+    CLAIMFLOW_MAIL_FILE_AT_ONCE=1 python bench/mail_poll.py   # every mail in a transaction of its own (before)
 
 It starts a throwaway Dovecot (``tests/imap.py``: ``dovecot -F`` on free ports, maildir in a temporary folder) and
 appends N mails made with a fixed seed, a mix like real intake: new claims, complaints and inquiries in zh-CN
