@@ -519,3 +519,23 @@ def test_the_openapi_document_describes_the_feedback_body_and_the_keys_limits(ap
     assert set(spec["components"]["schemas"]["FeedbackIn"]["properties"]) >= {"case_number", "text", "score"}
     [key] = [p for p in spec["paths"]["/v1/claims"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
     assert key["schema"]["maxLength"] == 200
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_api_keeps_its_start_up_objects_out_of_the_cycle_collector_while_it_runs(
+    world: Any, engine: Engine, freeze: bool
+) -> None:
+    """A full collection over what start-up made stalled every request for about 110 ms (``bench/intake.py``'s
+    p99): once started the API freezes them (``gc.freeze``), and lets them go again when it stops."""
+    import gc
+
+    before = gc.get_freeze_count()
+    app = create_app(make_settings(api_freeze_heap=freeze), engine, clock=lambda: NOW)
+    with TestClient(app) as running:
+        frozen = gc.get_freeze_count()
+        assert running.get("/standards").status_code == 200
+    if freeze:
+        assert frozen > max(before, 50_000), frozen  # the modules, Prefect's client, the mappers
+    else:
+        assert frozen == before
+    assert gc.get_freeze_count() == before
