@@ -123,8 +123,10 @@ def freeze_startup_heap() -> None:
     A full collection walked them all, 110 to 190 ms with the GIL held, every request in flight and the group
     commit's thread stalled: that was the intake's tail latency. Measured with ``gc.callbacks`` in the API during
     ``bench/intake.py --count 3000 --concurrency 32``: 5 full collections took 731 ms in all (the longest 190 ms),
-    p99 305 ms; frozen, 6 took 44 ms (the longest 11.5 ms), p99 173 ms. Objects are still freed when their last reference goes; only cycles among these
-    start-up objects are no longer collected, a fixed amount. ``CLAIMFLOW_API_FREEZE_HEAP=false`` turns it off.
+    p99 305 ms; frozen, 6 took 44 ms (the longest 11.5 ms), p99 173 ms.
+
+    Objects are still freed when their last reference goes; only cycles among these start-up objects are no longer
+    collected, a fixed amount. ``CLAIMFLOW_API_FREEZE_HEAP=false`` turns it off.
     """
     gc.collect()
     gc.freeze()
