@@ -45,7 +45,8 @@ async def mail_intake(limit: int | None = None, budget_seconds: float | None = N
     """Read new mail into cases, wake the outbox for the acknowledgements, start the new cases' runs.
 
     The mailbox is taken chunk after chunk (a ``poll-mailbox`` task run each) until nothing unseen is left or
-    ``budget_seconds`` (default ``CLAIMFLOW_MAIL_POLL_SECONDS``, the schedule's interval) have passed: in a surge
+    ``budget_seconds`` (default ``CLAIMFLOW_MAIL_POLL_SECONDS``, the deployment's interval unless it was given
+    another) have passed: in a surge
     the mail is not read at one chunk a minute. The outbox is woken after each chunk. The new cases' runs are
     started once the mail is in, while the budget lasts; the reconciler starts the rest (their deadlines, their
     acknowledgements and the worklists do not wait for a run).

@@ -1,12 +1,13 @@
 """E-mail intake: read the desk's mailbox over IMAP, file new cases, add replies to their cases.
 
-One mail, one transaction: the mail's case (or its addition to a case), its attachments, the ticked
-documents and its ``mail_message`` row commit together; only then is the mail flagged ``\\Seen`` on the
-server. A process that dies in between leaves the mail unseen: the next poll reads it again, finds its
+A mail's case (or its addition to a case), its attachments, the ticked documents and its ``mail_message`` row
+commit together, each mail in a transaction of its own, except the mails that open new cases read one after the
+other, which are filed together (``take_new_mails``); only then is the mail flagged ``\\Seen`` on the server.
+A process that dies in between leaves the mail unseen: the next poll reads it again, finds its
 Message-ID recorded and only flags it. Mails are never deleted or moved: the mailbox keeps every original.
 
-Database functions take the session first and leave the commit to the caller; ``take_mail`` and ``poll``
-are the callers that commit.
+Database functions take the session first and leave the commit to the caller; the functions that take an engine
+(``take_mail``, ``take_parsed``, ``take_new_mails``, ``parse``, ``reject``, ``poll``) are the ones that commit.
 
 Dispositions recorded in ``mail_message``:
 
@@ -82,6 +83,9 @@ from tasks.workflow import Desk, intake
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+GROUP_BYTES = 64 * 1024 * 1024
+"""A group of new mails is filed once it holds this many bytes of mail, whatever its count: each waits in memory
+with its decoded attachments (32 mails of 25 MB would be over a gigabyte)."""
 
 ACTOR = "mail-intake"
 SOURCE = "email"
@@ -378,8 +382,12 @@ class Fetched:
 def opens_a_case(mail: ParsedMail) -> bool:
     """Whether a mail opens a new case by itself: not automatic, no case number in its subject, answering no
     earlier mail. Only these are filed at once (``take_new_mails``); what becomes of the others depends on the
-    cases and mails on file, so they are taken one at a time, after the mails read before them."""
-    return mail.automatic is None and find_case_number(mail.subject) is None and not mail.replied_to
+    cases and mails on file, so they are taken one at a time, after the mails read before them. A mail this check
+    or the case it would open fails on (a bug) is not one: taken alone, its fault is recorded on it."""
+    try:
+        return mail.automatic is None and find_case_number(mail.subject) is None and not mail.replied_to
+    except Exception:
+        return False
 
 
 def file_new_mails(
@@ -416,7 +424,8 @@ def take_new_mails(
 
     Should the transaction fail (a value the database refuses, another poller recording one of the mails first,
     a bug), nothing of it stays and every mail is left to be taken on its own, where a fault stays with its mail.
-    Raises only when the database is unreachable.
+    Raises only what ``take_parsed`` raises too: the database unreachable or failing (``DatabaseUnavailable``,
+    ``OperationalError``), when the poll stops with the group unseen.
     """
     chosen: list[int] = []
     keys: set[str] = set()
@@ -450,7 +459,7 @@ def _acceptable(desk: Desk, mail: ParsedMail) -> bool:
     """Whether intake takes the case the mail opens (else ``take_parsed`` records why not)."""
     try:
         _new_case(desk, mail)
-    except (ValidationError, ClaimflowError):
+    except Exception:  # refused by intake, or a bug: taken alone, where what went wrong is recorded on the mail
         return False
     return True
 
@@ -850,7 +859,7 @@ def poll_mailbox(
                                                                              uid=uid, now=now()))  # fmt: skip
         if isinstance(read, Fetched) and group > 1 and opens_a_case(read.mail):
             waiting.append(read)
-            if len(waiting) >= group:
+            if len(waiting) >= group or sum(len(f.raw) for f in waiting) >= GROUP_BYTES:
                 file_waiting()
             continue
         file_waiting()  # the mails read before this one first: what becomes of it may depend on them

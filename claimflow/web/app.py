@@ -67,13 +67,14 @@ def create_app(
             if intake.launcher is not None:
                 intake.launcher.yield_to = lambda: intake.committer is not None and intake.committer.busy
         app.state.intake = intake
+        first_to_freeze = settings.api_freeze_heap and gc.get_freeze_count() == 0
         if settings.api_freeze_heap:
             freeze_startup_heap()
         try:
             yield
         finally:
-            if settings.api_freeze_heap:
-                gc.unfreeze()  # collectable again (an app started and stopped in a process that goes on: the tests)
+            if first_to_freeze:  # collectable again (an app started and stopped in a process that goes on: the
+                gc.unfreeze()  # tests); never what another part froze first (the desk runner in 'claimflow up')
             if intake.committer is not None:
                 await anyio.to_thread.run_sync(intake.committer.stop)  # what is waiting is written first
             if intake.launcher is not None:

@@ -522,20 +522,32 @@ def test_the_openapi_document_describes_the_feedback_body_and_the_keys_limits(ap
 
 
 @pytest.mark.parametrize("freeze", [True, False])
+@pytest.mark.parametrize("frozen_before", [False, True])
 def test_the_api_keeps_its_start_up_objects_out_of_the_cycle_collector_while_it_runs(
-    world: Any, engine: Engine, freeze: bool
+    world: Any, engine: Engine, freeze: bool, frozen_before: bool
 ) -> None:
     """A full collection over what start-up made stalled every request for about 110 ms (``bench/intake.py``'s
-    p99): once started the API freezes them (``gc.freeze``), and lets them go again when it stops."""
+    p99): once started the API freezes them (``gc.freeze``). When it stops it lets them go again, unless another
+    part of the process had frozen first (the desk runner, in ``claimflow up``): that freeze stays."""
     import gc
 
+    gc.unfreeze()  # whatever an earlier test of this process froze (a desk runner run in-process)
+    if frozen_before:
+        gc.freeze()
     before = gc.get_freeze_count()
-    app = create_app(make_settings(api_freeze_heap=freeze), engine, clock=lambda: NOW)
-    with TestClient(app) as running:
-        frozen = gc.get_freeze_count()
-        assert running.get("/standards").status_code == 200
-    if freeze:
-        assert frozen > max(before, 50_000), frozen  # the modules, Prefect's client, the mappers
-    else:
-        assert frozen == before
-    assert gc.get_freeze_count() == before
+    try:
+        app = create_app(make_settings(api_freeze_heap=freeze), engine, clock=lambda: NOW)
+        with TestClient(app) as running:
+            frozen = gc.get_freeze_count()
+            assert running.get("/standards").status_code == 200
+        # the count moves by a few hundred on its own (frozen objects freed or tracked again): compared in thousands
+        if freeze and not frozen_before:
+            assert frozen > 50_000, frozen  # the modules, Prefect's client, the mappers
+        elif not freeze:
+            assert abs(frozen - before) < 5_000, (frozen, before)
+        if frozen_before:
+            assert gc.get_freeze_count() > before - 5_000  # the other part's freeze is kept
+        else:
+            assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()

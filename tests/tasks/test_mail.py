@@ -570,6 +570,51 @@ def test_a_poll_files_new_mails_together_and_every_other_mail_after_the_mails_re
     assert len(commits) == 6, len(commits)
 
 
+def test_a_bug_on_one_mail_read_among_new_mails_is_recorded_on_it_and_the_poll_goes_on(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault in what decides whether a mail joins a group (here the classifier, on the third mail) must not
+    escape the poll, or that mail, the oldest unseen, would stop every poll after it: it is taken alone and
+    recorded as rejected with the kind of fault; the mails around it are filed."""
+    mails = [message("Car accident claim", f"mail {n}", sender=f"driver{n}@example.com") for n in range(5)]
+    dovecot.deliver(imap_user, *mails)
+    real = mail_tasks.classify
+
+    def classify(subject: str, text: str):
+        if text.startswith("mail 2"):
+            raise RuntimeError("a bug in this version")
+        return real(subject, text)
+
+    monkeypatch.setattr(mail_tasks, "classify", classify)
+    report = poll(world.engine, mail_desk(world, dovecot, imap_user), now=lambda: world.now)
+    assert [o.disposition for o in report.outcomes] == [FILED, FILED, REJECTED, FILED, FILED]
+    assert report.outcomes[2].reason == "failed in intake: RuntimeError"
+    assert all(dovecot.flags(imap_user).values())
+
+
+def test_a_group_of_new_mails_is_filed_once_it_holds_its_bytes_whatever_its_count(
+    world, dovecot: Dovecot, imap_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mail of a group waits in memory with its attachments: past ``GROUP_BYTES`` the group is filed."""
+    from sqlalchemy import event
+
+    mails = [message("Car accident claim", f"mail {n}", sender=f"driver{n}@example.com") for n in range(4)]
+    dovecot.deliver(imap_user, *mails)
+    monkeypatch.setattr(mail_tasks, "GROUP_BYTES", 2 * min(len(m) for m in mails))  # two mails a group
+    commits: list[int] = []
+
+    def committed(connection) -> None:
+        commits.append(1)
+
+    event.listen(world.engine, "commit", committed)
+    try:
+        report = poll(world.engine, mail_desk(world, dovecot, imap_user), now=lambda: world.now)
+    finally:
+        event.remove(world.engine, "commit", committed)
+    assert [o.disposition for o in report.outcomes] == [FILED] * 4
+    assert len(commits) == 2, len(commits)
+
+
 def test_a_wrong_password_or_a_closed_port_is_a_clear_error(world, dovecot: Dovecot, imap_user: str) -> None:
     wrong = mail_desk(world, dovecot, imap_user, mail_imap_password=SecretStr("nope"))
     with pytest.raises(MailboxUnavailable, match=r"AUTHENTICATIONFAILED|Authentication failed"):
