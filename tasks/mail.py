@@ -383,7 +383,7 @@ def opens_a_case(mail: ParsedMail) -> bool:
     """Whether a mail opens a new case by itself: not automatic, no case number in its subject, answering no
     earlier mail. Only these are filed at once (``take_new_mails``); what becomes of the others depends on the
     cases and mails on file, so they are taken one at a time, after the mails read before them. A mail this check
-    or the case it would open fails on (a bug) is not one: taken alone, its fault is recorded on it."""
+    fails on (a bug) is not one: taken alone, its fault is recorded on it."""
     try:
         return mail.automatic is None and find_case_number(mail.subject) is None and not mail.replied_to
     except Exception:
