@@ -314,8 +314,13 @@ def backend_pids(admin_url: str, names: tuple[str, ...]) -> list[int]:
         admin.dispose()
 
 
-def start_server(env: dict[str, str], port: int, logdir: Path, name: str = "prefect-server", workers: int = 1) -> Child:
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+def start_server(
+    env: dict[str, str], port: int, logdir: Path, name: str = "prefect-server", workers: int = 1, nice: int = 0
+) -> Child:
+    """``prefect server start`` (through ``claimflow.prefect_server``, which lowers its CPU priority by ``nice`` as
+    ``claimflow up`` does) on ``port``; returns once it answers."""
+    argv = [sys.executable, "-m", "claimflow.prefect_server", "--nice", str(nice), "--host", "127.0.0.1", "--port",
+            str(port)]  # fmt: skip
     if workers > 1:
         argv += ["--workers", str(workers)]  # web server only: the services run in a process of their own
     server = Child(name, argv, env=env, logdir=logdir)

@@ -50,6 +50,7 @@ from bench.outbox import CountingSink
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
 from claimflow.migrate import upgrade
+from claimflow.settings import Settings
 from tasks.staff import import_directory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,6 +131,12 @@ def main() -> int:
         help="once every acknowledgement is out, wait this long for the runs and print their start "
         "rate instead of waiting for all (0: wait for all); the run counts are then not checked",
     )
+    parser.add_argument(
+        "--no-priorities",
+        action="store_true",
+        help="run the desk runner, the delivery processes and the Prefect server at the API's CPU priority "
+        "(CLAIMFLOW_RUNNER_NICE, CLAIMFLOW_DELIVERY_NICE and the server's nice 0): the way it was before",
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     n = args.claims
@@ -168,13 +175,16 @@ def main() -> int:
         }  # fmt: skip
         for name in ("PREFECT_API_AUTH_STRING",):
             env.pop(name, None)
+        server_nice = 0 if args.no_priorities else Settings().prefect_server_nice
+        if args.no_priorities:
+            env.update(CLAIMFLOW_RUNNER_NICE="0", CLAIMFLOW_DELIVERY_NICE="0")
         engine = create_db_engine(cases_url, pool=False)
         stack.callback(engine.dispose)
         upgrade(engine)
         with session_scope(engine) as session:
             import_directory(session, directory=sample_directory())
             session.execute(text("UPDATE staff SET capacity = 10000000, email = username || '@insurer.example'"))
-        server = start_server(env, port, workdir)
+        server = start_server(env, port, workdir, nice=server_nice)
         stack.callback(server.stop)
         desk = Desk(env, workdir)
         stack.callback(desk.stop)
@@ -292,7 +302,8 @@ def main() -> int:
         doubled = sum(1 for i in ack_ids if seen[i] > 1)
         killed = f"kill -9 of the API at {args.kill_api_at:.0%}, of the runner at {args.kill_runner_at:.0%}"
         print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}; "
-              f"delivery processes beside the runner: {args.delivery_processes}")  # fmt: skip
+              f"delivery processes beside the runner: {args.delivery_processes}; background CPU priority: "
+              f"{'as the API' if args.no_priorities else 'lowered (runner, delivery, server)'}")  # fmt: skip
         print(f"all answered 202:          {acknowledged:8.1f} s ({n / acknowledged:.1f}/s)")
         print(f"all acknowledgements out:  {mailed:8.1f} s")
         if args.runs_window:

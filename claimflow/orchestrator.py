@@ -156,8 +156,8 @@ class EmbeddedServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                [sys.executable, "-m", "claimflow.prefect_server", "--host", self.settings.prefect_host,
-                 "--port", str(self.settings.prefect_port)],
+                [sys.executable, "-m", "claimflow.prefect_server", "--nice", str(self.settings.prefect_server_nice),
+                 "--host", self.settings.prefect_host, "--port", str(self.settings.prefect_port)],
                 env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

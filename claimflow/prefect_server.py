@@ -38,11 +38,18 @@ def immediate_write_transactions() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``prefect server start`` with ``argv`` (``--host``, ``--port``), its SQLite writes immediate."""
+    """``prefect server start`` with ``argv`` (``--host``, ``--port``), its SQLite writes immediate; a leading
+    ``--nice N`` lowers its CPU priority first (``claimflow.priority``)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--nice"]:
+        from claimflow.priority import lower_priority
+
+        lower_priority(int(arguments[1]))
+        arguments = arguments[2:]
     immediate_write_transactions()
     from prefect.cli import app
 
-    sys.argv = ["prefect", "server", "start", *(sys.argv[1:] if argv is None else argv)]  # Prefect's CLI reads it
+    sys.argv = ["prefect", "server", "start", *arguments]  # Prefect's CLI reads it
     app()
 
 

@@ -125,6 +125,25 @@ class Settings(BaseSettings):
     runner_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often the desk runner asks the Prefect server for due runs."
     )
+    runner_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How far 'claimflow runner' lowers its CPU priority (nice) at start, so that intake gets the "
+        "cores first in a surge; 0 leaves it.",
+    )
+    delivery_nice: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        description="The same for 'claimflow outbox deliver --loop': below intake, above the case runs.",
+    )
+    prefect_server_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="The same for the Prefect server that 'claimflow up' starts.",
+    )
     runner_heartbeats: bool = Field(
         default=False,
         description="Send Prefect's flow-run heartbeats from the desk runner (for a Prefect automation that "

@@ -94,6 +94,7 @@ def runner() -> None:
     import os
 
     from claimflow.migrate import current_revision, head_revision
+    from claimflow.priority import lower_priority
 
     if not os.environ.get("PREFECT_API_URL"):
         raise InvalidInput("set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the desk's Prefect server")
@@ -101,8 +102,11 @@ def runner() -> None:
     if current_revision(engine) != head_revision(engine):
         raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
     settings = get_settings()
+    nice = lower_priority(settings.runner_nice)
     out.print(
-        f"desk runner for {os.environ['PREFECT_API_URL']} (up to {settings.runner_limit} runs at once); Ctrl-C stops"
+        f"desk runner for {os.environ['PREFECT_API_URL']} (up to {settings.runner_limit} runs at once"
+        + (f", CPU priority nice {nice}" if nice else "")
+        + "); Ctrl-C stops"
     )
     try:
         asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds, settings.runner_heartbeats))

@@ -222,7 +222,11 @@ def outbox_deliver(
     config = default_config()
     every = get_settings().outbox_poll_seconds
     if loop:
-        out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s); Ctrl-C stops")
+        from claimflow.priority import lower_priority
+
+        nice = lower_priority(get_settings().delivery_nice)
+        out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s)"
+                  + (f", CPU priority nice {nice}" if nice else "") + "; Ctrl-C stops")  # fmt: skip
     try:
         while True:
             report = drain(common.engine(), now=common.now, config=config, max_batches=max_batches,

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from claimflow.priority import nice_of
 from models.otp import code_at
 from tests.ports import free_port
 
@@ -51,6 +52,18 @@ class Journey:
         return subprocess.run(
             [str(BIN / "claimflow"), *argv], env=self.env, capture_output=True, text=True, timeout=timeout
         )
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # ended meanwhile
+            continue
+    return found
 
 
 @contextmanager
@@ -91,6 +104,13 @@ def running_up(tmp_path: Path, **settings: str) -> Iterator[Journey]:
         assert httpx.post(runs, json={}, auth=(user, password), timeout=10).status_code == 200
         journey.auth = (user, password)
         journey.log = log_path
+        # the Prefect server yields the CPU to the intake API, which runs in up's own process and keeps its priority
+        [server] = [pid for pid in children_of(up.pid)
+                    if b"claimflow.prefect_server" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+        own = os.nice(0)
+        lowered = min(own + int(settings.get("CLAIMFLOW_PREFECT_SERVER_NICE", "10")), 19)
+        assert set(nice_of(server).values()) == {lowered}
+        assert set(nice_of(up.pid).values()) == {own}
         yield journey
     finally:
         up.send_signal(signal.SIGINT)

@@ -174,6 +174,8 @@ def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
     import time
     from pathlib import Path
 
+    from claimflow.priority import nice_of
+
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "CLAIMFLOW_DATABASE_URL": database_url, "CLAIMFLOW_OUTBOX_POLL_SECONDS": "1",
            "PYTHONPATH": str(root)}  # fmt: skip
@@ -185,11 +187,14 @@ def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
         deadline = time.monotonic() + 60
         while len(smtp.messages) < 12 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
+        threads = nice_of(process.pid)  # between passes: its senders start afresh each pass, from this thread
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
-    assert "with 3 sender(s)" in output and output.rstrip().endswith("stopped")
+    assert "with 3 sender(s), CPU priority nice 5" in output and output.rstrip().endswith("stopped")
+    # below intake (a partner waits for its 202), above the case runs (CLAIMFLOW_DELIVERY_NICE)
+    assert threads and set(threads.values()) == {5}, threads
     assert sorted(m["To"] for m in smtp.messages) == sorted(f"customer{i}@example.com" for i in range(12))
     with Session(configured) as session:
         assert {r.status for r in session.exec(select(Outbox))} == {OutboxStatus.sent}

@@ -244,3 +244,56 @@ def test_two_runners_share_the_desk_and_lose_no_run(live, kit) -> None:
     finally:
         second.close()
     assert not second.thread.is_alive()
+
+
+def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """In a surge the runner (case runs, its delivery loop) and the Prefect server took two thirds of the two cores
+    and the intake API's filing rate fell from 250 to 100 claims/s (bench/surge.py): both lower their priority at
+    start, every thread of them (CLAIMFLOW_RUNNER_NICE, CLAIMFLOW_PREFECT_SERVER_NICE; 10 by default)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from claimflow.orchestrator import api_url, auth_string
+    from claimflow.priority import nice_of
+    from claimflow.settings import Settings
+    from tests.flows.conftest import desk_prefect_server
+
+    defaults = Settings.model_fields
+    assert defaults["runner_nice"].default == defaults["prefect_server_nice"].default == 10
+    database = tmp_path / "cases.db"
+    shutil.copyfile(sqlite_template, database)
+    root = Path(__file__).resolve().parents[2]
+    with desk_prefect_server(tmp_path / "desk", login="desk:priority-test") as server:
+        assert server.process is not None
+        assert set(nice_of(server.process.pid).values()) == {10}
+        url, auth = api_url(server.settings), auth_string(server.settings)
+        env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": auth,
+               "CLAIMFLOW_DATABASE_URL": f"sqlite:///{database}", "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
+               "PYTHONPATH": str(root)}  # fmt: skip
+        env.pop("CLAIMFLOW_RUNNER_NICE", None)
+        log = tmp_path / "runner.log"
+        with log.open("w") as out:
+            runner = subprocess.Popen([sys.executable, "-m", "claimflow", "runner"], env=env, cwd=root, stdout=out,
+                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            user, _, password = auth.partition(":")
+            deadline = time.monotonic() + 120
+            while httpx.post(f"{url}/deployments/count", json={}, auth=(user, password), timeout=10).json() < 3:
+                assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)  # the runner has registered the desk's deployments: its loops are running
+            threads = nice_of(runner.pid)
+        finally:
+            runner.send_signal(signal.SIGINT)
+            runner.wait(timeout=60)
+        output = log.read_text()
+    assert runner.returncode == 0, output[-3000:]
+    assert "CPU priority nice 10" in output
+    assert len(threads) > 1 and set(threads.values()) == {10}, threads
