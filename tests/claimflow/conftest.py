@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from claimflow.priority import nice_of
+from claimflow.priority import nice_of, session_group_nice
 from models.otp import code_at
 from tests.ports import free_port
 
@@ -109,7 +109,7 @@ def running_up(tmp_path: Path, **settings: str) -> Iterator[Journey]:
                     if b"claimflow.prefect_server" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
         own = os.nice(0)
         lowered = min(own + int(settings.get("CLAIMFLOW_PREFECT_SERVER_NICE", "10")), 19)
-        assert set(nice_of(server).values()) == {lowered}
+        assert set(nice_of(server).values()) == {lowered} and session_group_nice(server) == lowered
         assert set(nice_of(up.pid).values()) == {own}
         yield journey
     finally:

@@ -25,16 +25,17 @@ SCRIPT = textwrap.dedent(
     after = threading.Thread(target=stop.wait)  # one started later takes its creator's value
     after.start()
     again = lower_priority(0)
+    group = open("/proc/self/autogroup").read().split()[-1]
     print(json.dumps({"got": got, "again": again, "threads": sorted(set(nice_of().values())),
-                      "count": len(nice_of())}))
+                      "count": len(nice_of()), "group": int(group)}))
     stop.set()
     """
 )
 
 
-def lowered(increment: int) -> dict[str, object]:
+def lowered(increment: int, *, own_session: bool = False) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(increment)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+                          timeout=60, check=True, start_new_session=own_session)  # fmt: skip
     result: dict[str, object] = json.loads(done.stdout)
     return result
 
@@ -42,4 +43,15 @@ def lowered(increment: int) -> dict[str, object]:
 @pytest.mark.parametrize(("increment", "expected"), [(5, 5), (0, 0), (50, 19), (-3, 0)])
 def test_every_thread_of_the_process_takes_the_lowered_priority(increment: int, expected: int) -> None:
     """Threads started before and after alike; 0 (or a negative value) leaves it, and 19 is as low as it goes."""
-    assert lowered(increment) == {"got": expected, "again": expected, "threads": [expected], "count": 3}
+    own_group = int(Path("/proc/self/autogroup").read_text().split()[-1])
+    assert lowered(increment) == {"got": expected, "again": expected, "threads": [expected], "count": 3,
+                                  "group": own_group}  # fmt: skip
+
+
+@pytest.mark.parametrize(("increment", "expected"), [(5, 5), (0, 0)])
+def test_a_process_that_leads_its_own_session_lowers_the_sessions_cpu_group_too(increment: int, expected: int) -> None:
+    """Linux shares the CPU between sessions first (autogroup): there a nice value alone changed nothing against a
+    process of another session. This machine type groups by session; the test asserts it does."""
+    assert Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    assert lowered(increment, own_session=True) == {"got": expected, "again": expected, "threads": [expected],
+                                                    "count": 3, "group": expected}  # fmt: skip

@@ -174,7 +174,7 @@ def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
     import time
     from pathlib import Path
 
-    from claimflow.priority import nice_of
+    from claimflow.priority import nice_of, session_group_nice
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "CLAIMFLOW_DATABASE_URL": database_url, "CLAIMFLOW_OUTBOX_POLL_SECONDS": "1",
@@ -188,13 +188,14 @@ def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
         while len(smtp.messages) < 12 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
         threads = nice_of(process.pid)  # between passes: its senders start afresh each pass, from this thread
+        group = session_group_nice(process.pid)  # it leads a session of its own: the session's CPU group
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "with 3 sender(s), CPU priority nice 5" in output and output.rstrip().endswith("stopped")
     # below intake (a partner waits for its 202), above the case runs (CLAIMFLOW_DELIVERY_NICE)
-    assert threads and set(threads.values()) == {5}, threads
+    assert threads and set(threads.values()) == {5} and group == 5, (threads, group)
     assert sorted(m["To"] for m in smtp.messages) == sorted(f"customer{i}@example.com" for i in range(12))
     with Session(configured) as session:
         assert {r.status for r in session.exec(select(Outbox))} == {OutboxStatus.sent}

@@ -262,7 +262,7 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
     import httpx
 
     from claimflow.orchestrator import api_url, auth_string
-    from claimflow.priority import nice_of
+    from claimflow.priority import nice_of, session_group_nice
     from claimflow.settings import Settings
     from tests.flows.conftest import desk_prefect_server
 
@@ -274,6 +274,7 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
     with desk_prefect_server(tmp_path / "desk", login="desk:priority-test") as server:
         assert server.process is not None
         assert set(nice_of(server.process.pid).values()) == {10}
+        assert session_group_nice(server.process.pid) == 10  # a session of its own: its CPU group lowered too
         url, auth = api_url(server.settings), auth_string(server.settings)
         env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": auth,
                "CLAIMFLOW_DATABASE_URL": f"sqlite:///{database}", "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
@@ -289,7 +290,7 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
             while httpx.post(f"{url}/deployments/count", json={}, auth=(user, password), timeout=10).json() < 3:
                 assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.5)  # the runner has registered the desk's deployments: its loops are running
-            threads = nice_of(runner.pid)
+            threads, group = nice_of(runner.pid), session_group_nice(runner.pid)
         finally:
             runner.send_signal(signal.SIGINT)
             runner.wait(timeout=60)
@@ -297,3 +298,4 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
     assert runner.returncode == 0, output[-3000:]
     assert "CPU priority nice 10" in output
     assert len(threads) > 1 and set(threads.values()) == {10}, threads
+    assert group == 10
