@@ -59,6 +59,9 @@ class MessageSpec:
             customer record and is not stored in the outbox.
         description: what the message is for, for ``claimflow template list``.
         sample: example values for every required key (previews, tests, the benchmark).
+        later: delivered after every other due message (``Outbox.priority`` 1): a notice whose substance the
+            reader's worklist already shows. One comes with every case filed, so in a surge they were half the
+            outbox and the customers' acknowledgements waited behind them.
     """
 
     name: str
@@ -66,6 +69,7 @@ class MessageSpec:
     required: tuple[str, ...]
     description: str
     sample: Mapping[str, Any] = field(default_factory=dict)
+    later: bool = False
 
 
 _SAMPLE_CASE = {
@@ -286,6 +290,7 @@ _MESSAGES: tuple[MessageSpec, ...] = (
             "due_at": "2026-03-06T16:00:00+00:00",
             "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
         },
+        later=True,
     ),
     MessageSpec(
         "staff_unassigned",

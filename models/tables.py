@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Index,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -383,6 +384,8 @@ class Outbox(SQLModel, table=True):
     language: str = Field(default="zh-CN", max_length=16)
     context: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     status: OutboxStatus = Field(default=OutboxStatus.pending, sa_type=String(16))
+    priority: int = Field(default=0, sa_type=SmallInteger, sa_column_kwargs={"server_default": "0"})
+    """0 first; 1 after every due 0 (``MessageSpec.later``: a staff notice the worklist already shows)."""
     attempts: int = 0
     next_attempt_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_type=Text)

@@ -522,6 +522,7 @@ def _prepared(
         "language": chosen,
         "context": stored,
         "status": (OutboxStatus.held if held else OutboxStatus.pending).value,
+        "priority": 1 if spec.later else 0,
         "attempts": 0,
         "next_attempt_at": None if held else now,
         "last_error": held,
@@ -665,7 +666,8 @@ class Unsendable:
 def claim_due(session: Session, *, now: datetime, limit: int, policy: DeliveryPolicy) -> list[Outbox]:
     """Take up to ``limit`` due messages for this sender; the caller commits.
 
-    Due: ``pending`` with ``next_attempt_at <= now``, or ``sending`` whose lease ended (its sender died).
+    Due: ``pending`` with ``next_attempt_at <= now``, or ``sending`` whose lease ended (its sender died). The
+    oldest first, every message of priority 0 before any of priority 1 (``MessageSpec.later``).
     Each is marked ``sending``, its attempt counted, and leased until ``now + policy.lease_seconds``.
     On PostgreSQL rows another sender holds are skipped, not waited for; on SQLite the transaction holds
     the database lock (``BEGIN IMMEDIATE``), so claimers take turns.
@@ -678,7 +680,7 @@ def claim_due(session: Session, *, now: datetime, limit: int, policy: DeliveryPo
             col(Outbox.status).in_([OutboxStatus.pending.value, OutboxStatus.sending.value]),
             col(Outbox.next_attempt_at) <= now,
         )
-        .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
+        .order_by(col(Outbox.priority), col(Outbox.next_attempt_at), col(Outbox.id))
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -134,3 +134,23 @@ def test_mail_read_before_0009_is_still_recognised_and_a_reused_message_id_is_no
                     dedup_key="k" * 64)  # fmt: skip
     finally:
         engine.dispose()
+
+
+def test_new_assignment_notices_still_waiting_at_0015_go_after_the_other_messages(empty_database_url: str) -> None:
+    """0015 adds ``outbox.priority``: a new-assignment notice still waiting takes 1 (after every due message), a
+    sent one and every other template 0."""
+    engine = create_db_engine(empty_database_url, pool=False)
+    try:
+        upgrade(engine, "0014")
+        with engine.begin() as connection:
+            rows = [("staff_new_assignment", "pending"), ("staff_new_assignment", "held"),
+                    ("staff_new_assignment", "sent"), ("acknowledgement_claim", "pending")]  # fmt: skip
+            for row_id, (template, status) in enumerate(rows, start=1):
+                _insert(connection, "outbox", id=row_id, template=template, status=status, channel="email",
+                        recipient="staff:li.wei", idempotency_key=f"k{row_id}", context="{}")  # fmt: skip
+        upgrade(engine)
+        with engine.begin() as connection:
+            priorities = connection.execute(text("SELECT id, priority FROM outbox ORDER BY id")).all()
+        assert [tuple(p) for p in priorities] == [(1, 1), (2, 1), (3, 0), (4, 0)]
+    finally:
+        engine.dispose()

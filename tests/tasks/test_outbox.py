@@ -830,3 +830,33 @@ def test_a_held_letter_about_a_decision_to_come_is_withdrawn_once_the_case_is_de
     with session_scope(engine) as session:  # checked again: nothing changes
         again = release_held(session, now=T0, config=config)
     assert not again.withdrawn and not again.queued
+
+
+def test_staff_notices_the_worklist_already_shows_leave_after_every_due_message(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    """A case filed queues its customer's acknowledgement and its handler's new-assignment notice; in a surge of
+    100,000 claims they left in the order queued, so the last acknowledgement waited for the last of 200,000
+    messages. The notices (``MessageSpec.later``) now go after every due message, whenever they were queued; a staff
+    message that asks for something (a reminder) keeps its place."""
+    case = _file(engine)
+
+    def staff(template: str, key: str, at: datetime) -> None:
+        context = {**CATALOGUE[template].sample, "case_number": case.number}
+        with session_scope(engine) as session:
+            enqueue(session, template=template, recipient="staff:li.wei", context=context, idempotency_key=key,
+                    now=at, case=case, config=config)  # fmt: skip
+
+    for i in range(3):
+        staff("staff_new_assignment", f"assigned:{i}", T0 - timedelta(minutes=5 - i))  # queued first
+    _queue(engine, case, config)
+    staff("staff_reminder", "reminder", T0)
+    assert [(r.template, r.priority) for r in _rows(engine)] == [("staff_new_assignment", 1)] * 3 + [
+        ("acknowledgement_claim", 0),
+        ("staff_reminder", 0),
+    ]
+    with session_scope(engine) as session:
+        first = claim_due(session, now=T0, limit=2, policy=config.policy)
+        then = claim_due(session, now=T0, limit=10, policy=config.policy)
+        assert [r.template for r in first] == ["acknowledgement_claim", "staff_reminder"]
+        assert [r.idempotency_key for r in then] == ["assigned:0", "assigned:1", "assigned:2"]
