@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     if arguments[:1] == ["--nice"]:
         from claimflow.priority import lower_priority
 
+        if len(arguments) < 2 or not arguments[1].isdigit():
+            raise SystemExit("--nice takes a whole number from 0 to 19, e.g. --nice 10")
         lower_priority(int(arguments[1]))
         arguments = arguments[2:]
     immediate_write_transactions()

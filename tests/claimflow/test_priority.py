@@ -55,3 +55,11 @@ def test_a_process_that_leads_its_own_session_lowers_the_sessions_cpu_group_too(
     assert Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
     assert lowered(increment, own_session=True) == {"got": expected, "again": expected, "threads": [expected],
                                                     "count": 3, "group": expected}  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--nice"], ["--nice", "x"], ["--nice", "-5"]])
+def test_the_embedded_server_refuses_a_nice_value_that_is_not_a_whole_number(argv: list[str]) -> None:
+    from claimflow.prefect_server import main
+
+    with pytest.raises(SystemExit, match="--nice takes a whole number from 0 to 19"):
+        main([*argv, "--host", "127.0.0.1"])
