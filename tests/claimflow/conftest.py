@@ -54,6 +54,22 @@ class Journey:
         )
 
 
+CLOSED_PREFECT = "http://127.0.0.1:9/api"  # nothing answers there
+
+
+@pytest.fixture
+def no_prefect(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No Prefect server answers, for this process and the commands it starts. The environment variable alone
+    does not reach this process's Prefect client: Prefect reads its environment once, when first imported (in a
+    test run, while the test files are collected), so with nothing set it started a temporary server of its own
+    instead (seen in CI: about 15 s on a loaded machine, and a test timed out waiting for its launch to fail)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", CLOSED_PREFECT)
+    with temporary_settings({PREFECT_API_URL: CLOSED_PREFECT}):
+        yield
+
+
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux)."""
     found = []

@@ -35,9 +35,7 @@ from tests.ports import free_port
 SECRETS = {"webform": ["new-secret", "old-secret"], "partner": ["partner-secret"]}
 
 
-@pytest.fixture(autouse=True)
-def _no_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+pytestmark = pytest.mark.usefixtures("no_prefect")
 
 
 def make_settings(**changes: Any) -> Settings:

@@ -40,10 +40,11 @@ class Desk:
 
 
 @pytest.fixture
-def desk(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Desk:
+def desk(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_prefect: None
+) -> Desk:
     monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # no Prefect server: nothing answers there
     return Desk(capsys)
 
 

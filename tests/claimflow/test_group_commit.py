@@ -25,10 +25,7 @@ from tasks.intake import Answer, AttachmentStore, IdempotencyConflict, IncomingA
 from tests.claimflow.test_api import claim, make_settings
 from tests.conftest import NOW
 
-
-@pytest.fixture(autouse=True)
-def _no_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+pytestmark = pytest.mark.usefixtures("no_prefect")
 
 
 def filing(index: int, *, key: str | None = None, related: str | None = None, attach: bool = False) -> Filing:
