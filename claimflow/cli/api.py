@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from typing import Annotated, Any
@@ -92,7 +93,8 @@ class ApiThread:
 
         config = uvicorn.Config(create_app(self.settings), host=self.host, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._run, name="claimflow-api", daemon=True)
+        context = contextvars.copy_context()  # the caller's settings contexts (Prefect's among them) hold there too
+        self.thread = threading.Thread(target=lambda: context.run(self._run), name="claimflow-api", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

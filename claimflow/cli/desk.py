@@ -77,8 +77,9 @@ def up(
     intake_api = ApiThread(settings)
     try:
         intake_api.start()
-        out.print("press Ctrl-C to stop")
-        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds, settings.runner_heartbeats))
+        # said once the deployments are registered: 'claimflow demo' right after it starts runs of them
+        asyncio.run(_serve(settings.runner_limit, settings.runner_poll_seconds, settings.runner_heartbeats,
+                           ready=lambda: out.print("press Ctrl-C to stop")))  # fmt: skip
     except KeyboardInterrupt:
         pass
     finally:
@@ -122,13 +123,16 @@ def _drain_prefect_clients() -> None:
     drain_prefect_clients()
 
 
-async def _serve(limit: int, poll: float, heartbeats: bool) -> None:
+async def _serve(limit: int, poll: float, heartbeats: bool, *, ready: Callable[[], None] | None = None) -> None:
+    """Register the desk's deployments, then (``ready`` called) run the desk runner until a signal."""
     from flows.delivery import DeliveryLoop
     from flows.deployments import register, up_schedules
     from flows.runner import DeskRunner
     from flows.workspace import CaseViewPublisher
 
     flows = await register(**up_schedules(get_settings()))
+    if ready is not None:
+        ready()
     runner = DeskRunner(flows, limit=limit, poll_seconds=poll, heartbeats=heartbeats,
                         background=[CaseViewPublisher().loop, DeliveryLoop().loop])  # fmt: skip
     await runner.run_until_signalled()
@@ -163,11 +167,19 @@ def demo() -> None:
     if not server_ready(url, os.environ.get("PREFECT_API_AUTH_STRING") or auth_string(settings)):
         out.print(f"no Prefect server answers at {url}: start 'claimflow up'; its reconciler starts these cases' runs")
         return
+    from prefect.exceptions import ObjectNotFound
+
     from tasks.answers import give_input
     from tasks.runs import launch_case
 
     for case in cases:
-        asyncio.run(launch_case(engine, case_id=case.id or 0))
+        try:
+            asyncio.run(launch_case(engine, case_id=case.id or 0))
+        except ObjectNotFound as missing:  # the desk is still starting: its deployments are not there yet
+            raise InvalidInput(
+                "the desk's deployments are not registered yet: wait until 'claimflow up' says 'press Ctrl-C to "
+                "stop' and run the demo again (these cases are filed; the reconciler starts their runs)"
+            ) from missing
     out.print(f"their runs: {api_url(settings).removesuffix('/api')}/runs  (one per case, named by its number)")
     player = Player(engine, secrets, lambda run, answer: asyncio.run(give_input(run, answer)),
                     lambda number: _waiting(engine, number), out.print)  # fmt: skip

@@ -13,14 +13,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import create_engine, func, text
 from sqlmodel import Session, col, select
 
 from claimflow.db import session_scope
 from models.tables import Case, Escalation, Outbox
 from tasks.escalations import watch_pass
-from tests.claimflow.test_api import _no_prefect, app, claim, client, post, settings  # noqa: F401  (fixtures)
+from tests.claimflow.test_api import app, claim, client, post, settings  # noqa: F401  (fixtures)
 from tests.conftest import POSTGRES_ADMIN_URL
+
+pytestmark = pytest.mark.usefixtures("no_prefect")
 
 POSTS = 32
 

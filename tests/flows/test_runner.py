@@ -264,6 +264,7 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
     from claimflow.orchestrator import api_url, auth_string
     from claimflow.priority import nice_of, session_group_nice
     from claimflow.settings import Settings
+    from models.errors import InvalidInput
     from tests.flows.conftest import desk_prefect_server
 
     defaults = Settings.model_fields
@@ -280,6 +281,13 @@ def test_the_desk_runner_and_the_desks_prefect_server_yield_the_cpu_to_intake(
                "CLAIMFLOW_DATABASE_URL": f"sqlite:///{database}", "CLAIMFLOW_DATA_DIR": str(tmp_path / "data"),
                "PYTHONPATH": str(root)}  # fmt: skip
         env.pop("CLAIMFLOW_RUNNER_NICE", None)
+        # before any runner has registered the desk's deployments (a demo typed while 'up' still starts): a clear
+        # refusal, not Prefect's traceback; the sample cases are filed and wait for the reconciler
+        early = subprocess.run([sys.executable, "-m", "claimflow", "demo"], env=env, cwd=root, capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+        assert early.returncode == InvalidInput.exit_code, early.stdout + early.stderr
+        assert "the desk's deployments are not registered yet" in early.stdout + early.stderr
+        assert "Traceback" not in early.stdout + early.stderr
         log = tmp_path / "runner.log"
         with log.open("w") as out:
             runner = subprocess.Popen([sys.executable, "-m", "claimflow", "runner"], env=env, cwd=root, stdout=out,
