@@ -56,10 +56,23 @@ AUTOGROUP = Path("/proc/self/autogroup")
 
 
 def session_group_nice(pid: int | str = "self") -> int | None:
-    """The nice value of the CPU group of process ``pid``'s session (None without autogroup)."""
+    """The nice value of the CPU group of process ``pid``'s session: None without autogroup, and for a session
+    in the root group (Linux then shows an empty ``/proc/<pid>/autogroup``: seen under CI's harness, whose session
+    predates any group)."""
     try:
-        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
+        return parse_autogroup(Path(f"/proc/{pid}/autogroup").read_text())
+    except OSError:
+        return None
+
+
+def parse_autogroup(text: str) -> int | None:
+    """``/autogroup-85 nice 3`` → 3; anything else (an empty file) → None."""
+    fields = text.split()
+    if len(fields) != 3 or fields[1] != "nice":
+        return None
+    try:
+        return int(fields[2])
+    except ValueError:
         return None
 
 
