@@ -106,8 +106,9 @@ def free_port() -> int:
 class ApiProcess:
     """The API in its own process (so it can be killed), started with uvicorn's factory mode."""
 
-    def __init__(self, database_url: str, data_dir: Path, *, port: int, workers: int = 1) -> None:
+    def __init__(self, database_url: str, data_dir: Path, *, port: int, workers: int = 1, stack: str = "auto") -> None:
         self.port, self.workers = port, workers
+        self.loop, self.http = STACKS[stack]
         self.env = {
             **os.environ,
             "CLAIMFLOW_DATABASE_URL": database_url,
@@ -121,7 +122,7 @@ class ApiProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.web.app:create_app", "--host", "127.0.0.1",
                    "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
-                   "--no-access-log"]  # fmt: skip
+                   "--no-access-log", "--loop", self.loop, "--http", self.http]  # fmt: skip
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -149,6 +150,14 @@ class ApiProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+STACKS = {
+    "auto": ("auto", "auto"),  # what uvicorn picks, as 'claimflow api' and 'claimflow up' run it: uvloop and httptools
+    "standard": ("uvloop", "httptools"),  # the event loop and HTTP parser in C (the project's dependencies)
+    "pure": ("asyncio", "h11"),  # the pure-Python pair uvicorn falls back to without them (the desk before)
+}
+"""uvicorn's event loop and HTTP parser, by name (``--stack``)."""
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -346,28 +355,39 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help="posts per concurrency")
     parser.add_argument("--concurrency", default="64,32", help="comma-separated; each gets its own run and anchor")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--stack", default="auto", help=f"comma-separated, each run at every concurrency: {', '.join(STACKS)}"
+    )
     parser.add_argument("--sqlite-count", type=int, default=2_000, help="posts to the embedded default (0: skip)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    stacks = args.stack.split(",")
+    if unknown := [name for name in stacks if name not in STACKS]:
+        parser.error(f"--stack: unknown {', '.join(unknown)} (known: {', '.join(STACKS)})")
     accepted = posted = 0
 
     with throwaway_database(args.postgres_url, "claimflow_bench_intake") as url, tempfile.TemporaryDirectory() as tmp:
         for concurrency in levels:
-            api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers)
-            api.start()
-            try:
-                run = drive(api, f"API, {args.workers} worker(s), PostgreSQL", count=args.count,
-                            concurrency=concurrency, first=posted)  # fmt: skip
-                posted += WARM_UP + args.count
-            finally:
-                api.stop()
-            accepted += run.answered.get(202, 0)
+            runs = []
+            for stack in stacks:
+                api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers, stack=stack)
+                api.start()
+                try:
+                    label = f"API ({stack}: {api.loop}, {api.http}), {args.workers} worker(s), PostgreSQL"
+                    runs.append(drive(api, label, count=args.count, concurrency=concurrency, first=posted))
+                    posted += WARM_UP + args.count
+                finally:
+                    api.stop()
+                accepted += runs[-1].answered.get(202, 0)
             rate, rows, statements = anchor(url, count=args.count, concurrency=concurrency)
             print(f"anchor: raw psycopg, the same {rows} rows a case in {statements} statements and one commit, "
                   f"concurrency {concurrency}: {rate:7.1f} cases/s")  # fmt: skip
-            run.report()
-            print(f"ratio project/anchor: {run.rate / rate:.2f}")
+            for stack, run in zip(stacks, runs, strict=True):
+                run.report()
+                print(f"ratio project ({stack})/anchor: {run.rate / rate:.2f}")
+            if len(runs) > 1:
+                print(f"ratio {stacks[-1]}/{stacks[0]}: {runs[-1].rate / runs[0].rate:.2f}")
         cases, records = stored(url)
         print(f"stored: {cases} cases, {records} idempotency records, for {accepted} answers 202")
         if cases != accepted:
