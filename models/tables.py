@@ -371,10 +371,27 @@ class Feedback(SQLModel, table=True):
     """What the supervisor did with it."""
 
 
+OUTBOX_DUE = "status IN ('pending', 'sending')"
+"""The outbox rows a sender may claim (waiting, or leased by a sender that may have died), written out so that the
+partial index ``ix_outbox_due`` and the claim's query say it in the same words: PostgreSQL and SQLite use a partial
+index only for a query whose condition they can see implies the index's, and neither sees it through bound
+parameters in every plan."""
+
+
 class Outbox(SQLModel, table=True):
     """A message waiting to leave. Written in the same transaction as the decision to send it."""
 
-    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+        Index(  # what a sender claims (tasks.outbox.claim_due), in the order it claims it
+            "ix_outbox_due",
+            "priority",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(OUTBOX_DUE),
+            sqlite_where=text(OUTBOX_DUE),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
