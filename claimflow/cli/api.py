@@ -16,12 +16,11 @@ from models.errors import InvalidInput
 
 def _check_schema(settings: Settings) -> None:
     from claimflow.db import check_reachable, get_engine
-    from claimflow.migrate import current_revision, head_revision
+    from claimflow.migrate import require_current_schema
 
     engine = get_engine(settings.resolved_database_url)
     check_reachable(engine)
-    if current_revision(engine) != head_revision(engine):
-        raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
+    require_current_schema(engine)
 
 
 def _describe(settings: Settings, host: str, port: int) -> None:

@@ -94,14 +94,15 @@ def runner() -> None:
     """Run only the desk runner against the Prefect server in PREFECT_API_URL (scale-out: one per machine)."""
     import os
 
-    from claimflow.migrate import current_revision, head_revision
+    from claimflow.db import check_reachable
+    from claimflow.migrate import require_current_schema
     from claimflow.priority import lower_priority
 
     if not os.environ.get("PREFECT_API_URL"):
         raise InvalidInput("set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the desk's Prefect server")
     engine = common.engine()
-    if current_revision(engine) != head_revision(engine):
-        raise InvalidInput("the case database is not at the newest schema: run 'claimflow db upgrade' first")
+    check_reachable(engine)
+    require_current_schema(engine)
     settings = get_settings()
     nice = lower_priority(settings.runner_nice)
     out.print(

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from claimflow.db import get_engine
+from claimflow.migrate import require_current_schema
 from claimflow.settings import Settings, get_settings
 from claimflow.web import intake as intake_api
 from claimflow.web.feedback import FeedbackIn, add_feedback_routes
@@ -51,6 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(require_current_schema, engine)  # however it is served: uvicorn --factory too
         if launch:
             intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
             intake.launcher.start()

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from claimflow.db import create_db_engine
-from claimflow.migrate import current_revision, head_revision, upgrade
+from claimflow.migrate import alembic_config, current_revision, head_revision, require_current_schema, upgrade
 
 
 def test_upgrade_from_empty_creates_every_table_and_index(empty_database_url: str) -> None:
@@ -154,3 +154,43 @@ def test_new_assignment_notices_still_waiting_at_0015_go_after_the_other_message
         assert [tuple(p) for p in priorities] == [(1, 1), (2, 1), (3, 0), (4, 0)]
     finally:
         engine.dispose()
+
+
+def test_a_process_on_newer_code_refuses_a_database_not_yet_upgraded_and_says_what_to_run(
+    empty_database_url: str,
+) -> None:
+    """A deploy that restarted the API before it migrated failed every request on a missing column (a traceback
+    each). The web app (however it is served: ``uvicorn --factory`` too), ``claimflow api``, the runner and the
+    delivery loop now refuse to start, naming both revisions; an unreachable database is let through (each request
+    answers 503 until it is back, tested in test_api)."""
+    from alembic.script import ScriptDirectory
+    from fastapi.testclient import TestClient
+
+    from claimflow.settings import get_settings
+    from claimflow.web.app import create_app
+    from models.errors import InvalidInput
+
+    engine = create_db_engine(empty_database_url, pool=False)
+    try:
+        head = head_revision(engine)
+        assert head is not None
+        previous = ScriptDirectory.from_config(alembic_config(engine)).get_revision(head).down_revision
+        with pytest.raises(InvalidInput, match=r"schema revision none \(empty\) and this version of claimflow needs"):
+            require_current_schema(engine)
+        upgrade(engine, str(previous))
+        expected = (
+            rf"at schema revision {previous} and this version of claimflow needs {head}: run 'claimflow db upgrade'"
+        )
+        with pytest.raises(InvalidInput, match=expected):
+            require_current_schema(engine)
+        with pytest.raises(InvalidInput, match=expected), TestClient(create_app(get_settings(), engine, launch=False)):
+            pass
+        upgrade(engine)
+        require_current_schema(engine)
+        with TestClient(create_app(get_settings(), engine, launch=False)) as client:
+            assert client.get("/openapi.json").status_code == 200
+    finally:
+        engine.dispose()
+    gone = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:9/gone", pool=False)
+    require_current_schema(gone)  # unreachable: not refused here
+    gone.dispose()
