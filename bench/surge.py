@@ -293,6 +293,12 @@ def main() -> int:
             cases = int(connection.execute(text('SELECT count(*) FROM "case"')).scalar_one())
             distinct = int(connection.execute(text('SELECT count(DISTINCT policy_number) FROM "case"')).scalar_one())
             ack_ids = [int(i) for i, _ in connection.execute(text(acks))]
+            notices = connection.execute(
+                text(
+                    "SELECT template, status, count(*) FROM outbox WHERE template LIKE "
+                    "'staff_new_assignment%' GROUP BY template, status ORDER BY 1, 2"
+                )
+            ).all()
         twice = cases - distinct
         live_runs = _runs_by_name(port)  # every case run not crashed or cancelled, by its case number
         without_run = cases - len(live_runs)
@@ -317,6 +323,10 @@ def main() -> int:
         print(f"lost: {n - cases} cases; duplicated: {twice} cases; acknowledgements never received: {never}, "
               f"received twice: {doubled} (of {len(ack_ids)}); cases without a run: {runs}, "
               f"with more than one live run: {many_runs}")  # fmt: skip
+        print(
+            "handlers' new-assignment notices when the bench ended (a digest lists those folded into it): "
+            + (", ".join(f"{template} {status} {count}" for template, status, count in notices) or "none")
+        )
         counts = (cases, twice, never, doubled, len(ack_ids), without_run, many_runs)
         return 0 if counts == (n, 0, 0, 0, n, 0, 0) else 1
 

@@ -66,6 +66,9 @@ class OutboxStatus(StrEnum):
     withdrawn = "withdrawn"
     """Held, and no longer true when it could be sent: a letter about a decision still to come (acknowledgement,
     progress notice, extension, missing documents) whose case was decided meanwhile. Kept, never sent."""
+    folded = "folded"
+    """Carried by another message (``Outbox.folded_into``, whose status says whether it left): a reader's waiting
+    notices of one kind leave as one digest (``MessageSpec.digest``). Kept, never sent on its own."""
 
 
 class Decision(StrEnum):

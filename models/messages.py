@@ -17,7 +17,7 @@ office time zone from the render context, so one environment serves every langua
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -62,6 +62,10 @@ class MessageSpec:
         later: delivered after every other due message (``Outbox.priority`` 1): a notice whose substance the
             reader's worklist already shows. One comes with every case filed, so in a surge they were half the
             outbox and the customers' acknowledgements waited behind them.
+        digest: the message that carries several of these to one reader at once: the ones a sender claims
+            together for the same reader leave as one ``digest`` listing them (``context["items"]``, each the
+            context it was queued with; ``tasks.outbox.fold_notices``). A handler given 300 cases in a surge gets a
+            few messages, not 300.
     """
 
     name: str
@@ -70,6 +74,7 @@ class MessageSpec:
     description: str
     sample: Mapping[str, Any] = field(default_factory=dict)
     later: bool = False
+    digest: str | None = None
 
 
 _SAMPLE_CASE = {
@@ -291,6 +296,34 @@ _MESSAGES: tuple[MessageSpec, ...] = (
             "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
         },
         later=True,
+        digest="staff_new_assignments",
+    ),
+    MessageSpec(
+        "staff_new_assignments",
+        "staff",
+        ("handler_name", "items"),
+        "Several cases were assigned to a handler while their notices waited: one message lists them all.",
+        {
+            "handler_name": "李伟",
+            "items": [
+                {
+                    "case_number": "CLM-2026-000123",
+                    "kind": "claim",
+                    "priority": "normal",
+                    "due_at": "2026-03-06T16:00:00+00:00",
+                    "case_url": "https://desk.insurer.example/cases/CLM-2026-000123",
+                },
+                {
+                    "case_number": "CMP-2026-000045",
+                    "kind": "complaint",
+                    "priority": "high",
+                    "due_at": "2026-03-04T09:00:00+00:00",
+                    "case_url": "https://desk.insurer.example/cases/CMP-2026-000045",
+                },
+            ],
+            "worklist_url": "https://desk.insurer.example/runs?tag=assignee:li.wei",
+        },
+        later=True,
     ),
     MessageSpec(
         "staff_unassigned",
@@ -385,6 +418,24 @@ class RenderedMessage:
     subject: str
     text: str
     html: str
+
+
+DIGEST_SHARED = ("handler_name", "worklist_url")
+"""Context keys that are the reader's, not a notice's: a digest takes them once, from its first notice."""
+
+
+def digest_of(contexts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The context of a digest (``MessageSpec.digest``) of notices queued with ``contexts``, in their order: the
+    reader's own values once (``DIGEST_SHARED``, from the first that has each), and each notice's own as an item."""
+    if not contexts:
+        raise InvalidInput("a digest needs at least one notice")
+    shared: dict[str, Any] = {}
+    for ctx in contexts:
+        for key in DIGEST_SHARED:
+            if key in ctx:
+                shared.setdefault(key, ctx[key])
+    items = [{key: value for key, value in ctx.items() if key not in DIGEST_SHARED} for ctx in contexts]
+    return {**shared, "items": items}
 
 
 def spec_for(name: str) -> MessageSpec:

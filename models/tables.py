@@ -409,6 +409,8 @@ class Outbox(SQLModel, table=True):
     idempotency_key: str = Field(max_length=200, unique=True)
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     sent_at: datetime | None = _ts()
+    folded_into: int | None = None
+    """``folded``: the message (an outbox id) that carried this one, a digest of the reader's waiting notices."""
 
 
 class Event(SQLModel, table=True):

@@ -132,7 +132,8 @@ def template_render(
 @outbox_app.command("list")
 def outbox_list(
     status: Annotated[
-        str | None, typer.Option(help="Only this status: pending, sending, sent, dead, blocked, held.")
+        str | None,
+        typer.Option(help="Only this status: pending, sending, sent, dead, blocked, held, withdrawn, folded."),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
 ) -> None:
@@ -145,7 +146,7 @@ def outbox_list(
     for row in rows:
         table.add_row(
             str(row.id),
-            str(row.status),
+            str(row.status) + (f" into #{row.folded_into}" if row.folded_into is not None else ""),
             row.template,
             row.recipient,
             row.channel,
@@ -217,8 +218,10 @@ def outbox_deliver(
     """Send everything due now (what the desk runner's delivery loop does each pass); with --loop, keep at it."""
     import time
 
+    from claimflow.migrate import require_current_schema
     from tasks.outbox import default_config, drain
 
+    require_current_schema(common.engine())
     config = default_config()
     every = get_settings().outbox_poll_seconds
     if loop:
@@ -235,6 +238,7 @@ def outbox_deliver(
                 out.print(
                     f"claimed {report.claimed}: sent {report.sent}, retry later {report.retried}, "
                     f"dead {report.dead}, blocked {report.blocked}"
+                    + (f", {report.folded} left inside a digest" if report.folded else "")
                 )
             if not loop:
                 return

@@ -13,10 +13,12 @@ from jinja2 import UndefinedError
 from models.errors import InvalidInput, NotFound
 from models.messages import (
     CATALOGUE,
+    DIGEST_SHARED,
     LANGUAGES,
     SAMPLE_DESK,
     TEMPLATES_DIR,
     choose_language,
+    digest_of,
     format_date,
     format_datetime,
     format_deadline,
@@ -268,3 +270,32 @@ def test_documents_are_named_in_the_readers_language_and_a_typed_one_as_given() 
                            context={**CATALOGUE["staff_documents_arrived"].sample,
                                     "documents": ["repair invoice"], "still_missing": ["driving licence"]}).text  # fmt: skip
     assert "提交：维修发票。" in staff and "仍缺少：驾驶证。" in staff
+
+
+def test_a_digest_lists_each_notice_with_its_own_values_and_the_readers_once() -> None:
+    """``digest_of``: the reader's values (name, worklist) from the first notice that has them, every notice's own
+    values as an item, in the order given; a digest of nothing is refused."""
+    first = {"case_number": "CLM-1", "kind": "claim", "handler_name": "李伟", "due_at": "2026-03-06T16:00:00+00:00"}
+    second = {"case_number": "CMP-2", "kind": "complaint", "handler_name": "李伟", "worklist_url": "https://w"}
+    assert digest_of([first, second]) == {
+        "handler_name": "李伟",
+        "worklist_url": "https://w",
+        "items": [{"case_number": "CLM-1", "kind": "claim", "due_at": "2026-03-06T16:00:00+00:00"},
+                  {"case_number": "CMP-2", "kind": "complaint"}],
+    }  # fmt: skip
+    assert digest_of([second])["items"] == [{"case_number": "CMP-2", "kind": "complaint"}]
+    with pytest.raises(InvalidInput, match="at least one"):
+        digest_of([])
+
+
+def test_every_message_with_a_digest_leaves_after_the_others_and_its_digest_lists_what_it_says() -> None:
+    """A digest carries notices whose worklist already shows them (``later``); its items are that notice's values,
+    so the notice's own keys (but the reader's) are what the digest's sample lists."""
+    with_digest = [spec for spec in CATALOGUE.values() if spec.digest is not None]
+    assert with_digest
+    for spec in with_digest:
+        assert spec.digest is not None
+        digest = CATALOGUE[spec.digest]
+        assert spec.later and digest.later and digest.audience == spec.audience
+        own = set(spec.required) - set(DIGEST_SHARED)
+        assert all(own <= set(item) for item in digest.sample["items"]), spec.name

@@ -879,3 +879,107 @@ def test_a_claim_reads_the_due_rows_through_the_partial_index_in_its_own_order(e
             plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
     assert any("ix_outbox_due" in line for line in plan), plan
     assert not any("Sort" in line or "B-TREE" in line for line in plan), plan
+
+
+def _notice(engine: Engine, config: OutboxConfig, case: Case, recipient: str, number: str, at: datetime) -> int:
+    """A new-assignment notice for ``number`` to ``recipient``, queued (and due) at ``at``; its outbox id."""
+    context = {**CATALOGUE["staff_new_assignment"].sample, "case_number": number,
+               "case_url": f"https://desk.example/cases/{number}", "worklist_url": "https://desk.example/runs"}  # fmt: skip
+    with session_scope(engine) as session:
+        queued = enqueue(session, template="staff_new_assignment", recipient=recipient, context=context,
+                         idempotency_key=f"assigned:{recipient}:{number}", now=at, case=case, config=config)  # fmt: skip
+        assert queued.outbox.id is not None
+        return queued.outbox.id
+
+
+def test_a_readers_new_assignment_notices_claimed_together_leave_as_one_digest(
+    engine: Engine, smtp: SmtpSink, webhook: HttpReceiver, config: OutboxConfig
+) -> None:
+    """In a surge a claim takes a hundred notices; a handler's share leaves as one message listing the cases in the
+    order they were assigned (zh-CN, office time), the others marked folded into it. Another reader's notice, and a
+    notice claimed alone, leave as they always did."""
+    case = _file(engine)
+    numbers = [f"CLM-2026-00010{i}" for i in range(4)]
+    ids = [
+        _notice(engine, config, case, "staff:li.wei", n, T0 - timedelta(minutes=10 - i)) for i, n in enumerate(numbers)
+    ]
+    department = _notice(engine, config, case, "department:claims-motor", "CLM-2026-000200", T0)
+    _queue(engine, case, config)  # the customer's acknowledgement leaves first
+    later = _notice(engine, config, case, "staff:li.wei", "CLM-2026-000300", T0 + timedelta(hours=1))
+
+    report = deliver_batch(engine, now=Clock(), config=config, limit=10)
+
+    assert (report.claimed, report.sent, report.folded) == (6, 2 + 1, 3)
+    rows = {r.id: r for r in _rows(engine)}
+    carrier = rows[ids[0]]
+    assert (carrier.status, carrier.template) == (OutboxStatus.sent, "staff_new_assignments")
+    assert [(rows[i].status, rows[i].folded_into) for i in ids[1:]] == [(OutboxStatus.folded, carrier.id)] * 3
+    assert rows[department].status == OutboxStatus.sent and rows[department].template == "staff_new_assignment"
+    assert rows[later].status == OutboxStatus.pending  # not due: not in this claim
+    to_handler = [m for m in smtp.messages if m["To"] == "li.wei@insurer.example"]
+    assert len(to_handler) == 1 and len(smtp.messages) == 2  # the digest and the acknowledgement
+    [digest] = to_handler
+    assert digest["Subject"] == "新案件分配：4 件" and digest[OUTBOX_ID_HEADER] == str(carrier.id)
+    body = digest.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert [line.split("（")[0].removeprefix("- ") for line in body.splitlines() if line.startswith("- ")] == numbers
+    assert (
+        "期限2026年3月7日 00:00" in body and body.count("https://desk.example/runs") == 1
+    )  # office time; the worklist once
+    [hook] = webhook.requests
+    assert hook["json"]["title"] == "新案件分配：CLM-2026-000200"
+
+
+def test_more_notices_for_one_reader_than_a_digest_holds_leave_as_several(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DIGEST_MAX`` cases a digest; the rest start another, and one left over leaves as a notice of its own.
+    Every case reaches the handler exactly once, in order."""
+    monkeypatch.setattr("tasks.outbox.DIGEST_MAX", 2)
+    case = _file(engine)
+    numbers = [f"CLM-2026-00020{i}" for i in range(5)]
+    for i, number in enumerate(numbers):
+        _notice(engine, config, case, "staff:li.wei", number, T0 - timedelta(minutes=5 - i))
+
+    report = drain(engine, now=Clock(), config=config)
+
+    assert (report.claimed, report.sent, report.folded) == (5, 3, 2)
+    subjects = sorted(m["Subject"] for m in smtp.messages)
+    assert subjects == ["新案件分配：2 件", "新案件分配：2 件", "新案件分配：CLM-2026-000204"]
+    listed = [line.split("（")[0].removeprefix("- ") for m in smtp.messages
+              for line in m.get_body(preferencelist=("plain",)).get_content().splitlines()  # type: ignore[union-attr]
+              if line.startswith("- ")]  # fmt: skip
+    assert sorted(listed) == numbers[:4]
+    assert sorted(r.status for r in _rows(engine)) == sorted([OutboxStatus.sent] * 3 + [OutboxStatus.folded] * 2)
+
+
+def test_senders_side_by_side_fold_only_what_they_claimed_and_every_case_arrives_once(
+    engine: Engine, smtp: SmtpSink, config: OutboxConfig
+) -> None:
+    """Four senders, claims of 7, 60 notices for two handlers among 30 acknowledgements: each case number reaches
+    its handler once (in a digest or alone), no notice is folded twice or sent and folded."""
+    case = _file(engine)
+    with session_scope(engine) as session:
+        session.add(Staff(username="wang.fang", name="王芳", role=StaffRole.handler, email="wang.fang@insurer.example"))
+    expected: dict[str, list[str]] = {"li.wei@insurer.example": [], "wang.fang@insurer.example": []}
+    for i in range(60):
+        handler = "li.wei" if i % 3 else "wang.fang"
+        number = f"CLM-2026-{i:06d}"
+        _notice(engine, config, case, f"staff:{handler}", number, T0 - timedelta(seconds=60 - i))
+        expected[f"{handler}@insurer.example"].append(number)
+    for i in range(30):
+        _queue(engine, case, config, key=f"ack:{i}")
+
+    report = drain(engine, now=Clock(), config=replace(config, batch_size=7), senders=4)
+
+    got: dict[str, list[str]] = {address: [] for address in expected}
+    for message in smtp.messages:
+        if message["To"] in got:
+            body = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            got[message["To"]] += [line.split("（")[0].removeprefix("- ") for line in body.splitlines()
+                                   if line.startswith("- ")] or [message["Subject"].split("：")[1]]  # fmt: skip
+    assert {a: sorted(n) for a, n in got.items()} == {a: sorted(n) for a, n in expected.items()}
+    rows = _rows(engine)
+    carriers = {r.id for r in rows if r.template == "staff_new_assignments"}
+    assert {r.folded_into for r in rows if r.status == OutboxStatus.folded} <= carriers
+    assert report.folded == sum(r.status == OutboxStatus.folded for r in rows) > 0
+    assert {r.status for r in rows} == {OutboxStatus.sent, OutboxStatus.folded}
