@@ -299,3 +299,27 @@ def test_every_message_with_a_digest_leaves_after_the_others_and_its_digest_list
         assert spec.later and digest.later and digest.audience == spec.audience
         own = set(spec.required) - set(DIGEST_SHARED)
         assert all(own <= set(item) for item in digest.sample["items"]), spec.name
+
+
+@pytest.mark.parametrize("name", ["staff_new_assignment", "staff_new_assignments", "staff_unassigned"])
+def test_a_chinese_staff_message_names_the_case_kind_and_priority_in_words_not_codes(name: str) -> None:
+    """``待分配claim案件`` and ``优先级 normal`` were what a zh-CN handler read; every kind and priority now reads
+    as a word (the desk's own codes stay in English messages)."""
+    import re
+
+    from models.enums import CaseKind, Priority
+
+    words = {"claim": "理赔", "complaint": "投诉", "inquiry": "咨询", "low": "低", "normal": "普通", "high": "高",
+             "urgent": "紧急"}  # fmt: skip
+    for kind in CaseKind:
+        for priority in Priority:
+            values = {"kind": kind.value, "priority": priority.value}
+            context = {**CATALOGUE[name].sample, "reason": "经办人均已满额"}
+            if name == "staff_new_assignments":
+                context["items"] = [{**item, **values} for item in context["items"]]
+            else:
+                context.update(values)
+            message = render_message(ENV, name, language="zh-CN", context=context, html=False)
+            text = f"{message.subject}\n{message.text}"
+            assert not re.search(rf"\b({kind.value}|{priority.value})\b", text), text
+            assert words[kind.value] in text and f"优先级{words[priority.value]}" in text
