@@ -27,6 +27,16 @@ def settings(**values: Any) -> Settings:
     return Settings(desk_phone="400-800-1234", desk_email="care@insurer.example", **values)
 
 
+@pytest.fixture(autouse=True)
+def migrated() -> None:
+    """The desk's own database (the settings' default), migrated as 'claimflow up' does: the web app refuses to
+    start on a database that is not at its schema (``claimflow.migrate.require_current_schema``)."""
+    from claimflow.db import get_engine
+    from claimflow.migrate import upgrade
+
+    upgrade(get_engine(settings().resolved_database_url))
+
+
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     with TestClient(create_app(settings(), launch=False)) as test_client:
