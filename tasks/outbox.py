@@ -982,6 +982,8 @@ class DrainReport:
     lost_lease: int = 0
     folded: int = 0
     """Claimed notices that left inside a digest (``fold_notices``)."""
+    returned: int = 0
+    """Claimed messages given back to the queue unsent: the sender was told to stop (``unclaim``)."""
 
     def add(self, status: OutboxStatus | None) -> None:
         if status is None:
@@ -996,7 +998,7 @@ class DrainReport:
             self.blocked += 1
 
     def merge(self, other: DrainReport) -> None:
-        for name in ("claimed", "sent", "retried", "dead", "blocked", "lost_lease", "folded"):
+        for name in ("claimed", "sent", "retried", "dead", "blocked", "lost_lease", "folded", "returned"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -1008,6 +1010,7 @@ def deliver_batch(
     limit: int | None = None,
     random: Callable[[], float] = random_module.random,
     pool: MailPool | None = None,
+    stop: threading.Event | None = None,
 ) -> DrainReport:
     """Claim one batch of due messages, send each, record each result in its own transaction.
 
@@ -1019,6 +1022,8 @@ def deliver_batch(
         random: jitter source for the backoff.
         pool: the SMTP connections to send over (kept open for the caller's next batch); default: one for
             this batch.
+        stop: once set, the message in hand is sent and recorded, and the rest of the batch goes back to the
+            queue, due at once (``unclaim``), instead of waiting out its lease.
     """
     from claimflow.db import session_scope
 
@@ -1032,7 +1037,10 @@ def deliver_batch(
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(MailPool(max_per_connection=config.messages_per_connection))
-        for item in prepared:
+        for index, item in enumerate(prepared):
+            if stop is not None and stop.is_set():
+                report.returned = unclaim(engine, prepared[index:], now=now())
+                break
             error: ClaimflowError | None
             if isinstance(item, Unsendable):
                 error = item.error
@@ -1056,6 +1064,24 @@ def deliver_batch(
     return report
 
 
+def unclaim(engine: Any, items: Sequence[Outgoing | Unsendable], *, now: datetime) -> int:
+    """Give claimed messages not yet sent back to the queue, due ``now`` and their attempt not counted (a sender
+    told to stop); a row no longer this sender's is left alone. Returns how many went back."""
+    from claimflow.db import session_scope
+
+    returned = 0
+    with session_scope(engine) as session:
+        for item in items:
+            mine = update(Outbox).where(col(Outbox.id) == item.outbox_id, col(Outbox.attempts) == item.attempt,
+                                        col(Outbox.status) == OutboxStatus.sending.value)  # fmt: skip
+            done = session.execute(mine.values(status=OutboxStatus.pending.value, attempts=item.attempt - 1,
+                                               next_attempt_at=now))  # fmt: skip
+            returned += cast("CursorResult[Any]", done).rowcount
+    if returned:
+        logger.info("%d claimed message(s) back in the queue, due now", returned)
+    return returned
+
+
 def drain(
     engine: Any,
     *,
@@ -1070,32 +1096,55 @@ def drain(
     ``senders`` threads do it side by side, each with its own SMTP connections (``MailPool``) and claims: a
     message is claimed by one of them, under its lease, as between two desk runners. Sending waits on the
     network far more than it computes, so a few senders hide each other's round trips.
+
+    Ctrl-C (``KeyboardInterrupt`` in the calling thread, with more than one sender) stops them gracefully: each
+    records the message in hand and gives the rest of its batch back to the queue, then the interrupt goes on to
+    the caller. Killed between a send and its record, a message was sent again after its lease (delivery is at
+    least once): a stop with Ctrl-C no longer does that. A second Ctrl-C leaves at once.
     """
     config = config or default_config()
     total = DrainReport()
     lock = threading.Lock()
     batches = iter(range(max_batches))
+    stop = threading.Event()
 
-    def sender() -> None:
-        with MailPool(max_per_connection=config.messages_per_connection) as pool:
-            while True:
-                with lock:
-                    if next(batches, None) is None:
+    def sender(done: threading.Event | None = None) -> None:
+        try:
+            with MailPool(max_per_connection=config.messages_per_connection) as pool:
+                while not stop.is_set():
+                    with lock:
+                        if next(batches, None) is None:
+                            return
+                    report = deliver_batch(engine, now=now, config=config, random=random, pool=pool, stop=stop)
+                    with lock:
+                        total.merge(report)
+                    if report.claimed == 0:
                         return
-                report = deliver_batch(engine, now=now, config=config, random=random, pool=pool)
-                with lock:
-                    total.merge(report)
-                if report.claimed == 0:
-                    return
+        finally:
+            if done is not None:
+                done.set()
 
     if senders <= 1:
         sender()
         return total
-    threads = [threading.Thread(target=sender, name=f"outbox-sender-{n}", daemon=True) for n in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # Waited for with events, not Thread.join: a join that Ctrl-C interrupts marks the thread finished while it
+    # still runs (CPython 3.11, bpo-45274's fix), so a second join returned at once with a message in hand.
+    finished = [threading.Event() for _ in range(senders)]
+    threads = [threading.Thread(target=sender, args=(done,), name=f"outbox-sender-{n}", daemon=True)
+               for n, done in enumerate(finished)]  # fmt: skip
+    try:
+        for thread in threads:  # an interrupt while they start stops those already sending too
+            thread.start()
+        for done in finished:
+            done.wait()
+    except KeyboardInterrupt:
+        stop.set()
+        logger.warning("stopping: the messages in hand are sent and recorded, the rest go back to the queue "
+                       "(Ctrl-C again to leave them to their lease)")  # fmt: skip
+        for thread, done in zip(threads, finished, strict=True):
+            if thread.ident is not None:  # started
+                done.wait()
+        raise
     return total
 
 

@@ -983,3 +983,45 @@ def test_senders_side_by_side_fold_only_what_they_claimed_and_every_case_arrives
     assert {r.folded_into for r in rows if r.status == OutboxStatus.folded} <= carriers
     assert report.folded == sum(r.status == OutboxStatus.folded for r in rows) > 0
     assert {r.status for r in rows} == {OutboxStatus.sent, OutboxStatus.folded}
+
+
+def test_ctrl_c_lets_each_sender_record_what_it_sent_and_gives_the_rest_back_due_now(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    """``claimflow outbox deliver --loop`` stopped with Ctrl-C while a message was in hand: that message is recorded
+    sent, nothing is received twice, and what the senders had claimed but not sent is back in the queue, due now
+    with its attempt not counted, instead of waiting out its lease as ``sending`` (and being sent again after it,
+    if it had left). Before, the senders were killed with the process; CI caught one left ``sending``."""
+    import asyncio
+    import signal
+    from collections import Counter
+
+    class SlowSink(SmtpSink):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            answer = await super().handle_DATA(server, session, envelope)
+            if len(self.messages) == 1:  # Ctrl-C while the first message is in hand
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            await asyncio.sleep(0.3)
+            return answer
+
+    sink = SlowSink()
+    sink.start()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        slow = replace(config, customer_email_url=SecretStr(sink.url), batch_size=5)
+        case = _file(engine)
+        for i in range(30):
+            _queue(engine, case, slow, key=f"ack:{i}")
+        with pytest.raises(KeyboardInterrupt):
+            drain(engine, now=Clock(), config=slow, senders=3)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sink.stop()
+    received = Counter(int(message[OUTBOX_ID_HEADER]) for message in sink.messages)
+    rows = _rows(engine)
+    assert received and max(received.values()) == 1
+    assert {r.id for r in rows if r.status == OutboxStatus.sent} == set(received), [
+        (r.id, r.status, r.attempts, r.last_error) for r in rows if r.status != OutboxStatus.pending]
+    rest = [r for r in rows if r.status != OutboxStatus.sent]
+    assert len(rest) >= 30 - 3 * 5 and {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}
+    assert all(r.next_attempt_at is not None and r.next_attempt_at <= T0 for r in rest)
