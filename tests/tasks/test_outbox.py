@@ -1021,7 +1021,8 @@ def test_ctrl_c_lets_each_sender_record_what_it_sent_and_gives_the_rest_back_due
     rows = _rows(engine)
     assert received and max(received.values()) == 1
     assert {r.id for r in rows if r.status == OutboxStatus.sent} == set(received), [
-        (r.id, r.status, r.attempts, r.last_error) for r in rows if r.status != OutboxStatus.pending]
+        (r.id, r.status, r.attempts, r.last_error) for r in rows if r.status != OutboxStatus.pending
+    ]
     rest = [r for r in rows if r.status != OutboxStatus.sent]
     assert len(rest) >= 30 - 3 * 5 and {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}
     assert all(r.next_attempt_at is not None and r.next_attempt_at <= T0 for r in rest)
