@@ -517,6 +517,21 @@ def test_the_openapi_document_describes_the_feedback_body_and_the_keys_limits(ap
     assert set(spec["components"]["schemas"]["FeedbackIn"]["properties"]) >= {"case_number", "text", "score"}
     [key] = [p for p in spec["paths"]["/v1/claims"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
     assert key["schema"]["maxLength"] == 200
+    assert key["required"] is False
+
+
+def test_the_openapi_document_names_the_signature_headers_every_intake_operation_requires(app: FastAPI) -> None:
+    """The headers are read by the request's authentication, not by FastAPI: the document lists them itself."""
+    spec = app.openapi()
+    signed = {"X-Claimflow-Source", "X-Claimflow-Timestamp", "X-Claimflow-Signature"}
+    operations = [spec["paths"][f"/v1/{kind}"]["post"] for kind in ("claims", "complaints", "inquiries")]
+    operations.append(spec["paths"]["/v1/cases/{number}"]["get"])
+    for operation in operations:
+        headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
+        assert signed <= set(headers), operation["summary"]
+        assert all(headers[name]["required"] and headers[name]["description"] for name in signed)
+    assert [p["name"] for p in operations[-1]["parameters"] if p["in"] == "path"] == ["number"]
+    assert "Idempotency-Key" not in {p["name"] for p in operations[-1]["parameters"]}
 
 
 @pytest.mark.parametrize("freeze", [True, False])
