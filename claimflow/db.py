@@ -35,7 +35,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -251,20 +253,39 @@ def new_ids(session: Session, table: Table, count: int) -> list[int]:
     can name them in the same statement, with no insert and read-back in between).
 
     PostgreSQL: taken from the id column's sequence (never handed out twice, even across transactions). SQLite:
-    the ids after the highest in the table; the caller's transaction must already have written (it then holds
-    SQLite's one write lock, so nobody else inserts meanwhile).
+    the ids after the highest in the table; the caller's transaction must already hold SQLite's one write lock
+    (the desk begins every transaction with ``BEGIN IMMEDIATE``), so nobody else inserts meanwhile.
     """
-    if count < 1:
-        return []
+    return new_ids_of(session, {table: count})[table]
+
+
+def new_ids_of(session: Session, counts: Mapping[Table, int]) -> dict[Table, list[int]]:
+    """``new_ids`` for several tables at once: PostgreSQL takes them all in one statement."""
+    wanted = {table: count for table, count in counts.items() if count > 0}
+    found: dict[Table, list[int]] = {table: [] for table in counts}
+    if not wanted:
+        return found
     if session.get_bind().dialect.name == "postgresql":
-        taken = session.execute(
-            select(func.nextval(func.pg_get_serial_sequence(table.name, "id"))).select_from(
-                func.generate_series(1, count)
-            )
-        )
-        return [int(value) for (value,) in taken]
-    highest = int(session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
-    return list(range(highest + 1, highest + count + 1))
+        tables = list(wanted)
+        parts = [
+            select(
+                literal(n).label("t"), func.nextval(func.pg_get_serial_sequence(table.name, "id")).label("id")
+            ).select_from(func.generate_series(1, wanted[table]))
+            for n, table in enumerate(tables)
+        ]
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
+        for n, value in session.execute(statement):
+            found[tables[n]].append(int(value))
+        return found
+    for table, count in wanted.items():
+        highest = int(session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+        found[table] = list(range(highest + 1, highest + count + 1))
+    return found
+
+
+def row_of(obj: Any) -> dict[str, Any]:
+    """A new ORM object's row, column name to value, for ``insert_rows`` (its id set by the caller)."""
+    return {column.name: getattr(obj, column.key) for column in type(obj).__table__.columns}
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id") -> None:

@@ -238,7 +238,8 @@ def append_events(
     """
     assert all(e.case.id is not None for e in events), "the cases must be flushed before events are appended"
     if tips is None:
-        tips = chain_tips(session, {e.case.id for e in events if e.case.id is not None})
+        ids, known = {e.case.id for e in events if e.case.id is not None}, _new_chains(session)
+        tips = {i: known[i] for i in ids} if ids <= known.keys() else chain_tips(session, ids)  # filed here: known
     tips = dict(tips)
     links: list[NewLink] = []
     rows: list[dict[str, Any]] = []

@@ -23,15 +23,17 @@ compares every row; a change to what ``intake`` writes that is not made here too
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table
 from sqlmodel import Session
 
-from claimflow.db import insert_rows, new_ids
+from claimflow.db import deferred_writes, insert_rows, new_ids, new_ids_of, row_of
 from models.audit import GENESIS
 from models.enums import CaseKind, StepStatus
 from models.errors import InvalidInput
@@ -41,7 +43,7 @@ from models.notices import STEP as NOTICE_STEP
 from models.routing import Candidate, NoEligibleHandler, RoutingRequest, choose_handler, triage_reason
 from models.tables import Case, CaseCreate, Customer, Staff, Step
 from tasks.cases import NewEvent, append_events, mark_new, new_run_key, take_case_numbers
-from tasks.outbox import Message, enqueue_many
+from tasks.outbox import Message, default_config, look_up, prepare_messages, queue_messages, write_messages
 from tasks.workflow import (
     FIRST_STEP,
     Desk,
@@ -113,35 +115,38 @@ def intake_many(
         return []
     batch = [_Filing(data, actor, Customer.model_validate(data.customer, update={"created_at": now}), also=extra)
              for (data, actor), extra in zip(cases, extras, strict=True)]  # fmt: skip
-    session.add_all([f.customer for f in batch])
-    session.flush()  # one insert for the customers: the cases need their ids
     numbers = _numbers(session, batch, year=now.year)
     pool = {c.staff_id: c for c in candidates(session)}  # one read of the loads; the staff stay in the session
+    tables: dict[str, Table] = {"customer": Customer.__table__, "case": Case.__table__, "step": Step.__table__}  # type: ignore[attr-defined]
+    ids = new_ids_of(session, {tables["customer"]: len(batch), tables["case"]: len(batch)})
     clocks: dict[tuple[str, ...], dict[str, Any]] = {}
-    for filing, number in zip(batch, numbers, strict=True):
-        _build(session, desk, filing, number=number, pool=pool, clocks=clocks, now=now)
-    session.add_all([f.case for f in batch if f.case is not None])
-    session.flush()  # one insert for the cases
-    steps = [(f, step) for f in batch for step in f.steps]
-    table = Step.__table__  # type: ignore[attr-defined]
-    for (filing, step), step_id in zip(steps, new_ids(session, table, len(steps)), strict=True):
-        assert filing.case is not None
-        kind = _input_for(filing.case, step["name"])
-        step.update(id=step_id, case_id=filing.case.id, waiting_key=first_decision_key(kind, step_id) if kind else None)
-    insert_rows(session, table, [step for _, step in steps])  # one insert for the steps
-    mark_new(session, [f.case.id for f in batch if f.case is not None and f.case.id is not None])
-    append_events(
-        session,
-        [NewEvent(f.case, actor, type_, data) for f in batch if f.case is not None for actor, type_, data in f.events],
-        now=now,
-        tips={f.case.id: GENESIS for f in batch if f.case is not None and f.case.id is not None},
-    )
-    enqueue_many(session, [message for f in batch for message in _messages(f, now=now)], now=now)
-    later = [NewEvent(f.case, actor, type_, data) for f in batch if f.case is not None
-             for actor, type_, data in f.also.events]  # fmt: skip
-    if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
-        append_events(session, later, now=now)
-    return [f.case for f in batch if f.case is not None]
+    for filing, number, customer_id, case_id in zip(batch, numbers, ids[tables["customer"]], ids[tables["case"]],
+                                                    strict=True):  # fmt: skip
+        filing.customer.id = customer_id
+        _build(session, desk, filing, number=number, case_id=case_id, pool=pool, clocks=clocks, now=now)
+    new = [(filing, filing.case) for filing in batch if filing.case is not None]
+    steps = [(case, step) for filing, case in new for step in filing.steps]
+    for (case, step), step_id in zip(steps, new_ids(session, tables["step"], len(steps)), strict=True):
+        kind = _input_for(case, step["name"])
+        step.update(id=step_id, case_id=case.id, waiting_key=first_decision_key(kind, step_id) if kind else None)
+    messages = [message for filing in batch for message in _messages(filing, now=now)]
+    customers = {filing.customer.id: filing.customer for filing, _ in new if filing.customer.id is not None}
+    prepared = prepare_messages(look_up(session, messages, customers=customers), now=now, config=default_config())
+    later = [NewEvent(case, actor, type_, data) for filing, case in new for actor, type_, data in filing.also.events]
+    with contextlib.nullcontext() if prepared.holds else deferred_writes(session):
+        insert_rows(session, tables["customer"], [row_of(filing.customer) for filing, _ in new])
+        insert_rows(session, tables["case"], [row_of(case) for _, case in new])
+        insert_rows(session, tables["step"], [step for _, step in steps])
+        mark_new(session, [case.id for _, case in new if case.id is not None])
+        events = [NewEvent(case, actor, type_, data) for filing, case in new for actor, type_, data in filing.events]
+        append_events(session, events, now=now, tips={case.id: GENESIS for _, case in new if case.id is not None})
+        if prepared.holds:  # recorded on the cases (that reads and appends): outside the pipeline
+            write_messages(session, prepared, now=now)
+        else:
+            queue_messages(session, prepared, now=now)
+        if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
+            append_events(session, later, now=now)  # the chains' tips are known: filed in this transaction
+    return [case for _, case in new]
 
 
 def _numbers(session: Session, batch: Sequence[_Filing], *, year: int) -> list[str]:
@@ -161,6 +166,7 @@ def _build(
     filing: _Filing,
     *,
     number: str,
+    case_id: int,
     pool: dict[int, Candidate],
     clocks: dict[tuple[str, ...], dict[str, Any]],
     now: datetime,
@@ -176,6 +182,7 @@ def _build(
     case = Case.model_validate(
         data.model_dump(exclude={"customer", "related_case_number"}),
         update={
+            "id": case_id,
             "number": number,
             "status": lifecycle.initial,
             "customer_id": customer.id,

@@ -366,15 +366,19 @@ class LookedUp:
     customers: dict[int, Customer]
 
 
-def look_up(session: Session, messages: Sequence[Message]) -> LookedUp:
+def look_up(
+    session: Session, messages: Sequence[Message], *, customers: Mapping[int, Customer] | None = None
+) -> LookedUp:
     """The first part of ``enqueue_many``: the checks that need no database, for every message, then the
-    two queries."""
+    two queries. ``customers``: those the caller holds (new ones, not yet written), by id; not read again."""
     addressed = [_addressed(message) for message in messages]
     already = _queued_under(session, {message.idempotency_key for message in messages})
-    customers = _customers(session, {int(name) for message, (spec, kind, name) in zip(messages, addressed, strict=True)
-                                     if spec.audience == "customer" and kind == "customer"
-                                     and message.idempotency_key not in already})  # fmt: skip
-    return LookedUp(messages, addressed, already, customers)
+    wanted = {int(name) for message, (spec, kind, name) in zip(messages, addressed, strict=True)
+              if spec.audience == "customer" and kind == "customer"
+              and message.idempotency_key not in already}  # fmt: skip
+    held = customers or {}
+    found = {customer_id: held[customer_id] for customer_id in wanted if customer_id in held}
+    return LookedUp(messages, addressed, already, {**_customers(session, wanted - found.keys()), **found})
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,12 @@ class Prepared:
     """Key: the index of the message whose row is written under it."""
     held: dict[int, tuple[str, tuple[Violation, ...]]]
     """Index: the language the message was rendered in and the wording rules it broke."""
+
+    @property
+    def holds(self) -> bool:
+        """Whether a message is held (by the wording check, or for a detail of the desk not set): writing them then
+        records it on its case, which reads the case's chain (not in ``deferred_writes``)."""
+        return bool(self.held) or any(row["status"] == OutboxStatus.held for row in self.rows.values())
 
 
 def prepare_messages(looked_up: LookedUp, *, now: datetime, config: OutboxConfig) -> Prepared:
