@@ -45,38 +45,42 @@ def next_case_number(session: Session, *, kind: CaseKind, year: int) -> str:
 def take_case_numbers(session: Session, *, kind: CaseKind, year: int, count: int) -> list[str]:
     """Take the next ``count`` numbers for ``kind`` in ``year`` at once, in order, as ``next_case_number`` takes one
     (the same counter row, the same lock, given back with a rollback)."""
-    if count < 1:
-        return []
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = CaseCounter.__table__  # type: ignore[attr-defined]
-    statement = (
-        insert(table)
-        .values(kind=kind.value, year=year, last_value=count)
-        .on_conflict_do_update(index_elements=["kind", "year"], set_={"last_value": table.c.last_value + count})
-        .returning(table.c.last_value)
-    )
-    last = int(session.execute(statement).scalar_one())
-    return [case_number(kind, year, value) for value in range(last - count + 1, last + 1)]
+    return take_numbers_of(session, {kind: count}, year=year).get(kind, [])
+
+
+def take_numbers_of(session: Session, counts: Mapping[CaseKind, int], *, year: int) -> dict[CaseKind, list[str]]:
+    """``take_case_numbers`` for several kinds in one statement: each kind's counter row taken in the order of
+    the kinds' names (as ``lock_numbering`` takes them), so two such statements never wait for each other crosswise."""
+    wanted = {CaseKind(kind).value: count for kind, count in sorted(counts.items()) if count > 0}
+    if not wanted:
+        return {}
+    last = _counters(session, [{"kind": kind, "year": year, "last_value": count} for kind, count in wanted.items()],
+                     step=True)  # fmt: skip
+    return {CaseKind(kind): [case_number(CaseKind(kind), year, value) for value in range(last[kind] - count + 1,
+                                                                                          last[kind] + 1)]
+            for kind, count in wanted.items()}  # fmt: skip
 
 
 def lock_numbering(session: Session, *, kinds: Collection[CaseKind], year: int) -> None:
     """Take the number counters of ``kinds`` in ``year`` now, in one fixed order (PostgreSQL; SQLite's writes are
     serial already): a transaction that files several cases of several kinds (``claimflow.web.groupcommit``) then
-    never holds one counter while it waits for another that a second such transaction holds."""
+    never holds one counter while it waits for another that a second such transaction holds. One statement: a
+    counter that does not exist yet is made at 0, one that does is updated to its own value (the row's lock)."""
     if session.get_bind().dialect.name != "postgresql" or not kinds:
         return
+    _counters(session, [{"kind": k, "year": year, "last_value": 0} for k in sorted({CaseKind(k).value for k in kinds})],
+              step=False)  # fmt: skip
+
+
+def _counters(session: Session, rows: list[dict[str, Any]], *, step: bool) -> dict[str, int]:
+    """Insert or update the counter rows given, in their order; ``step``: add each row's ``last_value`` to the
+    counter, else leave it. Returns each kind's counter after it."""
     table = CaseCounter.__table__  # type: ignore[attr-defined]
-    ordered = sorted({CaseKind(k).value for k in kinds})
-    session.execute(
-        pg_insert(table).values([{"kind": k, "year": year, "last_value": 0} for k in ordered]).on_conflict_do_nothing()
-    )
-    session.execute(
-        select(table.c.kind)
-        .where(table.c.year == year, table.c.kind.in_(ordered))
-        .order_by(table.c.kind)
-        .with_for_update()
-    ).all()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).values(rows)
+    added = table.c.last_value + statement.excluded.last_value if step else table.c.last_value
+    statement = statement.on_conflict_do_update(index_elements=["kind", "year"], set_={"last_value": added})
+    return {kind: int(value) for kind, value in session.execute(statement.returning(table.c.kind, table.c.last_value))}
 
 
 def new_run_key() -> str:

@@ -7,7 +7,7 @@ paying SQLAlchemy's per-statement cost; a surge of webhook posts spent 30 ms of 
 - the customers and the cases as one multi-row insert each (SQLAlchemy's batched ``INSERT ... RETURNING``), the
   steps as rows with their ids taken first (``claimflow.db.new_ids``: their waiting keys name them, in the same
   insert);
-- the case numbers of each kind with one counter update (``tasks.cases.take_case_numbers``);
+- the case numbers of all its kinds with one counter statement (``tasks.cases.take_numbers_of``);
 - routing decided in memory for the whole batch (``models.routing.choose_handler`` against the loads read once,
   each assignment counted before the next);
 - the deadlines from the same rules (``tasks.workflow.schedule_for``: a new case has no clock pauses), computed once
@@ -42,7 +42,7 @@ from models.notices import ADVANCE_STEP
 from models.notices import STEP as NOTICE_STEP
 from models.routing import Candidate, NoEligibleHandler, RoutingRequest, choose_handler, triage_reason
 from models.tables import Case, CaseCreate, Customer, Staff, Step
-from tasks.cases import NewEvent, append_events, mark_new, new_run_key, take_case_numbers
+from tasks.cases import NewEvent, append_events, mark_new, new_run_key, take_numbers_of
 from tasks.outbox import Message, default_config, look_up, prepare_messages, queue_messages, write_messages
 from tasks.workflow import (
     FIRST_STEP,
@@ -131,7 +131,8 @@ def intake_many(
         step.update(id=step_id, case_id=case.id, waiting_key=first_decision_key(kind, step_id) if kind else None)
     messages = [message for filing in batch for message in _messages(filing, now=now)]
     customers = {filing.customer.id: filing.customer for filing, _ in new if filing.customer.id is not None}
-    prepared = prepare_messages(look_up(session, messages, customers=customers), now=now, config=default_config())
+    looked_up = look_up(session, messages, customers=customers, new_keys=True)  # their keys name the new numbers
+    prepared = prepare_messages(looked_up, now=now, config=default_config())
     later = [NewEvent(case, actor, type_, data) for filing, case in new for actor, type_, data in filing.also.events]
     with contextlib.nullcontext() if prepared.holds else deferred_writes(session):
         insert_rows(session, tables["customer"], [row_of(filing.customer) for filing, _ in new])
@@ -150,13 +151,12 @@ def intake_many(
 
 
 def _numbers(session: Session, batch: Sequence[_Filing], *, year: int) -> list[str]:
-    """Each filing's number, in the batch's order, taken per kind with one counter update each."""
+    """Each filing's number, in the batch's order, taken for all its kinds in one statement."""
     wanted: dict[CaseKind, int] = {}
     for filing in batch:
         kind = CaseKind(filing.data.kind)
         wanted[kind] = wanted.get(kind, 0) + 1
-    taken = {kind: iter(take_case_numbers(session, kind=kind, year=year, count=count))
-             for kind, count in sorted(wanted.items())}  # fmt: skip
+    taken = {kind: iter(numbers) for kind, numbers in take_numbers_of(session, wanted, year=year).items()}
     return [next(taken[CaseKind(f.data.kind)]) for f in batch]
 
 

@@ -367,12 +367,19 @@ class LookedUp:
 
 
 def look_up(
-    session: Session, messages: Sequence[Message], *, customers: Mapping[int, Customer] | None = None
+    session: Session,
+    messages: Sequence[Message],
+    *,
+    customers: Mapping[int, Customer] | None = None,
+    new_keys: bool = False,
 ) -> LookedUp:
     """The first part of ``enqueue_many``: the checks that need no database, for every message, then the
-    two queries. ``customers``: those the caller holds (new ones, not yet written), by id; not read again."""
+    two queries. ``customers``: those the caller holds (new ones, not yet written), by id; not read again.
+    ``new_keys``: every key names a case filed in this transaction (its number just taken from the counter, which
+    never gives one twice; the case's insert fails on a number used before), so nothing can be queued under it
+    yet: the keys are not looked up."""
     addressed = [_addressed(message) for message in messages]
-    already = _queued_under(session, {message.idempotency_key for message in messages})
+    already = {} if new_keys else _queued_under(session, {message.idempotency_key for message in messages})
     wanted = {int(name) for message, (spec, kind, name) in zip(messages, addressed, strict=True)
               if spec.audience == "customer" and kind == "customer"
               and message.idempotency_key not in already}  # fmt: skip
