@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,12 +179,32 @@ def _forbid(rule: WordingRule, text: str) -> str | None:
     cleaned = text
     for pattern in (p for patterns in rule.exceptions.values() for p in patterns):
         cleaned = re.sub(pattern, " ", cleaned, flags=re.IGNORECASE)
+    patterns = tuple(p for patterns in rule.patterns.values() for p in patterns)
+    joined = _any_of(patterns)
+    if joined is not None and joined.search(cleaned) is None:
+        return None  # the usual case, a message that may be sent: one pass over it instead of one a pattern
     found: list[str] = []
-    for pattern in (p for patterns in rule.patterns.values() for p in patterns):
+    for pattern in patterns:
         match = re.search(pattern, cleaned, flags=re.IGNORECASE)
         if match and match.group(0) not in found:
             found.append(match.group(0))
     return f"forbidden wording: {', '.join(repr(f) for f in found)}" if found else None
+
+
+_BACK_REFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+@lru_cache(maxsize=256)
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One expression that matches wherever one of ``patterns`` matches (case ignored), or None where they cannot be
+    joined: a back-reference would name another pattern's group once joined; a pattern with a global flag or a
+    group name another one also uses does not compile joined."""
+    if not patterns or any(_BACK_REFERENCE.search(p) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    except re.error:
+        return None
 
 
 def _require(rule: WordingRule, language: str, text: str, context: Mapping[str, Any]) -> str | None:

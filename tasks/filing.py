@@ -113,7 +113,8 @@ def intake_many(
         raise InvalidInput(f"intake_many: {len(extras)} extras for {len(cases)} cases")
     if not cases:
         return []
-    batch = [_Filing(data, actor, Customer.model_validate(data.customer, update={"created_at": now}), also=extra)
+    # the values were validated as a CaseCreate (the same fields): the rows are made without validating them again
+    batch = [_Filing(data, actor, Customer(**data.customer.model_dump(), created_at=now), also=extra)
              for (data, actor), extra in zip(cases, extras, strict=True)]  # fmt: skip
     numbers = _numbers(session, batch, year=now.year)
     pool = {c.staff_id: c for c in candidates(session)}  # one read of the loads; the staff stay in the session
@@ -176,21 +177,20 @@ def _build(
     ``clocks``: the steps' clock columns computed so far in the batch, by kind, step, jurisdiction and channel: the
     cases of a batch are filed at the same time and have no pauses or extensions yet, so the rules give each such
     step the same deadline and ladder."""
-    data, customer = filing.data, filing.customer
+    data, customer_id = filing.data, filing.customer.id
+    assert customer_id is not None
     kind = CaseKind(data.kind)
     lifecycle = lifecycle_for(kind)
-    case = Case.model_validate(
-        data.model_dump(exclude={"customer", "related_case_number"}),
-        update={
-            "id": case_id,
-            "number": number,
-            "status": lifecycle.initial,
-            "customer_id": customer.id,
-            "related_case_id": None,
-            "opened_at": now,
-            "updated_at": now,
-            "run_key": new_run_key(),
-        },
+    case = Case(
+        **data.model_dump(exclude={"customer", "related_case_number"}),
+        id=case_id,
+        number=number,
+        status=lifecycle.initial,
+        customer_id=customer_id,
+        related_case_id=None,
+        opened_at=now,
+        updated_at=now,
+        run_key=new_run_key(),
     )
     filing.case = case
     filing.events.append((filing.actor, "filed", {

@@ -170,3 +170,69 @@ def test_require_rules_with_patterns_cover_every_language() -> None:
 def test_a_broken_rule_file_is_refused_with_the_reason(raw: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_rules(raw, source="wording.yaml")
+
+
+def _forbid_rule(*patterns: str) -> Any:
+    from models.wording import WordingRule
+
+    return WordingRule(id="t", kind="forbid", explanation={"en": "x"}, patterns={"en": patterns})
+
+
+@pytest.mark.parametrize(
+    ("patterns", "text", "found"),
+    [
+        pytest.param((r"(\w+) \1",), "we pay pay twice", "'pay pay'", id="back-reference-alone"),
+        pytest.param(("(n)ever", r"(\w+) \1"), "we pay pay twice", "'pay pay'", id="back-reference-second"),
+        pytest.param(("never", r"(?P<w>\w+) (?P=w)"), "so so", "'so so'", id="named-back-reference"),
+        pytest.param(("never", "(?s)best.insurer"), "best\ninsurer", "'best\\ninsurer'", id="global-flag-second"),
+        pytest.param(("(?P<a>best)", "(?P<a>always)"), "we always pay", "'always'", id="one-group-name-twice"),
+        pytest.param(("best", "always"), "the BEST, always", "'BEST', 'always'", id="each-word-found"),
+    ],
+)
+def test_forbidden_patterns_that_cannot_be_joined_into_one_expression_are_still_each_applied(
+    patterns: tuple[str, ...], text: str, found: str
+) -> None:
+    """The check looks for all of a rule's patterns at once first; patterns that cannot be joined (a back-reference,
+    a global flag, a group name used twice) are looked for one by one, as before."""
+    [violation] = check_wording([_forbid_rule(*patterns)], template="x", language="en", text=text, context={})
+    assert violation.detail == f"forbidden wording: {found}"
+
+
+def test_looking_for_all_patterns_at_once_finds_what_looking_for_each_finds() -> None:
+    """On the shipped rules and texts made of their own words, exceptions and plain words: the same verdict and the
+    same words found as the check that applies each pattern on its own."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from models.wording import _forbid
+
+    forbid = [rule for rule in RULES.rules if rule.kind == "forbid"]
+    assert forbid, "the shipped rules forbid nothing: the property would check nothing"
+    words = sorted({re.sub(r"[\\()?|\[\]^$.*+{}]", "", p) for rule in forbid for ps in
+                    (*rule.patterns.values(), *rule.exceptions.values()) for p in ps} - {""})  # fmt: skip
+    pieces = st.sampled_from([*words, "不", "not", "do not", " ", "，", "returns", "the", "保险", "最"])
+
+    def one_by_one(rule: Any, text: str) -> str | None:
+        cleaned = text
+        for pattern in (p for patterns in rule.exceptions.values() for p in patterns):
+            cleaned = re.sub(pattern, " ", cleaned, flags=re.IGNORECASE)
+        found: list[str] = []
+        for pattern in (p for patterns in rule.patterns.values() for p in patterns):
+            match = re.search(pattern, cleaned, flags=re.IGNORECASE)
+            if match and match.group(0) not in found:
+                found.append(match.group(0))
+        return f"forbidden wording: {', '.join(repr(f) for f in found)}" if found else None
+
+    verdicts: set[bool] = set()
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.lists(pieces, max_size=12).map("".join), st.sampled_from(forbid))
+    def same(text: str, rule: Any) -> None:
+        expected = one_by_one(rule, text)
+        verdicts.add(expected is None)
+        assert _forbid(rule, text) == expected
+
+    same()
+    assert verdicts == {True, False}, "the texts made were all clean or all broken: the comparison proved little"
