@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from claimflow.web.groupcommit import Filing, GroupCommit
 from claimflow.web.intake import CaseSubmission, Launcher, sign_headers, to_case
 from models.enums import CaseKind
 from models.errors import NotFound
-from models.tables import Attachment, Case, IntakeRequest
+from models.tables import Attachment, Case, Customer, IntakeRequest
 from tasks.intake import Answer, AttachmentStore, IdempotencyConflict, IncomingAttachment, body_digest
 from tests.claimflow.test_api import claim, make_settings
 from tests.conftest import NOW
@@ -196,6 +199,69 @@ def test_a_batch_that_cannot_be_filed_at_once_is_filed_one_by_one_and_leaves_not
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(IntakeRequest)).one() == 4
         stored = sorted(Path(a.storage_path).name for a in session.exec(select(Attachment)))
+    assert sorted(p.name for p in (tmp_path / "attachments").rglob("*") if p.is_file()) == stored
+    assert len(stored) == 4
+
+
+@contextmanager
+def _refusing_policy(engine: Engine, number: str) -> Iterator[None]:
+    """The database itself refuses a case row with this policy number while in the block (a trigger: what no check
+    before the database would catch); dropped after it (a PostgreSQL test database is kept between tests)."""
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as connection:
+        if postgres:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION refuse_policy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.policy_number = '{number}' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                'CREATE TRIGGER refuse_policy BEFORE INSERT ON "case" FOR EACH ROW EXECUTE FUNCTION refuse_policy()'
+            )
+        else:
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_policy BEFORE INSERT ON \"case\" WHEN NEW.policy_number = '{number}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                'DROP TRIGGER refuse_policy ON "case"' if postgres else "DROP TRIGGER refuse_policy"
+            )
+            if postgres:
+                connection.exec_driver_sql("DROP FUNCTION refuse_policy()")
+
+
+def test_a_row_the_database_refuses_in_a_batch_sent_pipelined_is_refused_alone_and_the_rest_filed(
+    world: Any, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batch's writes go to the database without waiting for each other (PostgreSQL's pipeline): a row refused
+    there fails the batch at its end; its savepoint is rolled back and each filing is filed on its own, so only the
+    refused one is answered with the error, the others are filed with gapless numbers and nothing of the first try
+    is left."""
+    with Session(engine) as session:
+        customers_before = session.exec(select(func.count()).select_from(Customer)).one()
+    app = create_app(make_settings(data_dir=tmp_path), engine, clock=lambda: NOW, launch=False)
+    intake = app.state.intake
+    committer = GroupCommit(engine, intake.file_one, data_dir=tmp_path, max_batch=64, file_many=intake.file_many)
+    futures = [committer.submit(filing(n, attach=True)) for n in range(5)]
+    with _refusing_policy(engine, "P-000002"), caplog.at_level(logging.WARNING, logger="claimflow.web.intake"):
+        committer.start()
+        results = answers(futures)
+        committer.stop()
+
+    assert "could not be filed at once" in caplog.text  # the batch's own try failed, in its pipelined writes
+    assert (committer.batches, committer.filings) == (1, 5)
+    assert [r.status_code if isinstance(r, Answer) else "refused" for r in results] == [202, 202, "refused", 202, 202]
+    assert "refused by the test" in str(results[2])
+    assert numbers(engine) == [f"CLM-2026-{n:06d}" for n in range(1, 5)]
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(IntakeRequest)).one() == 4
+        stored = sorted(Path(a.storage_path).name for a in session.exec(select(Attachment)))
+        customers = session.exec(select(func.count()).select_from(Customer)).one()
+    assert customers == customers_before + 4  # the refused filing's customer went with the first try
     assert sorted(p.name for p in (tmp_path / "attachments").rglob("*") if p.is_file()) == stored
     assert len(stored) == 4
 
