@@ -282,20 +282,26 @@ def new_ids_of(session: Session, counts: Mapping[Table, int]) -> dict[Table, lis
         return found
     if session.get_bind().dialect.name == "postgresql":
         tables = list(wanted)
-        parts = [
-            select(
-                literal(n).label("t"), func.nextval(func.pg_get_serial_sequence(table.name, "id")).label("id")
-            ).select_from(func.generate_series(1, wanted[table]))
-            for n, table in enumerate(tables)
-        ]
-        statement = parts[0] if len(parts) == 1 else union_all(*parts)
-        for n, value in session.execute(statement):
+        statement = _ids_statement(tuple(table.name for table in tables))
+        for n, value in session.execute(statement, {f"count_{n}": wanted[table] for n, table in enumerate(tables)}):
             found[tables[n]].append(int(value))
         return found
     for table, count in wanted.items():
         highest = int(session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
         found[table] = list(range(highest + 1, highest + count + 1))
     return found
+
+
+@lru_cache(maxsize=32)
+def _ids_statement(tables: tuple[str, ...]) -> Any:
+    """``new_ids_of``'s PostgreSQL statement for these tables, built once (the counts are its parameters)."""
+    parts = [
+        select(literal(n).label("t"), func.nextval(func.pg_get_serial_sequence(name, "id")).label("id")).select_from(
+            func.generate_series(1, bindparam(f"count_{n}", type_=Integer))
+        )
+        for n, name in enumerate(tables)
+    ]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 def row_of(obj: Any) -> dict[str, Any]:

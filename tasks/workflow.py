@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -375,9 +376,10 @@ def _username(session: Session, staff_id: int | None) -> str | None:
 def candidates(session: Session) -> list[Candidate]:
     """Every staff member with their open load (open or paused steps assigned to them), as the database keeps
     it (``StaffLoad``: one row per person, not a count of every open step)."""
-    load = dict(session.exec(select(StaffLoad.staff_id, StaffLoad.open_steps)).all())
-    departments = {d.id: d.code for d in session.exec(select(Department))}
-    staff = list(session.exec(select(Staff)))
+    loads, every_department, everyone = _candidate_statements()
+    load = dict(session.exec(loads).all())
+    departments = {d.id: d.code for d in session.exec(every_department)}
+    staff = list(session.exec(everyone))
     pin(session, *staff)  # routing and the messages after it get the handler again
     return [
         Candidate(
@@ -401,13 +403,28 @@ def lock_loads(session: Session) -> None:
     take them in routing order and could wait, holding one, for another that a second such transaction holds."""
     if session.get_bind().dialect.name != "postgresql":
         return
+    made, taken = _load_lock_statements()
+    session.execute(made)
+    session.execute(taken).all()
+
+
+@cache
+def _candidate_statements() -> tuple[Any, Any, Any]:
+    """``candidates``' queries, built once (every batch of filings runs them; a statement built afresh costs
+    SQLAlchemy its cache key each time)."""
+    return select(StaffLoad.staff_id, StaffLoad.open_steps), select(Department), select(Staff)
+
+
+@cache
+def _load_lock_statements() -> tuple[Any, Any]:
+    """``lock_loads``' two statements, built once: every person's load row made if missing, then all taken."""
     table = StaffLoad.__table__  # type: ignore[attr-defined]
-    session.execute(
+    made = (
         pg_insert(table)
         .from_select(["staff_id", "open_steps"], select(Staff.id, sql_literal(0)))
         .on_conflict_do_nothing()
     )
-    session.execute(select(table.c.staff_id).order_by(table.c.staff_id).with_for_update()).all()
+    return made, select(table.c.staff_id).order_by(table.c.staff_id).with_for_update()
 
 
 def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -> Staff | None:
