@@ -191,14 +191,16 @@ def _forbid(rule: WordingRule, text: str) -> str | None:
     return f"forbidden wording: {', '.join(repr(f) for f in found)}" if found else None
 
 
-_BACK_REFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+_BACK_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+"""A back-reference (``\\1``, ``(?P=name)``) or a conditional group (``(?(1)...)``): each refers to a group, and
+joining patterns renumbers the groups."""
 
 
 @lru_cache(maxsize=256)
 def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     """One expression that matches wherever one of ``patterns`` matches (case ignored), or None where they cannot be
-    joined: a back-reference would name another pattern's group once joined; a pattern with a global flag or a
-    group name another one also uses does not compile joined."""
+    joined: a back-reference or a conditional group would name another pattern's group once joined; a pattern with a
+    global flag or a group name another one also uses does not compile joined."""
     if not patterns or any(_BACK_REFERENCE.search(p) for p in patterns):
         return None
     try:

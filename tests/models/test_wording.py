@@ -184,6 +184,7 @@ def _forbid_rule(*patterns: str) -> Any:
         pytest.param((r"(\w+) \1",), "we pay pay twice", "'pay pay'", id="back-reference-alone"),
         pytest.param(("(n)ever", r"(\w+) \1"), "we pay pay twice", "'pay pay'", id="back-reference-second"),
         pytest.param(("never", r"(?P<w>\w+) (?P=w)"), "so so", "'so so'", id="named-back-reference"),
+        pytest.param(("(n)ever", r"(a)?(?(1)b|c)x"), "zz abx", "'abx'", id="conditional-group-second"),
         pytest.param(("never", "(?s)best.insurer"), "best\ninsurer", "'best\\ninsurer'", id="global-flag-second"),
         pytest.param(("(?P<a>best)", "(?P<a>always)"), "we always pay", "'always'", id="one-group-name-twice"),
         pytest.param(("best", "always"), "the BEST, always", "'BEST', 'always'", id="each-word-found"),
@@ -193,7 +194,7 @@ def test_forbidden_patterns_that_cannot_be_joined_into_one_expression_are_still_
     patterns: tuple[str, ...], text: str, found: str
 ) -> None:
     """The check looks for all of a rule's patterns at once first; patterns that cannot be joined (a back-reference,
-    a global flag, a group name used twice) are looked for one by one, as before."""
+    a conditional group, a global flag, a group name used twice) are looked for one by one, as before."""
     [violation] = check_wording([_forbid_rule(*patterns)], template="x", language="en", text=text, context={})
     assert violation.detail == f"forbidden wording: {found}"
 
