@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlmodel import Session
 
-from claimflow.db import deferred_writes, insert_rows, new_ids, new_ids_of, row_of
+from claimflow.db import deferred_writes, insert_rows, new_ids, new_ids_of, row_of, transient
 from models.audit import GENESIS
 from models.enums import CaseKind, StepStatus
 from models.errors import InvalidInput
@@ -116,8 +116,9 @@ def intake_many(
         raise InvalidInput(f"intake_many: {len(extras)} extras for {len(cases)} cases")
     if not cases:
         return []
-    # the values were validated as a CaseCreate (the same fields): the rows are made without validating them again
-    batch = [_Filing(data, actor, Customer(**data.customer.model_dump(), created_at=now), also=extra)
+    # the values were validated as a CaseCreate (the same fields): the rows are made without validating them again,
+    # nor set up field by field (``claimflow.db.transient``)
+    batch = [_Filing(data, actor, transient(Customer, {**data.customer.model_dump(), "created_at": now}), also=extra)
              for (data, actor), extra in zip(cases, extras, strict=True)]  # fmt: skip
     numbers = _numbers(session, batch, year=now.year)
     pool = {c.staff_id: c for c in candidates(session)}  # one read of the loads; the staff stay in the session
@@ -184,17 +185,10 @@ def _build(
     assert customer_id is not None
     kind = CaseKind(data.kind)
     lifecycle = lifecycle_for(kind)
-    case = Case(
+    case = transient(Case, {
         **data.model_dump(exclude={"customer", "related_case_number"}),
-        id=case_id,
-        number=number,
-        status=lifecycle.initial,
-        customer_id=customer_id,
-        related_case_id=None,
-        opened_at=now,
-        updated_at=now,
-        run_key=new_run_key(),
-    )
+        "id": case_id, "number": number, "status": lifecycle.initial, "customer_id": customer_id,
+        "related_case_id": None, "opened_at": now, "updated_at": now, "run_key": new_run_key()})  # fmt: skip
     filing.case = case
     filing.events.append((filing.actor, "filed", {
         "kind": case.kind, "channel": case.channel, "status": case.status, "priority": case.priority,

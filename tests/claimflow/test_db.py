@@ -268,3 +268,30 @@ def test_the_embedded_database_and_the_documents_are_readable_by_their_owner_onl
     for file in (tmp_path / stored, mailed):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600
         assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
+
+
+def test_a_transient_row_is_the_row_the_model_makes_and_behaves_as_one(database_url: str) -> None:
+    from claimflow.db import row_of, transient
+    from models.tables import Case, Customer
+
+    now = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    customer_values = {"name": "Li Wei", "phone": "13800000000", "language": "zh-CN", "created_at": now}
+    case_values = {"kind": "claim", "channel": "webhook", "priority": "high", "product_line": "motor",
+                   "jurisdiction": "CN", "policy_number": "P-1", "description": "Rear-ended", "number": "CLM-2026-000001",
+                   "status": "received", "customer_id": 1, "opened_at": now, "updated_at": now, "run_key": "k"}  # fmt: skip
+    for model, values in ((Customer, customer_values), (Case, case_values)):
+        made, fast = model(**values), transient(model, values)
+        assert row_of(fast) == row_of(made)  # every column, defaults included (currency, outcome, ...)
+        assert fast.model_dump() == made.model_dump()
+    # it is a table row as any other: changed through SQLAlchemy, written and read back
+    customer = transient(Customer, customer_values)
+    customer.language = "en"
+    engine = create_db_engine(database_url)
+    with Session(engine) as session:
+        session.add(customer)
+        session.commit()
+        assert session.get(Customer, customer.id).language == "en"  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="no field nmae"):
+        transient(Customer, {**customer_values, "nmae": "x"})
+    with pytest.raises(TypeError, match="needs name"):
+        transient(Customer, {"created_at": now})
