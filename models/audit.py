@@ -44,8 +44,8 @@ _SCALARS = (str, int, float, bool, type(None))
 def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """The event data as it will read back from the database: JSON types only (decimals and dates as text).
 
-    Flat data of text keys and scalars (the common case: a step, a percent, a time) is converted value by
-    value; anything else takes the JSON round trip, which gives the same result for flat data.
+    Flat data of text keys and scalars (the common case: a step, a percent, a time, a text enum, an amount) is
+    converted value by value; anything else takes the JSON round trip, which gives the same result for flat data.
     """
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -55,6 +55,10 @@ def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
             flat[key] = value
         elif type(value) is datetime:
             flat[key] = canonical_time(value)
+        elif isinstance(value, str):  # a text enum (a case's kind, channel, priority): its text, as JSON writes it
+            flat[key] = str.__str__(value)
+        elif type(value) is Decimal:
+            flat[key] = str(value)
         else:
             break
     else:

@@ -21,6 +21,7 @@ from models.audit import (
     next_link,
     verify_chain,
 )
+from models.enums import CaseKind, Channel
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -150,7 +151,10 @@ _json_scalars = st.one_of(
     st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))])),
 )  # fmt: skip
 _values = st.recursive(
-    _json_scalars | st.decimals(allow_nan=False, allow_infinity=False),
+    _json_scalars
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([*CaseKind, *Channel])
+    | st.dates(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
@@ -163,7 +167,8 @@ def test_normalised_data_is_what_the_json_round_trip_gives(data: dict) -> None:
 
     from models.audit import _plain, normalise_data
 
-    assert normalise_data(data) == json.loads(json.dumps(data, default=_plain, ensure_ascii=False))
+    stored, round_trip = normalise_data(data), json.loads(json.dumps(data, default=_plain, ensure_ascii=False))
+    assert repr(stored) == repr(round_trip)  # the same types too: a text enum equals its text, but is not it
 
 
 def test_normalised_data_turns_enums_and_times_into_text() -> None:
