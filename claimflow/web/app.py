@@ -2,7 +2,8 @@
 the customers' survey page (``claimflow.web.feedback``) and the public pages (``claimflow.web.pages``).
 
 ``claimflow up`` serves it at ``CLAIMFLOW_API_PORT`` (8000); ``claimflow api`` serves it alone;
-``uvicorn --factory claimflow.web.app:create_app`` too.
+``uvicorn --factory claimflow.web.app:create_app`` too. Its API's reference is at ``/docs`` (Swagger UI) and
+``/redoc``, served with their scripts from this app (``fastapi-offline``): they need no internet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from claimflow.db import get_engine
@@ -82,7 +84,9 @@ def create_app(
             if intake.launcher is not None:
                 await intake.launcher.stop()
 
-    app = FastAPI(
+    # FastAPIOffline: a FastAPI app whose /docs and /redoc load Swagger UI and ReDoc from the package, not from a
+    # CDN (FastAPI's own pages load them from cdn.jsdelivr.net: blank on an insurer's closed network)
+    app = FastAPIOffline(
         title="claimflow intake",
         version="1",
         summary="File claims, complaints and inquiries; ask for their status.",

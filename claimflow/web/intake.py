@@ -551,11 +551,13 @@ def add_intake_routes(app: FastAPI, intake: Intake) -> None:
         },
     }
 
+    a_kind = {CaseKind.claim: "a claim", CaseKind.complaint: "a complaint", CaseKind.inquiry: "an inquiry"}
+
     def endpoint_for(kind: CaseKind) -> Callable[..., Any]:
         async def endpoint(request: Request) -> JSONResponse:
             return await submit(kind, request)
 
-        endpoint.__doc__ = f"File a {kind.value}. Answers 202 with the case number once it is committed."
+        endpoint.__doc__ = f"File {a_kind[kind]}. Answers 202 with the case number once it is committed."
         return endpoint
 
     for path, kind in KINDS.items():
@@ -564,7 +566,7 @@ def add_intake_routes(app: FastAPI, intake: Intake) -> None:
             endpoint_for(kind),
             methods=["POST"],
             name=f"file_{kind.value}",
-            summary=f"File a {kind.value}",
+            summary=f"File {a_kind[kind]}",
             **post_doc,
         )
 

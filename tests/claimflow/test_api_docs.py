@@ -1,0 +1,63 @@
+"""The API's reference pages (``/docs``, Swagger UI; ``/redoc``) in a real browser on a network with nothing but
+the desk: their scripts and styles come from the app itself, and they show the intake's operations."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from claimflow.settings import Settings
+from claimflow.web.app import create_app
+from tests.browser import serving
+
+REDOCLY_BADGE = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@pytest.fixture(autouse=True)
+def migrated() -> None:
+    from claimflow.db import get_engine
+    from claimflow.migrate import upgrade
+
+    upgrade(get_engine(Settings().resolved_database_url))
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        # Swagger UI: the operations, and the signature headers each one needs
+        ("/docs", ["/v1/claims", "/v1/complaints", "/v1/inquiries", "/v1/cases/{number}"]),
+        # ReDoc: the operations' summaries in its menu
+        ("/redoc", ["File a claim", "File a complaint", "File an inquiry", "Status of a case this source filed"]),
+    ],
+)
+def test_the_api_reference_works_without_the_internet(browser: Any, path: str, shown: list[str]) -> None:
+    from playwright.sync_api import expect
+
+    asked: list[str] = []
+    with serving(create_app(Settings(), launch=False)) as address:
+        context = browser.new_context()
+        desk = urlsplit(address).netloc
+
+        def only_the_desk(route: Any) -> None:  # a closed network: anything else is refused, and noted
+            asked.append(route.request.url)
+            if urlsplit(route.request.url).netloc == desk:
+                route.continue_()
+            else:
+                route.abort()
+
+        context.route("**/*", only_the_desk)
+        page = context.new_page()
+        page.goto(f"{address}{path}")
+        for text in shown:
+            expect(page.get_by_text(text, exact=True).first).to_be_visible()
+        if path == "/docs":
+            page.get_by_text("/v1/claims", exact=True).first.click()  # open the operation
+            expect(page.get_by_text("X-Claimflow-Signature").first).to_be_visible()
+        context.close()
+    # FastAPI's own pages ask cdn.jsdelivr.net for their script and style (nothing shows without them); ReDoc's
+    # script itself asks for the small Redocly badge of its menu, which is then missing and nothing else is
+    elsewhere = [url for url in asked if urlsplit(url).netloc != desk and url != REDOCLY_BADGE]
+    assert not elsewhere, elsewhere
+    assert any("/static-offline-docs/" in url for url in asked)
