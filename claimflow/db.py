@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -334,8 +334,17 @@ def transient(model: type[_Model], values: Mapping[str, Any]) -> _Model:
 
 
 def row_of(obj: Any) -> dict[str, Any]:
-    """A new ORM object's row, column name to value, for ``insert_rows`` (its id set by the caller)."""
-    return {column.name: getattr(obj, column.key) for column in type(obj).__table__.columns}
+    """A new ORM object's row, column name to value, for ``insert_rows`` (its id set by the caller).
+
+    A value the object holds is read from its ``__dict__``, where SQLAlchemy keeps it (what the attribute returns
+    then); any other through the attribute."""
+    values = obj.__dict__
+    return {name: values[key] if key in values else getattr(obj, key) for name, key in _columns_of(type(obj).__table__)}
+
+
+@cache
+def _columns_of(table: Table) -> tuple[tuple[str, str], ...]:
+    return tuple((column.name, column.key) for column in table.columns)
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str = "id") -> None:
