@@ -15,6 +15,7 @@ Flow parameters and logs carry counts and ids only: no addresses, no names, no U
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -104,34 +105,47 @@ class DeliveryLoop:
         self.every = every if every is not None else get_settings().outbox_poll_seconds
         self.max_batches = max_batches
 
-    def deliver_due(self) -> dict[str, int]:
-        """Send what is due now; returns the counts (what ``deliver_outbox`` returns)."""
+    def deliver_due(self, stop: threading.Event | None = None) -> dict[str, int]:
+        """Send what is due now; returns the counts (what ``deliver_outbox`` returns). ``stop``, once set: the
+        messages in hand are sent and recorded, the rest of their batches go back to the queue (``drain``)."""
         from claimflow.db import get_engine
         from claimflow.settings import get_settings
         from tasks.outbox import default_config, drain
 
         config = default_config()
         engine = get_engine(get_settings().resolved_database_url)
-        report = drain(engine, now=_now, config=config, max_batches=self.max_batches, senders=config.senders)
+        report = drain(engine, now=_now, config=config, max_batches=self.max_batches, senders=config.senders,
+                       stop=stop)  # fmt: skip
         return asdict(report)
 
     async def loop(self, _client: Any, stop: Any) -> None:
         """Deliver every ``every`` seconds until ``stop``; a pass that fails (the database restarting) is logged
-        and the next one tries again."""
+        and the next one tries again. When ``stop`` is set during a pass, the pass ends after the messages in
+        hand (the runner stopping waits for it): it does not go on through its batches, nor leave its claims to
+        wait out their lease."""
         import logging
 
         import anyio
 
         logger = logging.getLogger("claimflow.delivery")
-        while not stop.is_set():
-            try:
-                total = await anyio.to_thread.run_sync(self.deliver_due)
-                if total.get("claimed"):
-                    logger.info("outbox: %s", ", ".join(f"{k} {v}" for k, v in total.items()))
-            except Exception:
-                logger.exception("outbox delivery failed; trying again in %.0f s", self.every)
-            with anyio.move_on_after(self.every):
-                await stop.wait()
+        halt = threading.Event()  # ``stop`` as the senders' threads see it
+
+        async def relay() -> None:
+            await stop.wait()
+            halt.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay)
+            while not stop.is_set():
+                try:
+                    total = await anyio.to_thread.run_sync(self.deliver_due, halt)
+                    if total.get("claimed"):
+                        logger.info("outbox: %s", ", ".join(f"{k} {v}" for k, v in total.items()))
+                except Exception:
+                    logger.exception("outbox delivery failed; trying again in %.0f s", self.every)
+                with anyio.move_on_after(self.every):
+                    await stop.wait()
+            group.cancel_scope.cancel()
 
 
 if __name__ == "__main__":  # pragma: no cover - the serve process

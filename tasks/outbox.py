@@ -1107,6 +1107,7 @@ def drain(
     max_batches: int = 100,
     random: Callable[[], float] = random_module.random,
     senders: int = 1,
+    stop: threading.Event | None = None,
 ) -> DrainReport:
     """Deliver batches until nothing is due (or ``max_batches`` were taken); the sum of their reports.
 
@@ -1114,18 +1115,23 @@ def drain(
     message is claimed by one of them, under its lease, as between two desk runners. Sending waits on the
     network far more than it computes, so a few senders hide each other's round trips.
 
-    Ctrl-C (``KeyboardInterrupt`` in the calling thread, with more than one sender) stops them gracefully: each
-    records the message in hand and gives the rest of its batch back to the queue, then the interrupt goes on to
-    the caller. Killed between a send and its record, a message was sent again after its lease (delivery is at
-    least once): a stop with Ctrl-C no longer does that. A second Ctrl-C leaves at once.
+    Ctrl-C (``KeyboardInterrupt`` in the calling thread; ``claimflow outbox deliver`` turns SIGTERM into one) or
+    ``stop`` set from elsewhere (the desk runner stopping) stops them gracefully: each records the message in hand
+    and gives the rest of its batch back to the queue; then the interrupt goes on to the caller, or the report of
+    what was done is returned. Killed between a send and its record, a message was sent again after its lease
+    (delivery is at least once): a stop no longer does that. A second Ctrl-C leaves at once. The senders are
+    threads even when there is one, so the calling thread only waits and a signal never lands between a send and
+    its record.
     """
     config = config or default_config()
     total = DrainReport()
     lock = threading.Lock()
     batches = iter(range(max_batches))
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
 
-    def sender(done: threading.Event | None = None) -> None:
+    failed: list[BaseException] = []
+
+    def sender(done: threading.Event) -> None:
         try:
             with MailPool(max_per_connection=config.messages_per_connection) as pool:
                 while not stop.is_set():
@@ -1137,13 +1143,13 @@ def drain(
                         total.merge(report)
                     if report.claimed == 0:
                         return
+        except BaseException as exc:  # the database gone, a bug: the others stop too, and the caller is told
+            failed.append(exc)
+            stop.set()
         finally:
-            if done is not None:
-                done.set()
+            done.set()
 
-    if senders <= 1:
-        sender()
-        return total
+    senders = max(1, senders)
     # Waited for with events, not Thread.join: a join that Ctrl-C interrupts marks the thread finished while it
     # still runs (CPython 3.11, bpo-45274's fix), so a second join returned at once with a message in hand.
     finished = [threading.Event() for _ in range(senders)]
@@ -1162,6 +1168,8 @@ def drain(
             if thread.ident is not None:  # started
                 done.wait()
         raise
+    if failed:
+        raise failed[0]
     return total
 
 

@@ -209,18 +209,23 @@ def outbox_deliver(
         bool,
         typer.Option(
             "--loop",
-            help="Keep delivering every CLAIMFLOW_OUTBOX_POLL_SECONDS until Ctrl-C: a delivery "
+            help="Keep delivering every CLAIMFLOW_OUTBOX_POLL_SECONDS until Ctrl-C or SIGTERM: a delivery "
             "process of its own beside the desk runner's loop (a surge: more senders than one process's "
             "threads give).",
         ),
     ] = False,
 ) -> None:
-    """Send everything due now (what the desk runner's delivery loop does each pass); with --loop, keep at it."""
+    """Send everything due now (what the desk runner's delivery loop does each pass); with --loop, keep at it.
+    Ctrl-C or SIGTERM (a service manager stopping it) stops after the messages in hand are sent and recorded."""
+    import signal
     import time
 
     from claimflow.migrate import require_current_schema
     from tasks.outbox import default_config, drain
 
+    # a service is stopped with SIGTERM, which ended the process with messages in hand (sent again after their
+    # lease): it stops as Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     require_current_schema(common.engine())
     config = default_config()
     every = get_settings().outbox_poll_seconds
@@ -229,7 +234,7 @@ def outbox_deliver(
 
         nice = lower_priority(get_settings().delivery_nice)
         out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s)"
-                  + (f", CPU priority nice {nice}" if nice else "") + "; Ctrl-C stops")  # fmt: skip
+                  + (f", CPU priority nice {nice}" if nice else "") + "; Ctrl-C or SIGTERM stops")  # fmt: skip
     try:
         while True:
             report = drain(common.engine(), now=common.now, config=config, max_batches=max_batches,

@@ -199,3 +199,112 @@ def test_a_delivery_process_of_its_own_sends_what_is_queued_until_ctrl_c(
     assert sorted(m["To"] for m in smtp.messages) == sorted(f"customer{i}@example.com" for i in range(12))
     with Session(configured) as session:
         assert {r.status for r in session.exec(select(Outbox))} == {OutboxStatus.sent}
+
+
+class SlowSink(SmtpSink):
+    """An SMTP server that takes half a second over each message: a stop lands while one is in hand."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import asyncio
+
+        answer = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(0.5)
+        return answer
+
+
+def _each_sent_once_and_the_rest_back(engine: Engine, sink: SmtpSink, queued: int) -> None:
+    """Every message the server took is recorded sent, none twice; the others are queued again as they were
+    (attempt not counted), none left ``sending`` to wait out its lease and go a second time."""
+    from collections import Counter
+
+    from tasks.outbox import OUTBOX_ID_HEADER
+
+    received = Counter(int(message[OUTBOX_ID_HEADER]) for message in sink.messages)
+    with Session(engine) as session:
+        rows = list(session.exec(select(Outbox)))
+    assert len(rows) == queued and received and max(received.values()) == 1
+    assert {r.id for r in rows if r.status == OutboxStatus.sent} == set(received)
+    rest = [r for r in rows if r.status != OutboxStatus.sent]
+    assert rest and {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}
+
+
+def test_a_delivery_process_stopped_with_sigterm_records_the_messages_in_hand(
+    configured: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service manager stops ``claimflow outbox deliver --loop`` with SIGTERM: it stops as with Ctrl-C, the
+    messages in hand sent and recorded, the rest of its batches given back; exit 0. Before, SIGTERM ended the
+    process at once and a message in hand went again after its lease."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    sink = SlowSink()
+    sink.controller.start()
+    monkeypatch.setenv("CLAIMFLOW_CUSTOMER_EMAIL_URL",
+                       f"mailto://127.0.0.1:{sink.port}?mode=insecure&from=desk@insurer.example")  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CLAIMFLOW_DATABASE_URL": database_url, "CLAIMFLOW_OUTBOX_POLL_SECONDS": "1",
+           "CLAIMFLOW_OUTBOX_BATCH_SIZE": "4", "PYTHONPATH": str(root)}  # fmt: skip
+    _queue_acknowledgements(configured, 12)
+    process = subprocess.Popen([sys.executable, "-m", "claimflow", "outbox", "deliver", "--loop", "--senders", "2"],
+                               env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not sink.messages and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert sink.messages, "nothing was sent"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        sink.controller.stop()
+    assert process.returncode == 0, output
+    assert output.rstrip().endswith("stopped") and "Ctrl-C or SIGTERM stops" in output
+    _each_sent_once_and_the_rest_back(configured, sink, 12)
+
+
+def test_the_desk_runners_delivery_loop_stops_after_the_messages_in_hand(
+    configured: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner stopping (``claimflow up``'s Ctrl-C, a SIGTERM) sets the loop's stop: the pass under way ends after
+    the messages in hand instead of going on through its batches (the runner waits for it), and gives the rest
+    back due now."""
+    import asyncio
+    import time
+
+    import anyio
+
+    from flows.delivery import DeliveryLoop
+
+    sink = SlowSink()
+    sink.controller.start()
+    monkeypatch.setenv("CLAIMFLOW_CUSTOMER_EMAIL_URL",
+                       f"mailto://127.0.0.1:{sink.port}?mode=insecure&from=desk@insurer.example")  # fmt: skip
+    monkeypatch.setenv("CLAIMFLOW_OUTBOX_BATCH_SIZE", "4")
+    monkeypatch.setenv("CLAIMFLOW_OUTBOX_SENDERS", "2")
+    get_settings.cache_clear()
+    _queue_acknowledgements(configured, 40)
+    stopped_after = 0.0
+
+    async def stop_while_sending() -> None:
+        nonlocal stopped_after
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(DeliveryLoop(every=0.2, max_batches=20).loop, None, stop)
+            with anyio.fail_after(30):
+                while not sink.messages:
+                    await anyio.sleep(0.05)
+            stop.set()
+            began = time.monotonic()
+        stopped_after = time.monotonic() - began  # the task group waited for the loop
+
+    try:
+        asyncio.run(stop_while_sending())
+    finally:
+        sink.controller.stop()
+    # the message in hand of each sender (0.5 s) and its record; going on, the 40 took 10 s
+    assert stopped_after < 4, stopped_after
+    _each_sent_once_and_the_rest_back(configured, sink, 40)

@@ -573,6 +573,54 @@ def test_a_dead_message_can_be_put_back_by_hand(engine: Engine, smtp: SmtpSink, 
     assert _events(engine, case)[-1].type == "message_retried"
 
 
+@pytest.mark.parametrize("senders", [1, 3])
+def test_a_sender_that_cannot_reach_the_database_fails_the_drain_and_the_caller_is_told(
+    config: OutboxConfig, senders: int
+) -> None:
+    """The senders are threads: a failure in one (the database gone) ends the drain with that error for the
+    caller to log and try again (the desk runner's loop, ``claimflow outbox deliver``), not a quiet empty report."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    gone = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
+    with pytest.raises(OperationalError):
+        drain(gone, now=Clock(), config=config, senders=senders)
+
+
+def test_stop_set_from_another_thread_ends_the_drain_after_the_message_in_hand(
+    engine: Engine, config: OutboxConfig
+) -> None:
+    """``drain(stop=...)``: the desk runner stopping sets it; each sender records the message in hand, gives the
+    rest of its batch back due now, and the drain returns what was done instead of going on through its batches."""
+    import asyncio
+
+    halt = threading.Event()
+
+    class SlowSink(SmtpSink):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            answer = await super().handle_DATA(server, session, envelope)
+            halt.set()  # the runner stops while the first message is in hand
+            await asyncio.sleep(0.3)
+            return answer
+
+    sink = SlowSink()
+    sink.start()
+    try:
+        slow = replace(config, customer_email_url=SecretStr(sink.url), batch_size=5)
+        case = _file(engine)
+        for i in range(30):
+            _queue(engine, case, slow, key=f"ack:{i}")
+        report = drain(engine, now=Clock(), config=slow, senders=2, max_batches=100, stop=halt)
+    finally:
+        sink.stop()
+    rows = _rows(engine)
+    sent = {r.id for r in rows if r.status == OutboxStatus.sent}
+    assert 1 <= report.sent == len(sent) == len(sink.messages) <= 2  # at most the one in hand, a sender
+    assert report.claimed <= 2 * 5 and report.returned == report.claimed - report.sent > 0  # no second batch
+    rest = [r for r in rows if r.id not in sent]
+    assert {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}  # none left 'sending'
+
+
 def test_secrets_in_channel_urls_never_reach_logs_or_the_database(
     engine: Engine, smtp: SmtpSink, config: OutboxConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -985,13 +1033,15 @@ def test_senders_side_by_side_fold_only_what_they_claimed_and_every_case_arrives
     assert {r.status for r in rows} == {OutboxStatus.sent, OutboxStatus.folded}
 
 
+@pytest.mark.parametrize("senders", [1, 3])
 def test_ctrl_c_lets_each_sender_record_what_it_sent_and_gives_the_rest_back_due_now(
-    engine: Engine, config: OutboxConfig
+    engine: Engine, config: OutboxConfig, senders: int
 ) -> None:
     """``claimflow outbox deliver --loop`` stopped with Ctrl-C while a message was in hand: that message is recorded
     sent, nothing is received twice, and what the senders had claimed but not sent is back in the queue, due now
     with its attempt not counted, instead of waiting out its lease as ``sending`` (and being sent again after it,
-    if it had left). Before, the senders were killed with the process; CI caught one left ``sending``."""
+    if it had left). Before, the senders were killed with the process; CI caught one left ``sending``. One sender
+    too: it ran in the calling thread, where the interrupt could land between a send and its record."""
     import asyncio
     import signal
     from collections import Counter
@@ -1013,7 +1063,7 @@ def test_ctrl_c_lets_each_sender_record_what_it_sent_and_gives_the_rest_back_due
         for i in range(30):
             _queue(engine, case, slow, key=f"ack:{i}")
         with pytest.raises(KeyboardInterrupt):
-            drain(engine, now=Clock(), config=slow, senders=3)
+            drain(engine, now=Clock(), config=slow, senders=senders)
     finally:
         signal.signal(signal.SIGINT, previous)
         sink.stop()
@@ -1024,5 +1074,5 @@ def test_ctrl_c_lets_each_sender_record_what_it_sent_and_gives_the_rest_back_due
         (r.id, r.status, r.attempts, r.last_error) for r in rows if r.status != OutboxStatus.pending
     ]
     rest = [r for r in rows if r.status != OutboxStatus.sent]
-    assert len(rest) >= 30 - 3 * 5 and {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}
+    assert len(rest) >= 30 - senders * 5 and {(r.status, r.attempts) for r in rest} == {(OutboxStatus.pending, 0)}
     assert all(r.next_attempt_at is not None and r.next_attempt_at <= T0 for r in rest)
