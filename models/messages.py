@@ -335,6 +335,7 @@ _MESSAGES: tuple[MessageSpec, ...] = (
             "kind": "claim",
             "priority": "high",
             "reason": "no active handler with free capacity for this claim",
+            "reason_code": "no_capacity",
         },
     ),
     MessageSpec(

@@ -23,7 +23,18 @@ COMPLAINTS_SKILL = "complaints"
 
 
 class NoEligibleHandler(ClaimflowError):
-    """Nobody may take the case: every handler is excluded, inactive or at capacity."""
+    """Nobody may take the case: every handler is excluded, inactive or at capacity.
+
+    ``code`` names the reason for a message in the reader's language (``UNASSIGNED_REASONS``); the text is the
+    reason in English, for the audit trail and the logs."""
+
+    def __init__(self, reason: str, *, code: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+UNASSIGNED_REASONS = ("no_staff", "no_capacity", "no_capacity_outside_excluded")
+"""Why a new case could not be given to a handler, as its supervisors' message says it (``staff_unassigned``)."""
 
 
 @dataclass(frozen=True)
@@ -107,10 +118,10 @@ def choose_handler(request: RoutingRequest, candidates: Iterable[Candidate]) -> 
         and (c.department is None or c.department not in request.excluded_departments)
     ]
     if not eligible:
-        excluded = ""
+        excluded, code = "", "no_capacity"
         if request.excluded_staff or request.excluded_departments:
-            excluded = " outside the excluded handler and department"
-        raise NoEligibleHandler(f"no active handler with free capacity{excluded} for this {request.kind}")
+            excluded, code = " outside the excluded handler and department", "no_capacity_outside_excluded"
+        raise NoEligibleHandler(f"no active handler with free capacity{excluded} for this {request.kind}", code=code)
     wanted_skill = COMPLAINTS_SKILL if request.kind == CaseKind.complaint else request.product_line
 
     def rank(c: Candidate) -> tuple[int, int, Decimal, int, str]:

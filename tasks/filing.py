@@ -58,6 +58,7 @@ from tasks.workflow import (
     schedule_columns,
     schedule_for,
     staff_links_for,
+    unassigned_context,
 )
 
 
@@ -89,8 +90,8 @@ class _Filing:
     """(actor, type, data), in the order ``intake`` appends them."""
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """The step rows, as ``tasks.workflow.open_step`` would write them."""
-    deferred: tuple[str, bool] | None = None
-    """Why nobody was assigned, and whether it is triage."""
+    deferred: tuple[str, bool, str] | None = None
+    """Why nobody was assigned, whether it is triage, and the reason's code (``NoEligibleHandler.code``)."""
     also: Also = Also()
 
 
@@ -235,16 +236,16 @@ def _route(session: Session, filing: _Filing, pool: dict[int, Candidate]) -> Non
     assert case is not None
     reason = triage_reason(case.kind, case.product_line)
     if reason is not None:
-        filing.deferred = (reason, True)
+        filing.deferred = (reason, True, "")
     else:
         request = RoutingRequest(kind=CaseKind(case.kind), product_line=case.product_line,
                                  language=filing.customer.language)  # fmt: skip
         try:
             if not pool:
-                raise NoEligibleHandler("no staff imported")
+                raise NoEligibleHandler("no staff imported", code="no_staff")
             assignment = choose_handler(request, pool.values())
         except NoEligibleHandler as exc:
-            filing.deferred = (str(exc), False)
+            filing.deferred = (str(exc), False, exc.code)
         else:
             handler = session.get(Staff, assignment.staff_id)  # pinned by ``candidates``: no query
             assert handler is not None
@@ -254,7 +255,7 @@ def _route(session: Session, filing: _Filing, pool: dict[int, Candidate]) -> Non
                                                          "department": assignment.department,
                                                          "reason": assignment.reason}))  # fmt: skip
     if filing.deferred is not None:
-        reason, triage = filing.deferred
+        reason, triage, _ = filing.deferred
         filing.events.append(("system", "routing_deferred", {"reason": reason, "triage": triage}))
 
 
@@ -266,12 +267,9 @@ def _messages(filing: _Filing, *, now: datetime) -> list[Message]:
     assert case is not None
     messages: list[Message] = []
     if filing.deferred is not None:
-        reason, triage = filing.deferred
-        messages.append(Message(
-            "staff_unassigned", "role:supervisor",
-            {"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason,
-             "triage": triage},
-            f"unassigned:{case.number}", case=case))  # fmt: skip
+        reason, triage, code = filing.deferred
+        messages.append(Message("staff_unassigned", "role:supervisor", unassigned_context(case, reason, triage, code),
+                                f"unassigned:{case.number}", case=case))  # fmt: skip
     if due is None:
         return messages
     if handler is not None:

@@ -461,11 +461,11 @@ def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -
     )
     try:
         if not pool:
-            raise NoEligibleHandler("no staff imported")
+            raise NoEligibleHandler("no staff imported", code="no_staff")
         assignment = choose_handler(request, pool)
     except NoEligibleHandler as exc:
         if not retry:
-            _defer(session, case=case, reason=str(exc), now=now)
+            _defer(session, case=case, reason=str(exc), code=exc.code, now=now)
         return None
     handler = session.get(Staff, assignment.staff_id)
     assert handler is not None
@@ -483,20 +483,21 @@ def route(session: Session, *, case: Case, now: datetime, retry: bool = False) -
     return handler
 
 
-def _defer(session: Session, *, case: Case, reason: str, now: datetime, triage: bool = False) -> None:
+def unassigned_context(case: Case, reason: str, triage: bool, code: str) -> dict[str, Any]:
+    """The supervisors' ``staff_unassigned`` message about a case nobody could take: ``reason`` in English (the
+    audit trail's words), ``reason_code`` for the message to say it in its reader's language."""
+    return {"case_number": case.number, "kind": case.kind, "priority": case.priority, "reason": reason,
+            "reason_code": code, "triage": triage}  # fmt: skip
+
+
+def _defer(session: Session, *, case: Case, reason: str, now: datetime, triage: bool = False, code: str = "") -> None:
     append_event(session, case=case, actor="system", type="routing_deferred", data={"reason": reason, "triage": triage},
                  now=now)  # fmt: skip
     enqueue(
         session,
         template="staff_unassigned",
         recipient="role:supervisor",
-        context={
-            "case_number": case.number,
-            "kind": case.kind,
-            "priority": case.priority,
-            "reason": reason,
-            "triage": triage,
-        },
+        context=unassigned_context(case, reason, triage, code),
         idempotency_key=f"unassigned:{case.number}",
         now=now,
         case=case,

@@ -301,6 +301,29 @@ def test_every_message_with_a_digest_leaves_after_the_others_and_its_digest_list
         assert all(own <= set(item) for item in digest.sample["items"]), spec.name
 
 
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_the_supervisors_read_why_a_case_is_unassigned_in_their_language(language: str) -> None:
+    """The reason came as the routing's English words inside the Chinese text ("...接手：no active handler with free
+    capacity for this claim。"); each reason routing gives now reads in the message's language, and a reason
+    without a known code still shows its words rather than nothing."""
+    import re
+
+    from models.routing import UNASSIGNED_REASONS
+
+    said = set()
+    for code in UNASSIGNED_REASONS:
+        context = {**CATALOGUE["staff_unassigned"].sample, "reason": "routing's own words", "reason_code": code}
+        text = render_message(ENV, "staff_unassigned", language=language, context=context, html=False).text
+        assert "routing's own words" not in text
+        if language == "zh-CN":  # no English word but the case number's letters
+            assert not re.findall(r"[A-Za-z]{2,}", text.replace(context["case_number"], "")), text
+        said.add(text)
+    assert len(said) == len(UNASSIGNED_REASONS)  # each reason in words of its own
+    unknown = {**CATALOGUE["staff_unassigned"].sample, "reason": "a reason of a later version", "reason_code": "new"}
+    assert "a reason of a later version" in render_message(ENV, "staff_unassigned", language=language,
+                                                           context=unknown, html=False).text  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["staff_new_assignment", "staff_new_assignments", "staff_unassigned"])
 def test_a_chinese_staff_message_names_the_case_kind_and_priority_in_words_not_codes(name: str) -> None:
     """``待分配claim案件`` and ``优先级 normal`` were what a zh-CN handler read; every kind and priority now reads

@@ -222,6 +222,7 @@ def test_a_case_nobody_has_room_for_is_filed_unassigned_and_assigned_when_room_f
     with Session(world.engine) as session:
         told = session.exec(select(Outbox).where(Outbox.template == "staff_unassigned")).one()
     assert told.recipient == "role:supervisor" and "capacity" in told.context["reason"]
+    assert told.context["reason_code"] == "no_capacity"  # what the message says in the supervisor's language
     with session_scope(world.engine) as session:
         assert route_deferred(session, now=world.now) == []  # still no room: nothing new is recorded
     assert world.events(case).count("routing_deferred") == 1
