@@ -262,9 +262,9 @@ def anchor(database_url: str, *, count: int, concurrency: int) -> tuple[float, i
     return count / elapsed, per_case, statements
 
 
-def cpu_seconds(match: Callable[[str, int], bool]) -> float:
-    """CPU time (user + system) of the live processes whose command name and process group ``match``."""
-    total = 0
+def cpu_seconds(match: Callable[[str, int, int], bool]) -> dict[int, float]:
+    """CPU time (user + system) of each live process whose command name, process group and id ``match``."""
+    found: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text_ = stat.read_text()
@@ -272,9 +272,32 @@ def cpu_seconds(match: Callable[[str, int], bool]) -> float:
             continue
         name = text_[text_.index("(") + 1 : text_.rindex(")")]
         fields = text_[text_.rindex(")") + 2 :].split()
-        if match(name, int(fields[2])):
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        pid = int(stat.parent.name)
+        if match(name, int(fields[2]), pid):
+            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """The CPU the processes alive at the end spent since ``before`` (a process that ended meanwhile is not
+    counted: subtracting its whole time from the total had made a side's figure negative)."""
+    return sum(max(0.0, seconds - before.get(pid, 0.0)) for pid, seconds in after.items())
+
+
+def serves(database: str) -> Callable[[str, int, int], bool]:
+    """PostgreSQL's processes that work for ``database``: its backends and the shared ones (WAL writer,
+    checkpointer, autovacuum), not another database's backends (a machine shared with other work)."""
+
+    def match(name: str, _group: int, pid: int) -> bool:
+        if name != "postgres":
+            return False
+        try:  # "postgres: 15/main: USER DATABASE HOST(PORT) STATE" for a client's backend
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split(": ", 2)[-1].split()
+        except OSError:
+            return False
+        return not (len(title) >= 3 and "(" in title[2]) or title[1] == database
+
+    return match
 
 
 def own_cpu() -> float:
@@ -320,15 +343,15 @@ def drive(api: ApiProcess, label: str, *, count: int, concurrency: int, first: i
     policy), with the CPU each side spent on the measured ones."""
     assert api.process is not None
     group = api.process.pid  # its own session: uvicorn and its workers
-    sides = {
-        "API": lambda name, pgid: pgid == group,
-        "PostgreSQL": lambda name, pgid: name == "postgres",
+    sides: dict[str, Callable[[str, int, int], bool]] = {
+        "API": lambda name, pgid, pid: pgid == group,
+        "PostgreSQL": serves(make_url(api.env["CLAIMFLOW_DATABASE_URL"]).database or ""),
     }
     warm = load(api.port, count=WARM_UP, concurrency=min(concurrency, WARM_UP), first=first)
     before = {name: cpu_seconds(match) for name, match in sides.items()}
     mine = own_cpu()
     outcome = load(api.port, count=count, concurrency=concurrency, first=first + WARM_UP)
-    cpu = {name: cpu_seconds(match) - before[name] for name, match in sides.items()}
+    cpu = {name: spent(before[name], cpu_seconds(match)) for name, match in sides.items()}
     cpu["load generator"] = own_cpu() - mine
     statuses = {code: outcome.statuses.get(code, 0) + warm.statuses.get(code, 0)
                 for code in outcome.statuses.keys() | warm.statuses.keys()}  # fmt: skip

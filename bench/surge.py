@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -211,11 +212,13 @@ def main() -> int:
             assert desk.api is not None and desk.runner is not None
             groups = {"API": {desk.api.pid}, "desk runner": {desk.runner.pid}, "Prefect server": {server.pid},
                       "delivery processes": {child.pid for child in delivery}}  # fmt: skip
-            seconds = {name: cpu_seconds(lambda _n, pgid, g=group: pgid in g) for name, group in groups.items()}
-            seconds["PostgreSQL"] = cpu_seconds(lambda name, _pgid: name == "postgres")
             own = os.getpgrp()  # this process (the load generator) and the SMTP sink it started
-            seconds["load generator and SMTP sink"] = cpu_seconds(lambda _n, pgid: pgid == own)
-            return seconds
+            matches: dict[str, Callable[[str, int, int], bool]] = {
+                **{name: (lambda _n, pgid, _p, g=group: pgid in g) for name, group in groups.items()},
+                "PostgreSQL": lambda name, _g, _p: name == "postgres",  # the cases' and the Prefect server's
+                "load generator and SMTP sink": lambda _n, pgid, _p: pgid == own,
+            }
+            return {name: sum(cpu_seconds(match).values()) for name, match in matches.items()}
 
         def report_cpu(
             phase: str, before: dict[str, float], seconds: float, until: dict[str, float] | None = None
