@@ -26,7 +26,6 @@ compares every row; a change to what ``intake`` writes that is not made here too
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,21 +137,23 @@ def intake_many(
     messages = [message for filing in batch for message in _messages(filing, now=now)]
     customers = {filing.customer.id: filing.customer for filing, _ in new if filing.customer.id is not None}
     looked_up = look_up(session, messages, customers=customers, new_keys=True)  # their keys name the new numbers
-    prepared = prepare_messages(looked_up, now=now, config=default_config())
     later = [NewEvent(case, actor, type_, data) for filing, case in new for actor, type_, data in filing.also.events]
-    with contextlib.nullcontext() if prepared.holds else deferred_writes(session):
+    with deferred_writes(session):  # the rows go to the database while the events are chained, the messages checked
         insert_rows(session, tables["customer"], [row_of(filing.customer) for filing, _ in new])
         insert_rows(session, tables["case"], [row_of(case) for _, case in new])
         insert_rows(session, tables["step"], [step for _, step in steps])
         mark_new(session, [case.id for _, case in new if case.id is not None])
         events = [NewEvent(case, actor, type_, data) for filing, case in new for actor, type_, data in filing.events]
         append_events(session, events, now=now, tips={case.id: GENESIS for _, case in new if case.id is not None})
-        if prepared.holds:  # recorded on the cases (that reads and appends): outside the pipeline
-            write_messages(session, prepared, now=now)
-        else:
+        prepared = prepare_messages(looked_up, now=now, config=default_config())  # rendering: no database
+        if not prepared.holds:
             queue_messages(session, prepared, now=now)
+            if later:  # after the messages, as a caller appends them after ``intake``
+                append_events(session, later, now=now)  # the chains' tips are known: filed in this transaction
+    if prepared.holds:  # recorded on the cases (that reads and appends): once the rows above are written
+        write_messages(session, prepared, now=now)
         if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
-            append_events(session, later, now=now)  # the chains' tips are known: filed in this transaction
+            append_events(session, later, now=now)
     return [case for _, case in new]
 
 

@@ -141,6 +141,24 @@ def test_handlers_filling_up_within_the_batch_are_counted_as_one_by_one(world: D
     assert deferred, "the handlers' capacity ran out within the batch"
 
 
+def test_acknowledgements_held_for_a_desk_not_configured_are_recorded_as_one_by_one(
+    world: DeskWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No desk phone: every customer message is held, which is recorded on its case (a ``message_held`` event read
+    from the case's chain): the batch's rows are written first, then those records, as one by one."""
+    from claimflow.settings import get_settings
+
+    monkeypatch.delenv("CLAIMFLOW_DESK_PHONE")
+    get_settings.cache_clear()
+    try:
+        snapshot = _compare(world, _cases())
+    finally:
+        get_settings.cache_clear()
+    held = [o for o in snapshot["outbox"] if o["status"] == "held"]
+    assert held and all(o["template"].startswith("acknowledgement_") for o in held)
+    assert sum(e["type"] == "message_held" for e in snapshot["event"]) == len(held)
+
+
 def test_a_case_with_a_related_case_or_a_care_plan_is_left_to_intake(world: DeskWorld) -> None:
     plain = CaseCreate(kind=CaseKind.claim, channel=Channel.app, product_line="motor",
                        customer=CustomerCreate(name="王五", email="w@example.com"))  # fmt: skip
