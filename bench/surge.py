@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.flow_runs import Child, free_port, server_tuning, start_server, throwaway_databases, wait_until
 from bench.httpload import Outcome, Request, post_all
-from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, cpu_seconds, payload, signed
+from bench.intake import DEFAULT_POSTGRES, SECRET, SOURCE, cpu_seconds, payload, signed, spent
 from bench.outbox import CountingSink
 from claimflow.db import create_db_engine, session_scope
 from claimflow.demo import sample_directory
@@ -207,8 +207,9 @@ def main() -> int:
                 _, which = pending.pop(0)
                 chaos.append(which)
 
-        def cpu() -> dict[str, float]:
-            """CPU seconds of each party so far (a process killed meanwhile takes its share with it)."""
+        def cpu() -> dict[str, dict[int, float]]:
+            """CPU seconds of each party's processes so far, by process (one killed meanwhile is not counted in
+            the phase: its time left with it)."""
             assert desk.api is not None and desk.runner is not None
             groups = {"API": {desk.api.pid}, "desk runner": {desk.runner.pid}, "Prefect server": {server.pid},
                       "delivery processes": {child.pid for child in delivery}}  # fmt: skip
@@ -218,13 +219,16 @@ def main() -> int:
                 "PostgreSQL": lambda name, _g, _p: name == "postgres",  # the cases' and the Prefect server's
                 "load generator and SMTP sink": lambda _n, pgid, _p: pgid == own,
             }
-            return {name: sum(cpu_seconds(match).values()) for name, match in matches.items()}
+            return {name: cpu_seconds(match) for name, match in matches.items()}
 
         def report_cpu(
-            phase: str, before: dict[str, float], seconds: float, until: dict[str, float] | None = None
+            phase: str,
+            before: dict[str, dict[int, float]],
+            seconds: float,
+            until: dict[str, dict[int, float]] | None = None,
         ) -> None:
             now = until or cpu()
-            used = {name: now[name] - before.get(name, 0.0) for name in now}
+            used = {name: spent(before.get(name, {}), now[name]) for name in now}
             log(
                 f"CPU {phase} ({seconds:.0f} s, two cores = 200 %): "
                 + ", ".join(
@@ -265,7 +269,7 @@ def main() -> int:
         checks = {"mailed": lambda: acks_sent() >= n, "suspended": lambda: _count_runs(port, "/flow_runs/count",
                                                                                        paused) >= n}  # fmt: skip
 
-        snapshots: dict[str, dict[str, float]] = {}
+        snapshots: dict[str, dict[str, dict[int, float]]] = {}
 
         def both() -> bool:
             for name, check in checks.items():
