@@ -15,8 +15,9 @@ paying SQLAlchemy's per-statement cost; a surge of webhook posts spent 30 ms of 
 - every case's events in one insert, chained in memory from the genesis (``tasks.cases.append_events``);
 - the handlers' and customers' messages rendered, checked and queued in one insert (``tasks.outbox.look_up``,
   ``prepare_messages``, ``queue_messages``); their keys name the numbers just taken, so they are not looked up;
-- every write sent without waiting for the one before (``claimflow.db.deferred_writes``, psycopg's pipeline), unless
-  a message is held (recording it reads the case's chain): a row the database refuses fails the batch at its end.
+- every write sent without waiting for the one before (``claimflow.db.deferred_writes``, psycopg's pipeline), the
+  rows before the messages are rendered and checked, so PostgreSQL writes them meanwhile: a row the database refuses
+  fails the batch at the block's end. A held message is recorded after the block (recording reads the case's chain).
 
 It files what ``intake`` files, row for row, for the cases it takes (``takes``): no related case (a complaint about
 a case excludes its handler, and names it) and no customer with a care plan (a home visit is offered). The others
