@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import apprise
@@ -1027,7 +1027,7 @@ def deliver_batch(
     limit: int | None = None,
     random: Callable[[], float] = random_module.random,
     pool: MailPool | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
 ) -> DrainReport:
     """Claim one batch of due messages, send each, record each result in its own transaction.
 
@@ -1099,6 +1099,23 @@ def unclaim(engine: Any, items: Sequence[Outgoing | Unsendable], *, now: datetim
     return returned
 
 
+class Stop(Protocol):
+    """What tells senders to stop: a ``threading.Event``, or ``_Either`` of two."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Either:
+    """Set when either event is: a drain's own stop, or the caller's (``None``: only the first)."""
+
+    own: threading.Event
+    caller: threading.Event | None
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.caller is not None and self.caller.is_set())
+
+
 def drain(
     engine: Any,
     *,
@@ -1127,25 +1144,26 @@ def drain(
     total = DrainReport()
     lock = threading.Lock()
     batches = iter(range(max_batches))
-    stop = stop if stop is not None else threading.Event()
+    halt = threading.Event()  # this drain's own stop: Ctrl-C, a sender failing (never the caller's event)
+    stopped = _Either(halt, stop)
 
     failed: list[BaseException] = []
 
     def sender(done: threading.Event) -> None:
         try:
             with MailPool(max_per_connection=config.messages_per_connection) as pool:
-                while not stop.is_set():
+                while not stopped.is_set():
                     with lock:
                         if next(batches, None) is None:
                             return
-                    report = deliver_batch(engine, now=now, config=config, random=random, pool=pool, stop=stop)
+                    report = deliver_batch(engine, now=now, config=config, random=random, pool=pool, stop=stopped)
                     with lock:
                         total.merge(report)
                     if report.claimed == 0:
                         return
         except BaseException as exc:  # the database gone, a bug: the others stop too, and the caller is told
             failed.append(exc)
-            stop.set()
+            halt.set()
         finally:
             done.set()
 
@@ -1161,7 +1179,7 @@ def drain(
         for done in finished:
             done.wait()
     except KeyboardInterrupt:
-        stop.set()
+        halt.set()
         logger.warning("stopping: the messages in hand are sent and recorded, the rest go back to the queue "
                        "(Ctrl-C again to leave them to their lease)")  # fmt: skip
         for thread, done in zip(threads, finished, strict=True):

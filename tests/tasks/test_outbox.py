@@ -583,8 +583,10 @@ def test_a_sender_that_cannot_reach_the_database_fails_the_drain_and_the_caller_
     from sqlalchemy.exc import OperationalError
 
     gone = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
+    runner_stop = threading.Event()  # the desk runner's: a failed pass must not look like the runner stopping
     with pytest.raises(OperationalError):
-        drain(gone, now=Clock(), config=config, senders=senders)
+        drain(gone, now=Clock(), config=config, senders=senders, stop=runner_stop)
+    assert not runner_stop.is_set()  # else every later pass of the runner's loop stopped before sending anything
 
 
 def test_stop_set_from_another_thread_ends_the_drain_after_the_message_in_hand(
