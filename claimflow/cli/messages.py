@@ -218,14 +218,22 @@ def outbox_deliver(
     """Send everything due now (what the desk runner's delivery loop does each pass); with --loop, keep at it.
     Ctrl-C or SIGTERM (a service manager stopping it) stops after the messages in hand are sent and recorded."""
     import signal
+
+    # a service is stopped with SIGTERM, which ended the process with messages in hand (sent again after their
+    # lease): it stops as Ctrl-C does (the handler before is put back when the command ends: run in-process too)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _deliver(max_batches, senders, loop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _deliver(max_batches: int, senders: int | None, loop: bool) -> None:
     import time
 
     from claimflow.migrate import require_current_schema
     from tasks.outbox import default_config, drain
 
-    # a service is stopped with SIGTERM, which ended the process with messages in hand (sent again after their
-    # lease): it stops as Ctrl-C does
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     require_current_schema(common.engine())
     config = default_config()
     every = get_settings().outbox_poll_seconds

@@ -139,9 +139,13 @@ def test_outbox_list_deliver_and_retry(database: Engine) -> None:
     assert f"customer:{case.customer_id}" in listed.output and "zhang@example.com" not in listed.output
 
     # no e-mail server configured: a permanent failure, dead at once (and an alert queued, undeliverable too)
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
     delivered = runner.invoke(outbox_app, ["deliver"])
     assert delivered.exit_code == 0, delivered.output
     assert "dead 2" in delivered.output
+    assert signal.getsignal(signal.SIGTERM) is before  # SIGTERM stops it as Ctrl-C does only while it runs
     with Session(database) as session:
         row = session.exec(select(Outbox).where(Outbox.id == outbox_id)).one()
     assert row.status == OutboxStatus.dead and "CLAIMFLOW_CUSTOMER_EMAIL_URL" in (row.last_error or "")
