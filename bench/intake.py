@@ -291,11 +291,12 @@ def serves(database: str) -> Callable[[str, int, int], bool]:
     def match(name: str, _group: int, pid: int) -> bool:
         if name != "postgres":
             return False
-        try:  # "postgres: 15/main: USER DATABASE HOST(PORT) STATE" for a client's backend
+        try:  # "postgres: 15/main: USER DATABASE HOST(PORT) STATE" (or "[local]") for a client's backend
             title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split(": ", 2)[-1].split()
         except OSError:
             return False
-        return not (len(title) >= 3 and "(" in title[2]) or title[1] == database
+        client = len(title) >= 3 and ("(" in title[2] or title[2] == "[local]")  # over TCP, or a local socket
+        return not client or title[1] == database
 
     return match
 

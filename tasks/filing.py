@@ -149,12 +149,10 @@ def intake_many(
         prepared = prepare_messages(looked_up, now=now, config=default_config())  # rendering: no database
         if not prepared.holds:
             queue_messages(session, prepared, now=now)
-            if later:  # after the messages, as a caller appends them after ``intake``
-                append_events(session, later, now=now)  # the chains' tips are known: filed in this transaction
     if prepared.holds:  # recorded on the cases (that reads and appends): once the rows above are written
         write_messages(session, prepared, now=now)
-        if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
-            append_events(session, later, now=now)
+    if later:  # after the messages, as a caller appends them after ``intake`` (which may record one held)
+        append_events(session, later, now=now)  # the chains' tips are known: filed in this transaction
     return [case for _, case in new]
 
 
