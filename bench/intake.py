@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,8 +109,17 @@ def free_port() -> int:
 class ApiProcess:
     """The API in its own process (so it can be killed), started with uvicorn's factory mode."""
 
-    def __init__(self, database_url: str, data_dir: Path, *, port: int, workers: int = 1, stack: str = "auto") -> None:
-        self.port, self.workers = port, workers
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        *,
+        port: int,
+        workers: int = 1,
+        stack: str = "auto",
+        layout: str = "thread",
+    ) -> None:
+        self.port, self.workers, self.layout = port, workers, layout
         self.loop, self.http = STACKS[stack]
         self.env = {
             **os.environ,
@@ -118,12 +130,29 @@ class ApiProcess:
             "PYTHONPATH": str(ROOT),
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.filer: int | None = None
+        """The filing process's id (the filer layout)."""
+        self.socket_dir: str | None = None
 
     def start(self) -> None:
         command = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.web.app:create_app", "--host", "127.0.0.1",
                    "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
                    "--no-access-log", "--loop", self.loop, "--http", self.http]  # fmt: skip
+        socket_path = None
+        if self.layout == "filer":  # a filing process beside uvicorn, in its session, takes its filings
+            self.socket_dir = tempfile.mkdtemp(prefix="bench-filer-")
+            socket_path = f"{self.socket_dir}/filer.sock"
+            self.env.update(CLAIMFLOW_API_FILER_SOCKET=socket_path, CLAIMFLOW_API_FILER_KEY=uuid.uuid4().hex)
+            filer = shlex.join([sys.executable, "-m", "claimflow.web.filer"])
+            command = ["sh", "-c", f"{filer} & exec {shlex.join(command)}"]
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, start_new_session=True)
+        while socket_path is not None and not Path(socket_path).exists():
+            if self.process.poll() is not None:
+                raise RuntimeError("the API did not start")
+            time.sleep(0.05)
+        if socket_path is not None:
+            self.filer = next(pid for pid in cpu_seconds(lambda name, group, pid: group == self.process.pid)  # type: ignore[union-attr]
+                              if b"claimflow.web.filer" in Path(f"/proc/{pid}/cmdline").read_bytes())  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -138,9 +167,9 @@ class ApiProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
-        """SIGKILL, no shutdown of any kind (workers too, when uvicorn runs several)."""
+        """SIGKILL, no shutdown of any kind (workers too, when uvicorn runs several, and the filer)."""
         assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)  # its own process group: uvicorn and its workers
+        os.killpg(self.process.pid, signal.SIGKILL)  # its own process group: uvicorn, its workers, the filer
         self.process.wait()
 
     def stop(self) -> None:
@@ -150,6 +179,16 @@ class ApiProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.filer is not None:  # after the API: it answers what it holds first
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.filer, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{self.filer}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid if self.process else self.filer, signal.SIGKILL)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 STACKS = {
@@ -158,6 +197,12 @@ STACKS = {
     "pure": ("asyncio", "h11"),  # the pure-Python pair uvicorn falls back to without them (the desk before)
 }
 """uvicorn's event loop and HTTP parser, by name (``--stack``)."""
+
+LAYOUTS = {
+    "thread": "filing in the API process's group-commit thread",
+    "filer": "filing in a process of its own",
+}
+"""Where the filings are written, by name (``--layout``)."""
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -343,11 +388,13 @@ def drive(api: ApiProcess, label: str, *, count: int, concurrency: int, first: i
     """``WARM_UP`` posts, then ``count`` measured ones (numbered from ``first``: each post of a bench is its own
     policy), with the CPU each side spent on the measured ones."""
     assert api.process is not None
-    group = api.process.pid  # its own session: uvicorn and its workers
+    group, filer = api.process.pid, api.filer  # its own session: uvicorn, its workers and the filer
     sides: dict[str, Callable[[str, int, int], bool]] = {
-        "API": lambda name, pgid, pid: pgid == group,
+        "API": lambda name, pgid, pid: pgid == group and pid != filer,
         "PostgreSQL": serves(make_url(api.env["CLAIMFLOW_DATABASE_URL"]).database or ""),
     }
+    if filer is not None:
+        sides["filing process"] = lambda name, pgid, pid: pid == filer
     warm = load(api.port, count=WARM_UP, concurrency=min(concurrency, WARM_UP), first=first)
     before = {name: cpu_seconds(match) for name, match in sides.items()}
     mine = own_cpu()
@@ -382,6 +429,12 @@ def main() -> None:
     parser.add_argument(
         "--stack", default="auto", help=f"comma-separated, each run at every concurrency: {', '.join(STACKS)}"
     )
+    parser.add_argument(
+        "--layout",
+        default="thread",
+        help="comma-separated, each run at every concurrency: thread (the group commit's writer thread in each API "
+        "process), filer (a filing process of its own, claimflow.web.filer)",
+    )
     parser.add_argument("--sqlite-count", type=int, default=2_000, help="posts to the embedded default (0: skip)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
@@ -389,16 +442,21 @@ def main() -> None:
     stacks = args.stack.split(",")
     if unknown := [name for name in stacks if name not in STACKS]:
         parser.error(f"--stack: unknown {', '.join(unknown)} (known: {', '.join(STACKS)})")
+    layouts = args.layout.split(",")
+    if unknown := [name for name in layouts if name not in LAYOUTS]:
+        parser.error(f"--layout: unknown {', '.join(unknown)} (known: {', '.join(LAYOUTS)})")
+    variants = [(stack, layout) for stack in stacks for layout in layouts]
     accepted = posted = 0
 
     with throwaway_database(args.postgres_url, "claimflow_bench_intake") as url, tempfile.TemporaryDirectory() as tmp:
         for concurrency in levels:
             runs = []
-            for stack in stacks:
-                api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers, stack=stack)
+            for stack, layout in variants:
+                api = ApiProcess(url, Path(tmp), port=free_port(), workers=args.workers, stack=stack, layout=layout)
                 api.start()
                 try:
-                    label = f"API ({stack}: {api.loop}, {api.http}), {args.workers} worker(s), PostgreSQL"
+                    label = (f"API ({stack}: {api.loop}, {api.http}; {LAYOUTS[layout]}), {args.workers} worker(s), "
+                             "PostgreSQL")  # fmt: skip
                     runs.append(drive(api, label, count=args.count, concurrency=concurrency, first=posted))
                     posted += WARM_UP + args.count
                 finally:
@@ -407,11 +465,12 @@ def main() -> None:
             rate, rows, statements = anchor(url, count=args.count, concurrency=concurrency)
             print(f"anchor: raw psycopg, the same {rows} rows a case in {statements} statements and one commit, "
                   f"concurrency {concurrency}: {rate:7.1f} cases/s")  # fmt: skip
-            for stack, run in zip(stacks, runs, strict=True):
+            names = ["/".join(v) if len(variants) > 1 else v[0] for v in variants]
+            for name, run in zip(names, runs, strict=True):
                 run.report()
-                print(f"ratio project ({stack})/anchor: {run.rate / rate:.2f}")
+                print(f"ratio project ({name})/anchor: {run.rate / rate:.2f}")
             if len(runs) > 1:
-                print(f"ratio {stacks[-1]}/{stacks[0]}: {runs[-1].rate / runs[0].rate:.2f}")
+                print(f"ratio {names[-1]}/{names[0]}: {runs[-1].rate / runs[0].rate:.2f}")
         cases, records = stored(url)
         print(f"stored: {cases} cases, {records} idempotency records, for {accepted} answers 202")
         if cases != accepted:

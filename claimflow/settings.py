@@ -230,6 +230,17 @@ class Settings(BaseSettings):
         "arrived while the previous batch was written, filed at once, and one by one under a savepoint each where "
         "they cannot be; 1 files each in a transaction of its own).",
     )
+    api_filer_socket: str | None = Field(
+        default=None,
+        description="Unix socket of the intake's filing process (claimflow.web.filer): the API's processes hand "
+        "it their filings instead of writing them themselves. Set by 'claimflow api --filer'; set it yourself only "
+        "when you run 'python -m claimflow.web.filer' beside uvicorn.",
+    )
+    api_filer_key: SecretStr | None = Field(
+        default=None,
+        description="The key the filing process and the API's processes prove to each other on connecting "
+        "(CLAIMFLOW_API_FILER_SOCKET); 'claimflow api --filer' makes a new one each start.",
+    )
     outbox_batch_size: int = Field(default=100, ge=1, description="Outbox rows claimed per delivery batch.")
     outbox_senders: int = Field(
         default=4,

@@ -26,8 +26,8 @@ from claimflow.migrate import require_current_schema
 from claimflow.settings import Settings, get_settings
 from claimflow.web import intake as intake_api
 from claimflow.web.feedback import FeedbackIn, add_feedback_routes
+from claimflow.web.filer import RemoteCommit
 from claimflow.web.forms import add_form_routes
-from claimflow.web.groupcommit import GroupCommit
 from claimflow.web.http import STATIC, Problem, install_problem_handlers
 from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
 from claimflow.web.pages import add_page_routes, add_status_routes
@@ -58,15 +58,12 @@ def create_app(
         if launch:
             intake.launcher = Launcher(engine, timeout=settings.api_launch_timeout_seconds)
             intake.launcher.start()
-        if settings.api_group_commit_max > 1:
-            intake.committer = GroupCommit(
-                engine,
-                intake.file_one,
-                data_dir=settings.data_dir,
-                max_batch=settings.api_group_commit_max,
-                prepare=intake.prepare_batch,
-                file_many=intake.file_many,
-            )
+        if settings.api_filer_socket and settings.api_filer_key is not None:  # claimflow.web.filer
+            key = settings.api_filer_key.get_secret_value().encode()
+            intake.committer = RemoteCommit(settings.api_filer_socket, key)
+            await anyio.to_thread.run_sync(intake.committer.start)
+        elif settings.api_group_commit_max > 1:
+            intake.committer = intake.group_commit()
             intake.committer.start()
             if intake.launcher is not None:
                 intake.launcher.yield_to = lambda: intake.committer is not None and intake.committer.busy

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -45,6 +45,9 @@ from starlette.concurrency import run_in_threadpool
 from claimflow.db import session_scope
 from claimflow.settings import Settings
 from claimflow.web.groupcommit import Filing, GroupCommit
+
+if TYPE_CHECKING:
+    from claimflow.web.filer import RemoteCommit
 from claimflow.web.http import (
     IDEMPOTENCY_KEY_LENGTH,
     OUTAGE,
@@ -349,7 +352,8 @@ class Intake:
     desk: Desk
     clock: Callable[[], datetime]
     launcher: Launcher | None = None
-    committer: GroupCommit | None = None
+    committer: GroupCommit | RemoteCommit | None = None
+    """Where filings go: the group commit's writer thread here, or the filing process (``claimflow.web.filer``)."""
     replays: SeenSignatures = field(default_factory=lambda: SeenSignatures())
 
     def secrets(self, source: str | None) -> list[str]:
@@ -396,6 +400,17 @@ class Intake:
             ) from None
         assert source is not None
         return source
+
+    def group_commit(self) -> GroupCommit:
+        """The writer that files this desk's filings in batches (started by the caller)."""
+        return GroupCommit(
+            self.engine,
+            self.file_one,
+            data_dir=self.settings.data_dir,
+            max_batch=self.settings.api_group_commit_max,
+            prepare=self.prepare_batch,
+            file_many=self.file_many,
+        )
 
     def prepare_batch(self, session: Session, batch: list[Filing]) -> None:
         """The locks a batch of filings takes first, in a fixed order: the number counters of its kinds, then the
