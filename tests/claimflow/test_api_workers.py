@@ -50,6 +50,25 @@ def _processes() -> dict[int, tuple[int, str]]:
     return found
 
 
+def start_api(arguments: list[str], *, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``claimflow api ARGUMENTS`` in a session of its own (its output piped), once it answers on its port."""
+    port = arguments[arguments.index("--port") + 1]
+    server = subprocess.Popen([sys.executable, "-m", "claimflow", "api", *arguments], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise AssertionError(f"the API did not start: {server.communicate()[0][-2000:]}")
+        time.sleep(0.3)
+
+
 def _post(port: int, n: int) -> httpx.Response:
     body = json.dumps(claim(policy_number=f"P-{n:06d}")).encode()
     headers = {**sign_headers("partner", "partner-secret", body, path="/v1/claims", key=f"workers-{n}"),
@@ -68,19 +87,8 @@ def test_two_api_processes_on_one_port_file_every_post_once_without_gaps(
         assert "--workers above 1 needs PostgreSQL" in result.stdout + result.stderr
         return
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "claimflow", "api", "--workers", "2", "--port", str(port)],
-                              env=_env(database_url, tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    server = start_api(["--workers", "2", "--port", str(port)], env=_env(database_url, tmp_path))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.3)
         processes = _processes()
         workers = [pid for pid, (parent, command) in processes.items() if parent == server.pid
                    and "spawn_main" in command]  # fmt: skip

@@ -29,7 +29,7 @@ from claimflow.web.groupcommit import Filing
 from claimflow.web.intake import sign_headers
 from models.tables import Case, IntakeRequest
 from tests.claimflow.test_api import claim, make_settings
-from tests.claimflow.test_api_workers import _env, _processes
+from tests.claimflow.test_api_workers import _env, _processes, start_api
 from tests.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("no_prefect")
@@ -184,19 +184,8 @@ def test_claimflow_api_with_a_filing_process_files_posts_and_stops_whole_on_ctrl
     """The command as a user runs it: posts filed by the filing process; Ctrl-C (SIGINT to the whole process group,
     as a terminal sends it) stops the API and then the filing process; nothing is left running."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "claimflow", "api", "--filer", "--port", str(port)],
-                              env=_env(database_url, tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    server = start_api(["--filer", "--port", str(port)], env=_env(database_url, tmp_path))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.3)
         children = [pid for pid, (parent, command) in _processes().items() if parent == server.pid
                     and "claimflow.web.filer" in command]  # fmt: skip
         assert len(children) == 1, "one filing process, started by the API"
