@@ -49,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 
 from claimflow.settings import Settings
@@ -395,7 +396,8 @@ class FilerProcess:
         self.directory = Path(tempfile.mkdtemp(prefix="claimflow-filer-"))  # 0700: only this user reaches it
         self.address = str(self.directory / "filer.sock")
         self.key = secrets.token_hex(32)
-        self.settings = settings.model_copy(update={"api_filer_socket": self.address})
+        self.settings = settings.model_copy(update={"api_filer_socket": self.address,
+                                                    "api_filer_key": SecretStr(self.key)})  # fmt: skip
         self.env = {**os.environ, SOCKET_ENV: self.address, KEY_ENV: self.key, PARENT_ENV: str(os.getpid())}
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
