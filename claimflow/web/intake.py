@@ -28,7 +28,8 @@ import binascii
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -268,9 +269,10 @@ class Launcher:
     def start(self) -> None:
         # Prefect's client is loaded now, as the API starts: loaded by the first launch, on the event loop, it held
         # every request for one to two seconds (the first filings after a start: p99 1.9 s, 0.9 s with it loaded here)
-        import flows.delivery  # noqa: F401
-        import tasks.answers
-        import tasks.runs  # noqa: F401
+        with kept_loggers("uvicorn", "uvicorn.error", "uvicorn.access"):
+            import flows.delivery  # noqa: F401
+            import tasks.answers
+            import tasks.runs  # noqa: F401
 
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
 
@@ -338,6 +340,22 @@ class Launcher:
             announce_queued()
         except Exception as exc:  # best effort: the delivery schedule picks the message up anyway
             logger.info("outbox announcement not sent (%s)", type(exc).__name__)
+
+
+@contextmanager
+def kept_loggers(*names: str) -> Iterator[None]:
+    """Put the named loggers' level, handlers and propagation back as they were after the block: Prefect's logging
+    set-up, when first imported, set uvicorn's loggers to WARNING and took their handlers, so an operator running
+    'claimflow api' never saw "Application startup complete" nor where it listens."""
+    kept = {name: (lg.level, list(lg.handlers), lg.propagate) for name in names if (lg := logging.getLogger(name))}
+    try:
+        yield
+    finally:
+        for name, (level, handlers, propagate) in kept.items():
+            restored = logging.getLogger(name)
+            restored.setLevel(level)
+            restored.handlers[:] = handlers
+            restored.propagate = propagate
 
 
 # --- the app ------------------------------------------------------------------------------------------------

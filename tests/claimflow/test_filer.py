@@ -199,6 +199,9 @@ def test_claimflow_api_with_a_filing_process_files_posts_and_stops_whole_on_ctrl
     assert answer.status_code == 202, output[-2000:]
     assert server.returncode == 0, output[-2000:]
     assert "filing:       in a process of its own" in output
+    # uvicorn's own lines tell the operator it is up and where (Prefect's logging set-up had silenced them)
+    assert "Application startup complete" in output and f"Uvicorn running on http://127.0.0.1:{port}" in output
+    assert "stopped (1 filings in 1 batches)" in output, output[-2000:]  # filed there, not in the API's process
     with Session(engine) as session:
         assert list(session.exec(select(Case.number))) == [answer.json()["case_number"]]
     time.sleep(0.3)
