@@ -3,12 +3,14 @@ plain driver loop filing the same rows in the same run.
 
     python bench/intake.py                                  # 20,000 posts, concurrency 32
     python bench/intake.py --count 2000 --concurrency 16 --workers 2
+    python bench/intake.py --count 4000 --concurrency 64,32 --layout thread,filer   # writer thread against filer
     python bench/intake.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 It creates a throwaway database beside ``--postgres-url`` (dropped at the end), migrates it, loads the sample
 desk (routing needs handlers), and starts the API as its own process (``uvicorn --factory
 claimflow.web.app:create_app``) with Prefect pointed at a closed port (the runs are the reconciler's job; the
-launcher gives up once and pauses). Each post is a signed claim, complaint or inquiry (in turn) with its own
+launcher gives up once and pauses); with ``--layout filer`` a filing process beside it
+(``python -m claimflow.web.filer``, as ``claimflow api --filer`` runs it), whose CPU is printed on its own. Each post is a signed claim, complaint or inquiry (in turn) with its own
 ``Idempotency-Key``; each answer is checked. It prints cases/s, p50/p99 latency, then files the same kind of
 rows with ``tasks.intake.file_from_webhook`` in a loop (one transaction each, no HTTP) and prints that rate.
 """
