@@ -10,7 +10,8 @@ It creates a throwaway database beside ``--postgres-url`` (dropped at the end), 
 desk (routing needs handlers), and starts the API as its own process (``uvicorn --factory
 claimflow.web.app:create_app``) with Prefect pointed at a closed port (the runs are the reconciler's job; the
 launcher gives up once and pauses); with ``--layout filer`` a filing process beside it
-(``python -m claimflow.web.filer``, as ``claimflow api --filer`` runs it), whose CPU is printed on its own. Each post is a signed claim, complaint or inquiry (in turn) with its own
+(``python -m claimflow.web.filer``, as ``claimflow api --filer`` runs it), whose CPU is printed on its own. Each
+post is a signed claim, complaint or inquiry (in turn) with its own
 ``Idempotency-Key``; each answer is checked. It prints cases/s, p50/p99 latency, then files the same kind of
 rows with ``tasks.intake.file_from_webhook`` in a loop (one transaction each, no HTTP) and prints that rate.
 """
