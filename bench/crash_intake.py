@@ -2,6 +2,7 @@
 
     python bench/crash_intake.py                      # 3,000 posts at concurrency 32, two kills
     python bench/crash_intake.py --count 20000 --kills 3
+    python bench/crash_intake.py --layout filer       # the filing process killed with the API
 
 Every post carries an attachment and its own ``Idempotency-Key``. A client whose request fails (connection
 reset by the kill, refused while the API is down, a 5xx) sends the same body again under the same key, with a
@@ -36,7 +37,7 @@ from sqlmodel import Session, col, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.intake import DEFAULT_POSTGRES, PATHS, ApiProcess, free_port, payload, signed, throwaway_database
+from bench.intake import DEFAULT_POSTGRES, LAYOUTS, PATHS, ApiProcess, free_port, payload, signed, throwaway_database
 from claimflow.db import create_db_engine
 from models.tables import Attachment, Case, IntakeRequest
 from tasks.intake import orphan_files
@@ -60,7 +61,7 @@ async def one(client: httpx.AsyncClient, index: int, tally: Tally, deadline: flo
     body = json.dumps(payload(index, attachment=True)).encode()
     while time.monotonic() < deadline:
         try:
-            response = await client.post(PATHS[index % 3], content=body, headers=signed(body, key))
+            response = await client.post(PATHS[index % 3], content=body, headers=signed(body, key, PATHS[index % 3]))
         except httpx.HTTPError as exc:
             tally.failures[type(exc).__name__] += 1
             tally.retried_keys.add(key)
@@ -116,7 +117,7 @@ async def resend_all(client: httpx.AsyncClient, tally: Tally, concurrency: int) 
         for key, (path, body) in items:
             for _attempt in range(20):  # a pooled connection may still point at a killed server: retry
                 try:
-                    response = await client.post(path, content=body, headers=signed(body, key))
+                    response = await client.post(path, content=body, headers=signed(body, key, path))
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.2)
@@ -137,12 +138,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--kills", type=int, default=2)
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="thread",
+                        help="where the filings are written: the API's writer thread, or a filing process of its own "
+                        "(killed with the API: they share its process group)")  # fmt: skip
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
 
     with throwaway_database(args.postgres_url, "claimflow_bench_crash") as url, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        api = ApiProcess(url, data_dir, port=free_port())
+        api = ApiProcess(url, data_dir, port=free_port(), layout=args.layout)
         api.start()
         started = time.perf_counter()
         try:
@@ -164,7 +168,7 @@ def main() -> None:
     missing = sum(1 for n in answered if stored[n] == 0)
     twice = sum(1 for n in answered if stored[n] > 1)
     keys = len(tally.numbers)
-    print(f"{args.count} posts, {args.kills} kill -9 of the API, {elapsed:.1f} s")
+    print(f"{args.count} posts, {args.kills} kill -9 of the API ({LAYOUTS[args.layout]}), {elapsed:.1f} s")
     print(
         f"  requests answered 202: {tally.accepted} (keys: {keys}); of them after a failed attempt: "
         f"{len(tally.retried_keys & set(tally.numbers))}, replayed from the idempotency record: {tally.replayed}"

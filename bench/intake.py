@@ -143,6 +143,8 @@ class ApiProcess:
                    "--no-access-log", "--loop", self.loop, "--http", self.http]  # fmt: skip
         socket_path = None
         if self.layout == "filer":  # a filing process beside uvicorn, in its session, takes its filings
+            if self.socket_dir is not None:  # started again after a kill
+                shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.socket_dir = tempfile.mkdtemp(prefix="bench-filer-")
             socket_path = f"{self.socket_dir}/filer.sock"
             self.env.update(CLAIMFLOW_API_FILER_SOCKET=socket_path, CLAIMFLOW_API_FILER_KEY=uuid.uuid4().hex)
