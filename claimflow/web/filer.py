@@ -33,6 +33,7 @@ import os
 import pickle
 import queue
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -44,7 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -125,22 +126,34 @@ class _Peer:
     """One API process's connection: a thread reads its filings into the group commit, one sends their answers back
     (those that are ready together in one message)."""
 
-    def __init__(self, connection: Connection, committer: GroupCommit) -> None:
-        self.connection, self.committer = connection, committer
-        self.ready: queue.SimpleQueue[tuple[int, Answer | Refusal] | None] = queue.SimpleQueue()
+    def __init__(self, connection: Connection, committer: GroupCommit, authkey: bytes) -> None:
+        self.connection, self.committer, self.authkey = connection, committer, authkey
+        self.ready: queue.SimpleQueue[tuple[int, Answer | Refusal, bool] | None] = queue.SimpleQueue()
+        """Answers to send: the request's number, the answer, and whether it was held (counted in ``held``)."""
         self.held = 0
+        self.accepting = True
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, name="claimflow-filer-read", daemon=True).start()
         self.sender = threading.Thread(target=self._send, name="claimflow-filer-send", daemon=True)
-        self.sender.start()
+        threading.Thread(target=self._read, name="claimflow-filer-read", daemon=True).start()  # starts the sender
 
     def _read(self) -> None:
+        try:  # the key proved both ways here, not in the accepting thread: a peer that says nothing holds up only
+            deliver_challenge(self.connection, self.authkey)  # its own thread
+            answer_challenge(self.connection, self.authkey)
+        except Exception:  # a wrong key, or gone
+            logger.warning("filing process: a connection was refused (wrong key, or it went away)")
+            self.connection.close()
+            return
+        self.sender.start()
         try:
             while True:
                 message = self.connection.recv_bytes()
                 number, source, data, attachments, key, digest = pickle.loads(message)  # noqa: S301 (a peer that proved the key)
                 filing = Filing(source, data, attachments, key, digest)
                 with self._lock:
+                    if not self.accepting:  # stopping: answered 503 at once, never left in a queue nobody drains
+                        self.ready.put((number, Refusal("unavailable", "the filing process is stopping"), False))
+                        continue
                     self.held += 1
                 filing.future.add_done_callback(functools.partial(self._done, number))
                 self.committer.submit(filing)
@@ -150,26 +163,38 @@ class _Peer:
             logger.exception("filing process: a request could not be read; the connection is closed")
         self.ready.put(None)
 
+    def close_intake(self) -> None:
+        """Take no more filings on this connection (the filing process is stopping); those it holds are answered."""
+        with self._lock:
+            self.accepting = False
+
     def _done(self, number: int, future: Future[Answer]) -> None:
         exc = future.exception()
-        self.ready.put((number, refusal_of(exc) if exc is not None else future.result()))
+        self.ready.put((number, refusal_of(exc) if exc is not None else future.result(), True))
 
     def _send(self) -> None:
         closing = False
         while not closing or self.held:
             first = self.ready.get()
             reply: Reply = []
+            held = 0
             for item in [first, *_drain(self.ready)]:
                 if item is None:
                     closing = True
                 else:
-                    reply.append(item)
+                    reply.append(item[:2])
+                    held += item[2]
             if not reply:
                 continue
             with self._lock:
-                self.held -= len(reply)
-            with contextlib.suppress(OSError, ValueError):  # the API process went away; its filings are filed (or
-                self.connection.send_bytes(pickle.dumps(reply, PROTOCOL))  # not) all the same
+                self.held -= held
+            try:
+                self.connection.send_bytes(pickle.dumps(reply, PROTOCOL))
+            except (OSError, ValueError):
+                pass  # the API process went away; its filings are filed (or not) all the same
+            except Exception:  # an answer that cannot be sent: the connection is closed, the API answers 503
+                logger.exception("filing process: answers could not be sent; the connection is closed")
+                break
         self.connection.close()
 
 
@@ -184,28 +209,34 @@ def _drain(waiting: queue.SimpleQueue[Any]) -> list[Any]:
 
 def serve(committer: GroupCommit, address: str, authkey: bytes, *, stop: threading.Event) -> None:
     """Take filings from the API's processes on ``address`` until ``stop``; then write what waits and answer it."""
-    listener = Listener(address, family="AF_UNIX", authkey=authkey, backlog=128)
+    listener = Listener(address, family="AF_UNIX", backlog=128)  # the key is proved by each peer's own thread
     peers: list[_Peer] = []
 
     def accept() -> None:
         while not stop.is_set():
             try:
-                peers.append(_Peer(listener.accept(), committer))
-            except OSError:
+                connection = listener.accept()
+            except Exception:
                 if stop.is_set():
                     return
-                logger.warning("filing process: a connection was refused (wrong key, or it went away)")
-            except Exception:  # multiprocessing's AuthenticationError and the like: one bad peer, not the server
-                logger.warning("filing process: a connection was refused (wrong key, or it went away)")
+                logger.warning("filing process: a connection could not be accepted", exc_info=True)
+                time.sleep(0.5)  # out of descriptors, say: not a busy loop
+                continue
+            peers[:] = [peer for peer in peers if not peer.connection.closed]
+            peers.append(_Peer(connection, committer, authkey))
 
     threading.Thread(target=accept, name="claimflow-filer-accept", daemon=True).start()
     stop.wait()
     listener.close()
-    committer.stop()  # what is waiting is written and answered first
-    for peer in peers:
+    for peer in list(peers):
+        peer.close_intake()
+    committer.stop()  # what it holds is written and answered first
+    for peer in list(peers):
         peer.ready.put(None)  # then each connection is closed (the API's processes answer a later filing 503)
-    for peer in peers:
-        peer.sender.join(timeout=10)
+    deadline = time.monotonic() + 10
+    for peer in list(peers):
+        if peer.sender.is_alive():
+            peer.sender.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def main() -> None:
@@ -280,46 +311,79 @@ class RemoteCommit:
 
     def start(self) -> None:
         try:
-            self._connect()
+            with self._lock:
+                self._connect()
         except FilingUnavailable as exc:  # the first filing tries again
             logger.warning("%s", exc.reason)
 
     def stop(self) -> None:
-        with self._lock:
+        locked = self._lock.acquire(timeout=5)  # a send stuck on a hung filing process does not hold up the stop
+        try:
             connection, self._connection = self._connection, None
+        finally:
+            if locked:
+                self._lock.release()
         if connection is not None:
             _hang_up(connection)
 
     def _connect(self) -> Connection:
+        """The connection, made (and the key proved both ways) if there is none; the caller holds ``_lock``."""
+        if self._connection is None:
+            try:
+                connection = Client(self.address, family="AF_UNIX", authkey=self.authkey)
+            except (OSError, EOFError) as exc:
+                raise FilingUnavailable(f"the filing process cannot be reached ({type(exc).__name__})") from None
+            except AuthenticationError:
+                raise FilingUnavailable("the filing process cannot be reached: it refused this process's key "
+                                        "(CLAIMFLOW_API_FILER_KEY)") from None  # fmt: skip
+            threading.Thread(target=self._read, args=(connection,), name="claimflow-filer-answers",
+                             daemon=True).start()  # fmt: skip
+            self._connection = connection
+        return self._connection
+
+    def _connect_and_send(self, payload: bytes, waiting: _Waiting) -> None:
         with self._lock:
             if self._connection is None:
-                try:
-                    connection = Client(self.address, family="AF_UNIX", authkey=self.authkey)
-                except (OSError, EOFError) as exc:
-                    raise FilingUnavailable(f"the filing process cannot be reached ({type(exc).__name__})") from None
-                except AuthenticationError:
-                    raise FilingUnavailable("the filing process cannot be reached: it refused this process's key "
-                                            "(CLAIMFLOW_API_FILER_KEY)") from None  # fmt: skip
-                threading.Thread(target=self._read, args=(connection,), name="claimflow-filer-answers",
-                                 daemon=True).start()  # fmt: skip
-                self._connection = connection
-            return self._connection
+                self._connect()
+            assert self._connection is not None
+            self._send(self._connection, payload, waiting)
+
+    def _send(self, connection: Connection, payload: bytes, waiting: _Waiting) -> None:
+        """Send under ``_lock``; a connection that fails is hung up (its reader answers the others)."""
+        waiting.connection = connection
+        try:
+            connection.send_bytes(payload)
+        except Exception:  # gone (OSError), closed meanwhile (ValueError, TypeError)
+            _hang_up(connection)
+            raise FilingUnavailable("the filing process cannot be reached") from None
 
     async def file(self, filing: Filing) -> Answer:
         number = next(self._numbers)
-        connection = self._connect()
-        waiting = _Waiting(asyncio.get_running_loop(), connection)
+        payload = pickle.dumps((number, filing.source, filing.data, filing.attachments, filing.key, filing.digest),
+                               PROTOCOL)  # fmt: skip
+        waiting = _Waiting(asyncio.get_running_loop())
         self._waiting[number] = waiting
         try:
+            connection = self._connection
+            if (connection is not None and len(payload) <= INLINE_BYTES and _writable(connection)
+                    and self._lock.acquire(blocking=False)):  # fmt: skip
+                try:  # the usual case: sent at once from the event loop
+                    self._send(connection, payload, waiting)
+                finally:
+                    self._lock.release()
+            else:  # connecting (the key's proof), a large body or a full socket: never on the event loop
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(self._connect_and_send, payload, waiting), SEND_SECONDS)
+                except TimeoutError:
+                    raise FilingUnavailable("the filing process does not take filings (no answer within "
+                                            f"{SEND_SECONDS:.0f} s)") from None  # fmt: skip
             try:
-                request = (number, filing.source, filing.data, filing.attachments, filing.key, filing.digest)
-                payload = pickle.dumps(request, PROTOCOL)
-                with self._lock:
-                    connection.send_bytes(payload)
-            except (OSError, ValueError):
-                _hang_up(connection)  # its reader answers the others
-                raise FilingUnavailable("the filing process cannot be reached") from None
-            answer = await waiting.future
+                answer = await asyncio.wait_for(waiting.future, ANSWER_SECONDS)
+            except TimeoutError:
+                raise FilingUnavailable(
+                    f"no answer from the filing process within {ANSWER_SECONDS:.0f} s; whether "
+                    "it was filed is not known: retry with the same Idempotency-Key"
+                ) from None
         finally:
             self._waiting.pop(number, None)
         self.filings += 1
@@ -334,13 +398,27 @@ class RemoteCommit:
             pass
         except Exception:  # an answer that cannot be read: never leave a request waiting on this connection
             logger.exception("the filing process's answer could not be read; its connection is closed")
-        with self._lock:  # the next filing connects again
+        with self._lock:  # the next filing connects again; closed under the lock, never in the middle of a send
             if self._connection is connection:
                 self._connection = None
-        connection.close()
+            connection.close()
         gone = FilingUnavailable("the filing process ended with this filing in hand; whether it was filed is "
                                  "not known: retry with the same Idempotency-Key")  # fmt: skip
         _settle_all([(w, gone) for w in list(self._waiting.values()) if w.connection is connection])
+
+
+INLINE_BYTES = 32 * 1024
+"""A filing up to this size is sent from the event loop when the socket has room; a larger one from a thread."""
+
+SEND_SECONDS, ANSWER_SECONDS = 10.0, 60.0
+"""How long a filing may take to reach the filing process, and then to be answered, before it is answered 503."""
+
+
+def _writable(connection: Connection) -> bool:
+    try:
+        return bool(select.select([], [connection.fileno()], [], 0)[1])
+    except (OSError, ValueError):
+        return False
 
 
 def _hang_up(connection: Connection) -> None:
@@ -356,7 +434,7 @@ class _Waiting:
     """A filing sent and not yet answered: the loop its request waits on, and the connection it went by."""
 
     loop: asyncio.AbstractEventLoop
-    connection: Connection
+    connection: Connection | None = None
     future: asyncio.Future[Answer] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -402,6 +480,7 @@ class FilerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self.on_event = on_event or (lambda text: logger.warning("%s", text))
 
@@ -411,19 +490,26 @@ class FilerProcess:
         return {SOCKET_ENV: self.address, KEY_ENV: self.key}
 
     def start(self, *, timeout: float = 60.0) -> None:
-        self._spawn(timeout=timeout)
+        try:
+            self._spawn(timeout=timeout)
+        except BaseException:
+            self.stop()  # no child left behind, nor its directory
+            raise
         self._watcher = threading.Thread(target=self._watch, name="claimflow-filer-watch", daemon=True)
         self._watcher.start()
 
     def _spawn(self, *, timeout: float) -> None:
-        Path(self.address).unlink(missing_ok=True)
-        self.process = subprocess.Popen([sys.executable, "-m", "claimflow.web.filer"], env=self.env)
+        with self._lock:  # never a new one once stop() has begun
+            if self._stopping.is_set():
+                return
+            Path(self.address).unlink(missing_ok=True)
+            process = self.process = subprocess.Popen([sys.executable, "-m", "claimflow.web.filer"], env=self.env)
         deadline = time.monotonic() + timeout
-        while not Path(self.address).exists():
-            if self.process.poll() is not None:
-                raise InvalidInput(f"the filing process ended at start (exit code {self.process.returncode})")
+        while not Path(self.address).exists() and not self._stopping.is_set():
+            if process.poll() is not None:
+                raise InvalidInput(f"the filing process ended at start (exit code {process.returncode})")
             if time.monotonic() > deadline:
-                self.process.kill()
+                process.kill()
                 raise InvalidInput(f"the filing process did not start within {timeout:.0f} s")
             time.sleep(0.05)
 
@@ -436,22 +522,25 @@ class FilerProcess:
                 return
             self.restarts += 1
             self.on_event(f"the filing process ended (exit code {code}); starting it again")
-            time.sleep(min(5.0, 0.5 * self.restarts))
+            if self._stopping.wait(min(5.0, 0.5 * self.restarts)):
+                return
             try:
                 self._spawn(timeout=60.0)
-            except InvalidInput as exc:
-                self.on_event(str(exc))
+            except Exception as exc:  # tried again after the next wait: the watcher itself never ends early
+                self.on_event(f"the filing process could not be started again: {exc}")
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Write what it holds, then end it (after the API's processes have stopped)."""
-        self._stopping.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(timeout=timeout)
+                process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         Path(self.address).unlink(missing_ok=True)

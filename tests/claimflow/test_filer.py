@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from claimflow.web import filer as filer_module
 from claimflow.web.app import create_app
 from claimflow.web.filer import FilerProcess, FilingUnavailable, RemoteCommit
 from claimflow.web.groupcommit import Filing
@@ -60,15 +62,20 @@ def signed(body: dict[str, Any], key: str, path: str = "/v1/claims") -> tuple[by
 
 
 async def posting(app: FastAPI, posts: list[tuple[str, dict[str, Any], str]]) -> list[httpx.Response]:
-    """Each (path, body, key) posted at once through the app (its lifespan run around them)."""
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    """Each (path, body, key) posted at once through the app (its lifespan run around them); two minutes at most,
+    start-up included (a hang fails the test)."""
 
-        async def one(path: str, body: dict[str, Any], key: str) -> httpx.Response:
-            raw, headers = signed(body, key, path)
-            return await c.post(path, content=raw, headers=headers)
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
 
-        return list(await asyncio.wait_for(asyncio.gather(*(one(*post) for post in posts)), 120))
+            async def one(path: str, body: dict[str, Any], key: str) -> httpx.Response:
+                raw, headers = signed(body, key, path)
+                return await c.post(path, content=raw, headers=headers)
+
+            return list(await asyncio.gather(*(one(*post) for post in posts)))
+
+    return await asyncio.wait_for(run(), 120)
 
 
 def test_posts_are_filed_by_the_filing_process_and_each_answered_from_its_commit(
@@ -233,3 +240,64 @@ def test_the_filing_process_ends_when_the_api_that_started_it_is_killed(
         for pid in [server.pid, *children]:  # whatever is left of a failed test
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_peer_that_connects_and_says_nothing_holds_up_no_one(filer: FilerProcess, engine: Engine) -> None:
+    """The key is proved in each connection's own thread: a silent connection (a stuck or hostile local process)
+    left the accepting thread waiting for its proof, and every API process connecting after it waited too."""
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(filer.address)
+    try:
+        answer = asyncio.run(posting(api_of(filer, engine), [("/v1/claims", claim(), "after-silent")]))[0]
+    finally:
+        silent.close()
+    assert answer.status_code == 202, answer.text
+
+
+def test_a_filing_process_that_hangs_gets_its_posts_answered_503_in_time(
+    filer: FilerProcess, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alive but not answering (SIGSTOP: swapped out, stuck): a post is answered 503 once the answer's deadline has
+    passed, never left waiting; continued, the filing process files the retry."""
+    monkeypatch.setattr(filer_module, "ANSWER_SECONDS", 2.0)
+    app = api_of(filer, engine)
+    process = filer.process
+    assert process is not None
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            raw, headers = signed(claim(), "while-stopped")
+            os.kill(process.pid, signal.SIGSTOP)
+            began = time.monotonic()
+            try:
+                stuck = await asyncio.wait_for(c.post("/v1/claims", content=raw, headers=headers), 30)
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            waited.append(time.monotonic() - began)
+            raw, headers = signed(claim(), "while-stopped")
+            return [stuck, await asyncio.wait_for(c.post("/v1/claims", content=raw, headers=headers), 30)]
+
+    waited: list[float] = []
+    stuck, retried = asyncio.run(run())
+    assert stuck.status_code == 503 and "retry with the same Idempotency-Key" in stuck.json()["detail"], stuck.text
+    assert 2.0 <= waited[0] < 20, waited  # answered at the deadline
+    assert retried.status_code == 202, retried.text
+    with Session(engine) as session:  # filed once: the stopped filing's late commit and the retry share the key
+        assert list(session.exec(select(Case.number))) == [retried.json()["case_number"]]
+
+
+def test_stopping_while_it_is_being_started_again_leaves_no_filing_process(filer: FilerProcess) -> None:
+    first = filer.process
+    assert first is not None
+    os.kill(first.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while filer.restarts == 0:  # the watcher saw it die and waits before starting another
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    filer.stop()
+    time.sleep(1.5)  # past the watcher's wait: it must not start one after the stop
+    mine = [pid for pid, (parent, command) in _processes().items()
+            if parent == os.getpid() and "claimflow.web.filer" in command and Path(f"/proc/{pid}").exists()]  # fmt: skip
+    alive = [pid for pid in mine if "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    assert not alive, "a filing process was started after stop()"
