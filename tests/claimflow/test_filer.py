@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +62,29 @@ def signed(body: dict[str, Any], key: str, path: str = "/v1/claims") -> tuple[by
     return raw, headers
 
 
+Post = Callable[..., Awaitable[httpx.Response]]
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[Post]:
+    """The app with its lifespan run, and ``post(key, body=a claim, path="/v1/claims")``: signed, 30 s at most."""
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+        async def post(key: str, body: dict[str, Any] | None = None, path: str = "/v1/claims") -> httpx.Response:
+            raw, headers = signed(claim() if body is None else body, key, path)
+            return await asyncio.wait_for(c.post(path, content=raw, headers=headers), 30)
+
+        yield post
+
+
 async def posting(app: FastAPI, posts: list[tuple[str, dict[str, Any], str]]) -> list[httpx.Response]:
     """Each (path, body, key) posted at once through the app (its lifespan run around them); two minutes at most,
     start-up included (a hang fails the test)."""
 
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-
-            async def one(path: str, body: dict[str, Any], key: str) -> httpx.Response:
-                raw, headers = signed(body, key, path)
-                return await c.post(path, content=raw, headers=headers)
-
-            return list(await asyncio.gather(*(one(*post) for post in posts)))
+        async with serving(app) as post:
+            return list(await asyncio.gather(*(post(key, body, path) for path, body, key in posts)))
 
     return await asyncio.wait_for(run(), 120)
 
@@ -119,13 +130,7 @@ def test_when_the_filing_process_dies_posts_are_answered_503_until_it_is_started
     assert first is not None
 
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-
-            async def post(key: str) -> httpx.Response:
-                raw, headers = signed(claim(policy_number=key), key)
-                return await c.post("/v1/claims", content=raw, headers=headers)
-
+        async with serving(app) as post:
             answers = [await post("before")]
             os.kill(first.pid, signal.SIGKILL)
             await asyncio.to_thread(first.wait)
@@ -158,15 +163,13 @@ def test_a_filing_in_hand_when_the_filing_process_dies_is_answered_503(filer: Fi
     assert process is not None
 
     async def run() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            raw, headers = signed(claim(), "in-hand")
+        async with serving(app) as post:
             os.kill(process.pid, signal.SIGSTOP)
-            pending = asyncio.create_task(c.post("/v1/claims", content=raw, headers=headers))
+            pending = asyncio.create_task(post("in-hand"))
             await asyncio.sleep(1.0)
             assert not pending.done()  # waits for the filing process's answer
             os.kill(process.pid, signal.SIGKILL)
-            return await asyncio.wait_for(pending, 30)
+            return await pending
 
     answer = asyncio.run(run())
     assert answer.status_code == 503, answer.text
@@ -265,18 +268,15 @@ def test_a_filing_process_that_hangs_gets_its_posts_answered_503_in_time(
     assert process is not None
 
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            raw, headers = signed(claim(), "while-stopped")
+        async with serving(app) as post:
             os.kill(process.pid, signal.SIGSTOP)
             began = time.monotonic()
             try:
-                stuck = await asyncio.wait_for(c.post("/v1/claims", content=raw, headers=headers), 30)
+                stuck = await post("while-stopped")
             finally:
                 os.kill(process.pid, signal.SIGCONT)
             waited.append(time.monotonic() - began)
-            raw, headers = signed(claim(), "while-stopped")
-            return [stuck, await asyncio.wait_for(c.post("/v1/claims", content=raw, headers=headers), 30)]
+            return [stuck, await post("while-stopped")]
 
     waited: list[float] = []
     stuck, retried = asyncio.run(run())
