@@ -401,7 +401,8 @@ class RemoteCommit:
         with self._lock:  # the next filing connects again; closed under the lock, never in the middle of a send
             if self._connection is connection:
                 self._connection = None
-            connection.close()
+            if not connection.closed:
+                connection.close()
         gone = FilingUnavailable("the filing process ended with this filing in hand; whether it was filed is "
                                  "not known: retry with the same Idempotency-Key")  # fmt: skip
         _settle_all([(w, gone) for w in list(self._waiting.values()) if w.connection is connection])
@@ -422,11 +423,11 @@ def _writable(connection: Connection) -> bool:
 
 
 def _hang_up(connection: Connection) -> None:
-    """Close ``connection`` so that the other side sees it closed: a plain ``close`` leaves the socket open while
-    this side's reader thread is blocked reading it (the filing process then never learns it may stop)."""
-    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(connection.fileno())) as duplicate:
+    """Shut ``connection`` down so that both sides see it closed: its reader thread's read ends, and that thread
+    closes it (the one place it is closed, under the lock: a second close from here raced it, EBADF, and could have
+    closed a descriptor the process had meanwhile given to something else)."""
+    with contextlib.suppress(OSError, ValueError), socket.socket(fileno=os.dup(connection.fileno())) as duplicate:
         duplicate.shutdown(socket.SHUT_RDWR)
-    connection.close()
 
 
 @dataclass
