@@ -15,7 +15,9 @@ only after the case, its events, its acknowledgement, its attachments and its id
   error the in-process writer raises, and gets the same answer.
 - The filing process gone or unreachable: the filings it held and every new one are answered 503 (retry with the
   same Idempotency-Key; whether a held one was committed is not known, its key makes the retry safe), and
-  ``claimflow api --filer`` starts it again. It ends itself when the process that started it is gone.
+  ``claimflow api --filer`` starts it again. Alive but not answering, it gets a post at most ``SEND_SECONDS`` to be
+  handed over and ``ANSWER_SECONDS`` to be answered, then 503. It ends itself when the process that started it is
+  gone.
 
 Run by hand beside uvicorn: ``CLAIMFLOW_API_FILER_SOCKET=/run/claimflow/filer.sock CLAIMFLOW_API_FILER_KEY=...
 python -m claimflow.web.filer``, then uvicorn (``--factory claimflow.web.app:create_app``) with the same two
@@ -72,9 +74,6 @@ class FilingUnavailable(OperationalError):
     def __init__(self, reason: str) -> None:
         super().__init__(None, None, ConnectionError(reason))
         self.reason = reason
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.reason,))
 
 
 # --- what crosses the socket --------------------------------------------------------------------------------
