@@ -3,6 +3,7 @@
     python bench/surge.py --claims 2000                      # kill -9 of the API and of the desk runner midway
     python bench/surge.py --claims 100000 --concurrency 64   # the typhoon (hours on two cores: see the README)
     python bench/surge.py --claims 500 --no-chaos
+    python bench/surge.py --claims 100000 --filer            # the API as 'claimflow api --filer'
 
 What runs, each in a process of its own, on two throwaway PostgreSQL databases beside ``--postgres-url`` (the
 cases' and the Prefect server's, dropped at the end): the Prefect server (``prefect server start``, tuned as the
@@ -64,8 +65,8 @@ def log(message: str) -> None:
 class Desk:
     """The API and the desk runner as killable processes with the surge's environment."""
 
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env, self.workdir = env, workdir
+    def __init__(self, env: dict[str, str], workdir: Path, *, filer: bool = False) -> None:
+        self.env, self.workdir, self.filer = env, workdir, filer
         self.api_port = free_port()
         self.api: Child | None = None
         self.runner: Child | None = None
@@ -78,6 +79,9 @@ class Desk:
     def start_api(self) -> None:
         argv = [sys.executable, "-m", "uvicorn", "--factory", "claimflow.web.app:create_app", "--host", "127.0.0.1",
                 "--port", str(self.api_port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        if self.filer:  # as the desk runs it on two cores; a kill -9 takes its session: the filing process too
+            argv = [sys.executable, "-m", "claimflow", "api", "--filer", "--no-access-log", "--host", "127.0.0.1",
+                    "--port", str(self.api_port)]  # fmt: skip
         self.api = Child(f"api-{self.restarts}", argv, env=self.env, logdir=self.workdir)
 
         def answers() -> bool:
@@ -138,6 +142,12 @@ def main() -> int:
         help="run the desk runner, the delivery processes and the Prefect server at the API's CPU priority "
         "(CLAIMFLOW_RUNNER_NICE, CLAIMFLOW_DELIVERY_NICE and the server's nice 0): the way it was before",
     )
+    parser.add_argument(
+        "--filer",
+        action="store_true",
+        help="the API as 'claimflow api --filer' (filing in a process of its own, killed with it) instead of "
+        "uvicorn with the writer thread",
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
     n = args.claims
@@ -187,7 +197,7 @@ def main() -> int:
             session.execute(text("UPDATE staff SET capacity = 10000000, email = username || '@insurer.example'"))
         server = start_server(env, port, workdir, nice=server_nice)
         stack.callback(server.stop)
-        desk = Desk(env, workdir)
+        desk = Desk(env, workdir, filer=args.filer)
         stack.callback(desk.stop)
         desk.start_runner()
         delivery = [Child(f"delivery-{k}", [sys.executable, "-m", "claimflow", "outbox", "deliver", "--loop"], env=env,
@@ -315,6 +325,7 @@ def main() -> int:
         doubled = sum(1 for i in ack_ids if seen[i] > 1)
         killed = f"kill -9 of the API at {args.kill_api_at:.0%}, of the runner at {args.kill_runner_at:.0%}"
         print(f"claims: {n}; concurrency {args.concurrency}; chaos: {'none' if args.no_chaos else killed}; "
+              f"filing: {'a process of its own' if args.filer else 'the writer thread of the API'}; "
               f"delivery processes beside the runner: {args.delivery_processes}; background CPU priority: "
               f"{'as the API' if args.no_priorities else 'lowered (runner, delivery, server)'}")  # fmt: skip
         print(f"all answered 202:          {acknowledged:8.1f} s ({n / acknowledged:.1f}/s)")

@@ -49,6 +49,14 @@ def api(
             "HTTP, so on two cores HTTP and filing each have one (the fastest intake).",
         ),
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="A line per request (uvicorn's access log). At surge rates (1,000 posts a second) it is most of "
+            "the log: the filings themselves are in the database and the audit log either way.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the intake webhook API (signed POSTs of claims, complaints and inquiries; OpenAPI at /docs).
 
@@ -79,12 +87,12 @@ def api(
         out.print(f"filing:       in a process of its own (pid {filing.process.pid if filing.process else '?'})")
     try:
         if workers == 1:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
             return
         out.print(f"workers:      {workers} processes")
         # each worker builds its app from the environment (the settings above, and Prefect's as just set)
         uvicorn.run("claimflow.web.app:create_app", factory=True, workers=workers, host=host, port=port,
-                    log_level="info")  # fmt: skip
+                    log_level="info", access_log=access_log)  # fmt: skip
     finally:
         if filing is not None:
             filing.stop()  # after the API's processes: what it holds is written and answered first

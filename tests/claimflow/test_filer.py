@@ -211,6 +211,7 @@ def test_claimflow_api_with_a_filing_process_files_posts_and_stops_whole_on_ctrl
     assert "filing:       in a process of its own" in output
     # uvicorn's own lines tell the operator it is up and where (Prefect's logging set-up had silenced them)
     assert "Application startup complete" in output and f"Uvicorn running on http://127.0.0.1:{port}" in output
+    assert '"POST /v1/claims HTTP/1.1" 202' in output  # the access log, on by default
     assert "stopped (1 filings in 1 batches)" in output, output[-2000:]  # filed there, not in the API's process
     with Session(engine) as session:
         assert list(session.exec(select(Case.number))) == [answer.json()["case_number"]]
