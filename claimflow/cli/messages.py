@@ -234,16 +234,16 @@ def _deliver(max_batches: int, senders: int | None, loop: bool) -> None:
     from claimflow.migrate import require_current_schema
     from tasks.outbox import default_config, drain
 
-    require_current_schema(common.engine())
-    config = default_config()
-    every = get_settings().outbox_poll_seconds
-    if loop:
-        from claimflow.priority import lower_priority
+    try:  # from the start: a stop while the schema is checked ends as quietly as one between passes
+        require_current_schema(common.engine())
+        config = default_config()
+        every = get_settings().outbox_poll_seconds
+        if loop:
+            from claimflow.priority import lower_priority
 
-        nice = lower_priority(get_settings().delivery_nice)
-        out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s)"
-                  + (f", CPU priority nice {nice}" if nice else "") + "; Ctrl-C or SIGTERM stops")  # fmt: skip
-    try:
+            nice = lower_priority(get_settings().delivery_nice)
+            out.print(f"delivering every {every:g} s with {senders or config.senders} sender(s)"
+                      + (f", CPU priority nice {nice}" if nice else "") + "; Ctrl-C or SIGTERM stops")  # fmt: skip
         while True:
             report = drain(common.engine(), now=common.now, config=config, max_batches=max_batches,
                            senders=senders or config.senders)  # fmt: skip
