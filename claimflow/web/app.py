@@ -27,11 +27,18 @@ from claimflow.db import get_engine
 from claimflow.migrate import require_current_schema
 from claimflow.settings import Settings, get_settings
 from claimflow.web import intake as intake_api
-from claimflow.web.feedback import FeedbackIn, add_feedback_routes
+from claimflow.web.feedback import FEEDBACK_TAG, FeedbackIn, add_feedback_routes
 from claimflow.web.filer import RemoteCommit
 from claimflow.web.forms import add_form_routes
 from claimflow.web.http import STATIC, Problem, install_problem_handlers
-from claimflow.web.intake import MAX_SOURCE_LENGTH, CaseSubmission, Intake, Launcher, add_intake_routes
+from claimflow.web.intake import (
+    INTAKE_TAG,
+    MAX_SOURCE_LENGTH,
+    CaseSubmission,
+    Intake,
+    Launcher,
+    add_intake_routes,
+)
 from claimflow.web.pages import add_page_routes, add_status_routes
 from models.errors import InvalidInput
 from tasks.workflow import Desk
@@ -111,7 +118,11 @@ def create_app(
                 summary=app.summary,
                 description=app.description,
                 routes=app.routes,
-            )
+                tags=[{"name": INTAKE_TAG, "description": "File claims, complaints and inquiries (signed), and ask "
+                       "for the status of a case the same source filed."},
+                      {"name": FEEDBACK_TAG, "description": "Record a customer's feedback about a case, given "
+                       "through another channel (a call, a letter)."}],
+            )  # fmt: skip
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (CaseSubmission, Problem, FeedbackIn):
                 generated = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -68,6 +68,9 @@ from tasks.feedback import (
 from tasks.intake import IdempotencyConflict, body_digest, filed_by
 from tasks.survey import open_invitation
 
+FEEDBACK_TAG = "Feedback"
+"""The reference's group for feedback recorded from another channel."""
+
 logger = logging.getLogger("claimflow.api")
 
 
@@ -320,6 +323,7 @@ def add_feedback_routes(app: FastAPI, intake: Intake) -> None:
         "/v1/feedback",
         status_code=202,
         summary="Record feedback about a case from another channel",
+        tags=[FEEDBACK_TAG],
         openapi_extra={
             "requestBody": {
                 "required": True,

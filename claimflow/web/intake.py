@@ -524,6 +524,10 @@ IDEMPOTENCY_HEADER = _header(
 )  # checked by check_idempotency_key (a 400 that says what is wrong, as for the feedback)
 
 
+INTAKE_TAG = "Cases"
+"""The reference's group for filing and status (Swagger UI called the operations without one "default")."""
+
+
 def add_intake_routes(app: FastAPI, intake: Intake) -> None:
     """``POST /v1/claims``, ``/v1/complaints``, ``/v1/inquiries`` and ``GET /v1/cases/{number}``."""
     settings = intake.settings
@@ -600,6 +604,7 @@ def add_intake_routes(app: FastAPI, intake: Intake) -> None:
             methods=["POST"],
             name=f"file_{kind.value}",
             summary=f"File {a_kind[kind]}",
+            tags=[INTAKE_TAG],
             **post_doc,
         )
 
@@ -608,6 +613,7 @@ def add_intake_routes(app: FastAPI, intake: Intake) -> None:
         response_model=CaseStatus,
         responses=problem_responses(400, 401, 404, 503),
         summary="Status of a case this source filed",
+        tags=[INTAKE_TAG],
         openapi_extra={"parameters": SIGNED_HEADERS},
     )
     async def get_status(number: str, request: Request) -> JSONResponse:
