@@ -470,7 +470,17 @@ def _settle(items: list[tuple[asyncio.Future[Answer], Any]]) -> None:
 class FilerProcess:
     """The filing process as a child of ``claimflow api``, started again whenever it ends before ``stop``."""
 
-    def __init__(self, settings: Settings, *, on_event: Callable[[str], None] | None = None) -> None:
+    STEADY_SECONDS = 60.0
+    """A filing process that ran this long before it ended is started again after the shortest wait: the back-off
+    grows only over deaths in a row (half a second more each, up to 5 s)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_event: Callable[[str], None] | None = None,
+        steady_seconds: float = STEADY_SECONDS,
+    ) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="claimflow-filer-"))  # 0700: only this user reaches it
         self.address = str(self.directory / "filer.sock")
         self.key = secrets.token_hex(32)
@@ -479,6 +489,9 @@ class FilerProcess:
         self.env = {**os.environ, SOCKET_ENV: self.address, KEY_ENV: self.key, PARENT_ENV: str(os.getpid())}
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.steady_seconds = steady_seconds
+        self._in_a_row = 0
+        self._ready_at = 0.0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -512,6 +525,7 @@ class FilerProcess:
                 process.kill()
                 raise InvalidInput(f"the filing process did not start within {timeout:.0f} s")
             time.sleep(0.05)
+        self._ready_at = time.monotonic()
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
@@ -521,8 +535,12 @@ class FilerProcess:
             if self._stopping.is_set():
                 return
             self.restarts += 1
-            self.on_event(f"the filing process ended (exit code {code}); starting it again")
-            if self._stopping.wait(min(5.0, 0.5 * self.restarts)):
+            lived = time.monotonic() - self._ready_at
+            self._in_a_row = 1 if lived >= self.steady_seconds else self._in_a_row + 1
+            wait = min(5.0, 0.5 * self._in_a_row)
+            self.on_event(f"the filing process ended (exit code {code}) after {lived:.0f} s; starting it again in "
+                          f"{wait:g} s")  # fmt: skip
+            if self._stopping.wait(wait):
                 return
             try:
                 self._spawn(timeout=60.0)

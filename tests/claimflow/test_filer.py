@@ -302,3 +302,30 @@ def test_stopping_while_it_is_being_started_again_leaves_no_filing_process(filer
             if parent == os.getpid() and "claimflow.web.filer" in command and Path(f"/proc/{pid}").exists()]  # fmt: skip
     alive = [pid for pid in mine if "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
     assert not alive, "a filing process was started after stop()"
+
+
+def test_the_wait_before_a_restart_grows_over_deaths_in_a_row_and_starts_over_after_a_steady_run(
+    world: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed twice at once after its start, then once after it ran longer than ``steady_seconds``: it waits 0.5 s,
+    then 1 s, then 0.5 s again (the back-off had grown for good before: a desk whose filing process died once a week
+    would have waited the longest each time). Each wait is in the operator's line."""
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLAIMFLOW_DATA_DIR", str(tmp_path / "data"))
+    events: list[str] = []
+    filer = FilerProcess(make_settings(data_dir=tmp_path / "data"), on_event=events.append, steady_seconds=3.0)
+    filer.start()
+    try:
+        for restarts, lived in ((1, 0.0), (2, 0.0), (3, 4.0)):
+            process = filer.process
+            assert process is not None
+            time.sleep(lived)
+            os.kill(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while filer.restarts < restarts or filer.process is process or not Path(filer.address).exists():
+                assert time.monotonic() < deadline, f"not started again after death {restarts}"
+                time.sleep(0.05)
+    finally:
+        filer.stop()
+    waits = [text.rsplit("starting it again in ", 1)[1] for text in events if "starting it again in" in text]
+    assert waits == ["0.5 s", "1 s", "0.5 s"], events
