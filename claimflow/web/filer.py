@@ -491,7 +491,8 @@ class FilerProcess:
         self.restarts = 0
         self.steady_seconds = steady_seconds
         self._in_a_row = 0
-        self._ready_at = 0.0
+        self._ready_at: float | None = None
+        """When the running filing process answered on its socket; None while it has not (or never did)."""
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -516,6 +517,7 @@ class FilerProcess:
             if self._stopping.is_set():
                 return
             Path(self.address).unlink(missing_ok=True)
+            self._ready_at = None
             process = self.process = subprocess.Popen([sys.executable, "-m", "claimflow.web.filer"], env=self.env)
         deadline = time.monotonic() + timeout
         while not Path(self.address).exists() and not self._stopping.is_set():
@@ -535,7 +537,8 @@ class FilerProcess:
             if self._stopping.is_set():
                 return
             self.restarts += 1
-            lived = time.monotonic() - self._ready_at
+            # one that never got ready (it ended at start) counts as a death in a row, however long the last ran
+            lived = time.monotonic() - self._ready_at if self._ready_at is not None else 0.0
             self._in_a_row = 1 if lived >= self.steady_seconds else self._in_a_row + 1
             wait = min(5.0, 0.5 * self._in_a_row)
             self.on_event(f"the filing process ended (exit code {code}) after {lived:.0f} s; starting it again in "

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from claimflow.web import filer as filer_module
 from claimflow.web.app import create_app
-from claimflow.web.filer import FilerProcess, FilingUnavailable, RemoteCommit
+from claimflow.web.filer import KEY_ENV, FilerProcess, FilingUnavailable, RemoteCommit
 from claimflow.web.groupcommit import Filing
 from claimflow.web.intake import sign_headers
 from models.tables import Case, IntakeRequest
@@ -329,3 +329,30 @@ def test_the_wait_before_a_restart_grows_over_deaths_in_a_row_and_starts_over_af
         filer.stop()
     waits = [text.rsplit("starting it again in ", 1)[1] for text in events if "starting it again in" in text]
     assert waits == ["0.5 s", "1 s", "0.5 s"], events
+
+
+def test_a_filing_process_that_cannot_start_is_tried_ever_less_often_after_a_steady_run(
+    world: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ran steadily, then killed, and every start after that ends at once (here: its key is gone from its
+    environment): the waits grow 0.5, 1, 1.5 s. The long run before must not reset them each time."""
+    monkeypatch.setenv("CLAIMFLOW_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLAIMFLOW_DATA_DIR", str(tmp_path / "data"))
+    events: list[str] = []
+    filer = FilerProcess(make_settings(data_dir=tmp_path / "data"), on_event=events.append, steady_seconds=1.0)
+    filer.start()
+    try:
+        process = filer.process
+        assert process is not None
+        time.sleep(1.5)  # a steady run
+        filer.env.pop(KEY_ENV)  # every start from now on ends at once
+        os.kill(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len([text for text in events if "starting it again in" in text]) < 3:
+            assert time.monotonic() < deadline, events
+            time.sleep(0.05)
+    finally:
+        filer.stop()
+    waits = [text.rsplit("starting it again in ", 1)[1] for text in events if "starting it again in" in text]
+    assert waits[:3] == ["0.5 s", "1 s", "1.5 s"], events
+    assert any("could not be started again" in text for text in events), events
